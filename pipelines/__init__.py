@@ -1,0 +1,1 @@
+"""Orchestration of the DVC stages (the Prefect flow lives here)."""

@@ -1,0 +1,139 @@
+"""The MLflow convention every stage follows: one run per stage execution.
+
+- Store: ``tracking.uri`` from params, else ``$MLFLOW_TRACKING_URI``, else a sqlite file at the
+  project root (``sqlite:////abs/path/mlflow.db``; MLflow 3 refuses a plain ./mlruns store).
+  Artifacts go to ``<project root>/mlartifacts``.
+- The project root is found even when ``dvc exp run --temp`` runs the stage in a copy under
+  ``<root>/.dvc/tmp/exps/<tmp>``, so runs of temporary experiments land in the same store.
+- Each run gets the stage's own params (flattened ``section.key``), its metrics and these tags:
+  ``privobfnet.stage``, ``privobfnet.profile``, ``privobfnet.params_hash`` (of the stage's params),
+  ``privobfnet.pipeline_id``, ``mlflow.source.git.commit``, and ``dvc.exp_name`` when DVC sets
+  ``DVC_EXP_NAME``.
+- ``pipeline_id`` groups the stage runs of one pipeline run: ``$PRIVOBFNET_PIPELINE_ID`` (set by
+  ``make run`` and by the Prefect flow), else ``local-<git sha>-<params hash>`` so the stages of one
+  plain ``dvc repro`` on the same code and params still share one id.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from privobfnet.config import Config
+
+PIPELINE_ID_ENV = "PRIVOBFNET_PIPELINE_ID"
+ROOT_ENV = "PRIVOBFNET_ROOT"
+_TEMP_EXP_MARKER = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
+
+
+def project_root(cwd: str | os.PathLike | None = None) -> Path:
+    """The project folder, also from inside a ``dvc exp run --temp`` copy."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).resolve()
+    here = str(Path(cwd or os.getcwd()).resolve())
+    if _TEMP_EXP_MARKER in here + os.sep:
+        return Path((here + os.sep).split(_TEMP_EXP_MARKER, 1)[0])
+    return Path(here)
+
+
+def tracking_uri(cfg: Config, root: Path | None = None) -> str:
+    """The MLflow store this project writes to (see module docstring)."""
+    if cfg.tracking.uri:
+        return cfg.tracking.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = root or project_root()
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def git_commit(root: Path) -> str:
+    """HEAD's sha, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested params to MLflow's flat string params: {'data': {'seed': 1}} -> {'data.seed': '1'}."""
+    flat: dict[str, str] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def pipeline_id(cfg: Config, commit: str) -> str:
+    """The id shared by every stage run of one pipeline run (see module docstring)."""
+    return os.environ.get(PIPELINE_ID_ENV) or f"local-{commit[:8]}-{cfg.params_hash()}"
+
+
+class StageRun:
+    """What a stage logs through: metrics, dict/text/figure artifacts, files."""
+
+    def __init__(self, mlflow_module: Any, run: Any):
+        self._mlflow = mlflow_module
+        self.run = run
+        self.run_id: str = run.info.run_id
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log the numeric leaves of a (nested) metrics dict, names joined with '.'."""
+        numeric = flatten_numbers(metrics)
+        if numeric:
+            self._mlflow.log_metrics(numeric, step=step)
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def flatten_numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested dict (bools and None are skipped)."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(flatten_numbers(value, name))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+@contextmanager
+def stage_run(stage: str, cfg: Config, param_sections: list[str]) -> Iterator[StageRun]:
+    """One MLflow run for one execution of ``stage``; marked FAILED if the block raises."""
+    import mlflow  # imported here: the library and params loading must not pay for it
+
+    root = project_root()
+    mlflow.set_tracking_uri(tracking_uri(cfg, root))
+    experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is None:
+        artifacts = (root / "mlartifacts").as_uri()
+        experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
+    else:
+        experiment_id = experiment.experiment_id
+    commit = git_commit(root)
+    tags = {
+        "privobfnet.stage": stage,
+        "privobfnet.profile": cfg.profile,
+        "privobfnet.params_hash": cfg.params_hash(*param_sections),
+        "privobfnet.pipeline_id": pipeline_id(cfg, commit),
+        "mlflow.source.git.commit": commit,
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+        params = flatten(cfg.section_dict(*param_sections))
+        params["seed"] = str(cfg.seed)
+        mlflow.log_params(params)
+        yield StageRun(mlflow, run)

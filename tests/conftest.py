@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny params (the ci profile) pointing every output into tmp_path."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from privobfnet.config import Config, parse_config
+from stages.common import resolve_profile
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tracking(monkeypatch):
+    """No test may write to the developer's own MLflow store or pipeline id."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PRIVOBFNET_PIPELINE_ID", raising=False)
+    monkeypatch.delenv("PRIVOBFNET_ROOT", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+
+
+def ci_params(tmp_path: Path, **overrides) -> dict:
+    """The ci profile as a params mapping, with data, manifests and MLflow under tmp_path."""
+    params = resolve_profile("ci", REPO / "profiles")
+    params["data"]["raw_dir"] = str(tmp_path / "data" / "raw")
+    params["data"]["manifest_dir"] = str(tmp_path / "data" / "manifests")
+    params["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for section, values in overrides.items():
+        params[section].update(values) if isinstance(values, dict) else params.__setitem__(section, values)
+    return params
+
+
+@pytest.fixture
+def ci_config(tmp_path) -> Config:
+    """Typed ci-profile config writing only under tmp_path."""
+    return parse_config(ci_params(tmp_path))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A throw-away copy of the project (code, dvc.yaml, profiles) as a git + DVC repo; cwd set to it.
+
+    Its params.yaml is the ci profile with MLflow in the copy's own sqlite store.
+    """
+    root = tmp_path / "project"
+    ignore = shutil.ignore_patterns(".venv", "data", "mlflow.db", "mlartifacts", "__pycache__", ".git",
+                                    "*.egg-info", ".pytest_cache", "tmp", "cache")
+    shutil.copytree(REPO, root, ignore=ignore, symlinks=True)
+    (root / "params.yaml").unlink(missing_ok=True)
+    (root / "dvc.lock").unlink(missing_ok=True)
+    for sub in ("reports/metrics", "reports/figures"):
+        for f in (root / sub).glob("*"):
+            if f.name != ".gitkeep":
+                f.unlink()
+    monkeypatch.chdir(root)
+    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True, text=True)  # noqa: E731
+    run("git", "init", "-q")
+    run("git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
+    run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "fixture")
+    run(sys.executable, "-m", "stages.use_profile", "ci")
+    return root
+
+
+def with_changes(cfg: Config, section: str, **changes) -> Config:
+    """A copy of cfg with fields of one section replaced."""
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **changes)})

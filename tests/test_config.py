@@ -1,0 +1,114 @@
+"""Typed config: strict parsing, profiles and their merge."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from privobfnet.config import ConfigError, merge, parse_config
+from stages.common import load_params, resolve_profile, write_params
+from tests.conftest import REPO
+
+PROFILES = ["default", "ci", "paper_vispr", "paper_voc", "paper_coco"]
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_profile_parses(name):
+    cfg = parse_config(resolve_profile(name, REPO / "profiles"))
+    assert cfg.profile == name
+
+
+def test_paper_profiles_carry_the_papers_settings():
+    for name in ("paper_vispr", "paper_voc", "paper_coco"):
+        t = parse_config(resolve_profile(name, REPO / "profiles")).train
+        assert (t.input_size, t.crop_size, t.n_crops, t.batch_size) == (448, 320, 6, 4)
+        assert (t.lr, t.weight_decay, t.epochs, t.lr_decay_epoch) == (0.002, 0.0005, 10, 6)
+        assert t.backbone == "resnet38"
+        assert t.loss_weights == {"image": 10.0, "cropped": 1.0, "privacy": 1.0, "attribute": 1.0}
+    voc = parse_config(resolve_profile("paper_voc", REPO / "profiles"))
+    assert voc.data.splits == {"train_aug": 10582, "train": 1464, "val": 1449}
+    assert voc.deeplab.backbone == "resnet101"
+
+
+def test_committed_params_yaml_is_a_valid_profile():
+    cfg = load_params(REPO / "params.yaml")
+    assert cfg == parse_config(resolve_profile(cfg.profile, REPO / "profiles"))
+
+
+def test_unknown_key_is_named():
+    raw = resolve_profile("default", REPO / "profiles")
+    raw["train"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match=r"unknown key\(s\): train\.learning_rate"):
+        parse_config(raw)
+
+
+def test_missing_key_is_named():
+    raw = resolve_profile("default", REPO / "profiles")
+    del raw["synthpriv"]["parser_noise"]["miss_limb_prob"]
+    with pytest.raises(ConfigError, match=r"synthpriv\.parser_noise\.miss_limb_prob"):
+        parse_config(raw)
+
+
+@pytest.mark.parametrize(
+    "section, key, value, pattern",
+    [
+        ("train", "epochs", "ten", r"train\.epochs: expected an integer"),
+        ("train", "epochs", True, r"train\.epochs: expected an integer"),
+        ("train", "lr", "fast", r"train\.lr: expected a number"),
+        ("data", "dataset", "imagenet", r"data\.dataset: 'imagenet' is not one of"),
+        ("data", "splits", ["train"], r"data\.splits: expected a mapping"),
+        ("train", "crop_size", 999, r"train\.crop_size \(999\) exceeds"),
+    ],
+)
+def test_wrong_type_is_named(section, key, value, pattern):
+    raw = resolve_profile("default", REPO / "profiles")
+    raw[section][key] = value
+    with pytest.raises(ConfigError, match=pattern):
+        parse_config(raw)
+
+
+def test_ints_become_floats_but_not_the_reverse():
+    raw = resolve_profile("default", REPO / "profiles")
+    raw["train"]["lr"] = 1
+    assert parse_config(raw).train.lr == 1.0 and isinstance(parse_config(raw).train.lr, float)
+
+
+def test_merge_rejects_unknown_override_and_replaces_free_mappings():
+    base = {"data": {"splits": {"train": 5, "val": 2}, "dataset": "synthpriv"}}
+    merged = merge(base, {"data": {"splits": {"train_aug": 9}}})
+    assert merged["data"]["splits"] == {"train_aug": 9}
+    with pytest.raises(ConfigError, match="data.nonsense"):
+        merge(base, {"data": {"nonsense": 1}})
+
+
+def test_unknown_profile_lists_known_ones():
+    with pytest.raises(ConfigError, match="no such profile.*paper_voc"):
+        resolve_profile("paper_imagenet", REPO / "profiles")
+
+
+def test_load_params_names_the_file(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump({"profile": "x"}))
+    with pytest.raises(ConfigError, match=f"{bad}: missing key"):
+        load_params(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_write_params_round_trips(tmp_path):
+    params = resolve_profile("paper_coco", REPO / "profiles")
+    write_params(params, tmp_path / "params.yaml")
+    assert load_params(tmp_path / "params.yaml") == parse_config(params)
+
+
+def test_use_profile_command(tmp_path):
+    (tmp_path / "profiles").symlink_to(REPO / "profiles")
+    ok = subprocess.run([sys.executable, "-m", "stages.use_profile", "ci"], cwd=tmp_path,
+                        capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert ok.returncode == 0, ok.stderr
+    assert load_params(tmp_path / "params.yaml").profile == "ci"
+    bad = subprocess.run([sys.executable, "-m", "stages.use_profile", "nope"], cwd=tmp_path,
+                         capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 2 and "no such profile" in bad.stderr

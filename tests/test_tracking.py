@@ -1,0 +1,70 @@
+"""The MLflow convention: one run per stage execution with params, metrics and tags."""
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from stages.tracking import flatten, project_root, stage_run, tracking_uri
+from tests.conftest import with_changes
+
+
+def _runs(cfg):
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    return mlflow.search_runs([exp.experiment_id], output_format="list")
+
+
+def test_stage_run_records_params_metrics_and_tags(ci_config, monkeypatch):
+    monkeypatch.setenv("PRIVOBFNET_PIPELINE_ID", "pipe-123")
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-abc")
+    with stage_run("validate", ci_config, ["data", "validate"]) as run:
+        run.log_metrics({"train": {"rows": 24, "ok": True}, "failed": 0})
+    (r,) = _runs(ci_config)
+    assert r.info.status == "FINISHED" and r.info.run_name == "validate"
+    assert r.data.params["data.splits.train"] == "24"
+    assert r.data.params["validate.decode_images"] == "True"
+    assert "train.lr" not in r.data.params  # only the stage's own sections
+    assert r.data.metrics == {"train.rows": 24.0, "failed": 0.0}
+    tags = r.data.tags
+    assert tags["privobfnet.stage"] == "validate"
+    assert tags["privobfnet.profile"] == "ci"
+    assert tags["privobfnet.pipeline_id"] == "pipe-123"
+    assert tags["dvc.exp_name"] == "exp-abc"
+    assert tags["privobfnet.params_hash"] == ci_config.params_hash("data", "validate")
+    assert len(tags["mlflow.source.git.commit"]) in (40, len("unknown"))
+
+
+def test_failed_stage_marks_the_run_failed(ci_config):
+    with pytest.raises(RuntimeError):
+        with stage_run("download", ci_config, ["data"]):
+            raise RuntimeError("boom")
+    (r,) = _runs(ci_config)
+    assert r.info.status == "FAILED"
+
+
+def test_params_hash_changes_with_the_stage_params_only(ci_config):
+    other = with_changes(ci_config, "train", lr=0.5)
+    assert other.params_hash("data") == ci_config.params_hash("data")
+    assert other.params_hash("train") != ci_config.params_hash("train")
+
+
+def test_pipeline_id_without_env_is_shared_by_stages(ci_config):
+    for stage in ("download", "validate"):
+        with stage_run(stage, ci_config, ["data"]):
+            pass
+    ids = {r.data.tags["privobfnet.pipeline_id"] for r in _runs(ci_config)}
+    assert len(ids) == 1 and ids.pop().startswith("local-")
+
+
+def test_project_root_seen_from_a_dvc_temp_experiment(ci_config, tmp_path, monkeypatch):
+    temp_copy = tmp_path / "proj" / ".dvc" / "tmp" / "exps" / "tmpab12cd"
+    temp_copy.mkdir(parents=True)
+    assert project_root(temp_copy / "sub") == tmp_path / "proj"
+    assert project_root(tmp_path / "proj") == tmp_path / "proj"
+    monkeypatch.chdir(temp_copy)
+    default_store = with_changes(ci_config, "tracking", uri=None)
+    assert tracking_uri(default_store) == f"sqlite:///{tmp_path / 'proj' / 'mlflow.db'}"
+
+
+def test_flatten():
+    assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": {}}) == {"a.b": "1", "a.c.d": "x", "e": "{}"}
