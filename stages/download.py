@@ -23,7 +23,9 @@ def main(cfg: Config) -> dict:
         else:
             from stages.fetch import fetch_dataset
 
-            summary = fetch_dataset(cfg.data.dataset, Path(cfg.data.raw_dir), cfg.download)
+            summary = fetch_dataset(
+                cfg.data.dataset, Path(cfg.data.raw_dir), cfg.download, splits=list(cfg.data.splits)
+            )
             if cfg.data.dataset == "coco":
                 from privobfnet.data.coco import render_semantic_masks
 

@@ -1,0 +1,44 @@
+"""Stage `weights`: fetch (or check the hand-placed) ImageNet weights the profile's models start from."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from privobfnet.config import Config, ConfigError
+from stages.common import atomic_write_text, load_params
+from stages.fetch import WEIGHTS, fetch_weights
+from stages.tracking import stage_run
+
+WEIGHTS_DIR = Path("data/weights")
+PARAM_SECTIONS = ["train", "deeplab", "download"]
+
+
+def required_weights(cfg: Config) -> list[str]:
+    """Catalogue names of the weights the train and deeplab sections ask for (none when from scratch)."""
+    names = []
+    for section in (cfg.train, cfg.deeplab):
+        if section.pretrained is None:
+            continue
+        if section.backbone not in WEIGHTS:
+            raise ConfigError(f"{section.backbone}: no ImageNet weights are known for this backbone")
+        expected = WEIGHTS_DIR / WEIGHTS[section.backbone].file
+        if Path(section.pretrained) != expected:
+            raise ConfigError(f"pretrained: {section.pretrained} should be {expected} for {section.backbone}")
+        names.append(section.backbone)
+    return sorted(set(names))
+
+
+def main(cfg: Config) -> dict:
+    """Make ``data/weights/`` hold every file the profile needs; returns a summary."""
+    with stage_run("weights", cfg, PARAM_SECTIONS) as run:
+        names = required_weights(cfg)
+        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+        summary = fetch_weights(names, WEIGHTS_DIR, cfg.download) if names else {"files": 0}
+        summary["weights"] = names
+        atomic_write_text(WEIGHTS_DIR / "weights.json", json.dumps(summary, indent=2) + "\n")
+        run.log_metrics(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main(load_params())
