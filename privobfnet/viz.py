@@ -1,0 +1,68 @@
+"""Figures (pure: arrays in, a matplotlib Figure out; Agg canvas, no pyplot, no display needed)."""
+from __future__ import annotations
+
+import math
+import textwrap
+from typing import Protocol, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from privobfnet.data.images import voc_palette
+
+
+class SampleLike(Protocol):
+    """What ``samples_figure`` reads from each sample (``synthpriv.Sample`` has all of it)."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    class_mask: np.ndarray  # (H, W) uint8, class index + 1, 0 background, 255 ignore
+    parser_mask: np.ndarray  # (H, W) uint8 0/255
+    labels: tuple[int, ...]  # class indices present
+
+
+def _palette() -> np.ndarray:
+    return np.array(voc_palette(), np.float32).reshape(256, 3)
+
+
+def overlay(image: np.ndarray, class_mask: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """The image with every non-background mask pixel tinted in its VOC colour; (H, W, 3) uint8."""
+    colors = _palette()[class_mask]
+    tint = (class_mask > 0)[..., None] * alpha
+    return np.clip(image * (1 - tint) + colors * tint, 0, 255).astype(np.uint8)
+
+
+def _parser_overlay(image: np.ndarray, parser_mask: np.ndarray) -> np.ndarray:
+    person = (parser_mask > 127)[..., None]
+    dimmed = image * 0.35
+    return np.where(person, image * 0.4 + np.array([255, 60, 200]) * 0.6, dimmed).astype(np.uint8)
+
+
+def samples_figure(samples: Sequence[SampleLike], class_names: Sequence[str], *, per_row: int = 2) -> Figure:
+    """Grid of samples: image (titled with its labels), class-mask overlay with a legend, parser overlay."""
+    if not samples:
+        raise ValueError("samples_figure needs at least one sample")
+    palette = _palette() / 255.0
+    rows = math.ceil(len(samples) / per_row)
+    fig = Figure(figsize=(3 * 2.3 * per_row, 2.9 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 3 * per_row, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for n, sample in enumerate(samples):
+        row, col = divmod(n, per_row)
+        ax_img, ax_mask, ax_parser = axes[row, 3 * col: 3 * col + 3]
+        names = [class_names[i] for i in sample.labels]
+        ax_img.imshow(sample.image, interpolation="nearest")
+        ax_img.set_title("\n".join(textwrap.wrap(", ".join(names), 34)) or "(no labels)", fontsize=7)
+        ax_mask.imshow(overlay(sample.image, sample.class_mask), interpolation="nearest")
+        ax_mask.set_title("class mask", fontsize=7)
+        shown = [int(v) for v in np.unique(sample.class_mask) if 0 < v <= len(class_names)]
+        if shown:
+            handles = [Patch(color=palette[v], label=class_names[v - 1]) for v in shown]
+            ax_mask.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.01), fontsize=6,
+                           frameon=False, handlelength=1, borderaxespad=0)
+        ax_parser.imshow(_parser_overlay(sample.image, sample.parser_mask), interpolation="nearest")
+        ax_parser.set_title("simulated parser", fontsize=7)
+    return fig
