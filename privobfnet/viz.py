@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -17,9 +18,19 @@ class SampleLike(Protocol):
     """What ``samples_figure`` reads from each sample (``synthpriv.Sample`` has all of it)."""
 
     image: np.ndarray  # (H, W, 3) uint8
-    class_mask: np.ndarray  # (H, W) uint8, class index + 1, 0 background, 255 ignore
-    parser_mask: np.ndarray  # (H, W) uint8 0/255
+    class_mask: np.ndarray | None  # (H, W) uint8, class index + 1, 0 background, 255 ignore
+    parser_mask: np.ndarray | None  # (H, W) uint8 0/255; None where the data set has no parser
     labels: tuple[int, ...]  # class indices present
+
+
+@dataclass(frozen=True)
+class FigureSample:
+    """A sample read back from a manifest (any data set) for ``samples_figure``."""
+
+    image: np.ndarray
+    class_mask: np.ndarray | None
+    parser_mask: np.ndarray | None
+    labels: tuple[int, ...]
 
 
 def _palette() -> np.ndarray:
@@ -56,6 +67,9 @@ def samples_figure(samples: Sequence[SampleLike], class_names: Sequence[str], *,
         names = [class_names[i] for i in sample.labels]
         ax_img.imshow(sample.image, interpolation="nearest")
         ax_img.set_title("\n".join(textwrap.wrap(", ".join(names), 34)) or "(no labels)", fontsize=7)
+        if sample.class_mask is None:
+            ax_mask.set_title("(no mask)", fontsize=7)
+            continue
         ax_mask.imshow(overlay(sample.image, sample.class_mask), interpolation="nearest")
         ax_mask.set_title("class mask", fontsize=7)
         shown = [int(v) for v in np.unique(sample.class_mask) if 0 < v <= len(class_names)]
@@ -63,6 +77,7 @@ def samples_figure(samples: Sequence[SampleLike], class_names: Sequence[str], *,
             handles = [Patch(color=palette[v], label=class_names[v - 1]) for v in shown]
             ax_mask.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.01), fontsize=6,
                            frameon=False, handlelength=1, borderaxespad=0)
-        ax_parser.imshow(_parser_overlay(sample.image, sample.parser_mask), interpolation="nearest")
-        ax_parser.set_title("simulated parser", fontsize=7)
+        if sample.parser_mask is not None:
+            ax_parser.imshow(_parser_overlay(sample.image, sample.parser_mask), interpolation="nearest")
+            ax_parser.set_title("simulated human parser", fontsize=7)
     return fig

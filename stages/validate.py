@@ -18,20 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import great_expectations as gx
+import numpy as np
 import great_expectations.expectations as gxe
 import pandas as pd
+from PIL import Image
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from privobfnet.config import Config
 from privobfnet.data.checks import row_checks
 from privobfnet.data.errors import DataError
 from privobfnet.data.manifest import COLUMNS, write_manifest
-from privobfnet.data.readers import read_dataset
+from privobfnet.data.images import load_mask, load_rgb
+from privobfnet.data.readers import dataset_root, read_dataset
+from privobfnet.viz import FigureSample, samples_figure
 from stages.common import atomic_path, atomic_write_text, load_params, write_metrics
 from stages.tracking import stage_run
 
 PARAM_SECTIONS = ["data", "validate"]
 REPORT_PATH = Path("reports/validation.md")
+FIGURES_DIR = Path("reports/figures")
 MAX_OFFENDERS = 10  # listed per failed expectation; the count says how many there were
 
 
@@ -278,7 +283,35 @@ def main(cfg: Config) -> dict:
         for report in reports:
             with atomic_path(Path(cfg.data.manifest_dir) / f"{report.split}.parquet") as tmp:
                 write_manifest(report.manifest, tmp)
+        figure = write_samples_figure(reports[0].manifest, cfg)
+        run.log_artifact(figure, "figures")
     return metrics
+
+
+def write_samples_figure(manifest: pd.DataFrame, cfg: Config, n_samples: int = 8) -> Path:
+    """reports/figures/<dataset>_samples.png: the first images with masks of a validated split.
+
+    SynthPriv's simulated human parser output is shown beside each mask when present.
+    """
+    with_masks = manifest[manifest["mask_path"].notna()]
+    rows = (with_masks if len(with_masks) else manifest).head(n_samples)
+    n_classes = len(manifest.attrs["class_names"])
+    parser_dir = Path(dataset_root(cfg.data)) / "SimulatedHumanParser"
+    samples = []
+    for row in rows.itertuples(index=False):
+        image = load_rgb(row.path, max_pixels=cfg.data.max_image_pixels)
+        mask = None
+        if isinstance(row.mask_path, str):
+            mask = load_mask(row.mask_path, n_classes=n_classes, max_pixels=cfg.data.max_image_pixels)
+        parser_file = parser_dir / f"{row.image_id}.png"
+        parser = np.asarray(Image.open(parser_file).convert("L")) if parser_file.exists() else None
+        labels = tuple(i for i, v in enumerate(row.labels) if v)
+        samples.append(FigureSample(image=image, class_mask=mask, parser_mask=parser, labels=labels))
+    figure = samples_figure(samples, manifest.attrs["class_names"])
+    path = FIGURES_DIR / f"{cfg.data.dataset}_samples.png"
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    return path
 
 
 if __name__ == "__main__":

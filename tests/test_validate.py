@@ -63,9 +63,13 @@ def make_dataset() -> dict[str, list[dict]]:
 class FakeRun:
     def __init__(self):
         self.logged: list[dict] = []
+        self.artifacts: list[str] = []
 
     def log_metrics(self, metrics):
         self.logged.append(metrics)
+
+    def log_artifact(self, path, artifact_path=None):
+        self.artifacts.append(str(path))
 
 
 @pytest.fixture
@@ -121,6 +125,9 @@ def test_good_dataset_passes_and_writes_manifests(harness):
     assert json.loads(Path("reports/metrics/validate.json").read_text()) == metrics
     assert harness.calls == [("validate", ["data", "validate"])] and harness.fake.logged == [metrics]
     assert not list(Path(harness.cfg.data.manifest_dir).glob(".*.tmp"))  # atomic writes left no temp file
+    figure = Path(f"reports/figures/{harness.cfg.data.dataset}_samples.png")
+    assert harness.fake.artifacts == [str(figure)]
+    assert Image.open(figure).size[0] > 300  # a real rendered grid, not an empty file
 
 
 def _dup_id(recs):
