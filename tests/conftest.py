@@ -52,15 +52,14 @@ def project(tmp_path, monkeypatch) -> Path:
     Its params.yaml is the ci profile with MLflow in the copy's own sqlite store.
     """
     root = tmp_path / "project"
-    ignore = shutil.ignore_patterns(".venv", "data", "mlflow.db", "mlartifacts", "__pycache__", ".git",
-                                    "*.egg-info", ".pytest_cache", "tmp", "cache")
-    shutil.copytree(REPO, root, ignore=ignore, symlinks=True)
-    (root / "params.yaml").unlink(missing_ok=True)
-    (root / "dvc.lock").unlink(missing_ok=True)
-    for sub in ("reports/metrics", "reports/figures"):
-        for f in (root / sub).glob("*"):
-            if f.name != ".gitkeep":
-                f.unlink()
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                            check=True, capture_output=True, text=True).stdout.split("\0")
+    skip = ("params.yaml", "dvc.lock", "reports/metrics/", "reports/figures/", "reports/validation")
+    for rel in filter(None, listed):
+        if rel.startswith(skip) or not (REPO / rel).is_file():
+            continue
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, root / rel)
     monkeypatch.chdir(root)
     run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True, text=True)  # noqa: E731
     run("git", "init", "-q")

@@ -1,0 +1,62 @@
+"""End to end: the DVC pipeline on the ci profile in a throw-away copy of the project."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from privobfnet.data.manifest import read_manifest
+
+pytestmark = pytest.mark.slow
+
+
+def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def test_repro_then_noop_then_profile_switch(project, monkeypatch):
+    monkeypatch.setenv("PRIVOBFNET_PIPELINE_ID", "test-pipeline")
+    dvc("repro")
+    for split, rows in {"train": 24, "val": 8, "test": 8}.items():
+        manifest = read_manifest(project / "data/manifests" / f"{split}.parquet")
+        assert len(manifest) == rows and manifest["mask_path"].notna().all()
+        assert manifest.attrs["dataset"] == "synthpriv" and manifest.attrs["class_names"][0] == "a0_safe"
+    assert json.loads((project / "reports/metrics/validate.json").read_text())["success"] is True
+    assert (project / "reports/figures/synthpriv_samples.png").stat().st_size > 10_000
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["privobfnet"], output_format="list")
+    assert sorted(r.info.run_name for r in runs) == ["download", "validate", "weights"]
+    assert {r.data.tags["privobfnet.pipeline_id"] for r in runs} == {"test-pipeline"}
+    assert {r.data.tags["privobfnet.profile"] for r in runs} == {"ci"}
+
+    again = dvc("repro")
+    assert "Data and pipelines are up to date" in again.stdout
+    assert "dvc.yaml" in dvc("dag").stdout or "validate" in dvc("dag").stdout
+
+    subprocess.run([sys.executable, "-m", "stages.use_profile", "default"], check=True, capture_output=True)
+    diff = dvc("params", "diff", "--md").stdout
+    assert "data.splits.train" in diff and "synthpriv.image_size" in diff
+    status = dvc("status").stdout
+    assert "download" in status and "validate" in status and "weights" not in status
+
+
+def test_bad_data_stops_the_pipeline_before_manifests(project):
+    dvc("repro", "download")
+    image = next((project / "data/raw/synthpriv/images/train").glob("*.jpg"))
+    image.write_bytes(image.read_bytes()[:200])  # truncate one image
+    failed = dvc("repro", "--single-item", "validate", check=False)  # download would re-make it
+    assert failed.returncode != 0
+    assert image.name in failed.stderr + failed.stdout
+    assert not (project / "data/manifests").exists()
+    report = (project / "reports/validation.md").read_text()
+    assert image.name in report and "FAIL" in report
