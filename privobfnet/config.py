@@ -69,9 +69,24 @@ class ValidateConfig:
 
 
 @dataclass(frozen=True)
+class MasksConfig:
+    """Human / face / text masks precomputed for every image (paper section 3.2, Table 1)."""
+
+    human_backend: Literal["simulated", "mediapipe"]
+    text_backend: Literal["rapidocr", "paddleocr"]
+    face_backend: Literal["none", "mediapipe"]
+    text_margin_px: int  # dilation of the union of detected text-line polygons
+    text_det_limit_side: int  # OCR detector resizes the longer side to at most this
+    workers: int  # worker processes
+    failure_budget: int  # images allowed to fail before the stage fails
+    out_dir: str
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     backbone: Literal["tiny", "resnet38", "resnet50", "resnet101"]
     pretrained: Optional[str]  # path of ImageNet weights, None to train from scratch
+    tiny_width: int  # channels of the first stage of the small backbone (default profile)
     input_size: int
     crop_size: int
     n_crops: int
@@ -83,13 +98,37 @@ class TrainConfig:
     lr_decay_epoch: int
     lr_decay_factor: float
     loss_weights: dict[str, float]  # image / cropped / privacy / attribute (eq. 1)
+    # ablation switches (paper Table 4)
+    use_cropped: bool
+    use_privacy: bool
+    use_attribute: bool
+    use_mask_weighting: bool
+    crop_target: Literal["paper", "l2g"]  # how the cropped CAM becomes the image loss target
+    l2g_bg_threshold: float  # background threshold of L2G's crop-target processing
+    checkpoint_every: int  # iterations between checkpoints
+    num_threads: int  # torch CPU threads (0: torch's default)
     device: str
+
+
+@dataclass(frozen=True)
+class PseudoLabelConfig:
+    scales: list[float]  # multi-scale CAM inference, each with a horizontal flip
+    bg_threshold: float  # background score for the argmax (chosen from the sweep)
+    bg_sweep: list[float]  # thresholds whose CAM mIoU is reported
+    eval_splits: list[str]  # splits whose CAM mIoU against ground truth is reported
+    out_dir: str
 
 
 @dataclass(frozen=True)
 class DeeplabConfig:
     backbone: Literal["tiny", "resnet101"]
     pretrained: Optional[str]
+    labels: Literal["pseudo", "ground_truth"]  # ground_truth gives the fully supervised ceiling
+    train_split: str
+    eval_split: str
+    tiny_width: int
+    scale_range: list[float]  # random rescale range (min, max)
+    checkpoint_every: int
     crop_size: int
     batch_size: int
     iterations: int
@@ -97,6 +136,7 @@ class DeeplabConfig:
     momentum: float
     weight_decay: float
     poly_power: float
+    num_threads: int
     device: str
 
 
@@ -114,7 +154,9 @@ class Config:
     synthpriv: SynthPrivConfig
     download: DownloadConfig
     validate: ValidateConfig
+    masks: MasksConfig
     train: TrainConfig
+    pseudo_labels: PseudoLabelConfig
     deeplab: DeeplabConfig
     tracking: TrackingConfig
 
@@ -211,6 +253,10 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"train.crop_size ({t.crop_size}) exceeds train.input_size ({t.input_size})")
     if set(t.loss_weights) != {"image", "cropped", "privacy", "attribute"}:
         raise ConfigError("train.loss_weights: needs exactly image, cropped, privacy, attribute")
+    if cfg.deeplab.labels == "pseudo" and cfg.deeplab.train_split not in cfg.data.splits:
+        raise ConfigError(f"deeplab.train_split: {cfg.deeplab.train_split!r} is not in data.splits")
+    if not 0.0 < cfg.pseudo_labels.bg_threshold < 1.0:
+        raise ConfigError(f"pseudo_labels.bg_threshold: must be in (0, 1), got {cfg.pseudo_labels.bg_threshold}")
     sp = cfg.synthpriv
     if not 0.0 <= sp.safe_fraction <= 1.0:
         raise ConfigError(f"synthpriv.safe_fraction: must be in [0, 1], got {sp.safe_fraction}")
@@ -250,6 +296,8 @@ def _is_free_mapping(dotted: str) -> bool:
 __all__ = [
     "Config",
     "ConfigError",
+    "MasksConfig",
+    "PseudoLabelConfig",
     "DataConfig",
     "DeeplabConfig",
     "DownloadConfig",
