@@ -72,3 +72,12 @@ def project(tmp_path, monkeypatch) -> Path:
 def with_changes(cfg: Config, section: str, **changes) -> Config:
     """A copy of cfg with fields of one section replaced."""
     return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **changes)})
+
+
+def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the venv's DVC in the cwd with the venv first on PATH (stages run `python -m ...`)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done

@@ -2,25 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import pytest
 
 from privobfnet.data.manifest import read_manifest
+from tests.conftest import dvc
 
 pytestmark = pytest.mark.slow
-
-
-def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env)
-    if check and done.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done
 
 
 def test_repro_then_noop_then_profile_switch(project, monkeypatch):

@@ -1,0 +1,82 @@
+"""`make prefect`: start a local Prefect server and serve the pipeline as a scheduled deployment.
+
+    python -m pipelines.serve [--port 4200] [--cron "0 3 * * *"] [--profile default] [--no-server]
+
+The server listens on 127.0.0.1 only and keeps its sqlite database under ``$PREFECT_HOME``
+(``.prefect/`` in the project, set by the Makefile). Stopping this process (Ctrl-C) stops the
+server it started and, Prefect's default, pauses the deployment's schedule; pass
+``--keep-schedule`` to leave the schedule active for another serve process to pick up.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from pipelines.flow import pipeline
+
+DEPLOYMENT = "privobfnet"
+
+
+def wait_for_server(api_url: str, timeout_s: float = 90.0) -> None:
+    """Poll ``<api>/health`` until the server answers; raise if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"Prefect server at {api_url} did not answer within {timeout_s:.0f} s")
+
+
+def start_server(port: int) -> subprocess.Popen:
+    """`prefect server start` on 127.0.0.1:port in its own process group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        start_new_session=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=4200)
+    parser.add_argument("--cron", default="0 3 * * *", help="the deployment's schedule (cron syntax, UTC)")
+    parser.add_argument("--profile", default="default", help="the flow's profile parameter")
+    parser.add_argument("--no-server", action="store_true", help="serve against an already running server")
+    parser.add_argument("--keep-schedule", action="store_true", help="do not pause the schedule on exit")
+    args = parser.parse_args(argv)
+
+    api_url = f"http://127.0.0.1:{args.port}/api"
+    os.environ["PREFECT_API_URL"] = api_url
+    server = None if args.no_server else start_server(args.port)
+    try:
+        wait_for_server(api_url)
+        print(f"Prefect UI: http://127.0.0.1:{args.port}  (deployment privobfnet-pipeline/{DEPLOYMENT}, "
+              f"cron {args.cron!r}, profile {args.profile!r})", flush=True)
+        pipeline.serve(
+            name=DEPLOYMENT,
+            cron=args.cron,
+            parameters={"profile": args.profile},
+            pause_on_shutdown=not args.keep_schedule,
+            tags=["privobfnet", args.profile],
+        )
+    finally:
+        if server is not None and server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
