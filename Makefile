@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install run test test-fast profile dag status clean-venv
+.PHONY: install run test test-fast profile dag status ablation prefect mlflow clean-venv
 
 install: $(STAMP)
 
@@ -39,6 +39,35 @@ test-fast: $(STAMP)
 ## profile: write params.yaml from profiles/$(PROFILE).yaml, e.g. make profile PROFILE=ci
 profile: $(STAMP)
 	$(BIN)/python -m stages.use_profile $(PROFILE)
+
+## ablation: the paper's Table 4 rows and the fully supervised ceiling as queued DVC experiments
+## (each runs the whole pipeline in a temporary copy), then collect them for the report stage.
+ABLATION := \
+  "-S train.use_cropped=false -S train.use_privacy=false -S train.use_attribute=false" \
+  "-S train.use_cropped=false -S train.use_privacy=true -S train.use_attribute=false" \
+  "-S train.use_cropped=false -S train.use_privacy=false -S train.use_attribute=true" \
+  "-S train.use_cropped=false -S train.use_privacy=true -S train.use_attribute=true" \
+  "-S train.use_cropped=true -S train.use_privacy=true -S train.use_attribute=true" \
+  "-S deeplab.labels=ground_truth"
+ablation: $(STAMP) params.yaml
+	for switches in $(ABLATION); do $(BIN)/dvc exp run --queue $$switches || exit 1; done
+	$(BIN)/dvc exp run --run-all
+	$(BIN)/python -m stages.collect_ablation
+	$(BIN)/dvc repro report
+
+## prefect: a Prefect server on 127.0.0.1:$(PREFECT_PORT) (sqlite under .prefect/) serving the
+## pipeline as a deployment on the cron schedule $(CRON) with parameter profile=$(PROFILE)
+PREFECT_PORT ?= 4200
+CRON ?= 0 3 * * *
+prefect: $(STAMP) params.yaml
+	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \
+	  $(BIN)/python -m pipelines.serve --port $(PREFECT_PORT) --cron "$(CRON)" --profile $(PROFILE)
+
+## mlflow: the MLflow UI on the project's sqlite store
+MLFLOW_PORT ?= 5000
+mlflow: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+	  --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 dag: $(STAMP)
 	$(BIN)/dvc dag

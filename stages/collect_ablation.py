@@ -1,0 +1,73 @@
+"""Command (not a DVC stage): collect the finished Table 4 ablation experiments into reports/ablation.json.
+
+`make ablation` queues one `dvc exp run` per row of the paper's Table 4 (the switches
+train.use_cropped / use_privacy / use_attribute), runs the queue, then calls this to read every
+finished experiment's params and evaluate metrics from `dvc exp show --json`. The report stage
+depends on reports/ablation.json, so `dvc repro` rewrites tables.md when new rows arrive.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from stages.common import atomic_write_text
+
+ABLATION_FILE = Path("reports/ablation.json")
+SWITCHES = ("use_cropped", "use_privacy", "use_attribute", "use_mask_weighting")
+
+
+def _walk(node: Any) -> Iterator[dict]:
+    """Every experiment record (with data.params / data.metrics) in `dvc exp show --json` output."""
+    if isinstance(node, dict):
+        if isinstance(node.get("data"), dict) and "params" in node["data"]:
+            yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def parse_experiments(exp_show: Any) -> list[dict]:
+    """Finished experiments -> [{name, switches, profile, metrics}] (the evaluate metrics of each)."""
+    rows = []
+    for record in _walk(exp_show):
+        data = record["data"]
+        params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+        metrics = (data.get("metrics") or {}).get("reports/metrics/evaluate.json", {}).get("data")
+        train = params.get("train", {})
+        if not metrics or not all(key in train for key in SWITCHES):
+            continue
+        rows.append({
+            "name": record.get("name") or data.get("rev", "")[:7],
+            "rev": data.get("rev"),
+            "profile": params.get("profile"),
+            "switches": {key: bool(train[key]) for key in SWITCHES},
+            "deeplab_labels": params.get("deeplab", {}).get("labels"),
+            "privacy": metrics.get("privacy", {}),
+            "attributes": metrics.get("attributes", {}),
+            "segmentation": metrics.get("segmentation", {}),
+        })
+    # the workspace and HEAD (or two commits) can hold the same results: keep one of each
+    unique = {json.dumps({k: v for k, v in row.items() if k not in ("name", "rev")}, sort_keys=True): row
+              for row in rows}
+    return list(unique.values())
+
+
+def main() -> int:
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        return done.returncode
+    rows = parse_experiments(json.loads(done.stdout or "[]"))
+    atomic_write_text(ABLATION_FILE, json.dumps({"experiments": rows}, indent=2, sort_keys=True) + "\n")
+    print(f"{ABLATION_FILE}: {len(rows)} finished experiments")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The report stage: paper numbers beside ours, missing ablation rows named; ablation collection."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stages import report
+from stages.collect_ablation import parse_experiments
+
+
+def _evaluate_metrics():
+    return {
+        "privacy": {"test": {"l1": 0.123, "pearson": 0.456, "spearman": 0.789}},
+        "attributes": {"test": {"mean_accuracy": 0.9, "map": 0.75, "accuracy": {"a9_face_complete": 0.95}}},
+        "segmentation": {"val": {"miou": 0.4321}},
+    }
+
+
+def _experiment(switches, labels="pseudo", pearson=0.5, miou=0.3):
+    return {"name": "exp", "rev": "r", "profile": "ci", "deeplab_labels": labels,
+            "switches": {"use_mask_weighting": True, **switches},
+            "privacy": {"test": {"pearson": pearson, "spearman": pearson - 0.1}},
+            "segmentation": {"val": {"miou": miou}}, "attributes": {}}
+
+
+def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("reports/metrics").mkdir(parents=True)
+    Path("reports/metrics/evaluate.json").write_text(json.dumps(_evaluate_metrics()))
+    Path("reports/metrics/pseudo_labels.json").write_text(json.dumps({"splits": {"train": {"cam_miou": 0.5}}}))
+    only_image = {"use_cropped": False, "use_privacy": False, "use_attribute": False}
+    experiments = [_experiment(only_image, pearson=0.61), _experiment({}, labels="ground_truth", miou=0.8)]
+    Path("reports/ablation.json").write_text(json.dumps({"experiments": experiments}))
+    metrics = report.main(ci_config)
+    tables = Path("reports/tables.md").read_text()
+    for heading in ("Table 2", "Table 3", "Table 4", "Table 5"):
+        assert f"## {heading}" in tables
+    assert "| PrivObfNet | 0.09 | 0.88 | 0.86 |" in tables  # the paper's row
+    assert "| 0.12 | 0.46 | 0.79 |" in tables  # ours, test split
+    assert "| 90.0 |" in tables and "| 75.0 |" in tables  # mean accuracy and mAP in %
+    assert "| Attention (Image) | 0.79 | 0.76 | 0.61 | 0.51 | exp |" in tables
+    assert "43.2" in tables and "50.0" in tables and "80.0" in tables  # DeepLab, CAM, ceiling mIoU
+    assert "CRF off" in tables and "seed 0" in tables
+    assert metrics == {"ablation_experiments": 2, "table4_rows_missing": 4}
+    assert "run `make ablation`" in tables
+
+
+def test_parse_experiments_reads_dvc_exp_show_json():
+    def record(rev, name, use_cropped, pearson):
+        train = {"use_cropped": use_cropped, "use_privacy": True, "use_attribute": True, "use_mask_weighting": True}
+        metrics = {"reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": pearson}}}}}
+        return {"rev": rev, "name": name, "data": {"rev": rev, "params": {"params.yaml": {"data": {
+            "profile": "default", "train": train, "deeplab": {"labels": "pseudo"}}}}, "metrics": metrics}}
+    unfinished = {"rev": "u", "name": "queued", "data": {"rev": "u", "params": {}, "metrics": {}}}
+    shown = [{**record("workspace", None, True, 0.8), "experiments": [
+        {"revs": [record("abc", "exp-1", False, 0.7), unfinished]}]}, record("head", "main", True, 0.8)]
+    rows = parse_experiments(shown)
+    assert sorted((r["switches"]["use_cropped"], r["privacy"]["test"]["pearson"]) for r in rows) == [
+        (False, 0.7), (True, 0.8)]  # workspace and HEAD held the same results: one row
