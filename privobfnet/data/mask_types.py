@@ -1,0 +1,54 @@
+"""The mask-type table (paper Table 1): which prior mask weights each class's attention map.
+
+One TSV per data set in ``privobfnet/data/mask_types/<dataset>.tsv``: ``#`` comment lines, a
+header ``class_name<TAB>mask_type[<TAB>basis]``, then one row per class. Types:
+
+- ``human``: weighted by the human mask (faces, bodies, clothing, people together);
+- ``text``: weighted by the OCR text mask (names, addresses, dates, handwriting);
+- ``none``: un-masked (safe, documents and objects such as credit cards and tickets).
+"""
+from __future__ import annotations
+
+from importlib import resources
+from typing import Sequence
+
+from privobfnet.data.errors import DataError
+
+MASK_TYPES = ("none", "human", "text")
+
+
+def mask_types_file(dataset: str):
+    """The packaged TSV of ``dataset`` (a ``Traversable``; ``str()`` gives its path)."""
+    return resources.files("privobfnet.data").joinpath("mask_types", f"{dataset}.tsv")
+
+
+def read_mask_type_table(dataset: str) -> dict[str, str]:
+    """class name -> mask type, in file order; every row checked."""
+    path = mask_types_file(dataset)
+    if not path.is_file():
+        raise DataError(str(path), "no mask-type table for this data set", f"dataset {dataset!r}")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    header = lines[0].split("\t") if lines else []
+    if header[:2] != ["class_name", "mask_type"]:
+        raise DataError(str(path), "header must start with class_name<TAB>mask_type", f"got {header}")
+    table: dict[str, str] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        if len(fields) < 2 or fields[1] not in MASK_TYPES:
+            raise DataError(str(path), f"row {number}: expected class_name<TAB>one of {list(MASK_TYPES)}", line)
+        if fields[0] in table:
+            raise DataError(str(path), f"row {number}: class listed twice", fields[0])
+        table[fields[0]] = fields[1]
+    return table
+
+
+def load_mask_types(dataset: str, class_names: Sequence[str]) -> list[str]:
+    """Mask type ("none" | "human" | "text") of each class, in ``class_names`` order.
+
+    A class the table lacks is an error naming the table's file and the class.
+    """
+    table = read_mask_type_table(dataset)
+    missing = [name for name in class_names if name not in table]
+    if missing:
+        raise DataError(str(mask_types_file(dataset)), "class missing from the mask-type table", ", ".join(missing))
+    return [table[name] for name in class_names]
