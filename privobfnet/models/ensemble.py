@@ -1,0 +1,112 @@
+"""Model-Image and Model-Cropped: two networks of one architecture (paper sections 3.1-3.5).
+
+``PrivObfNet`` = backbone -> CAM head (mask-gated) -> attention-weighted features V -> attribute
+head and privacy-score head. Model-Image sees whole images; Model-Cropped sees random crops and
+only its CAM is used (eq. 2, eq. 3). Only Model-Image is used at inference.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+from privobfnet.models.backbones import BackboneName, build_backbone
+from privobfnet.models.heads import (
+    AttentionFeatures, AttributeHead, CamHead, PrivacyHead, gate_by_prior_masks, mask_type_index, prior_masks_at,
+)
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """What one forward pass gives."""
+
+    cam_logits: torch.Tensor  # (B, K, h, w) mask-gated CAM logits; K = C, or C + 1 with background last
+    class_logits: torch.Tensor  # (B, C) global average of the attribute channels of cam_logits (eq. 3)
+    attribute_logits: Optional[torch.Tensor]  # (B, C) attribute head (eq. 5); None when heads=False
+    privacy: Optional[torch.Tensor]  # (B,) privacy score in [0, 1] (eq. 4); None when heads=False
+
+
+class PrivObfNet(nn.Module):
+    """One network of the ensemble: image + human/text masks -> CAMs, attribute logits, privacy score."""
+
+    def __init__(self, backbone: nn.Module, *, mask_types: Sequence[str], background_channel: bool,
+                 feature_dim: int, use_mask_weighting: bool):
+        super().__init__()
+        self.n_classes = len(mask_types)
+        self.use_mask_weighting = use_mask_weighting
+        self.backbone = backbone
+        channel_types = list(mask_types) + (["none"] if background_channel else [])
+        self.register_buffer("type_index", mask_type_index(channel_types), persistent=False)
+        self.cam_head = CamHead(backbone.out_channels, len(channel_types))
+        self.attention_features = AttentionFeatures(backbone.out_channels, feature_dim)
+        self.attribute_head = AttributeHead(self.n_classes, feature_dim)
+        self.privacy_head = PrivacyHead(self.n_classes, feature_dim)
+
+    def forward(self, images: torch.Tensor, human_masks: torch.Tensor, text_masks: torch.Tensor, *,
+                heads: bool = True) -> ModelOutput:
+        """images (B, 3, H, W) normalised; masks (B, 1, H, W) in [0, 1]. ``heads=False``: CAMs only."""
+        features = self.backbone(images)  # (B, D, h, w)
+        logits = self.cam_head(features)  # (B, K, h, w)
+        if self.use_mask_weighting:
+            priors = prior_masks_at(human_masks, text_masks, tuple(logits.shape[-2:]))  # (B, 3, h, w)
+            logits = gate_by_prior_masks(logits, priors, self.type_index)
+        class_logits = logits[:, : self.n_classes].mean(dim=(2, 3))  # (B, C)
+        if not heads:
+            return ModelOutput(logits, class_logits, None, None)
+        attention = torch.relu(logits[:, : self.n_classes])  # (B, C, h, w): the weighted attention maps
+        v = self.attention_features(features, attention)  # (B, C, dim)
+        return ModelOutput(logits, class_logits, self.attribute_head(v), self.privacy_head(v))
+
+    def cams(self, images: torch.Tensor, human_masks: torch.Tensor, text_masks: torch.Tensor) -> torch.Tensor:
+        """Mask-weighted CAMs of the attributes, (B, C, h, w) >= 0 at output stride 8."""
+        return torch.relu(self(images, human_masks, text_masks, heads=False).cam_logits[:, : self.n_classes])
+
+    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(backbone parameters, new-layer parameters), trainable ones only; new layers get lr x10."""
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        ids = {id(p) for p in self.backbone.parameters()}
+        new = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return backbone, new
+
+
+def feature_dim_for(out_channels: int) -> int:
+    """Width of the attention-weighted features V: the backbone's, at most 256."""
+    return min(256, out_channels)
+
+
+def build_model(*, backbone: BackboneName, tiny_width: int, pretrained: Optional[str], mask_types: Sequence[str],
+                background_channel: bool, use_mask_weighting: bool) -> PrivObfNet:
+    """One ``PrivObfNet`` (random heads; backbone from ImageNet weights when ``pretrained``)."""
+    trunk = build_backbone(backbone, tiny_width=tiny_width, pretrained=pretrained)
+    return PrivObfNet(trunk, mask_types=mask_types, background_channel=background_channel,
+                      feature_dim=feature_dim_for(trunk.out_channels), use_mask_weighting=use_mask_weighting)
+
+
+def model_meta(*, backbone: str, tiny_width: int, mask_types: Sequence[str], class_names: Sequence[str],
+               background_channel: bool, use_mask_weighting: bool, input_size: int, **extra: Any) -> dict[str, Any]:
+    """The description ``load_ensemble`` rebuilds the networks from (plus any extra entries)."""
+    return {"backbone": backbone, "tiny_width": tiny_width, "mask_types": list(mask_types),
+            "class_names": list(class_names), "background_channel": background_channel,
+            "use_mask_weighting": use_mask_weighting, "input_size": input_size, **extra}
+
+
+def ensemble_checkpoint(model_image: PrivObfNet, model_cropped: PrivObfNet, meta: dict[str, Any]) -> dict[str, Any]:
+    """What ``checkpoints/ensemble/final.pt`` holds: both state dicts and the meta (config included)."""
+    return {"meta": meta, "model_image": model_image.state_dict(), "model_cropped": model_cropped.state_dict()}
+
+
+def load_ensemble(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[PrivObfNet, PrivObfNet, dict]:
+    """Load ``final.pt`` -> (model_image, model_cropped, meta), both in eval mode on ``device``."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    meta = checkpoint["meta"]
+    models = []
+    for key in ("model_image", "model_cropped"):
+        model = build_model(backbone=meta["backbone"], tiny_width=meta["tiny_width"], pretrained=None,
+                            mask_types=meta["mask_types"], background_channel=meta["background_channel"],
+                            use_mask_weighting=meta["use_mask_weighting"])
+        model.load_state_dict(checkpoint[key])
+        models.append(model.to(device).eval())
+    return models[0], models[1], meta

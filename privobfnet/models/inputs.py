@@ -1,0 +1,42 @@
+"""Model inputs: an RGB image and its human/text masks resized to the network's square input."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) uint8 -> float, ImageNet mean/std normalised, channels_last."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    out = (images.float() / 255.0 - mean) / std
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+def mask_tensor(mask: np.ndarray | None, shape: tuple[int, int]) -> torch.Tensor:
+    """(H, W) uint8 0..255 (or bool, or float 0..1) mask -> (1, H, W) float in [0, 1]; None -> zeros."""
+    if mask is None:
+        return torch.zeros(1, *shape)
+    if mask.shape != shape:
+        raise ValueError(f"mask of shape {mask.shape} does not match the image's {shape}")
+    array = np.asarray(mask)
+    scale = 255.0 if array.dtype == np.uint8 else 1.0
+    return torch.from_numpy(array.astype(np.float32) / scale)[None]
+
+
+def resize_sample(image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None,
+                  size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(H, W, 3) uint8 image and (H, W) masks -> (3, S, S) uint8, (1, S, S) and (1, S, S) float masks."""
+    shape = image.shape[:2]
+    rgb = torch.tensor(image).permute(2, 0, 1)[None].float()  # (1, 3, H, W), a copy
+    masks = torch.cat([mask_tensor(human, shape), mask_tensor(text, shape)])[None]  # (1, 2, H, W)
+    if shape != (size, size):
+        rgb = F.interpolate(rgb, (size, size), mode="bilinear", align_corners=False, antialias=True)
+        masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False, antialias=True)
+    rgb = rgb.round().clamp(0, 255).to(torch.uint8)[0]
+    masks = masks.clamp(0, 1)[0]
+    return rgb, masks[:1], masks[1:]

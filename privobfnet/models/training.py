@@ -1,0 +1,83 @@
+"""One training step's forward pass through both networks and every enabled loss (eq. 1-5)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from privobfnet.config import TrainConfig
+from privobfnet.losses import (
+    attribute_loss, cropped_loss, image_loss, l2g_crop_target, paper_crop_target, privacy_loss, total_loss,
+)
+from privobfnet.models.crops import align_to_crops, cut_crops, sample_crop_boxes
+from privobfnet.models.ensemble import PrivObfNet
+from privobfnet.models.heads import prior_masks_at
+
+LOSS_NAMES = ("image", "cropped", "privacy", "attribute")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A training batch on the training device."""
+
+    images: torch.Tensor  # (B, 3, S, S) normalised, channels_last
+    human_masks: torch.Tensor  # (B, 1, S, S) in [0, 1]
+    text_masks: torch.Tensor  # (B, 1, S, S) in [0, 1]
+    labels: torch.Tensor  # (B, C) multi-hot float
+    privacy_scores: torch.Tensor  # (B,) in [0, 1], NaN where unknown
+
+
+def ensemble_losses(model_image: PrivObfNet, model_cropped: PrivObfNet, batch: Batch, cfg: TrainConfig, *,
+                    generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The enabled loss terms and their weighted sum under "total" (eq. 1).
+
+    With ``use_cropped`` off (Table 4's "Attention(Image)" rows) Model-Cropped is not run and
+    eq. 3's multilabel soft margin is applied to Model-Image's own pooled CAM instead, so its CAM
+    still learns from the labels.
+    """
+    out = model_image(batch.images, batch.human_masks, batch.text_masks)
+    n_classes = model_image.n_classes
+    losses: dict[str, torch.Tensor] = {}
+    if cfg.use_cropped:
+        size = tuple(batch.images.shape[-2:])
+        boxes = sample_crop_boxes(batch.images.shape[0], cfg.n_crops, size, cfg.crop_size, generator=generator,
+                                  corners=cfg.crop_target == "l2g")  # (B, N, 4)
+        crop_human, crop_text = cut_crops(batch.human_masks, boxes), cut_crops(batch.text_masks, boxes)
+        crop_out = model_cropped(cut_crops(batch.images, boxes), crop_human, crop_text, heads=False)
+        crop_labels = batch.labels.repeat_interleave(cfg.n_crops, dim=0)  # (B*N, C)
+        losses["cropped"] = cropped_loss(crop_out.class_logits, crop_labels)  # eq. 3
+        crop_hw = tuple(crop_out.cam_logits.shape[-2:])
+        aligned = align_to_crops(out.cam_logits, boxes, size, crop_hw)  # (B*N, K, h, w): G_i
+        if cfg.crop_target == "paper":
+            target = paper_crop_target(crop_out.cam_logits, n_classes)
+            losses["image"] = image_loss(aligned[:, :n_classes], target)  # eq. 2
+        else:
+            if model_image.use_mask_weighting:
+                priors = prior_masks_at(crop_human, crop_text, crop_hw)  # (B*N, 3, h, w)
+                fg_gate = priors[:, model_image.type_index[:n_classes]]  # (B*N, C, h, w)
+                bg_gate = 1.0 - priors[:, 1:].amax(dim=1, keepdim=True)  # outside every prior mask
+            else:
+                fg_gate = torch.ones_like(aligned[:, :n_classes])
+                bg_gate = torch.ones_like(aligned[:, :1])
+            target = l2g_crop_target(crop_out.cam_logits, crop_labels, fg_gate, bg_gate,
+                                     bg_threshold=cfg.l2g_bg_threshold)
+            losses["image"] = image_loss(aligned, target)  # eq. 2 over C + 1 channels
+    else:
+        losses["cropped"] = cropped_loss(out.class_logits, batch.labels)
+    if cfg.use_privacy:
+        losses["privacy"] = privacy_loss(out.privacy, batch.privacy_scores)  # eq. 4
+    if cfg.use_attribute:
+        losses["attribute"] = attribute_loss(out.attribute_logits, batch.labels)  # eq. 5
+    losses["total"] = total_loss(losses, cfg.loss_weights)  # eq. 1
+    return losses
+
+
+def epoch_batches(n_images: int, batch_size: int, *, seed: int, epoch: int) -> list[list[int]]:
+    """The image indices of each batch of one epoch: a permutation fixed by (seed, epoch), last partial batch dropped.
+
+    A function of its arguments alone, so a resumed run finds its data order position from the
+    iteration number.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(n_images)
+    return [order[i:i + batch_size].tolist() for i in range(0, n_images - batch_size + 1, batch_size)]

@@ -1,0 +1,182 @@
+"""Stage `train_ensemble`: evaluation metrics, schedule, and (slow) a full ci run and a kill/resume run."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from privobfnet.eval_metrics import (
+    attribute_accuracy, average_precision, mean_average_precision, pearson, privacy_metrics, spearman,
+)
+from stages.common import resolve_profile
+from tests.conftest import REPO
+from privobfnet.config import parse_config
+from stages.train_ensemble import finite, lr_at
+from tests.fixtures_masks import write_fixture_masks
+
+
+# ---- metrics against hand-computed numbers ----------------------------------------------------
+def test_attribute_accuracy_per_attribute():
+    probs = np.array([[0.6, 0.4], [0.2, 0.7]])
+    labels = np.array([[1, 1], [0, 1]])
+    assert attribute_accuracy(probs, labels).tolist() == [1.0, 0.5]
+
+
+def test_average_precision_by_hand():
+    # ranks: + (P 1, R .5), - , + (P 2/3, R 1), -  ->  .5 * 1 + .5 * 2/3
+    assert average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0])) == pytest.approx(5 / 6)
+    # tied scores form one operating point: (P 1/3, R 1) after the top negative
+    assert average_precision(np.array([0.9, 0.5, 0.5]), np.array([0, 1, 0])) == pytest.approx(1 / 3)
+    assert math.isnan(average_precision(np.array([0.1, 0.2]), np.array([0, 0])))
+
+
+def test_map_skips_attributes_without_positives_and_matches_scikit_learn():
+    probs = np.array([[0.9, 0.1, 0.3], [0.8, 0.4, 0.2], [0.7, 0.35, 0.6], [0.1, 0.8, 0.6]])
+    labels = np.array([[1, 0, 0], [0, 0, 0], [1, 1, 0], [0, 1, 0]])
+    m_ap, ap = mean_average_precision(probs, labels)
+    assert math.isnan(ap[2]) and m_ap == pytest.approx((ap[0] + ap[1]) / 2)
+    assert ap[0] == pytest.approx((1 + 2 / 3) / 2)  # +, -, +, -  as above
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    scores, truth = rng.random(50).round(1), rng.random(50) < 0.3  # rounding makes ties
+    assert average_precision(scores, truth) == pytest.approx(metrics.average_precision_score(truth, scores))
+
+
+def test_pearson_and_spearman_by_hand():
+    # dx = [-1, 0, 1], dy = [-7/3, -1/3, 8/3]: r = 5 / sqrt(2 * 114/9)
+    assert pearson(np.array([1, 2, 3]), np.array([2, 4, 7])) == pytest.approx(5 / math.sqrt(2 * 114 / 9))
+    assert spearman(np.array([1, 2, 3]), np.array([2, 4, 7])) == pytest.approx(1.0)
+    # ties share their average rank: x ranks [1, 2.5, 2.5, 4] -> r = 4.5 / sqrt(4.5 * 5)
+    assert spearman(np.array([1, 2, 2, 3]), np.array([1, 2, 3, 4])) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert math.isnan(pearson(np.array([1, 1, 1]), np.array([1, 2, 3])))
+
+
+def test_privacy_metrics_skip_unscored_images():
+    out = privacy_metrics(np.array([0.5, 0.9, 0.1, 0.3]), np.array([0.7, np.nan, 0.0, 0.5]))
+    assert out["l1"] == pytest.approx((0.2 + 0.1 + 0.2) / 3) and out["n_scored"] == 3
+    assert math.isnan(privacy_metrics(np.array([0.5]), np.array([np.nan]))["pearson"])
+
+
+def test_lr_steps_down_at_the_decay_epoch_and_nan_becomes_null():
+    cfg = parse_config(resolve_profile("default", REPO / "profiles"))
+    t = cfg.train
+    assert lr_at(cfg, t.lr_decay_epoch - 1) == t.lr
+    assert lr_at(cfg, t.lr_decay_epoch) == pytest.approx(t.lr * t.lr_decay_factor)
+    assert finite({"a": math.nan, "b": {"c": 1.0, "d": math.nan}}) == {"a": None, "b": {"c": 1.0, "d": None}}
+
+
+# ---- the stage on the ci profile ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A project copy with the ci profile, its SynthPriv manifests and stand-in masks (built once)."""
+    root = tmp_path_factory.mktemp("ensemble") / "project"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        skipped = rel.startswith(("params.yaml", "dvc.lock", "reports/", "checkpoints/", "data/"))
+        if skipped or not (REPO / rel).is_file():
+            continue
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, root / rel)
+    params = resolve_profile("ci", root / "profiles")
+    params["train"]["checkpoint_every"] = 2  # leaves time to kill a run between two checkpoints
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PYTHONPATH=str(root))
+    for stage in ("download", "validate"):
+        subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root, env=env, check=True, capture_output=True)
+    write_fixture_masks(parse_config(params), root)
+    shutil.rmtree(root / "reports", ignore_errors=True)
+    (root / "mlflow.db").unlink(missing_ok=True)
+    return root
+
+
+def _copy(prepared: Path, dest: Path) -> Path:
+    root = dest / "project"
+    shutil.copytree(prepared, root, symlinks=True)
+    return root
+
+
+def _stage(root: Path, **popen) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(root))
+    return subprocess.Popen([sys.executable, "-m", "stages.train_ensemble"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+@pytest.fixture(scope="module")
+def finished(prepared, tmp_path_factory) -> Path:
+    """A project copy after one uninterrupted run of the stage."""
+    root = _copy(prepared, tmp_path_factory.mktemp("uninterrupted"))
+    proc = _stage(root)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    assert "resuming" not in output
+    return root
+
+
+@pytest.mark.slow
+def test_stage_trains_evaluates_and_records(finished):
+    root = finished
+    metrics = json.loads((root / "reports/metrics/train_ensemble.json").read_text())
+    assert 0 <= metrics["attribute_map"] <= 1 and 0 <= metrics["attribute_mean_accuracy"] <= 1
+    assert metrics["eval_split"] == "test" and metrics["eval_images"] == 8 and metrics["iterations"] == 12
+    assert metrics["privacy"]["n_scored"] == 8 and math.isfinite(metrics["privacy"]["l1"])
+    assert set(metrics["attribute_ap"]) == set(metrics["attribute_accuracy"])
+    rows = (root / "reports/plots/train_ensemble_loss.csv").read_text().splitlines()
+    assert rows[0].startswith("step,epoch,lr,total") and len(rows) == 1 + 12
+    assert not (root / "checkpoints/ensemble/last.pt").exists()  # a finished run does not resume
+
+    from privobfnet.models.ensemble import load_ensemble
+    model_image, _, meta = load_ensemble(root / "checkpoints/ensemble/final.pt")
+    assert meta["config"]["train"]["input_size"] == 96 and meta["class_names"][0] == "a0_safe"
+    cams = model_image.cams(torch.zeros(1, 3, 96, 96), torch.zeros(1, 1, 96, 96), torch.ones(1, 1, 96, 96))
+    assert cams.shape == (1, 16, 12, 12)
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    run = mlflow.search_runs(experiment_names=["privobfnet"], output_format="list")[0]
+    assert run.info.run_name == "train_ensemble" and run.info.status == "FINISHED"
+    assert run.data.metrics["attribute_map"] == pytest.approx(metrics["attribute_map"])
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss.total")
+    assert sorted(m.step for m in history) == list(range(1, 13))
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "cam_overlays")}
+    assert "cam_overlays/epoch_002.png" in artifacts
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return {f"{net}.{k}": v for net in ("model_image", "model_cropped") for k, v in checkpoint[net].items()}
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(prepared, finished, tmp_path):
+    root = _copy(prepared, tmp_path)
+    last, final = root / "checkpoints/ensemble/last.pt", root / "checkpoints/ensemble/final.pt"
+    proc = _stage(root, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL and last.exists() and not final.exists()
+
+    resumed = _stage(root)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert "resuming at iteration" in output
+    a, b = _weights(final), _weights(finished / "checkpoints/ensemble/final.pt")
+    assert a.keys() == b.keys()
+    unequal = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not unequal, f"tensors differ from the uninterrupted run: {unequal[:5]}"
+    loss_csv = "reports/plots/train_ensemble_loss.csv"
+    assert (root / loss_csv).read_text() == (finished / loss_csv).read_text()
