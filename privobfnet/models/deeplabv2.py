@@ -1,0 +1,144 @@
+"""DeepLabV2 (Chen et al., TPAMI 2017): a dilated backbone at output stride 8 and the ASPP head.
+
+The head is four parallel 3x3 convolutions at rates 6, 12, 18 and 24, each mapping the backbone's
+features straight to class scores; their outputs are summed (kazuto1011/deeplab-pytorch's layout).
+Backbones: ResNet-101 (torchvision's, the last two stages dilated 2 and 4 instead of strided;
+with ImageNet weights its batch norm is frozen, as in the reference) or the small
+``TinyDilatedBody`` for the CPU profile (trained from scratch, batch norm trainable).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import OrderedDict
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from privobfnet.config import DeeplabConfig
+from privobfnet.models.deeplab_tiny import TinyDilatedBody
+
+ASPP_RATES = (6, 12, 18, 24)
+ASPP_LR_MULT = 10.0  # the head learns from scratch; the reference gives it 10x the backbone's rate
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling, v2: one 3x3 conv per rate to class scores, outputs summed."""
+
+    def __init__(self, in_channels: int, n_classes: int, *, rates: tuple[int, ...] = ASPP_RATES):
+        super().__init__()
+        self.rates = tuple(rates)
+        self.branches = nn.ModuleList(
+            nn.Conv2d(in_channels, n_classes, 3, padding=rate, dilation=rate, bias=True) for rate in rates
+        )
+        for branch in self.branches:  # the reference's init: small weights, zero bias
+            nn.init.normal_(branch.weight, mean=0.0, std=0.01)
+            nn.init.zeros_(branch.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w) -> (B, K, h, w)
+        return sum(branch(x) for branch in self.branches)
+
+
+class DeepLabV2(nn.Module):
+    """Images (B, 3, H, W) in [0, 1] -> class scores (B, K, ceil(H/8), ceil(W/8))."""
+
+    def __init__(self, body: nn.Module, *, body_channels: int, n_classes: int, freeze_bn: bool):
+        super().__init__()
+        self.body = body
+        self.aspp = ASPP(body_channels, n_classes)
+        self.n_classes = n_classes
+        self.freeze_bn = freeze_bn
+        # ImageNet statistics for every backbone, so one input convention serves all of them
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if freeze_bn:
+            for module in self.batch_norms():
+                module.requires_grad_(False)
+        self.train()
+
+    def batch_norms(self) -> list[nn.BatchNorm2d]:
+        """The backbone's batch-norm layers."""
+        return [m for m in self.body.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    def train(self, mode: bool = True) -> "DeepLabV2":
+        """As ``nn.Module.train``, but frozen batch norm stays in eval mode (running statistics)."""
+        super().train(mode)
+        if self.freeze_bn:
+            for module in self.batch_norms():
+                module.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / self.std
+        return self.aspp(self.body(x))  # (B, K, H/8, W/8)
+
+
+def resnet101_body() -> nn.Sequential:
+    """torchvision's ResNet-101 without pooling and classifier, output stride 8 (B, 2048, H/8, W/8).
+
+    Module names match torchvision's state dict (``conv1``, ``layer1`` ...), so its ImageNet
+    weights load directly.
+    """
+    net = torchvision.models.resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
+    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    return nn.Sequential(OrderedDict((name, getattr(net, name)) for name in names))
+
+
+def load_resnet101_weights(body: nn.Sequential, path: str | os.PathLike) -> None:
+    """Load torchvision ImageNet ResNet-101 weights (a state dict file) into ``body``; fc is skipped.
+
+    Every backbone tensor must be present (strict), so a wrong file fails loudly.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "state_dict" in state:  # some exporters nest it
+        state = state["state_dict"]
+    body.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=True)
+
+
+def build_deeplab(cfg: DeeplabConfig, *, n_classes: int, load_pretrained: bool = True) -> DeepLabV2:
+    """DeepLabV2 with the configured backbone; ImageNet weights from ``cfg.pretrained`` when set."""
+    if cfg.backbone == "resnet101":
+        body = resnet101_body()
+        if cfg.pretrained and load_pretrained:
+            load_resnet101_weights(body, cfg.pretrained)
+        # Frozen batch norm keeps ImageNet's statistics; without them it would be the identity
+        # (mean 0, var 1) and 101 un-normalised layers diverge (NaN in the first steps on a GPU).
+        return DeepLabV2(body, body_channels=2048, n_classes=n_classes, freeze_bn=cfg.pretrained is not None)
+    if cfg.pretrained and load_pretrained:
+        raise ValueError(f"deeplab.pretrained: the {cfg.backbone} backbone trains from scratch; set it to null")
+    body = TinyDilatedBody(width=cfg.tiny_width)
+    return DeepLabV2(body, body_channels=body.out_channels, n_classes=n_classes, freeze_bn=False)
+
+
+def optimizer_param_groups(model: DeepLabV2, *, weight_decay: float) -> list[dict[str, Any]]:
+    """SGD groups: the backbone's trainable tensors at 1x, the ASPP head at 10x (key ``lr_mult``)."""
+    body = [p for p in model.body.parameters() if p.requires_grad]
+    head = list(model.aspp.parameters())
+    return [
+        {"params": body, "lr_mult": 1.0, "weight_decay": weight_decay},
+        {"params": head, "lr_mult": ASPP_LR_MULT, "weight_decay": weight_decay},
+    ]
+
+
+def checkpoint_payload(model: DeepLabV2, cfg: DeeplabConfig, *, class_names: list[str], iteration: int) -> dict:
+    """What ``final.pt`` holds: the weights, the deeplab config, class names (background first)."""
+    return {
+        "model": model.state_dict(),
+        "config": dataclasses.asdict(cfg),
+        "class_names": list(class_names),
+        "iteration": iteration,
+    }
+
+
+def load_deeplab(path: str | os.PathLike, device: str | torch.device) -> tuple[DeepLabV2, dict]:
+    """A trained model from ``final.pt`` in eval mode, and its metadata (config, class_names ...)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = DeeplabConfig(**payload["config"])
+    model = build_deeplab(cfg, n_classes=len(payload["class_names"]), load_pretrained=False)
+    model.load_state_dict(payload["model"])
+    meta = {k: v for k, v in payload.items() if k != "model"}
+    return model.to(device).eval(), meta

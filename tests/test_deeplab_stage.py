@@ -1,0 +1,193 @@
+"""Stage train_deeplab on the ci profile: end to end through DVC, resume after SIGKILL, label sources."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from privobfnet.config import ConfigError, parse_config
+from privobfnet.data.errors import DataError
+from privobfnet.data.images import mask_to_image
+from privobfnet.data.manifest import read_manifest
+from privobfnet.models.deeplabv2 import load_deeplab
+from stages import download, validate
+from stages.common import write_params
+from stages.train_deeplab import check_settings, training_label_paths
+from tests.conftest import ci_params, with_changes
+
+
+def dvc(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def ci_data(tmp_path_factory) -> Path:
+    """SynthPriv at the ci size with validated manifests, made once for this module."""
+    root = tmp_path_factory.mktemp("deeplab_data")
+    cfg = parse_config(ci_params(root))
+    cwd = os.getcwd()
+    os.chdir(root)  # the stages write reports/ under the working directory
+    try:
+        download.main(cfg)
+        validate.main(cfg)
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+def write_pseudo_labels(manifest: pd.DataFrame, out_dir: Path, *, noise: float, seed: int = 0) -> None:
+    """Ground-truth masks as pseudo-labels, a share ``noise`` of the labelled pixels set to background."""
+    rng = np.random.default_rng(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for row in manifest.itertuples(index=False):
+        mask = np.array(Image.open(row.mask_path))
+        mask[(rng.random(mask.shape) < noise) & (mask != 255)] = 0
+        mask_to_image(mask).save(out_dir / f"{row.image_id}.png")
+
+
+def stage_params(root: Path, ci_data: Path, **deeplab) -> dict:
+    """ci params reading ci_data's manifests, pseudo-labels under ``root``, MLflow in ci_data's store."""
+    params = ci_params(ci_data)  # one store for the module: a fresh sqlite store costs seconds
+    params["pseudo_labels"]["out_dir"] = str(root / "pseudo_labels")
+    params["deeplab"].update(deeplab)
+    return params
+
+
+@pytest.mark.slow
+def test_stage_through_dvc_trains_scores_and_logs(project, monkeypatch):
+    monkeypatch.setenv("PRIVOBFNET_PIPELINE_ID", "deeplab-test")
+    dvc("repro", "validate", "weights")
+    train = read_manifest(project / "data/manifests/train.parquet")
+    # stand-ins for the pseudo_labels stage's output, so only this stage runs
+    write_pseudo_labels(train, project / "data/pseudo_labels", noise=0.05)
+    dvc("repro", "--single-item", "train_deeplab")
+
+    metrics = json.loads((project / "reports/metrics/train_deeplab.json").read_text())
+    class_names = ["background", *train.attrs["class_names"]]
+    assert set(metrics["per_class_iou"]) == set(class_names)
+    assert 0.0 <= metrics["miou"] <= 1.0 and 0.0 <= metrics["pixel_accuracy"] <= 1.0
+    assert metrics["per_class_iou"]["background"] > 0.5  # background dominates SynthPriv
+    assert metrics["iterations"] == 20 and metrics["eval_images"] == 8 and metrics["train_images"] == 24
+    assert metrics["images_per_second"] > 0 and metrics["labels"] == "pseudo"
+
+    model, meta = load_deeplab(project / "checkpoints/deeplab/final.pt", "cpu")
+    assert meta["class_names"] == class_names and meta["config"]["iterations"] == 20
+    assert model.n_classes == len(class_names)
+    assert not (project / "checkpoints/deeplab/last.pt").exists()  # removed once finished
+
+    plot = pd.read_csv(project / "reports/plots/train_deeplab_loss.csv")
+    assert list(plot.columns) == ["step", "loss", "lr"] and plot["step"].tolist() == list(range(1, 21))
+    assert plot["lr"].is_monotonic_decreasing and plot["loss"].notna().all()
+    assert "train_deeplab_loss.csv" in dvc("plots", "show", "--json").stdout
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    run = next(r for r in mlflow.search_runs(experiment_names=["privobfnet"], output_format="list")
+               if r.info.run_name == "train_deeplab")
+    assert run.data.tags["privobfnet.pipeline_id"] == "deeplab-test"
+    assert run.data.metrics["miou"] == pytest.approx(metrics["miou"])
+    losses = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    assert sorted(m.step for m in losses) == list(range(1, 21))
+    assert "Data and pipelines are up to date" in dvc("repro", "--single-item", "train_deeplab").stdout
+
+
+def run_stage(workdir: Path, params: dict) -> subprocess.Popen:
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_params(params, workdir / "params.yaml")
+    return subprocess.Popen([sys.executable, "-m", "stages.train_deeplab"], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(tmp_path, ci_data):
+    train = read_manifest(ci_data / "data/manifests/train.parquet")
+    settings = dict(iterations=24, checkpoint_every=4, batch_size=2, crop_size=48, tiny_width=8)
+
+    write_pseudo_labels(train, tmp_path / "whole" / "pseudo_labels", noise=0.1)
+    whole = run_stage(tmp_path / "whole", stage_params(tmp_path / "whole", ci_data, **settings))
+    assert whole.wait(timeout=300) == 0, whole.stdout.read()
+
+    killed_dir = tmp_path / "killed"
+    write_pseudo_labels(train, killed_dir / "pseudo_labels", noise=0.1)
+    params = stage_params(killed_dir, ci_data, **settings)
+    first = run_stage(killed_dir, params)
+    last = killed_dir / "checkpoints/deeplab/last.pt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert last.exists() and not (killed_dir / "checkpoints/deeplab/final.pt").exists()
+    resumed_at = torch.load(last, weights_only=True)["iteration"]
+    assert 0 < resumed_at < 24
+
+    second = run_stage(killed_dir, params)
+    output = second.communicate(timeout=300)[0]
+    assert second.returncode == 0, output
+    assert f"resuming from checkpoints/deeplab/last.pt at iteration {resumed_at}" in output
+
+    a = torch.load(tmp_path / "whole/checkpoints/deeplab/final.pt", weights_only=True)["model"]
+    b = torch.load(killed_dir / "checkpoints/deeplab/final.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    whole_csv = (tmp_path / "whole/reports/plots/train_deeplab_loss.csv").read_text()
+    assert (killed_dir / "reports/plots/train_deeplab_loss.csv").read_text() == whole_csv
+    whole_metrics = json.loads((tmp_path / "whole/reports/metrics/train_deeplab.json").read_text())
+    killed_metrics = json.loads((killed_dir / "reports/metrics/train_deeplab.json").read_text())
+    assert killed_metrics["miou"] == whole_metrics["miou"]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_from_other_params_is_not_resumed(tmp_path, ci_data):
+    train = read_manifest(ci_data / "data/manifests/train.parquet")
+    write_pseudo_labels(train, tmp_path / "pseudo_labels", noise=0.0)
+    last = tmp_path / "checkpoints/deeplab/last.pt"
+    last.parent.mkdir(parents=True)
+    torch.save({"resume_key": "trained-on-something-else", "iteration": 3}, last)
+    stage = run_stage(tmp_path, stage_params(tmp_path, ci_data, iterations=4, batch_size=2, crop_size=32))
+    output = stage.communicate(timeout=300)[0]
+    assert stage.returncode == 0, output
+    assert "trained with other params; starting afresh" in output
+    assert not last.exists()
+    assert len(pd.read_csv(tmp_path / "reports/plots/train_deeplab_loss.csv")) == 4
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("scale_range", [1.2, 0.8], "deeplab.scale_range"),
+    ("scale_range", [0.5], "deeplab.scale_range"),
+    ("checkpoint_every", 0, "deeplab.checkpoint_every"),
+])
+def test_unusable_settings_name_their_key(ci_config, key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        check_settings(with_changes(ci_config, "deeplab", **{key: value}).deeplab)
+
+
+def test_label_sources(tmp_path, ci_config):
+    manifest = pd.DataFrame({"image_id": ["a", "b"], "mask_path": ["m/a.png", None]})
+    pseudo = tmp_path / "pseudo"
+    cfg = with_changes(ci_config, "pseudo_labels", out_dir=str(pseudo))
+    with pytest.raises(DataError, match="pseudo-label missing"):
+        training_label_paths(cfg, manifest)
+    pseudo.mkdir()
+    for image_id in "ab":
+        (pseudo / f"{image_id}.png").write_bytes(b"")
+    assert training_label_paths(cfg, manifest) == [str(pseudo / "a.png"), str(pseudo / "b.png")]
+    truth = with_changes(cfg, "deeplab", labels="ground_truth")
+    with pytest.raises(DataError, match="lack masks"):
+        training_label_paths(truth, manifest)
+    assert training_label_paths(truth, manifest.iloc[:1]) == ["m/a.png"]
