@@ -86,6 +86,8 @@ class MasksConfig:
 class TrainConfig:
     backbone: Literal["tiny", "resnet38", "resnet50", "resnet101"]
     pretrained: Optional[str]  # path of ImageNet weights, None to train from scratch
+    train_split: str  # split the ensemble trains on
+    eval_split: str  # split its attribute and privacy-score metrics are reported on
     tiny_width: int  # channels of the first stage of the small backbone (default profile)
     input_size: int
     crop_size: int
@@ -116,6 +118,8 @@ class PseudoLabelConfig:
     bg_threshold: float  # background score for the argmax (chosen from the sweep)
     bg_sweep: list[float]  # thresholds whose CAM mIoU is reported
     eval_splits: list[str]  # splits whose CAM mIoU against ground truth is reported
+    crf: bool  # refine the written pseudo-labels with a dense CRF (the `crf` extra)
+    crf_iterations: int
     out_dir: str
 
 
@@ -253,6 +257,9 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"train.crop_size ({t.crop_size}) exceeds train.input_size ({t.input_size})")
     if set(t.loss_weights) != {"image", "cropped", "privacy", "attribute"}:
         raise ConfigError("train.loss_weights: needs exactly image, cropped, privacy, attribute")
+    for key in ("train_split", "eval_split"):
+        if getattr(t, key) not in cfg.data.splits:
+            raise ConfigError(f"train.{key}: {getattr(t, key)!r} is not in data.splits")
     if cfg.deeplab.labels == "pseudo" and cfg.deeplab.train_split not in cfg.data.splits:
         raise ConfigError(f"deeplab.train_split: {cfg.deeplab.train_split!r} is not in data.splits")
     if not 0.0 < cfg.pseudo_labels.bg_threshold < 1.0:

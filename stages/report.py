@@ -18,7 +18,7 @@ from stages.common import METRICS_DIR, atomic_write_text, load_params, write_met
 from stages.tracking import stage_run
 
 TABLES_PATH = Path("reports/tables.md")
-PARAM_SECTIONS = ["train", "deeplab", "pseudo_labels"]
+PARAM_SECTIONS = ["train", "deeplab", "pseudo_labels"]  # what the protocol lines print
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
@@ -36,7 +36,7 @@ def _protocol(cfg: Config, split: str, extra: str = "") -> str:
     return (f"*Protocol:* data set `{cfg.data.dataset}` (profile `{cfg.profile}`), split `{split}`; "
             f"ensemble backbone `{t.backbone}` init {init(t.pretrained)}, input {t.input_size}, "
             f"{t.n_crops} crops of {t.crop_size}; DeepLabV2 `{d.backbone}` init {init(d.pretrained)}; "
-            f"CRF off; seed {cfg.seed}.{extra}")
+            f"pseudo-label CRF {'on' if cfg.pseudo_labels.crf else 'off'}, DeepLab CRF off; seed {cfg.seed}.{extra}")
 
 
 def table2(cfg: Config, evaluate: dict) -> str:

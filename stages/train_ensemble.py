@@ -43,6 +43,7 @@ from privobfnet.models.ensemble import build_model, ensemble_checkpoint, model_m
 from privobfnet.models.inputs import normalize, resize_sample
 from privobfnet.models.training import LOSS_NAMES, Batch, ensemble_losses, epoch_batches
 from stages.common import atomic_path, load_params, write_metrics
+from stages.ensemble_data import mask_paths
 from stages.tracking import stage_run
 
 STAGE = "train_ensemble"
@@ -68,7 +69,7 @@ class SplitData:
 
     CACHE_BYTES = 2 << 30
 
-    def __init__(self, cfg: Config, manifest: pd.DataFrame, masks: dict[str, tuple[Path, Path]]):
+    def __init__(self, cfg: Config, manifest: pd.DataFrame, masks: dict[str, tuple[Path | None, Path | None]]):
         self.image_ids = manifest["image_id"].tolist()
         self.class_names = list(manifest.attrs["class_names"])
         self.labels = torch.from_numpy(labels_matrix(manifest).astype(np.float32))  # (N, C)
@@ -103,16 +104,10 @@ class SplitData:
 def load_split(cfg: Config, split: str) -> SplitData:
     """A split's manifest joined with the masks stage's index (every image must have its masks)."""
     manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet")
-    masks_dir = Path(cfg.masks.out_dir)
-    index = pd.read_parquet(masks_dir / "index.parquet")
-
-    def resolve(path: str) -> Path:  # index paths are relative to the project or to the masks folder
-        return Path(path) if Path(path).is_absolute() or Path(path).exists() else masks_dir / path
-
-    masks = {row.image_id: (resolve(row.human_path), resolve(row.text_path)) for row in index.itertuples()}
+    masks = mask_paths(cfg)
     missing = [i for i in manifest["image_id"] if i not in masks]
     if missing:
-        raise ValueError(f"{masks_dir / 'index.parquet'}: no masks for {len(missing)} {split} images, "
+        raise ValueError(f"{Path(cfg.masks.out_dir) / 'index.parquet'}: no masks for {len(missing)} {split} images, "
                          f"e.g. {missing[:3]} (re-run the masks stage)")
     return SplitData(cfg, manifest, masks)
 
