@@ -25,6 +25,7 @@ from privobfnet.crf import dense_crf, scores_to_probs
 from privobfnet.data.images import load_mask, load_rgb, mask_to_image
 from privobfnet.data.manifest import read_manifest
 from privobfnet.metrics import confusion_matrix, segmentation_scores
+from privobfnet.inference import overlay_attention
 from privobfnet.models.ensemble import load_ensemble
 from privobfnet.models.inputs import mask_tensor, normalize
 from privobfnet.pseudo_labels import cams_to_label, multiscale_cams
@@ -43,12 +44,12 @@ def _read_prior(path: Path | None) -> np.ndarray | None:
     return None if path is None else np.asarray(Image.open(path).convert("L"))
 
 
-def _figure(rows: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, str]]) -> Figure:
-    """Per image: the image, ground truth and pseudo-label overlays."""
-    fig = Figure(figsize=(6.6, 2.2 * len(rows)), layout="constrained")
+def _figure(rows: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, str, np.ndarray]]) -> Figure:
+    """Per image: the image, its CAM (max over classes), ground truth and pseudo-label overlays."""
+    fig = Figure(figsize=(8.8, 2.2 * len(rows)), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows), 3, squeeze=False)
-    for (image, truth, label, image_id), ax in zip(rows, axes):
+    axes = fig.subplots(len(rows), 4, squeeze=False)
+    for (image, truth, label, image_id, cam), ax in zip(rows, axes):
         ax[0].imshow(image)
         ax[0].set_title(image_id, fontsize=7)
         if truth is not None:
@@ -56,6 +57,8 @@ def _figure(rows: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, str]]) -
         ax[1].set_title("ground truth", fontsize=7)
         ax[2].imshow(overlay(image, label))
         ax[2].set_title("pseudo-label", fontsize=7)
+        ax[3].imshow(overlay_attention(image, cam))
+        ax[3].set_title("CAM (max over classes)", fontsize=7)
         for a in ax:
             a.set_axis_off()
     return fig
@@ -119,7 +122,7 @@ def main(cfg: Config) -> dict:
                     for t in p.bg_sweep:
                         sweep[split][t] += confusion_matrix(cams_to_label(cams, t), truth, n_labels)
             if len(figure_rows) < N_FIGURE:
-                figure_rows.append((image, truth, label, image_id))
+                figure_rows.append((image, truth, label, image_id, cams.max(dim=0).values.numpy()))
 
         names = ["background", *class_names]
         metrics: dict = {"bg_threshold": p.bg_threshold, "crf": p.crf, "images": len(rows),
