@@ -19,13 +19,22 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+TRACKING_ENV = ("MLFLOW_TRACKING_URI", "PRIVOBFNET_PIPELINE_ID", "PRIVOBFNET_ROOT", "DVC_EXP_NAME")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_tracking(monkeypatch):
-    """No test may write to the developer's own MLflow store or pipeline id."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("PRIVOBFNET_PIPELINE_ID", raising=False)
-    monkeypatch.delenv("PRIVOBFNET_ROOT", raising=False)
-    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    """No test may write to the developer's own MLflow store or pipeline id.
+
+    ``mlflow.set_tracking_uri`` exports MLFLOW_TRACKING_URI for child processes, so it is also
+    removed after each test: a module-scoped fixture of the next test would otherwise start its
+    stage subprocesses with the previous test's store.
+    """
+    for name in TRACKING_ENV:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    for name in TRACKING_ENV:
+        os.environ.pop(name, None)
 
 
 def ci_params(tmp_path: Path, **overrides) -> dict:
