@@ -109,7 +109,8 @@ def _copy(prepared: Path, dest: Path) -> Path:
 
 
 def _stage(root: Path, **popen) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(root))
+    # the copy's own store, named explicitly: nothing left in this process's environment may redirect it
+    env = dict(os.environ, PYTHONPATH=str(root), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
     return subprocess.Popen([sys.executable, "-m", "stages.train_ensemble"], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
