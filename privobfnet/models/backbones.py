@@ -12,6 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
+from privobfnet.models.norm import keep_batchnorm_frozen
 from privobfnet.models.resnet38 import ResNet38, resnet38_imagenet_state
 from privobfnet.models.tiny import TinyBackbone
 
@@ -49,9 +50,7 @@ class TorchvisionResNet(nn.Module):
         """Switch mode; BatchNorm stays in eval mode when ``freeze_bn``."""
         super().train(mode)
         if self.freeze_bn:
-            for module in self.modules():
-                if isinstance(module, nn.BatchNorm2d):
-                    module.eval()
+            keep_batchnorm_frozen(self)
         return self
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from privobfnet.config import DeeplabConfig
 from privobfnet.models.deeplab_tiny import TinyDilatedBody
+from privobfnet.models.norm import keep_batchnorm_frozen
 
 ASPP_RATES = (6, 12, 18, 24)
 ASPP_LR_MULT = 10.0  # the head learns from scratch; the reference gives it 10x the backbone's rate
@@ -68,8 +69,7 @@ class DeepLabV2(nn.Module):
         """As ``nn.Module.train``, but frozen batch norm stays in eval mode (running statistics)."""
         super().train(mode)
         if self.freeze_bn:
-            for module in self.batch_norms():
-                module.eval()
+            keep_batchnorm_frozen(self.body)
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from privobfnet.models.norm import keep_batchnorm_frozen
+
 
 class WideBlock(nn.Module):
     """Pre-activation block of two 3x3 convs (PSA's ``ResBlock``); 1x1 projection when shape changes."""
@@ -111,9 +113,7 @@ class ResNet38(nn.Module):
         """Switch mode; BatchNorm stays in eval mode when ``freeze_bn``."""
         super().train(mode)
         if self.freeze_bn:
-            for module in self.modules():
-                if isinstance(module, nn.BatchNorm2d):
-                    module.eval()
+            keep_batchnorm_frozen(self)
         return self
 
 
