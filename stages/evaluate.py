@@ -25,6 +25,7 @@ from privobfnet.segmentation import predict_segmentation
 from privobfnet.viz import overlay
 from stages.common import atomic_path, load_params, write_metrics
 from stages.ensemble_data import ENSEMBLE_CHECKPOINT
+from stages.registry import DEEPLAB_MODEL, ENSEMBLE_MODEL, register_model
 from stages.train_deeplab import evaluate as deeplab_confusion
 from stages.train_ensemble import evaluation_metrics, finite, load_split, predict_split
 from stages.tracking import stage_run
@@ -90,10 +91,39 @@ def main(cfg: Config) -> dict:
         figure_split = read_manifest(Path(cfg.data.manifest_dir) / f"{cfg.deeplab.eval_split}.parquet")
         with atomic_path(FIGURE_PATH) as tmp:
             predictions_figure(deeplab, figure_split, cfg, device).savefig(tmp, format="png", dpi=100)
-        write_metrics("evaluate", metrics)
         run.log_metrics(metrics)
         run.log_artifact(FIGURE_PATH, "figures")
+        metrics["registered_models"] = register_final_models(run, cfg, metrics, model_image, deeplab)
+        write_metrics("evaluate", metrics)
     return metrics
+
+
+def headline(metrics: dict, *paths: tuple[str, str, str]) -> dict[str, float]:
+    """{'<split>.<name>': value} for the (section, split, name) entries that are numbers."""
+    out = {}
+    for section, split, name in paths:
+        value = metrics.get(section, {}).get(split, {}).get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"{split}.{name}"] = float(value)
+    return out
+
+
+def register_final_models(run, cfg: Config, metrics: dict, model_image, deeplab) -> dict[str, dict]:
+    """Log and register both final models with their metrics (see stages/registry.py)."""
+    split = cfg.train.eval_split
+    ensemble = register_model(
+        run, model_image, name=ENSEMBLE_MODEL, checkpoint=ENSEMBLE_CHECKPOINT,
+        headline=headline(metrics, *[("privacy", split, m) for m in ("l1", "pearson", "spearman")],
+                          ("attributes", split, "map"), ("attributes", split, "mean_accuracy")),
+        description=f"PrivObfNet Model-Image (profile {cfg.profile}); {ENSEMBLE_CHECKPOINT.name} holds "
+                    "Model-Image and Model-Cropped. Inputs: image, human mask, text mask.")
+    split = cfg.deeplab.eval_split
+    deeplab_entry = register_model(
+        run, deeplab, name=DEEPLAB_MODEL, checkpoint=DEEPLAB_CHECKPOINT,
+        headline=headline(metrics, *[("segmentation", s, "miou") for s in metrics["segmentation"]]),
+        description=f"DeepLabV2 ({cfg.deeplab.backbone}, trained on {cfg.deeplab.labels} labels, "
+                    f"profile {cfg.profile}); evaluated on {split}.")
+    return {"ensemble": ensemble, "deeplab": deeplab_entry}
 
 
 if __name__ == "__main__":
