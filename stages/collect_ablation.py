@@ -32,12 +32,14 @@ def _walk(node: Any) -> Iterator[dict]:
 
 
 def parse_experiments(exp_show: Any) -> list[dict]:
-    """Finished experiments -> [{name, switches, profile, metrics}] (the evaluate metrics of each)."""
+    """Finished experiments -> [{name, switches, profile, metrics}]: evaluate's metrics, pseudo_labels' CAM mIoU."""
     rows = []
     for record in _walk(exp_show):
         data = record["data"]
         params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
-        metrics = (data.get("metrics") or {}).get("reports/metrics/evaluate.json", {}).get("data")
+        files = data.get("metrics") or {}
+        metrics = files.get("reports/metrics/evaluate.json", {}).get("data")
+        pseudo = files.get("reports/metrics/pseudo_labels.json", {}).get("data") or {}
         train = params.get("train", {})
         if not metrics or not all(key in train for key in SWITCHES):
             continue
@@ -50,6 +52,7 @@ def parse_experiments(exp_show: Any) -> list[dict]:
             "privacy": metrics.get("privacy", {}),
             "attributes": metrics.get("attributes", {}),
             "segmentation": metrics.get("segmentation", {}),
+            "cam_miou": {split: scores.get("cam_miou") for split, scores in (pseudo.get("splits") or {}).items()},
         })
     # the workspace and HEAD (or two commits) can hold the same results: keep one of each
     unique = {json.dumps({k: v for k, v in row.items() if k not in ("name", "rev")}, sort_keys=True): row

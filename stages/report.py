@@ -65,22 +65,36 @@ def table3(cfg: Config, evaluate: dict) -> str:
         _table(["attribute", "accuracy"], our_rows), _protocol(cfg, split)])
 
 
+def _ablation_match(experiments: list[dict], switches: dict[str, bool]) -> dict | None:
+    """The newest finished pseudo-label experiment with these switches (mask weighting on)."""
+    match = [e for e in experiments if e["deeplab_labels"] != "ground_truth" and e["switches"]["use_mask_weighting"]
+             and all(e["switches"][k] == v for k, v in switches.items())]
+    return match[-1] if match else None
+
+
 def table4(cfg: Config, experiments: list[dict]) -> str:
-    split = cfg.train.eval_split
+    split, cam_split, seg_split = cfg.train.eval_split, cfg.deeplab.train_split, cfg.deeplab.eval_split
     rows, missing = [], []
     for label, switches, (p, s) in paper.TABLE4_ABLATION:
-        match = [e for e in experiments if e["deeplab_labels"] != "ground_truth" and e["switches"]["use_mask_weighting"]
-                 and all(e["switches"][k] == v for k, v in switches.items())]
-        ours = match[-1]["privacy"].get(split, {}) if match else {}
-        if not match:
+        match = _ablation_match(experiments, switches)
+        if match is None:
             missing.append(label)
+            rows.append([label, _fmt(p), _fmt(s), "-", "-", "-", "-", "missing"])
+            continue
+        ours = match["privacy"].get(split, {})
+        cam = (match.get("cam_miou") or {}).get(cam_split)
+        seg = match["segmentation"].get(seg_split, {}).get("miou")
         rows.append([label, _fmt(p), _fmt(s), _fmt(ours.get("pearson")), _fmt(ours.get("spearman")),
-                     match[-1]["name"] if match else "missing"])
+                     _fmt(cam, 100, 1), _fmt(seg, 100, 1), match["name"]])
     note = (f"Missing rows ({', '.join(missing)}): run `make ablation`, then `make run`." if missing
             else "All rows come from finished experiments (`make ablation`).")
-    return "\n\n".join(["## Table 4: ablation (Pearson / Spearman of the privacy score)",
-                        _table(["model", "paper P", "paper S", "ours P", "ours S", "experiment"], rows),
-                        note, _protocol(cfg, split, " Paper rows: VISPR.")])
+    return "\n\n".join([
+        "## Table 4: ablation (Pearson / Spearman of the privacy score)",
+        _table(["model", "paper P", "paper S", "ours P", "ours S", f"ours CAM mIoU % ({cam_split})",
+                f"ours DeepLab mIoU % ({seg_split})", "experiment"], rows),
+        note + " The two mIoU columns are ours only (the paper's Table 4 has none): the pseudo-labels of "
+        "each row's Model-Image against ground truth, and DeepLabV2 trained on them.",
+        _protocol(cfg, split, " Paper rows: VISPR.")])
 
 
 def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict]) -> str:
@@ -92,6 +106,10 @@ def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict]) -
     for train_split, scores in pseudo.get("splits", {}).items():
         rows.append([f"ours: CAM pseudo-labels vs ground truth ({train_split})", "I+S", "-", "-",
                      _fmt(scores.get("cam_miou"), 100, 1)])
+    single = _ablation_match(experiments, {"use_cropped": False, "use_privacy": True, "use_attribute": True})
+    single_miou = single["segmentation"].get(split, {}).get("miou") if single else None
+    rows.append([f"ours: single model, Model-Cropped off ({split})", "I+S", "-", "-",
+                 _fmt(single_miou, 100, 1) if single else "missing (`make ablation`)"])
     ceiling = [e for e in experiments if e["deeplab_labels"] == "ground_truth"]
     ceiling_miou = ceiling[-1]["segmentation"].get(split, {}).get("miou") if ceiling else None
     rows.append([f"ours: fully supervised ceiling ({split})", "full", "-", "-",

@@ -20,7 +20,7 @@ def _experiment(switches, labels="pseudo", pearson=0.5, miou=0.3):
     return {"name": "exp", "rev": "r", "profile": "ci", "deeplab_labels": labels,
             "switches": {"use_mask_weighting": True, **switches},
             "privacy": {"test": {"pearson": pearson, "spearman": pearson - 0.1}},
-            "segmentation": {"val": {"miou": miou}}, "attributes": {}}
+            "segmentation": {"val": {"miou": miou}}, "attributes": {}, "cam_miou": {"train": miou / 2}}
 
 
 def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
@@ -29,7 +29,9 @@ def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
     Path("reports/metrics/evaluate.json").write_text(json.dumps(_evaluate_metrics()))
     Path("reports/metrics/pseudo_labels.json").write_text(json.dumps({"splits": {"train": {"cam_miou": 0.5}}}))
     only_image = {"use_cropped": False, "use_privacy": False, "use_attribute": False}
-    experiments = [_experiment(only_image, pearson=0.61), _experiment({}, labels="ground_truth", miou=0.8)]
+    single = {"use_cropped": False, "use_privacy": True, "use_attribute": True}
+    experiments = [_experiment(only_image, pearson=0.61), _experiment(single, pearson=0.7, miou=0.25),
+                   _experiment({}, labels="ground_truth", miou=0.8)]
     Path("reports/ablation.json").write_text(json.dumps({"experiments": experiments}))
     metrics = report.main(ci_config)
     tables = Path("reports/tables.md").read_text()
@@ -38,17 +40,21 @@ def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
     assert "| PrivObfNet | 0.09 | 0.88 | 0.86 |" in tables  # the paper's row
     assert "| 0.12 | 0.46 | 0.79 |" in tables  # ours, test split
     assert "| 90.0 |" in tables and "| 75.0 |" in tables  # mean accuracy and mAP in %
-    assert "| Attention (Image) | 0.79 | 0.76 | 0.61 | 0.51 | exp |" in tables
+    assert "| Attention (Image) | 0.79 | 0.76 | 0.61 | 0.51 | 15.0 | 30.0 | exp |" in tables
+    assert "| + Priv + Attr | 0.85 | 0.83 | 0.70 | 0.60 | 12.5 | 25.0 | exp |" in tables
+    assert "| + Priv | 0.82 | 0.79 | - | - | - | - | missing |" in tables
+    assert "| ours: single model, Model-Cropped off (val) | I+S | - | - | 25.0 |" in tables
     assert "43.2" in tables and "50.0" in tables and "80.0" in tables  # DeepLab, CAM, ceiling mIoU
     assert "pseudo-label CRF off, DeepLab CRF off" in tables and "seed 0" in tables
-    assert metrics == {"ablation_experiments": 2, "table4_rows_missing": 4}
+    assert metrics == {"ablation_experiments": 3, "table4_rows_missing": 3}
     assert "run `make ablation`" in tables
 
 
 def test_parse_experiments_reads_dvc_exp_show_json():
     def record(rev, name, use_cropped, pearson):
         train = {"use_cropped": use_cropped, "use_privacy": True, "use_attribute": True, "use_mask_weighting": True}
-        metrics = {"reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": pearson}}}}}
+        metrics = {"reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": pearson}}}},
+                   "reports/metrics/pseudo_labels.json": {"data": {"splits": {"train": {"cam_miou": pearson / 4}}}}}
         return {"rev": rev, "name": name, "data": {"rev": rev, "params": {"params.yaml": {"data": {
             "profile": "default", "train": train, "deeplab": {"labels": "pseudo"}}}}, "metrics": metrics}}
     unfinished = {"rev": "u", "name": "queued", "data": {"rev": "u", "params": {}, "metrics": {}}}
@@ -57,3 +63,4 @@ def test_parse_experiments_reads_dvc_exp_show_json():
     rows = parse_experiments(shown)
     assert sorted((r["switches"]["use_cropped"], r["privacy"]["test"]["pearson"]) for r in rows) == [
         (False, 0.7), (True, 0.8)]  # workspace and HEAD held the same results: one row
+    assert sorted(r["cam_miou"]["train"] for r in rows) == [0.175, 0.2]
