@@ -52,6 +52,8 @@ def select_runs(client: Any, experiment_id: str, selector: str) -> dict[str, Any
     )
     newest: dict[str, Any] = {}
     for run in runs:
+        if run.data.tags.get("privobfnet.kind") == "pipeline":
+            continue  # the parent run that groups a pipeline's stage runs
         newest.setdefault(run.data.tags.get("privobfnet.stage", run.info.run_name), run)
     if not newest:
         raise SelectorError(f"selector {selector!r}: no finished run has {SELECTOR_TAGS[kind]} = {value!r}")

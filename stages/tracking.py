@@ -12,6 +12,10 @@
 - ``pipeline_id`` groups the stage runs of one pipeline run: ``$PRIVOBFNET_PIPELINE_ID`` (set by
   ``make run`` and by the Prefect flow), else ``local-<git sha>-<params hash>`` so the stages of one
   plain ``dvc repro`` on the same code and params still share one id.
+- The stage runs of one pipeline id are nested under one parent run, ``pipeline <id>`` (tag
+  ``privobfnet.kind = pipeline``; stage runs have ``privobfnet.kind = stage``), created by the
+  first stage of that pipeline run, so the MLflow UI shows each pipeline run as one expandable
+  row. The parent's status and end time follow its latest stage.
 """
 from __future__ import annotations
 
@@ -109,6 +113,22 @@ def flatten_numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
     return out
 
 
+KIND_TAG = "privobfnet.kind"
+STAGE_RUNS = f"tags.`{KIND_TAG}` = 'stage'"  # search_runs filter for stage runs only
+
+
+def pipeline_parent(client: Any, experiment_id: str, pid: str, tags: Mapping[str, str]) -> str:
+    """The id of the parent run of pipeline ``pid``, created on first use."""
+    quoted = pid.replace("'", "\\'")
+    found = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time ASC"],
+                               filter_string=f"tags.`{KIND_TAG}` = 'pipeline' and "
+                                             f"tags.`privobfnet.pipeline_id` = '{quoted}'")
+    if found:
+        return found[0].info.run_id
+    return client.create_run(experiment_id, run_name=f"pipeline {pid}",
+                              tags={**tags, KIND_TAG: "pipeline"}).info.run_id
+
+
 @contextmanager
 def stage_run(stage: str, cfg: Config, param_sections: list[str]) -> Iterator[StageRun]:
     """One MLflow run for one execution of ``stage``; marked FAILED if the block raises."""
@@ -132,8 +152,17 @@ def stage_run(stage: str, cfg: Config, param_sections: list[str]) -> Iterator[St
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
-        params = flatten(cfg.section_dict(*param_sections))
-        params["seed"] = str(cfg.seed)
-        mlflow.log_params(params)
-        yield StageRun(mlflow, run)
+    client = mlflow.MlflowClient()
+    parent_tags = {k: v for k, v in tags.items() if k != "privobfnet.stage" and k != "privobfnet.params_hash"}
+    parent_id = pipeline_parent(client, experiment_id, tags["privobfnet.pipeline_id"], parent_tags)
+    tags.update({KIND_TAG: "stage", "mlflow.parentRunId": parent_id})
+    status = "FAILED"
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+            params = flatten(cfg.section_dict(*param_sections))
+            params["seed"] = str(cfg.seed)
+            mlflow.log_params(params)
+            yield StageRun(mlflow, run)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(parent_id, status=status)

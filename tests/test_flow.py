@@ -9,6 +9,7 @@ from dvc.repo import Repo
 from prefect.testing.utilities import prefect_test_harness
 
 from pipelines.flow import StageFailed, pipeline, stage_order
+from stages.tracking import STAGE_RUNS
 from tests.conftest import REPO, dvc
 
 
@@ -36,7 +37,7 @@ def test_flow_runs_the_stages_and_groups_mlflow_runs(project, harness):
     assert list(results) == selected
     assert results["validate"]["success"] is True
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["privobfnet"], output_format="list")
+    runs = mlflow.search_runs(experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list")
     ids = {r.data.tags["privobfnet.pipeline_id"] for r in runs}
     assert len(ids) == 1 and ids.pop().startswith("prefect-")
     assert sorted(r.info.run_name for r in runs) == sorted(selected)

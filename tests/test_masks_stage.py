@@ -20,6 +20,7 @@ from privobfnet.data.manifest import read_manifest, write_manifest
 from privobfnet.data.readers import dataset_root, read_dataset
 from privobfnet.data.synthpriv import write_synthpriv
 from stages import masks as stage
+from stages.tracking import STAGE_RUNS
 from tests.conftest import ci_params
 from tests.test_masks import model_cache  # noqa: F401  (the session's model cache fixture)
 
@@ -79,7 +80,7 @@ def test_stage_writes_masks_index_metrics_and_figure(synthpriv_data, in_tmp):
     assert json.loads((in_tmp / "reports/metrics/masks.json").read_text()) == metrics
     assert (in_tmp / stage.FIGURE_PATH).stat().st_size > 20_000
     mlflow.set_tracking_uri(cfg.tracking.uri)
-    (run,) = mlflow.search_runs(experiment_names=["privobfnet"], output_format="list")
+    (run,) = mlflow.search_runs(experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list")
     assert run.info.run_name == "masks" and run.data.metrics["backends.text.rapidocr.images"] == N_IMAGES
 
 

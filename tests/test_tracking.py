@@ -4,14 +4,14 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from stages.tracking import flatten, project_root, stage_run, tracking_uri
+from stages.tracking import STAGE_RUNS, flatten, project_root, stage_run, tracking_uri
 from tests.conftest import with_changes
 
 
 def _runs(cfg):
     mlflow.set_tracking_uri(cfg.tracking.uri)
     exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
-    return mlflow.search_runs([exp.experiment_id], output_format="list")
+    return mlflow.search_runs([exp.experiment_id], filter_string=STAGE_RUNS, output_format="list")
 
 
 def test_stage_run_records_params_metrics_and_tags(ci_config, monkeypatch):
@@ -68,3 +68,26 @@ def test_project_root_seen_from_a_dvc_temp_experiment(ci_config, tmp_path, monke
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": {}}) == {"a.b": "1", "a.c.d": "x", "e": "{}"}
+
+
+def test_stage_runs_of_one_pipeline_nest_under_one_parent(ci_config, monkeypatch):
+    monkeypatch.setenv("PRIVOBFNET_PIPELINE_ID", "pipe-9")
+    for stage in ("download", "validate"):
+        with stage_run(stage, ci_config, ["data"]):
+            pass
+    with pytest.raises(RuntimeError):
+        with stage_run("masks", ci_config, ["data"]):
+            raise RuntimeError("boom")
+    stages = _runs(ci_config)
+    (parent,) = mlflow.search_runs(experiment_names=[ci_config.tracking.experiment], output_format="list",
+                                   filter_string="tags.`privobfnet.kind` = 'pipeline'")
+    assert parent.info.run_name == "pipeline pipe-9" and parent.data.tags["privobfnet.pipeline_id"] == "pipe-9"
+    assert {r.data.tags["mlflow.parentRunId"] for r in stages} == {parent.info.run_id}
+    assert parent.info.status == "FAILED"  # follows its latest stage
+    monkeypatch.setenv("PRIVOBFNET_PIPELINE_ID", "pipe-10")
+    with stage_run("download", ci_config, ["data"]):
+        pass
+    parents = mlflow.search_runs(experiment_names=[ci_config.tracking.experiment], output_format="list",
+                                 filter_string="tags.`privobfnet.kind` = 'pipeline'")
+    assert sorted((p.info.run_name, p.info.status) for p in parents) == [
+        ("pipeline pipe-10", "FINISHED"), ("pipeline pipe-9", "FAILED")]

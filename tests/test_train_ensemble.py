@@ -21,6 +21,7 @@ from privobfnet.eval_metrics import (
     attribute_accuracy, average_precision, mean_average_precision, pearson, privacy_metrics, spearman,
 )
 from stages.common import resolve_profile
+from stages.tracking import STAGE_RUNS
 from tests.conftest import REPO
 from privobfnet.config import parse_config
 from stages.train_ensemble import finite, lr_at
@@ -145,7 +146,7 @@ def test_stage_trains_evaluates_and_records(finished):
     assert cams.shape == (1, 16, 12, 12)
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    run = mlflow.search_runs(experiment_names=["privobfnet"], output_format="list")[0]
+    run = mlflow.search_runs(experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list")[0]
     assert run.info.run_name == "train_ensemble" and run.info.status == "FINISHED"
     assert run.data.metrics["attribute_map"] == pytest.approx(metrics["attribute_map"])
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss.total")

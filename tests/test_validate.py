@@ -20,6 +20,7 @@ from privobfnet.data.checks import row_checks
 from privobfnet.data.errors import DataError
 from privobfnet.data.manifest import build_manifest, read_manifest
 from stages import validate
+from stages.tracking import STAGE_RUNS
 from tests.conftest import with_changes
 from tests.fixtures_real import truncate_file, write_bomb_png, write_jpeg, write_palette_mask
 
@@ -329,7 +330,7 @@ def test_mlflow_run_mirrors_metrics_and_is_marked_failed(tmp_path, monkeypatch, 
     with pytest.raises(validate.ValidationFailed):
         validate.main(cfg)
     mlflow.set_tracking_uri(cfg.tracking.uri)
-    runs = mlflow.search_runs(experiment_names=[cfg.tracking.experiment])
+    runs = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], filter_string=STAGE_RUNS)
     assert runs["status"].tolist() == ["FAILED"] and runs["tags.privobfnet.stage"].tolist() == ["validate"]
     assert runs["metrics.splits.train.failed_expectations"].tolist() == [1.0]
     assert runs["metrics.splits.val.rows"].tolist() == [2.0]
