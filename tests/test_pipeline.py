@@ -1,45 +1,143 @@
-"""End to end: the DVC pipeline on the ci profile in a throw-away copy of the project."""
+"""End to end on the ci profile in a throw-away copy: a Prefect deployment run of every DVC stage."""
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import re
 import subprocess
 import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 
 from privobfnet.data.manifest import read_manifest
 from pipelines.flow import stage_order
+from pipelines.serve import wait_for_server
+from pipelines.ui_check import free_port, get_json, start, stop
+from stages.common import load_params
+from stages.registry import DEEPLAB_MODEL, ENSEMBLE_MODEL
+from stages.tracking import STAGE_RUNS, flatten
 from tests.conftest import dvc
+
+UUID_RE = re.compile(r"UUID:\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def post_json(url: str, body: dict) -> list | dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def wait_for_flow_run(api: str, flow_run_id: str, timeout_s: float) -> dict:
+    """Poll the flow run until its state is terminal; returns the state."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = get_json(f"{api}/flow_runs/{flow_run_id}", timeout_s=30)["state"]
+        if state and state["type"] in TERMINAL:
+            return state
+        time.sleep(2)
+    raise TimeoutError(f"flow run {flow_run_id} did not finish within {timeout_s:.0f} s")
 
 pytestmark = pytest.mark.slow
 
 
-def test_repro_then_noop_then_profile_switch(project, monkeypatch):
-    monkeypatch.setenv("PRIVOBFNET_PIPELINE_ID", "test-pipeline")
-    dvc("repro")
+def test_served_deployment_runs_the_pipeline_then_dvc_has_nothing_left(project, tmp_path):
+    """prefect server + the served deployment; a run triggered through the API does every stage."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect_home"), PREFECT_API_URL=api,
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    server = start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                   env, logs / "server.log")
+    procs = [server]
+    try:
+        wait_for_server(api, timeout_s=120)
+        procs.append(start([sys.executable, "-m", "pipelines.serve", "--no-server", "--port", str(port),
+                            "--cron", "0 3 * * *", "--profile", "ci"], env, logs / "serve.log"))
+        deployment = get_json(f"{api}/deployments/name/privobfnet-pipeline/privobfnet", timeout_s=120)
+        (schedule,) = deployment["schedules"]
+        assert schedule["schedule"]["cron"] == "0 3 * * *" and schedule["active"] is True
+        assert deployment["parameters"] == {"profile": "ci"}
+
+        trigger = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run",
+                                  "privobfnet-pipeline/privobfnet", "--params", json.dumps({"profile": "ci"})],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert trigger.returncode == 0, trigger.stdout + trigger.stderr
+        flow_run_id = UUID_RE.search(trigger.stdout).group(1)
+        state = wait_for_flow_run(api, flow_run_id, timeout_s=900)
+        assert state["type"] == "COMPLETED", (state, (logs / "serve.log").read_text()[-5000:])
+        artifacts = post_json(f"{api}/artifacts/filter",
+                              {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+        assert {"privobfnet-progress", "privobfnet-metrics"} <= {a["key"] for a in artifacts}
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+    assert all(proc.poll() is not None for proc in procs)
+
     for split, rows in {"train": 24, "val": 8, "test": 8}.items():
         manifest = read_manifest(project / "data/manifests" / f"{split}.parquet")
         assert len(manifest) == rows and manifest["mask_path"].notna().all()
-        assert manifest.attrs["dataset"] == "synthpriv" and manifest.attrs["class_names"][0] == "a0_safe"
     assert json.loads((project / "reports/metrics/validate.json").read_text())["success"] is True
-    assert (project / "reports/figures/synthpriv_samples.png").stat().st_size > 10_000
+    assert "Table 5" in (project / "reports/tables.md").read_text()
 
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["privobfnet"], output_format="list")
-    assert sorted(r.info.run_name for r in runs) == sorted(stage_order(project / "dvc.yaml"))
-    assert {r.data.tags["privobfnet.pipeline_id"] for r in runs} == {"test-pipeline"}
-    assert {r.data.tags["privobfnet.profile"] for r in runs} == {"ci"}
+    check_mlflow_store(project, pipeline_id=f"prefect-{flow_run_id}")
+    compared = subprocess.run([sys.executable, "-m", "stages.compare_runs", f"pipeline:prefect-{flow_run_id}",
+                               "profile:ci", "--stage", "evaluate"], capture_output=True, text=True)
+    assert compared.returncode == 0, compared.stderr
+    assert "## evaluate" in compared.stdout and "Same params." in compared.stdout
 
     again = dvc("repro")
     assert "Data and pipelines are up to date" in again.stdout
-    assert "dvc.yaml" in dvc("dag").stdout or "validate" in dvc("dag").stdout
-
     subprocess.run([sys.executable, "-m", "stages.use_profile", "default"], check=True, capture_output=True)
     diff = dvc("params", "diff", "--md").stdout
     assert "data.splits.train" in diff and "synthpriv.image_size" in diff
     status = dvc("status").stdout
     assert "download" in status and "validate" in status and "weights" not in status
+
+
+def check_mlflow_store(project: Path, pipeline_id: str) -> None:
+    """Every stage made one finished run with its params, metrics and tags; both models are registered."""
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list")
+    assert sorted(r.info.run_name for r in runs) == sorted(stage_order(project / "dvc.yaml"))
+    cfg = load_params(project / "params.yaml")
+    for run in runs:
+        stage = run.info.run_name
+        assert run.info.status == "FINISHED", stage
+        sections = importlib.import_module(f"stages.{stage}").PARAM_SECTIONS
+        assert run.data.params == {**flatten(cfg.section_dict(*sections)), "seed": str(cfg.seed)}, stage
+        assert run.data.metrics, f"{stage} logged no metrics"
+        tags = run.data.tags
+        assert tags["privobfnet.stage"] == stage and tags["privobfnet.profile"] == "ci"
+        assert tags["privobfnet.pipeline_id"] == pipeline_id
+        assert tags["privobfnet.params_hash"] == cfg.params_hash(*sections)
+    evaluate = next(r for r in runs if r.info.run_name == "evaluate")
+    assert "privacy.test.pearson" in evaluate.data.metrics and "segmentation.val.miou" in evaluate.data.metrics
+
+    client = mlflow.MlflowClient()
+    metrics = json.loads((project / "reports/metrics/evaluate.json").read_text())
+    for key, name in {"ensemble": ENSEMBLE_MODEL, "deeplab": DEEPLAB_MODEL}.items():
+        (version,) = client.search_model_versions(f"name = '{name}'")
+        assert version.run_id == evaluate.info.run_id and version.status == "READY"
+        assert version.tags["privobfnet.pipeline_id"] == pipeline_id and version.tags["privobfnet.profile"] == "ci"
+        assert metrics["registered_models"][key]["version"] == str(version.version)
+        logged = mlflow.get_logged_model(metrics["registered_models"][key]["model_id"])
+        assert logged.metrics, f"{name}: no metrics linked to the logged model"
+    deeplab = mlflow.pytorch.load_model(f"models:/{DEEPLAB_MODEL}/1")
+    with torch.no_grad():
+        logits = deeplab(torch.zeros(1, 3, 48, 48))
+    assert logits.shape[1] == len(read_manifest(project / "data/manifests/train.parquet").attrs["class_names"]) + 1
+    version = client.get_model_version(DEEPLAB_MODEL, "1")
+    assert float(version.tags["metric.val.miou"]) == pytest.approx(metrics["segmentation"]["val"]["miou"], abs=1e-5)
 
 
 def test_bad_data_stops_the_pipeline_before_manifests(project):
