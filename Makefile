@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install run test test-fast profile dag status ablation prefect mlflow clean-venv
+.PHONY: install run test test-fast profile dag status ablation prefect mlflow compare ui-check chromium clean-venv
 
 install: $(STAMP)
 
@@ -68,6 +68,22 @@ MLFLOW_PORT ?= 5000
 mlflow: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 	  --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+## compare: two selections of MLflow stage runs side by side (params that differ, every metric),
+## e.g. make compare A=profile:default B=profile:ci, or A=exp:<dvc exp> B=pipeline:<id>
+A ?= profile:default
+B ?= profile:ci
+compare: $(STAMP) params.yaml
+	$(BIN)/python -m stages.compare_runs $(A) $(B) $(if $(STAGE),--stage $(STAGE)) $(if $(GREP),--grep '$(GREP)')
+
+## ui-check: both UIs on loopback in headless Chromium; screenshots in reports/figures/ui_*.png
+ui-check: $(STAMP) params.yaml chromium
+	PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/python -m pipelines.ui_check --out reports/figures
+
+## chromium: Debian's chromium package, installed when missing (needs root or sudo)
+chromium:
+	@command -v chromium >/dev/null || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
 dag: $(STAMP)
 	$(BIN)/dvc dag

@@ -1,0 +1,180 @@
+"""`make ui-check`: both UIs on loopback, seen by headless Chromium, screenshots in reports/figures/.
+
+    python -m pipelines.ui_check [--out reports/figures] [--chromium chromium]
+
+1. starts ``prefect server`` (the project's ``.prefect/`` store) and serves the deployment
+   (``pipelines.serve --no-server``), and ``mlflow ui`` on the project's sqlite store, each on a free
+   port of 127.0.0.1;
+2. waits until the deployment ``privobfnet-pipeline/privobfnet`` exists and the MLflow UI answers;
+3. loads the Prefect deployment page, the MLflow experiment page and the MLflow registered-models
+   page in headless Chromium (``--headless --no-sandbox --disable-gpu
+   --disable-background-networking``), saves a screenshot of each and checks that the rendered
+   page names what it should (the deployment and its cron; the stage runs; the registered models);
+4. stops every process it started, by pid (stopping the serve process pauses the schedule).
+
+Exits non-zero, naming the page, if a page does not render what it should.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.serve import DEPLOYMENT, wait_for_server
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--hide-scrollbars", "--window-size=1440,900", "--virtual-time-budget=20000"]
+FLOW = "privobfnet-pipeline"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A child in its own process group (so its own children stop with it), output to ``log``."""
+    handle = log.open("w")
+    return subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the child's process group, SIGKILL after 30 s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def get_json(url: str, timeout_s: float = 120.0, what: str = "") -> dict:
+    """GET ``url`` until it answers 200 with JSON (the deployment appears once serve registered it)."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError) as error:
+            last = error
+        time.sleep(1)
+    raise TimeoutError(f"{what or url} not available within {timeout_s:.0f} s: {last}")
+
+
+def wait_http(url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str
+    url: str
+    screenshot: Path
+    must_show: tuple[str, ...]
+
+
+def capture(chromium: str, page: Page, profile_dir: Path) -> list[str]:
+    """Screenshot ``page`` and dump its rendered DOM; returns the expected texts it lacks."""
+    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}"]
+    page.screenshot.parent.mkdir(parents=True, exist_ok=True)
+    shot = subprocess.run([*base, f"--screenshot={page.screenshot}", page.url],
+                          capture_output=True, text=True, timeout=180)
+    if shot.returncode != 0 or not page.screenshot.exists():
+        raise RuntimeError(f"{page.name}: chromium failed ({shot.returncode}): {shot.stderr[-2000:]}")
+    dom = subprocess.run([*base, "--dump-dom", page.url], capture_output=True, text=True, timeout=180).stdout
+    return [text for text in page.must_show if text not in dom]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("reports/figures"))
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    parser.add_argument("--cron", default="0 3 * * *")
+    parser.add_argument("--profile", default="default")
+    args = parser.parse_args(argv)
+    if shutil.which(args.chromium) is None:
+        print(f"{args.chromium}: not found; install Debian's chromium (apt-get install chromium)", file=sys.stderr)
+        return 2
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from stages.common import load_params
+    from stages.tracking import project_root, tracking_uri
+
+    root = project_root()
+    logs = root / ".cache" / "ui_check"
+    logs.mkdir(parents=True, exist_ok=True)
+    prefect_port, mlflow_port = free_port(), free_port()
+    api = f"http://127.0.0.1:{prefect_port}/api"
+    env = dict(os.environ, PREFECT_HOME=os.environ.get("PREFECT_HOME", str(root / ".prefect")),
+               PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    cfg = load_params()
+    store = tracking_uri(cfg, root)
+    mlflow.set_tracking_uri(store)
+    client = MlflowClient()
+    if client.get_experiment_by_name(cfg.tracking.experiment) is None:
+        print(f"no MLflow experiment {cfg.tracking.experiment!r} in {store}: run `make run` first", file=sys.stderr)
+        return 2
+    experiment_id = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+    models = [m.name for m in client.search_registered_models()]
+
+    py = sys.executable
+    procs = [start([py, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+                   env, logs / "prefect_server.log")]
+    try:
+        wait_for_server(api)
+        procs.append(start([py, "-m", "pipelines.serve", "--no-server", "--port", str(prefect_port),
+                            "--cron", args.cron, "--profile", args.profile], env, logs / "prefect_serve.log"))
+        procs.append(start([py, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
+                            "--port", str(mlflow_port)], env, logs / "mlflow_ui.log"))
+        deployment = get_json(f"{api}/deployments/name/{FLOW}/{DEPLOYMENT}", what=f"deployment {FLOW}/{DEPLOYMENT}")
+        mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+        wait_http(mlflow_url)
+        pages = [
+            Page("Prefect deployment", f"http://127.0.0.1:{prefect_port}/deployments/deployment/{deployment['id']}",
+                 args.out / "ui_prefect_deployment.png", (DEPLOYMENT, FLOW)),
+            Page("MLflow experiment", f"{mlflow_url}/#/experiments/{experiment_id}",
+                 args.out / "ui_mlflow_experiment.png", (cfg.tracking.experiment,)),
+            Page("MLflow registered models", f"{mlflow_url}/#/models",
+                 args.out / "ui_mlflow_models.png", tuple(models)),
+        ]
+        failures = []
+        for page in pages:
+            missing = capture(args.chromium, page, logs / "chromium-profile")
+            status = "ok" if not missing else f"MISSING {missing}"
+            print(f"{page.name}: {page.url} -> {page.screenshot} ({status})", flush=True)
+            if missing:
+                failures.append(f"{page.name} ({page.url}) does not show {missing}")
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+    if failures:
+        print("\n".join(failures) + f"\nserver logs: {logs}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
