@@ -78,7 +78,7 @@ compare: $(STAMP) params.yaml
 
 ## ui-check: both UIs on loopback in headless Chromium; screenshots in reports/figures/ui_*.png
 ui-check: $(STAMP) params.yaml chromium
-	PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/python -m pipelines.ui_check --out reports/figures
+	PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/python -m pipelines.ui_check --out reports/figures --profile $(PROFILE) --cron "$(CRON)"
 
 ## chromium: Debian's chromium package, installed when missing (needs root or sudo)
 chromium:

@@ -18,8 +18,6 @@ import time
 import urllib.error
 import urllib.request
 
-from pipelines.flow import pipeline
-
 DEPLOYMENT = "privobfnet"
 
 
@@ -55,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     api_url = f"http://127.0.0.1:{args.port}/api"
+    # Prefect reads its settings when first imported: set the API before that, or the runner would
+    # talk to a temporary in-process server instead of this one.
     os.environ["PREFECT_API_URL"] = api_url
+    from pipelines.flow import pipeline
     server = None if args.no_server else start_server(args.port)
     try:
         wait_for_server(api_url)

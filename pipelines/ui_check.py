@@ -17,6 +17,7 @@ Exits non-zero, naming the page, if a page does not render what it should.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -33,8 +34,19 @@ from pathlib import Path
 from pipelines.serve import DEPLOYMENT, wait_for_server
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--hide-scrollbars", "--window-size=1440,900", "--virtual-time-budget=20000"]
+                  "--hide-scrollbars", "--window-size=1440,900", "--no-first-run"]
 FLOW = "privobfnet-pipeline"
+# the "+" beside the newest parent run in MLflow's runs table: show that pipeline's stage runs
+EXPAND_NEWEST_PIPELINE_JS = """
+(() => {
+  const expander = document.querySelector('.ag-row button[data-component-id*="runnamecellrenderer" i]');
+  if (expander) expander.click();
+  return Boolean(expander);
+})()
+"""
+# the MLflow UI's own preferences: the assistant panel closed
+MLFLOW_PREFERENCES = (("mlflow.assistant.panelOpen_v1", "false"),
+                      ("mlflow.assistant.fab.autoOpenedOnFirstLoad_v1", "true"))
 
 
 def free_port() -> int:
@@ -92,18 +104,100 @@ class Page:
     url: str
     screenshot: Path
     must_show: tuple[str, ...]
+    local_storage: tuple[tuple[str, str], ...] = ()  # UI preferences set before a reload
+    action_js: str = ""  # run once the page has rendered, before the screenshot
 
 
-def capture(chromium: str, page: Page, profile_dir: Path) -> list[str]:
-    """Screenshot ``page`` and dump its rendered DOM; returns the expected texts it lacks."""
-    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}"]
+DISMISS_JS = """
+(() => {  // close promotion pop-ups, tours and the assistant panel that cover the page
+  let closed = 0;
+  for (const el of document.querySelectorAll('button')) {
+    const label = (el.getAttribute('aria-label') || '').toLowerCase();
+    const text = (el.innerText || '').trim().toLowerCase();
+    if (label === 'close' || (el.closest('[role=dialog]') && ['got it', 'close', 'dismiss', 'no thanks', 'skip'].includes(text))) {
+      el.click();
+      closed++;
+    }
+  }
+  return closed;
+})()
+"""
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's websocket."""
+
+    def __init__(self, websocket_url: str):
+        from websockets.sync.client import connect
+
+        self._ws = connect(websocket_url, max_size=64 * 2**20, open_timeout=30)
+        self._next = 0
+
+    def call(self, method: str, timeout_s: float = 60.0, **params) -> dict:
+        self._next += 1
+        self._ws.send(json.dumps({"id": self._next, "method": method, "params": params}))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            message = json.loads(self._ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if message.get("id") == self._next:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+        raise TimeoutError(f"{method}: no answer within {timeout_s:.0f} s")
+
+    def evaluate(self, expression: str):
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def close(self) -> None:
+        self._ws.close()
+
+
+def _wait_loaded(tools: DevTools, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while tools.evaluate("document.readyState") != "complete" and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def capture(chromium: str, page: Page, profile_dir: Path, settle_s: float = 8.0) -> list[str]:
+    """Load ``page`` in headless Chromium, let it render, close pop-ups, save a screenshot.
+
+    Returns the expected texts the rendered page lacks.
+    """
+    port = free_port()
+    browser = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}",
+                                f"--remote-debugging-port={port}", "about:blank"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        targets = get_json(f"http://127.0.0.1:{port}/json/list", timeout_s=60, what="chromium's DevTools")
+        tab = next(t for t in targets if t.get("type") == "page")
+        tools = DevTools(tab["webSocketDebuggerUrl"])
+        try:
+            tools.call("Page.enable")
+            tools.call("Emulation.setDeviceMetricsOverride", width=1440, height=900, deviceScaleFactor=1, mobile=False)
+            tools.call("Page.navigate", url=page.url)
+            _wait_loaded(tools)
+            if page.local_storage:
+                for key, value in page.local_storage:
+                    tools.evaluate(f"localStorage.setItem({json.dumps(key)}, {json.dumps(value)})")
+                tools.call("Page.reload")
+                time.sleep(1)
+                _wait_loaded(tools)
+            time.sleep(settle_s)  # the single-page apps fetch their data after the load event
+            for _ in range(3):
+                if not tools.evaluate(DISMISS_JS):
+                    break
+                time.sleep(1.5)
+            if page.action_js and tools.evaluate(page.action_js):
+                time.sleep(settle_s / 2)
+            text = tools.evaluate("document.body.innerText") or ""
+            shot = tools.call("Page.captureScreenshot", format="png")["data"]
+        finally:
+            tools.close()
+    finally:
+        stop(browser)
     page.screenshot.parent.mkdir(parents=True, exist_ok=True)
-    shot = subprocess.run([*base, f"--screenshot={page.screenshot}", page.url],
-                          capture_output=True, text=True, timeout=180)
-    if shot.returncode != 0 or not page.screenshot.exists():
-        raise RuntimeError(f"{page.name}: chromium failed ({shot.returncode}): {shot.stderr[-2000:]}")
-    dom = subprocess.run([*base, "--dump-dom", page.url], capture_output=True, text=True, timeout=180).stdout
-    return [text for text in page.must_show if text not in dom]
+    page.screenshot.write_bytes(base64.b64decode(shot))
+    return [expected for expected in page.must_show if expected not in text]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow import MlflowClient
 
     from stages.common import load_params
-    from stages.tracking import project_root, tracking_uri
+    from stages.tracking import EXPERIMENT_KIND, TRAINING_KIND, project_root, tracking_uri
 
     root = project_root()
     logs = root / ".cache" / "ui_check"
@@ -137,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     if client.get_experiment_by_name(cfg.tracking.experiment) is None:
         print(f"no MLflow experiment {cfg.tracking.experiment!r} in {store}: run `make run` first", file=sys.stderr)
         return 2
-    experiment_id = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    experiment_id = experiment.experiment_id
+    if EXPERIMENT_KIND not in experiment.tags:  # stores made before stage_run set it
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, TRAINING_KIND)
     models = [m.name for m in client.search_registered_models()]
 
     py = sys.executable
@@ -154,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         wait_http(mlflow_url)
         pages = [
             Page("Prefect deployment", f"http://127.0.0.1:{prefect_port}/deployments/deployment/{deployment['id']}",
-                 args.out / "ui_prefect_deployment.png", (DEPLOYMENT, FLOW)),
-            Page("MLflow experiment", f"{mlflow_url}/#/experiments/{experiment_id}",
-                 args.out / "ui_mlflow_experiment.png", (cfg.tracking.experiment,)),
+                 args.out / "ui_prefect_deployment.png", (DEPLOYMENT, FLOW, "Schedules")),
+            Page("MLflow experiment", f"{mlflow_url}/#/experiments/{experiment_id}/runs",
+                 args.out / "ui_mlflow_experiment.png", (cfg.tracking.experiment, "pipeline ", "train_ensemble"),
+                 MLFLOW_PREFERENCES, EXPAND_NEWEST_PIPELINE_JS),
             Page("MLflow registered models", f"{mlflow_url}/#/models",
-                 args.out / "ui_mlflow_models.png", tuple(models)),
+                 args.out / "ui_mlflow_models.png", tuple(models), MLFLOW_PREFERENCES),
         ]
         failures = []
         for page in pages:

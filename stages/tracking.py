@@ -114,6 +114,8 @@ def flatten_numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
 
 
 KIND_TAG = "privobfnet.kind"
+# MLflow 3's UI opens an experiment of this kind on its training runs, not on GenAI traces
+EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 STAGE_RUNS = f"tags.`{KIND_TAG}` = 'stage'"  # search_runs filter for stage runs only
 
 
@@ -139,7 +141,8 @@ def stage_run(stage: str, cfg: Config, param_sections: list[str]) -> Iterator[St
     experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is None:
         artifacts = (root / "mlartifacts").as_uri()
-        experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
+        experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=artifacts,
+                                                 tags={EXPERIMENT_KIND: TRAINING_KIND})
     else:
         experiment_id = experiment.experiment_id
     commit = git_commit(root)
