@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install run test test-fast profile dag status ablation prefect mlflow compare ui-check chromium clean-venv
+.PHONY: install run test test-fast profile dag status ablation ablation-resume prefect mlflow compare ui-check chromium clean-venv
 
 install: $(STAMP)
 
@@ -51,6 +51,11 @@ ABLATION := \
   "-S deeplab.labels=ground_truth"
 ablation: $(STAMP) params.yaml
 	for switches in $(ABLATION); do $(BIN)/dvc exp run --queue $$switches || exit 1; done
+	$(MAKE) ablation-resume
+
+## ablation-resume: run what is still queued, then collect and report (also after an interruption:
+## DVC's queue worker can die on its file broker, leaving tasks queued; `dvc queue status` shows it)
+ablation-resume: $(STAMP) params.yaml
 	$(BIN)/dvc exp run --run-all
 	$(BIN)/python -m stages.collect_ablation
 	$(BIN)/dvc repro report

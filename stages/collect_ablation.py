@@ -49,6 +49,7 @@ def parse_experiments(exp_show: Any) -> list[dict]:
             "profile": params.get("profile"),
             "switches": {key: bool(train[key]) for key in SWITCHES},
             "deeplab_labels": params.get("deeplab", {}).get("labels"),
+            "crop_target": train.get("crop_target"),
             "privacy": metrics.get("privacy", {}),
             "attributes": metrics.get("attributes", {}),
             "segmentation": metrics.get("segmentation", {}),

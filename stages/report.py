@@ -65,9 +65,10 @@ def table3(cfg: Config, evaluate: dict) -> str:
         _table(["attribute", "accuracy"], our_rows), _protocol(cfg, split)])
 
 
-def _ablation_match(experiments: list[dict], switches: dict[str, bool]) -> dict | None:
-    """The newest finished pseudo-label experiment with these switches (mask weighting on)."""
+def _ablation_match(experiments: list[dict], switches: dict[str, bool], crop_target: str) -> dict | None:
+    """The newest finished pseudo-label experiment with these switches (mask weighting on, same crop target)."""
     match = [e for e in experiments if e["deeplab_labels"] != "ground_truth" and e["switches"]["use_mask_weighting"]
+             and e.get("crop_target", crop_target) == crop_target
              and all(e["switches"][k] == v for k, v in switches.items())]
     return match[-1] if match else None
 
@@ -76,7 +77,7 @@ def table4(cfg: Config, experiments: list[dict]) -> str:
     split, cam_split, seg_split = cfg.train.eval_split, cfg.deeplab.train_split, cfg.deeplab.eval_split
     rows, missing = [], []
     for label, switches, (p, s) in paper.TABLE4_ABLATION:
-        match = _ablation_match(experiments, switches)
+        match = _ablation_match(experiments, switches, cfg.train.crop_target)
         if match is None:
             missing.append(label)
             rows.append([label, _fmt(p), _fmt(s), "-", "-", "-", "-", "missing"])
@@ -106,7 +107,8 @@ def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict]) -
     for train_split, scores in pseudo.get("splits", {}).items():
         rows.append([f"ours: CAM pseudo-labels vs ground truth ({train_split})", "I+S", "-", "-",
                      _fmt(scores.get("cam_miou"), 100, 1)])
-    single = _ablation_match(experiments, {"use_cropped": False, "use_privacy": True, "use_attribute": True})
+    single = _ablation_match(experiments, {"use_cropped": False, "use_privacy": True, "use_attribute": True},
+                             cfg.train.crop_target)
     single_miou = single["segmentation"].get(split, {}).get("miou") if single else None
     rows.append([f"ours: single model, Model-Cropped off ({split})", "I+S", "-", "-",
                  _fmt(single_miou, 100, 1) if single else "missing (`make ablation`)"])

@@ -17,7 +17,7 @@ def _evaluate_metrics():
 
 
 def _experiment(switches, labels="pseudo", pearson=0.5, miou=0.3):
-    return {"name": "exp", "rev": "r", "profile": "ci", "deeplab_labels": labels,
+    return {"name": "exp", "rev": "r", "profile": "ci", "deeplab_labels": labels, "crop_target": "paper",
             "switches": {"use_mask_weighting": True, **switches},
             "privacy": {"test": {"pearson": pearson, "spearman": pearson - 0.1}},
             "segmentation": {"val": {"miou": miou}}, "attributes": {}, "cam_miou": {"train": miou / 2}}
@@ -30,8 +30,9 @@ def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
     Path("reports/metrics/pseudo_labels.json").write_text(json.dumps({"splits": {"train": {"cam_miou": 0.5}}}))
     only_image = {"use_cropped": False, "use_privacy": False, "use_attribute": False}
     single = {"use_cropped": False, "use_privacy": True, "use_attribute": True}
+    other_reading = {**_experiment(only_image, pearson=0.99), "crop_target": "l2g"}  # not this profile's rows
     experiments = [_experiment(only_image, pearson=0.61), _experiment(single, pearson=0.7, miou=0.25),
-                   _experiment({}, labels="ground_truth", miou=0.8)]
+                   _experiment({}, labels="ground_truth", miou=0.8), other_reading]
     Path("reports/ablation.json").write_text(json.dumps({"experiments": experiments}))
     metrics = report.main(ci_config)
     tables = Path("reports/tables.md").read_text()
@@ -46,7 +47,7 @@ def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
     assert "| ours: single model, Model-Cropped off (val) | I+S | - | - | 25.0 |" in tables
     assert "43.2" in tables and "50.0" in tables and "80.0" in tables  # DeepLab, CAM, ceiling mIoU
     assert "pseudo-label CRF off, DeepLab CRF off" in tables and "seed 0" in tables
-    assert metrics == {"ablation_experiments": 3, "table4_rows_missing": 3}
+    assert metrics == {"ablation_experiments": 4, "table4_rows_missing": 3}
     assert "run `make ablation`" in tables
 
 
