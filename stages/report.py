@@ -94,7 +94,9 @@ def table4(cfg: Config, experiments: list[dict]) -> str:
         _table(["model", "paper P", "paper S", "ours P", "ours S", f"ours CAM mIoU % ({cam_split})",
                 f"ours DeepLab mIoU % ({seg_split})", "experiment"], rows),
         note + " The two mIoU columns are ours only (the paper's Table 4 has none): the pseudo-labels of "
-        "each row's Model-Image against ground truth, and DeepLabV2 trained on them.",
+        "each row's Model-Image against ground truth, and DeepLabV2 trained on them. In the rows without "
+        "+ Priv the privacy loss (eq. 4) is off, so the privacy head that gives our P and S is untrained; "
+        "the paper does not say how it scored privacy in those rows.",
         _protocol(cfg, split, " Paper rows: VISPR.")])
 
 
