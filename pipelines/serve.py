@@ -21,18 +21,33 @@ import urllib.request
 DEPLOYMENT = "privobfnet"
 
 
-def wait_for_server(api_url: str, timeout_s: float = 90.0) -> None:
-    """Poll ``<api>/health`` until the server answers; raise if it never does."""
+def wait_http(url: str, timeout_s: float = 120.0, poll_s: float = 0.5) -> None:
+    """Poll ``url`` until it answers 2xx; raise if it never does."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
+            with urllib.request.urlopen(url, timeout=5):
+                return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"Prefect server at {api_url} did not answer within {timeout_s:.0f} s")
+            time.sleep(poll_s)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+def wait_for_server(api_url: str, timeout_s: float = 90.0) -> None:
+    """Poll ``<api>/health`` until the Prefect server answers; raise if it never does."""
+    wait_http(f"{api_url}/health", timeout_s)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM a child started in its own session (its process group), SIGKILL after 30 s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def start_server(port: int) -> subprocess.Popen:
@@ -70,12 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             tags=["privobfnet", args.profile],
         )
     finally:
-        if server is not None and server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+        if server is not None:
+            stop(server)
     return 0
 
 

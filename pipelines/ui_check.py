@@ -21,7 +21,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.serve import DEPLOYMENT, wait_for_server
+from pipelines.serve import DEPLOYMENT, stop, wait_for_server, wait_http
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--hide-scrollbars", "--window-size=1440,900", "--no-first-run"]
@@ -61,18 +60,6 @@ def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the child's process group, SIGKILL after 30 s."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def get_json(url: str, timeout_s: float = 120.0, what: str = "") -> dict:
     """GET ``url`` until it answers 200 with JSON (the deployment appears once serve registered it)."""
     deadline = time.monotonic() + timeout_s
@@ -85,17 +72,6 @@ def get_json(url: str, timeout_s: float = 120.0, what: str = "") -> dict:
             last = error
         time.sleep(1)
     raise TimeoutError(f"{what or url} not available within {timeout_s:.0f} s: {last}")
-
-
-def wait_http(url: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(1)
-    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
 
 
 @dataclass(frozen=True)
@@ -228,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     store = tracking_uri(cfg, root)
     mlflow.set_tracking_uri(store)
     client = MlflowClient()
-    if client.get_experiment_by_name(cfg.tracking.experiment) is None:
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is None:
         print(f"no MLflow experiment {cfg.tracking.experiment!r} in {store}: run `make run` first", file=sys.stderr)
         return 2
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     experiment_id = experiment.experiment_id
     if EXPERIMENT_KIND not in experiment.tags:  # stores made before stage_run set it
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, TRAINING_KIND)

@@ -17,8 +17,8 @@ import torch
 
 from privobfnet.data.manifest import read_manifest
 from pipelines.flow import stage_order
-from pipelines.serve import wait_for_server
-from pipelines.ui_check import free_port, get_json, start, stop
+from pipelines.serve import stop, wait_for_server
+from pipelines.ui_check import free_port, get_json, start
 from stages.common import load_params
 from stages.registry import DEEPLAB_MODEL, ENSEMBLE_MODEL
 from stages.tracking import STAGE_RUNS, flatten
