@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipelines.flow import stage_order
     from stages.common import load_params
-    from stages.tracking import KIND_TAG, project_root, tracking_uri
+    from stages.tracking import KIND_TAG, STAGE_RUNS, project_root, tag_is, tracking_uri
 
     cfg = load_params(REPO / "params.yaml")
     mlflow.set_tracking_uri(tracking_uri(cfg, project_root(REPO)))
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if experiment is None:
         print("no MLflow experiment yet: run `make run` first", file=sys.stderr)
         return 1
-    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'pipeline'",
+    parents = client.search_runs([experiment.experiment_id], filter_string=tag_is(KIND_TAG, "pipeline"),
                                  order_by=["attributes.start_time DESC"], max_results=50)
     if args.list:
         for parent in parents:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no pipeline run in the store", file=sys.stderr)
         return 1
     runs = client.search_runs([experiment.experiment_id], max_results=1000,
-                              filter_string=f"tags.`privobfnet.pipeline_id` = '{pid}' and tags.`{KIND_TAG}` = 'stage'")
+                              filter_string=f"{tag_is('privobfnet.pipeline_id', pid)} and {STAGE_RUNS}")
     by_stage = {r.data.tags["privobfnet.stage"]: r for r in sorted(runs, key=lambda r: r.info.start_time)}
     print(f"pipeline {pid}")
     total = 0.0

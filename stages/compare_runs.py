@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.common import atomic_write_text, load_params
-from stages.tracking import project_root, tracking_uri
+from stages.tracking import KIND_TAG, project_root, tag_is, tracking_uri
 
 SELECTOR_TAGS = {"profile": "privobfnet.profile", "exp": "dvc.exp_name", "pipeline": "privobfnet.pipeline_id"}
 
@@ -45,14 +45,13 @@ def select_runs(client: Any, experiment_id: str, selector: str) -> dict[str, Any
     if kind == "run":
         run = client.get_run(value)
         return {run.data.tags.get("privobfnet.stage", run.info.run_name): run}
-    quoted = value.replace("'", "\\'")
     runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{SELECTOR_TAGS[kind]}` = '{quoted}' and attributes.status = 'FINISHED'",
+        [experiment_id], filter_string=f"{tag_is(SELECTOR_TAGS[kind], value)} and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=5000,
     )
     newest: dict[str, Any] = {}
     for run in runs:
-        if run.data.tags.get("privobfnet.kind") == "pipeline":
+        if run.data.tags.get(KIND_TAG) == "pipeline":
             continue  # the parent run that groups a pipeline's stage runs
         newest.setdefault(run.data.tags.get("privobfnet.stage", run.info.run_name), run)
     if not newest:

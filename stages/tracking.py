@@ -116,15 +116,22 @@ def flatten_numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
 KIND_TAG = "privobfnet.kind"
 # MLflow 3's UI opens an experiment of this kind on its training runs, not on GenAI traces
 EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
-STAGE_RUNS = f"tags.`{KIND_TAG}` = 'stage'"  # search_runs filter for stage runs only
+
+
+def tag_is(key: str, value: str) -> str:
+    """An MLflow search filter clause: tag ``key`` equals ``value`` (quotes in the value escaped)."""
+    quoted = value.replace("'", "\\'")
+    return f"tags.`{key}` = '{quoted}'"
+
+
+STAGE_RUNS = tag_is(KIND_TAG, "stage")  # search_runs filter for stage runs only
 
 
 def pipeline_parent(client: Any, experiment_id: str, pid: str, tags: Mapping[str, str]) -> str:
     """The id of the parent run of pipeline ``pid``, created on first use."""
-    quoted = pid.replace("'", "\\'")
     found = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time ASC"],
-                               filter_string=f"tags.`{KIND_TAG}` = 'pipeline' and "
-                                             f"tags.`privobfnet.pipeline_id` = '{quoted}'")
+                               filter_string=f"{tag_is(KIND_TAG, 'pipeline')} and "
+                                             f"{tag_is('privobfnet.pipeline_id', pid)}")
     if found:
         return found[0].info.run_id
     return client.create_run(experiment_id, run_name=f"pipeline {pid}",
