@@ -50,20 +50,33 @@ def _parser_overlay(image: np.ndarray, parser_mask: np.ndarray) -> np.ndarray:
     return np.where(person, image * 0.4 + np.array([255, 60, 200]) * 0.6, dimmed).astype(np.uint8)
 
 
+def triptych_grid(n_samples: int, per_row: int, panel_size: tuple[float, float],
+                  extra_height: float = 0.0) -> tuple[Figure, list[tuple]]:
+    """A figure for ``n_samples`` samples, ``per_row`` per row, three panels (axes, all off) each.
+
+    Returns the figure and, per sample, its three axes. ``panel_size`` is (width, height) in inches.
+    """
+    rows = math.ceil(n_samples / per_row)
+    width, height = panel_size
+    fig = Figure(figsize=(3 * width * per_row, height * rows + extra_height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 3 * per_row, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    panels = []
+    for n in range(n_samples):
+        row, col = divmod(n, per_row)
+        panels.append(tuple(axes[row, 3 * col: 3 * col + 3]))
+    return fig, panels
+
+
 def samples_figure(samples: Sequence[SampleLike], class_names: Sequence[str], *, per_row: int = 2) -> Figure:
     """Grid of samples: image (titled with its labels), class-mask overlay with a legend, parser overlay."""
     if not samples:
         raise ValueError("samples_figure needs at least one sample")
     palette = _palette() / 255.0
-    rows = math.ceil(len(samples) / per_row)
-    fig = Figure(figsize=(3 * 2.3 * per_row, 2.9 * rows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, 3 * per_row, squeeze=False)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for n, sample in enumerate(samples):
-        row, col = divmod(n, per_row)
-        ax_img, ax_mask, ax_parser = axes[row, 3 * col: 3 * col + 3]
+    fig, panels = triptych_grid(len(samples), per_row, (2.3, 2.9))
+    for sample, (ax_img, ax_mask, ax_parser) in zip(samples, panels):
         names = [class_names[i] for i in sample.labels]
         ax_img.imshow(sample.image, interpolation="nearest")
         ax_img.set_title("\n".join(textwrap.wrap(", ".join(names), 34)) or "(no labels)", fontsize=7)

@@ -1,14 +1,14 @@
 """The masks figure (pure: arrays in, a matplotlib Figure out; Agg canvas, no display needed)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from privobfnet.viz import triptych_grid
 
 HUMAN_COLOR = np.array([255, 40, 200], np.float32)  # magenta
 TEXT_COLOR = np.array([255, 200, 0], np.float32)  # amber
@@ -44,17 +44,10 @@ def masks_figure(samples: Sequence[MaskSample], *, backends: str = "", per_row: 
     """Grid: per sample the image with face boxes, the human mask overlay, the text mask overlay."""
     if not samples:
         raise ValueError("masks_figure needs at least one sample")
-    rows = math.ceil(len(samples) / per_row)
-    fig = Figure(figsize=(3 * 2.2 * per_row, 2.4 * rows + 0.4), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig, panels = triptych_grid(len(samples), per_row, (2.2, 2.4), extra_height=0.4)
     if backends:
         fig.suptitle(backends, fontsize=8)
-    axes = fig.subplots(rows, 3 * per_row, squeeze=False)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for n, sample in enumerate(samples):
-        row, col = divmod(n, per_row)
-        ax_image, ax_human, ax_text = axes[row, 3 * col: 3 * col + 3]
+    for sample, (ax_image, ax_human, ax_text) in zip(samples, panels):
         ax_image.imshow(sample.image, interpolation="nearest")
         ax_image.set_title(f"{sample.image_id}: {len(sample.faces)} face(s)", fontsize=7)
         _faces(ax_image, sample.faces)
