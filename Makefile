@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 params.yaml: | $(STAMP)
-	$(BIN)/python -m stages.use_profile default
+	$(BIN)/python -m ops.use_profile default
 
 ## run: the whole DVC pipeline on the profile in params.yaml (default: SynthPriv)
 run: $(STAMP) params.yaml
@@ -38,7 +38,7 @@ test-fast: $(STAMP)
 
 ## profile: write params.yaml from profiles/$(PROFILE).yaml, e.g. make profile PROFILE=ci
 profile: $(STAMP)
-	$(BIN)/python -m stages.use_profile $(PROFILE)
+	$(BIN)/python -m ops.use_profile $(PROFILE)
 
 ## ablation: the paper's Table 4 rows and the fully supervised ceiling as queued DVC experiments
 ## (each runs the whole pipeline in a temporary copy), then collect them for the report stage.
@@ -57,7 +57,7 @@ ablation: $(STAMP) params.yaml
 ## DVC's queue worker can die on its file broker, leaving tasks queued; `dvc queue status` shows it)
 ablation-resume: $(STAMP) params.yaml
 	$(BIN)/dvc exp run --run-all
-	$(BIN)/python -m stages.collect_ablation
+	$(BIN)/python -m ops.collect_ablation
 	$(BIN)/dvc repro report
 
 ## prefect: a Prefect server on 127.0.0.1:$(PREFECT_PORT) (sqlite under .prefect/) serving the
@@ -79,7 +79,7 @@ mlflow: $(STAMP)
 A ?= profile:default
 B ?= profile:ci
 compare: $(STAMP) params.yaml
-	$(BIN)/python -m stages.compare_runs $(A) $(B) $(if $(STAGE),--stage $(STAGE)) $(if $(GREP),--grep '$(GREP)')
+	$(BIN)/python -m ops.compare_runs $(A) $(B) $(if $(STAGE),--stage $(STAGE)) $(if $(GREP),--grep '$(GREP)')
 
 ## ui-check: both UIs on loopback in headless Chromium; screenshots in reports/figures/ui_*.png
 ui-check: $(STAMP) params.yaml chromium

@@ -22,7 +22,7 @@ from PIL import Image
 from privobfnet.config import parse_config
 from privobfnet.data.synthpriv import generate_sample
 from privobfnet.masks import build_backend
-from stages.common import resolve_profile
+from ops.common import resolve_profile
 
 REPO = Path(__file__).resolve().parents[1]
 

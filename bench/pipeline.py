@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
-    from pipelines.flow import stage_order
-    from stages.common import load_params
-    from stages.tracking import KIND_TAG, STAGE_RUNS, project_root, tag_is, tracking_uri
+    from ops.stage_order import stage_order
+    from ops.common import load_params
+    from ops.tracking import KIND_TAG, STAGE_RUNS, project_root, tag_is, tracking_uri
 
     cfg = load_params(REPO / "params.yaml")
     mlflow.set_tracking_uri(tracking_uri(cfg, project_root(REPO)))

@@ -32,7 +32,7 @@ from privobfnet.config import parse_config  # noqa: E402
 from privobfnet.data.mask_types import load_mask_types  # noqa: E402
 from privobfnet.data.synthpriv import ATTRIBUTE_IDS  # noqa: E402
 from privobfnet.models.training import Batch, ensemble_losses  # noqa: E402
-from stages.common import resolve_profile  # noqa: E402
+from ops.common import resolve_profile  # noqa: E402
 from stages.train_ensemble import build_training, setup_torch  # noqa: E402
 
 

@@ -20,8 +20,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 
-from stages.common import PARAMS_FILE, load_params, resolve_profile, write_params
-from stages.tracking import PIPELINE_ID_ENV, flatten_numbers
+from ops.common import PARAMS_FILE, load_params, resolve_profile, write_params
+from ops.stage_order import stage_order
+from ops.tracking import PIPELINE_ID_ENV, flatten_numbers
 
 TRANSIENT_MARKERS = ("Unable to acquire lock", "lock is held", "database is locked")
 TAIL_LINES = 30
@@ -33,11 +34,6 @@ class StageFailed(RuntimeError):
     def __init__(self, stage: str, returncode: int, tail: str, transient: bool):
         super().__init__(f"stage {stage!r} failed (exit {returncode}):\n{tail}")
         self.stage, self.returncode, self.transient = stage, returncode, transient
-
-
-def stage_order(dvc_yaml: str | os.PathLike = "dvc.yaml") -> list[str]:
-    """The stages in dvc.yaml's order (written upstream first; a test checks that it is)."""
-    return list(yaml.safe_load(Path(dvc_yaml).read_text())["stages"])
 
 
 def _retry_if_transient(task_, task_run, state) -> bool:

@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
     from mlflow import MlflowClient
 
-    from stages.common import load_params
-    from stages.tracking import EXPERIMENT_KIND, TRAINING_KIND, project_root, tracking_uri
+    from ops.common import load_params
+    from ops.tracking import EXPERIMENT_KIND, TRAINING_KIND, project_root, tracking_uri
 
     root = project_root()
     logs = root / ".cache" / "ui_check"

@@ -5,8 +5,8 @@ import time
 from pathlib import Path
 
 from privobfnet.config import Config
-from stages.common import load_params, write_metrics
-from stages.tracking import stage_run
+from ops.common import load_params, write_metrics
+from ops.tracking import stage_run
 
 PARAM_SECTIONS = ["data", "synthpriv", "download"]
 
@@ -21,7 +21,7 @@ def main(cfg: Config) -> dict:
 
             summary = write_synthpriv(root, cfg)
         else:
-            from stages.fetch import fetch_dataset
+            from ops.fetch import fetch_dataset
 
             summary = fetch_dataset(
                 cfg.data.dataset, Path(cfg.data.raw_dir), cfg.download, splits=list(cfg.data.splits)

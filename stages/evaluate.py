@@ -23,12 +23,12 @@ from privobfnet.models.deeplabv2 import load_deeplab
 from privobfnet.models.ensemble import load_ensemble
 from privobfnet.segmentation import predict_segmentation
 from privobfnet.viz import overlay
-from stages.common import atomic_path, load_params, write_metrics
+from ops.common import atomic_path, load_params, write_metrics
 from stages.ensemble_data import ENSEMBLE_CHECKPOINT
-from stages.registry import DEEPLAB_MODEL, ENSEMBLE_MODEL, register_model
+from ops.registry import DEEPLAB_MODEL, ENSEMBLE_MODEL, register_model
 from stages.train_deeplab import evaluate as deeplab_confusion
 from stages.train_ensemble import evaluation_metrics, finite, load_split, predict_split
-from stages.tracking import stage_run
+from ops.tracking import stage_run
 
 DEEPLAB_CHECKPOINT = Path("checkpoints/deeplab/final.pt")
 FIGURE_PATH = Path("reports/figures/deeplab_predictions.png")
@@ -109,7 +109,7 @@ def headline(metrics: dict, *paths: tuple[str, str, str]) -> dict[str, float]:
 
 
 def register_final_models(run, cfg: Config, metrics: dict, model_image, deeplab) -> dict[str, dict]:
-    """Log and register both final models with their metrics (see stages/registry.py)."""
+    """Log and register both final models with their metrics (see ops/registry.py)."""
     split = cfg.train.eval_split
     ensemble = register_model(
         run, model_image, name=ENSEMBLE_MODEL, checkpoint=ENSEMBLE_CHECKPOINT,

@@ -46,8 +46,8 @@ from privobfnet.masks import configured_backends, coverage, mask_to_uint8
 from privobfnet.masks.simulated import PARSER_FOLDER
 from privobfnet.masks.summary import MaskRunStats, failure_summary, summarize
 from privobfnet.masks.viz import MaskSample, masks_figure
-from stages.common import atomic_path, atomic_write_text, load_params, write_metrics
-from stages.tracking import project_root, stage_run
+from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
+from ops.tracking import project_root, stage_run
 
 PARAM_SECTIONS = ["data", "masks"]
 FIGURE_PATH = Path("reports/figures/masks_samples.png")

@@ -30,9 +30,9 @@ from privobfnet.models.ensemble import load_ensemble
 from privobfnet.models.inputs import mask_tensor, normalize
 from privobfnet.pseudo_labels import cams_to_label, multiscale_cams
 from privobfnet.viz import overlay
-from stages.common import atomic_path, atomic_write_text, load_params, write_metrics
+from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
 from stages.ensemble_data import ENSEMBLE_CHECKPOINT, mask_paths
-from stages.tracking import stage_run
+from ops.tracking import stage_run
 
 PARAM_SECTIONS = ["pseudo_labels"]
 SWEEP_PLOT = Path("reports/plots/pseudo_labels_sweep.csv")

@@ -13,9 +13,9 @@ from typing import Any
 
 from privobfnet import paper
 from privobfnet.config import Config
-from stages.collect_ablation import ABLATION_FILE
-from stages.common import METRICS_DIR, atomic_write_text, load_params, write_metrics
-from stages.tracking import stage_run
+from ops.collect_ablation import ABLATION_FILE
+from ops.common import METRICS_DIR, atomic_write_text, load_params, write_metrics
+from ops.tracking import stage_run
 
 TABLES_PATH = Path("reports/tables.md")
 PARAM_SECTIONS = ["train", "deeplab", "pseudo_labels"]  # what the protocol lines print

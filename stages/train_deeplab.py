@@ -34,8 +34,8 @@ from privobfnet.segmentation import (
     random_scale_crop_flip,
     segmentation_loss,
 )
-from stages.common import atomic_path, atomic_write_text, load_params, write_metrics
-from stages.tracking import stage_run
+from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
+from ops.tracking import stage_run
 
 STAGE = "train_deeplab"
 PARAM_SECTIONS = ["data", "deeplab", "pseudo_labels"]

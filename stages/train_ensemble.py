@@ -42,9 +42,9 @@ from privobfnet.inference import attention_at, attention_figure
 from privobfnet.models.ensemble import build_model, ensemble_checkpoint, model_meta
 from privobfnet.models.inputs import normalize, resize_sample
 from privobfnet.models.training import LOSS_NAMES, Batch, ensemble_losses, epoch_batches
-from stages.common import atomic_path, load_params, write_metrics
+from ops.common import atomic_path, load_params, write_metrics
 from stages.ensemble_data import mask_paths
-from stages.tracking import stage_run
+from ops.tracking import stage_run
 
 STAGE = "train_ensemble"
 PARAM_SECTIONS = ["data", "masks", "train"]

@@ -31,8 +31,8 @@ from privobfnet.data.manifest import COLUMNS, write_manifest
 from privobfnet.data.images import load_mask, load_rgb
 from privobfnet.data.readers import dataset_root, read_dataset
 from privobfnet.viz import FigureSample, samples_figure
-from stages.common import atomic_path, atomic_write_text, load_params, write_metrics
-from stages.tracking import stage_run
+from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
+from ops.tracking import stage_run
 
 PARAM_SECTIONS = ["data", "validate"]
 REPORT_PATH = Path("reports/validation.md")

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 from privobfnet.config import Config, ConfigError
-from stages.common import atomic_write_text, load_params
-from stages.fetch import WEIGHTS, fetch_weights
-from stages.tracking import stage_run
+from ops.common import atomic_write_text, load_params
+from ops.fetch import WEIGHTS, fetch_weights
+from ops.tracking import stage_run
 
 WEIGHTS_DIR = Path("data/weights")
 PARAM_SECTIONS = ["train", "deeplab", "download"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from privobfnet.config import Config, parse_config
-from stages.common import resolve_profile
+from ops.common import resolve_profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def project(tmp_path, monkeypatch) -> Path:
     run("git", "init", "-q")
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "fixture")
-    run(sys.executable, "-m", "stages.use_profile", "ci")
+    run(sys.executable, "-m", "ops.use_profile", "ci")
     return root
 
 

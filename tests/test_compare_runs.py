@@ -1,11 +1,11 @@
-"""`python -m stages.compare_runs`: selectors and the Markdown comparison of two run selections."""
+"""`python -m ops.compare_runs`: selectors and the Markdown comparison of two run selections."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
 
-from stages.compare_runs import SelectorError, compare, parse_selector
+from ops.compare_runs import SelectorError, compare, parse_selector
 
 
 def fake_run(run_id: str, params: dict, metrics: dict, profile: str = "ci"):

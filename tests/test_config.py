@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from privobfnet.config import ConfigError, merge, parse_config
-from stages.common import load_params, resolve_profile, write_params
+from ops.common import load_params, resolve_profile, write_params
 from tests.conftest import REPO
 
 PROFILES = ["default", "ci", "paper_vispr", "paper_voc", "paper_coco"]
@@ -105,10 +105,10 @@ def test_write_params_round_trips(tmp_path):
 
 def test_use_profile_command(tmp_path):
     (tmp_path / "profiles").symlink_to(REPO / "profiles")
-    ok = subprocess.run([sys.executable, "-m", "stages.use_profile", "ci"], cwd=tmp_path,
+    ok = subprocess.run([sys.executable, "-m", "ops.use_profile", "ci"], cwd=tmp_path,
                         capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert ok.returncode == 0, ok.stderr
     assert load_params(tmp_path / "params.yaml").profile == "ci"
-    bad = subprocess.run([sys.executable, "-m", "stages.use_profile", "nope"], cwd=tmp_path,
+    bad = subprocess.run([sys.executable, "-m", "ops.use_profile", "nope"], cwd=tmp_path,
                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and "no such profile" in bad.stderr

@@ -22,7 +22,7 @@ from privobfnet.data.images import mask_to_image
 from privobfnet.data.manifest import read_manifest
 from privobfnet.models.deeplabv2 import load_deeplab
 from stages import download, validate
-from stages.common import write_params
+from ops.common import write_params
 from stages.train_deeplab import check_settings, training_label_paths
 from tests.conftest import ci_params, with_changes
 

@@ -1,4 +1,4 @@
-"""stages.fetch against a local HTTP server (127.0.0.1 only): resume, retries, checksums, layouts."""
+"""ops.fetch against a local HTTP server (127.0.0.1 only): resume, retries, checksums, layouts."""
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +16,7 @@ import pytest
 
 from privobfnet.config import DownloadConfig
 from privobfnet.data.errors import DataError
-from stages.fetch import (COMPLETE_MARKER, DATASETS, WEIGHTS, Checksum, ChecksumMismatch, DownloadError,
+from ops.fetch import (COMPLETE_MARKER, DATASETS, WEIGHTS, Checksum, ChecksumMismatch, DownloadError,
                           ManualDownloadRequired, download, fetch_dataset, fetch_weights, is_complete, resolve)
 
 BODY = random.Random(0).randbytes(64 * 1024)

@@ -1,4 +1,4 @@
-"""stages.fetch_archive: safe extraction of tar/zip archives and the integrity checks."""
+"""ops.fetch_archive: safe extraction of tar/zip archives and the integrity checks."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from privobfnet.data.errors import DataError
-from stages.fetch_archive import EXTRACT_MARKER, check_archive, check_id_list, safe_extract
+from ops.fetch_archive import EXTRACT_MARKER, check_archive, check_id_list, safe_extract
 
 
 def _member(name, kind=tarfile.REGTYPE, data=b"", linkname=""):

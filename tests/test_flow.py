@@ -8,8 +8,9 @@ from dvc.repo import Repo
 
 from prefect.testing.utilities import prefect_test_harness
 
-from pipelines.flow import StageFailed, pipeline, stage_order
-from stages.tracking import STAGE_RUNS
+from ops.stage_order import stage_order
+from pipelines.flow import StageFailed, pipeline
+from ops.tracking import STAGE_RUNS
 from tests.conftest import REPO, dvc
 
 

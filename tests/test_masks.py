@@ -19,7 +19,7 @@ from privobfnet.masks import NoPrior, build_backend, coverage, mask_to_uint8
 from privobfnet.masks import assets
 from privobfnet.masks.mediapipe import face_anchors, weighted_nms
 from privobfnet.masks.text import _result, polygons_to_mask, resize_long_side
-from stages.common import resolve_profile
+from ops.common import resolve_profile
 from tests.conftest import REPO
 
 ASTRONAUT_FACE_CENTRE = (225, 125)  # x, y: between her eyes, by eye on the 512 x 512 photo

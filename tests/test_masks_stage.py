@@ -20,7 +20,7 @@ from privobfnet.data.manifest import read_manifest, write_manifest
 from privobfnet.data.readers import dataset_root, read_dataset
 from privobfnet.data.synthpriv import write_synthpriv
 from stages import masks as stage
-from stages.tracking import STAGE_RUNS
+from ops.tracking import STAGE_RUNS
 from tests.conftest import ci_params
 from tests.test_masks import model_cache  # noqa: F401  (the session's model cache fixture)
 

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from privobfnet.data.manifest import read_manifest
-from pipelines.flow import stage_order
+from ops.stage_order import stage_order
 from pipelines.serve import stop, wait_for_server
 from pipelines.ui_check import free_port, get_json, start
-from stages.common import load_params
-from stages.registry import DEEPLAB_MODEL, ENSEMBLE_MODEL
-from stages.tracking import STAGE_RUNS, flatten
+from ops.common import load_params
+from ops.registry import DEEPLAB_MODEL, ENSEMBLE_MODEL
+from ops.tracking import STAGE_RUNS, flatten
 from tests.conftest import dvc
 
 UUID_RE = re.compile(r"UUID:\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
@@ -90,14 +90,14 @@ def test_served_deployment_runs_the_pipeline_then_dvc_has_nothing_left(project, 
     assert "Table 5" in (project / "reports/tables.md").read_text()
 
     check_mlflow_store(project, pipeline_id=f"prefect-{flow_run_id}")
-    compared = subprocess.run([sys.executable, "-m", "stages.compare_runs", f"pipeline:prefect-{flow_run_id}",
+    compared = subprocess.run([sys.executable, "-m", "ops.compare_runs", f"pipeline:prefect-{flow_run_id}",
                                "profile:ci", "--stage", "evaluate"], capture_output=True, text=True)
     assert compared.returncode == 0, compared.stderr
     assert "## evaluate" in compared.stdout and "Same params." in compared.stdout
 
     again = dvc("repro")
     assert "Data and pipelines are up to date" in again.stdout
-    subprocess.run([sys.executable, "-m", "stages.use_profile", "default"], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "ops.use_profile", "default"], check=True, capture_output=True)
     diff = dvc("params", "diff", "--md").stdout
     assert "data.splits.train" in diff and "synthpriv.image_size" in diff
     status = dvc("status").stdout

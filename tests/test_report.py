@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from stages import report
-from stages.collect_ablation import parse_experiments
+from ops.collect_ablation import parse_experiments
 
 
 def _evaluate_metrics():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from stages.tracking import STAGE_RUNS, flatten, project_root, stage_run, tracking_uri
+from ops.tracking import STAGE_RUNS, flatten, project_root, stage_run, tracking_uri
 from tests.conftest import with_changes
 
 

@@ -20,8 +20,8 @@ import yaml
 from privobfnet.eval_metrics import (
     attribute_accuracy, average_precision, mean_average_precision, pearson, privacy_metrics, spearman,
 )
-from stages.common import resolve_profile
-from stages.tracking import STAGE_RUNS
+from ops.common import resolve_profile
+from ops.tracking import STAGE_RUNS
 from tests.conftest import REPO
 from privobfnet.config import parse_config
 from stages.train_ensemble import finite, lr_at

@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 
 import privobfnet.data.readers
-import stages.common
-import stages.tracking
+import ops.common
+import ops.tracking
 from privobfnet.data.checks import row_checks
 from privobfnet.data.errors import DataError
 from privobfnet.data.manifest import build_manifest, read_manifest
 from stages import validate
-from stages.tracking import STAGE_RUNS
+from ops.tracking import STAGE_RUNS
 from tests.conftest import with_changes
 from tests.fixtures_real import truncate_file, write_bomb_png, write_jpeg, write_palette_mask
 
@@ -284,8 +284,8 @@ def test_command_line_exits_non_zero_with_the_summary(harness, monkeypatch):
     manifests = {s: build_manifest(r, dataset="synthpriv", class_names=CLASSES) for s, r in harness.records.items()}
     cfg = with_changes(harness.cfg, "data", splits={"train": 3, "val": 2})
     monkeypatch.setattr(privobfnet.data.readers, "read_dataset", lambda data_cfg: manifests)
-    monkeypatch.setattr(stages.common, "load_params", lambda: cfg)
-    monkeypatch.setattr(stages.tracking, "stage_run", validate.stage_run)  # the harness's fake
+    monkeypatch.setattr(ops.common, "load_params", lambda: cfg)
+    monkeypatch.setattr(ops.tracking, "stage_run", validate.stage_run)  # the harness's fake
     with pytest.warns(RuntimeWarning, match="found in sys.modules"), pytest.raises(SystemExit) as exit_info:
         runpy.run_module("stages.validate", run_name="__main__")
     message = str(exit_info.value.code)  # sys.exit(text) prints text to stderr and exits 1

@@ -8,8 +8,8 @@ import torch
 
 from privobfnet.config import ConfigError, parse_config
 from stages import weights
-from stages.common import resolve_profile
-from stages.fetch import ManualDownloadRequired
+from ops.common import resolve_profile
+from ops.fetch import ManualDownloadRequired
 from tests.conftest import REPO, with_changes
 
 

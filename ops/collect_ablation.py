@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from stages.common import atomic_write_text
+from ops.common import atomic_write_text
 
 ABLATION_FILE = Path("reports/ablation.json")
 SWITCHES = ("use_cropped", "use_privacy", "use_attribute", "use_mask_weighting")

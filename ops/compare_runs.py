@@ -1,6 +1,6 @@
 """Command (not a DVC stage): compare the MLflow stage runs of two profiles, experiments or pipelines.
 
-    python -m stages.compare_runs profile:default profile:ci [--stage evaluate] [--grep miou] [--out F]
+    python -m ops.compare_runs profile:default profile:ci [--stage evaluate] [--grep miou] [--out F]
     make compare A=profile:default B=exp:my-exp
 
 A selector picks, for every stage, the newest finished run whose tag matches:
@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stages.common import atomic_write_text, load_params
-from stages.tracking import KIND_TAG, project_root, tag_is, tracking_uri
+from ops.common import atomic_write_text, load_params
+from ops.tracking import KIND_TAG, project_root, tag_is, tracking_uri
 
 SELECTOR_TAGS = {"profile": "privobfnet.profile", "exp": "dvc.exp_name", "pipeline": "privobfnet.pipeline_id"}
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
     from mlflow import MlflowClient
 
-    from pipelines.flow import stage_order
+    from ops.stage_order import stage_order
 
     cfg = load_params()
     mlflow.set_tracking_uri(tracking_uri(cfg, project_root()))

@@ -10,11 +10,11 @@ Each file is streamed to ``<file>.part`` (resumed with an HTTP Range request, re
 backoff), verified, and only then renamed into place. Archives are extracted by ``safe_extract``
 into a staging folder and their members moved into the layout. ``download.base_urls`` overrides
 a URL per file name and may pin a checksum: ``URL#md5=<hex>`` or ``URL#sha256=<hex>`` (see
-``stages.fetch_sources.resolve``). A file without any checksum (SBD's zip and the train_aug list
+``ops.fetch_sources.resolve``). A file without any checksum (SBD's zip and the train_aug list
 publish none) gets an integrity check instead, and the summary counts it as ``unverified_files``.
 
-The catalogue (URLs, checksums, layout) is ``stages.fetch_sources``; extraction and the integrity
-checks are ``stages.fetch_archive``; both are re-exported here.
+The catalogue (URLs, checksums, layout) is ``ops.fetch_sources``; extraction and the integrity
+checks are ``ops.fetch_archive``; both are re-exported here.
 """
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ from tqdm import tqdm
 
 from privobfnet.config import DownloadConfig
 from privobfnet.data.errors import DataError
-from stages.common import atomic_path, atomic_write_text
-from stages.fetch_archive import (EXTRACT_MARKER, INTEGRITY_CHECKS, check_archive, check_checkpoint,
+from ops.common import atomic_path, atomic_write_text
+from ops.fetch_archive import (EXTRACT_MARKER, INTEGRITY_CHECKS, check_archive, check_checkpoint,
                                   check_id_list, safe_extract)
-from stages.fetch_sources import (DATASETS, MANUAL_DATASETS, VISPR_PAGE, VISPR_SPLITS, WEIGHTS, Checksum,
+from ops.fetch_sources import (DATASETS, MANUAL_DATASETS, VISPR_PAGE, VISPR_SPLITS, WEIGHTS, Checksum,
                                   Source, resolve)
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Command (not a DVC stage): write params.yaml from a profile. `python -m stages.use_profile ci`.
+"""Command (not a DVC stage): write params.yaml from a profile. `python -m ops.use_profile ci`.
 
 params.yaml is the file DVC tracks, so after a switch `dvc params diff` shows exactly what changed
 and `dvc repro` re-runs only the stages whose listed params changed.
@@ -8,12 +8,12 @@ from __future__ import annotations
 import sys
 
 from privobfnet.config import ConfigError
-from stages.common import resolve_profile, write_params
+from ops.common import resolve_profile, write_params
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m stages.use_profile <default|ci|paper_vispr|paper_voc|paper_coco>", file=sys.stderr)
+        print("usage: python -m ops.use_profile <default|ci|paper_vispr|paper_voc|paper_coco>", file=sys.stderr)
         return 2
     try:
         params = resolve_profile(argv[0])

@@ -1,0 +1,6 @@
+"""What the stages, the Prefect flow and the commands share, and the commands themselves; no stage lives here.
+
+``common`` (params, profiles, atomic writes, metrics files), ``tracking`` and ``registry`` (MLflow),
+``fetch*`` (downloads), ``stage_order`` (the pipeline's stages in order); commands run as
+``python -m ops.<name>``: ``use_profile``, ``compare_runs``, ``collect_ablation``.
+"""
