@@ -33,7 +33,8 @@ from privobfnet.data.mask_types import load_mask_types  # noqa: E402
 from privobfnet.data.synthpriv import ATTRIBUTE_IDS  # noqa: E402
 from privobfnet.models.training import Batch, ensemble_losses  # noqa: E402
 from ops.common import resolve_profile  # noqa: E402
-from stages.train_ensemble import build_training, setup_torch  # noqa: E402
+from privobfnet.models.ensemble import build_training  # noqa: E402
+from privobfnet.trainer import setup_torch  # noqa: E402
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10, device: torch.device = torch.device("cpu")) -> float:
@@ -83,9 +84,9 @@ def main() -> None:
         print(f"{pretrained} is missing: random initialisation (speed is the same)", file=sys.stderr)
         params["train"]["pretrained"] = None
     cfg = parse_config(params)
-    device = setup_torch(cfg)
+    device = setup_torch(device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed)
     mask_types = load_mask_types("synthpriv", list(ATTRIBUTE_IDS))
-    model_image, model_cropped, optimizer = build_training(cfg, mask_types, device)
+    model_image, model_cropped, optimizer = build_training(cfg.train, mask_types, device)
     batches = [synthetic_batch(cfg, len(mask_types), device, seed) for seed in range(4)]
 
     def step(i: int) -> None:

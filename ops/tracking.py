@@ -94,8 +94,16 @@ class StageRun:
         if numeric:
             self._mlflow.log_metrics(numeric, step=step)
 
+    def log_step(self, metrics: Mapping[str, float], step: int) -> None:
+        """Per-step training metrics, queued (asynchronous logging): the loop never waits on the store."""
+        self._mlflow.log_metrics(dict(metrics), step=step, synchronous=False)
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """A matplotlib figure as a PNG artifact."""
+        self._mlflow.log_figure(figure, artifact_file)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
@@ -173,6 +181,7 @@ def stage_run(stage: str, cfg: Config, param_sections: list[str]) -> Iterator[St
             params["seed"] = str(cfg.seed)
             mlflow.log_params(params)
             yield StageRun(mlflow, run)
+            mlflow.flush_async_logging()  # queued step metrics land before the run is closed
         status = "FINISHED"
     finally:
         client.set_terminated(parent_id, status=status)

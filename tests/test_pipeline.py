@@ -12,10 +12,13 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 
 from privobfnet.data.manifest import read_manifest
+from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, load_split, predict_split
+from privobfnet.models.ensemble import load_ensemble
 from ops.stage_order import stage_order
 from pipelines.serve import stop, wait_for_server
 from pipelines.ui_check import free_port, get_json, start
@@ -125,19 +128,34 @@ def check_mlflow_store(project: Path, pipeline_id: str) -> None:
 
     client = mlflow.MlflowClient()
     metrics = json.loads((project / "reports/metrics/evaluate.json").read_text())
+    registered = json.loads((project / "reports/runs/evaluate.json").read_text())["registered_models"]
     for key, name in {"ensemble": ENSEMBLE_MODEL, "deeplab": DEEPLAB_MODEL}.items():
         (version,) = client.search_model_versions(f"name = '{name}'")
         assert version.run_id == evaluate.info.run_id and version.status == "READY"
         assert version.tags["privobfnet.pipeline_id"] == pipeline_id and version.tags["privobfnet.profile"] == "ci"
-        assert metrics["registered_models"][key]["version"] == str(version.version)
-        logged = mlflow.get_logged_model(metrics["registered_models"][key]["model_id"])
+        assert registered[key]["version"] == str(version.version)
+        logged = mlflow.get_logged_model(registered[key]["model_id"])
         assert logged.metrics, f"{name}: no metrics linked to the logged model"
+    check_registered_ensemble_matches_checkpoint(project, cfg)
     deeplab = mlflow.pytorch.load_model(f"models:/{DEEPLAB_MODEL}/1")
     with torch.no_grad():
         logits = deeplab(torch.zeros(1, 3, 48, 48))
     assert logits.shape[1] == len(read_manifest(project / "data/manifests/train.parquet").attrs["class_names"]) + 1
     version = client.get_model_version(DEEPLAB_MODEL, "1")
     assert float(version.tags["metric.val.miou"]) == pytest.approx(metrics["segmentation"]["val"]["miou"], abs=1e-5)
+
+
+def check_registered_ensemble_matches_checkpoint(project: Path, cfg) -> None:
+    """The registry round trip: Model-Image loaded from MLflow answers as checkpoints/ensemble/final.pt does."""
+    registered = mlflow.pytorch.load_model(f"models:/{ENSEMBLE_MODEL}/latest")
+    from_checkpoint, _, _ = load_ensemble(project / ENSEMBLE_CHECKPOINT)
+    data = load_split(cfg, "test")
+    cpu = torch.device("cpu")
+    probs, scores = predict_split(registered, data, cpu, batch_size=4)
+    expected_probs, expected_scores = predict_split(from_checkpoint, data, cpu, batch_size=4)
+    assert probs.shape == (8, len(data.class_names))
+    np.testing.assert_array_equal(probs, expected_probs)
+    np.testing.assert_array_equal(scores, expected_scores)
 
 
 def test_bad_data_stops_the_pipeline_before_manifests(project):

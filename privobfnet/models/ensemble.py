@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from privobfnet.config import TrainConfig
 from privobfnet.models.backbones import BackboneName, build_backbone
 from privobfnet.models.heads import (
     AttentionFeatures, AttributeHead, CamHead, PrivacyHead, gate_by_prior_masks, mask_type_index, prior_masks_at,
@@ -110,3 +111,20 @@ def load_ensemble(path: str | os.PathLike, device: str | torch.device = "cpu") -
         model.load_state_dict(checkpoint[key])
         models.append(model.to(device).eval())
     return models[0], models[1], meta
+
+
+NEW_LAYER_LR_MULT = 10.0  # heads learn 10x faster than the (pretrained) backbone
+
+
+def build_training(cfg: TrainConfig, mask_types: Sequence[str], device: torch.device):
+    """Model-Image, Model-Cropped (train mode, channels_last) and their SGD (lr x10 on new layers)."""
+    t = cfg
+    build = dict(backbone=t.backbone, tiny_width=t.tiny_width, pretrained=t.pretrained, mask_types=mask_types,
+                 background_channel=t.crop_target == "l2g", use_mask_weighting=t.use_mask_weighting)
+    model_image = build_model(**build).to(device, memory_format=torch.channels_last).train()
+    model_cropped = build_model(**build).to(device, memory_format=torch.channels_last).train()
+    groups = [*model_image.param_groups(), *model_cropped.param_groups()]
+    lr_mults = [1.0, NEW_LAYER_LR_MULT, 1.0, NEW_LAYER_LR_MULT]
+    optimizer = torch.optim.SGD([{"params": g, "lr_mult": m} for g, m in zip(groups, lr_mults)],
+                                lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    return model_image, model_cropped, optimizer
