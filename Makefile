@@ -10,12 +10,13 @@ STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 PADDLE_VENV := .venv-paddle
 PADDLE_BIN := $(PADDLE_VENV)/bin
 PADDLE_STAMP := $(PADDLE_VENV)/.installed-$(PYPROJECT_HASH)
+PADDLE_TESTS := tests/test_masks_paddle.py
 PROFILE ?= default
 export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install paddle-venv run test test-fast profile dag status ablation ablation-resume prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
+.PHONY: install paddle-venv run test test-paddle test-fast profile dag status ablation ablation-resume prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
 
 install: $(STAMP)
 
@@ -50,9 +51,16 @@ params.yaml: | $(STAMP)
 run: $(STAMP) params.yaml
 	PRIVOBFNET_PIPELINE_ID=make-$$(date -u +%Y%m%dT%H%M%SZ)-$$$$ $(BIN)/dvc repro
 
-## test: the whole suite, slow tests included (what CI runs)
+## test: the whole suite, slow tests included (what CI runs), then the PaddleOCR backend's tests
+## in .venv-paddle
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not paddle"
+	$(MAKE) test-paddle
+
+## test-paddle: the tests marked paddle, in .venv-paddle; --require-paddle makes them fail, not
+## skip, if PaddleOCR is missing there
+test-paddle: $(PADDLE_STAMP)
+	$(PADDLE_BIN)/python -m pytest -q -m paddle --require-paddle $(PADDLE_TESTS)
 
 ## test-fast: unit tests only, for quick iterations
 test-fast: $(STAMP)
