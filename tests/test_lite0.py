@@ -180,7 +180,7 @@ def test_deeplab_with_lite0_runs_forward_backward_and_reloads(weights_file, tmp_
     assert all(p.grad is None for p in model.body.net.blocks[2].parameters())  # frozen stage
     payload = checkpoint_payload(model, cfg, class_names=list("abcd"), iteration=1)
     torch.save(payload, tmp_path / "final.pt")
-    loaded, meta = load_deeplab(tmp_path / "final.pt", "cpu")
+    loaded, _ = load_deeplab(tmp_path / "final.pt", "cpu")
     image = torch.rand(1, 3, 48, 48)
     torch.testing.assert_close(loaded(image), model.eval()(image))
     scratch = build_deeplab(dataclasses.replace(cfg, pretrained=None), n_classes=4)
