@@ -121,7 +121,7 @@ class MasksConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    backbone: Literal["tiny", "resnet38", "resnet50", "resnet101"]
+    backbone: Literal["tiny", "resnet38", "resnet50", "resnet101", "lite0"]
     pretrained: Optional[str]  # path of ImageNet weights, None to train from scratch
     train_split: str  # split the ensemble trains on
     eval_split: str  # split its attribute and privacy-score metrics are reported on
@@ -162,7 +162,7 @@ class PseudoLabelConfig:
 
 @dataclass(frozen=True)
 class DeeplabConfig:
-    backbone: Literal["tiny", "resnet101"]
+    backbone: Literal["tiny", "resnet101", "lite0"]
     pretrained: Optional[str]
     labels: Literal["pseudo", "ground_truth"]  # ground_truth gives the fully supervised ceiling
     train_split: str

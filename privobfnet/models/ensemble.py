@@ -18,6 +18,7 @@ from privobfnet.models.backbones import BackboneName, build_backbone
 from privobfnet.models.heads import (
     AttentionFeatures, AttributeHead, CamHead, PrivacyHead, gate_by_prior_masks, mask_type_index, prior_masks_at,
 )
+from privobfnet.models.inputs import IMAGENET_NORM, renormalize_affine
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,11 @@ class ModelOutput:
 
 
 class PrivObfNet(nn.Module):
-    """One network of the ensemble: image + human/text masks -> CAMs, attribute logits, privacy score."""
+    """One network of the ensemble: image + human/text masks -> CAMs, attribute logits, privacy score.
+
+    Images come ImageNet-normalised (``inputs.normalize``'s default) whatever the backbone; a
+    backbone whose weights expect another normalisation (``input_norm``) gets them converted.
+    """
 
     def __init__(self, backbone: nn.Module, *, mask_types: Sequence[str], background_channel: bool,
                  feature_dim: int, use_mask_weighting: bool):
@@ -39,6 +44,11 @@ class PrivObfNet(nn.Module):
         self.n_classes = len(mask_types)
         self.use_mask_weighting = use_mask_weighting
         self.backbone = backbone
+        # (1, 3, 1, 1) affine map to the backbone's own normalisation; None when it is ImageNet's
+        scale, shift = (None, None) if backbone.input_norm == IMAGENET_NORM else renormalize_affine(
+            IMAGENET_NORM, backbone.input_norm)
+        self.register_buffer("input_scale", scale, persistent=False)
+        self.register_buffer("input_shift", shift, persistent=False)
         channel_types = list(mask_types) + (["none"] if background_channel else [])
         self.register_buffer("type_index", mask_type_index(channel_types), persistent=False)
         self.cam_head = CamHead(backbone.out_channels, len(channel_types))
@@ -48,7 +58,9 @@ class PrivObfNet(nn.Module):
 
     def forward(self, images: torch.Tensor, human_masks: torch.Tensor, text_masks: torch.Tensor, *,
                 heads: bool = True) -> ModelOutput:
-        """images (B, 3, H, W) normalised; masks (B, 1, H, W) in [0, 1]. ``heads=False``: CAMs only."""
+        """images (B, 3, H, W) ImageNet-normalised; masks (B, 1, H, W) in [0, 1]. ``heads=False``: CAMs only."""
+        if self.input_scale is not None:
+            images = images * self.input_scale + self.input_shift
         features = self.backbone(images)  # (B, D, h, w)
         logits = self.cam_head(features)  # (B, K, h, w)
         if self.use_mask_weighting:
@@ -62,7 +74,7 @@ class PrivObfNet(nn.Module):
         return ModelOutput(logits, class_logits, self.attribute_head(v), self.privacy_head(v))
 
     def cams(self, images: torch.Tensor, human_masks: torch.Tensor, text_masks: torch.Tensor) -> torch.Tensor:
-        """Mask-weighted CAMs of the attributes, (B, C, h, w) >= 0 at output stride 8."""
+        """Mask-weighted CAMs of the attributes, (B, C, h, w) >= 0 at the backbone's output stride."""
         return torch.relu(self(images, human_masks, text_masks, heads=False).cam_logits[:, : self.n_classes])
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
