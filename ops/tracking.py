@@ -19,6 +19,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from contextlib import contextmanager
@@ -100,6 +101,22 @@ class StageRun:
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_manifests(self, manifest_dir: str | os.PathLike, dataset: str, contexts: Mapping[str, str]) -> None:
+        """Each split's manifest as an MLflow dataset input of this run (the UI's Dataset column).
+
+        ``contexts``: split -> what the stage uses it for ("training", "evaluation", ...). Name
+        ``<dataset>/<split>``; digest: the manifest file's md5, the hash DVC keeps for it.
+        """
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        for split, context in contexts.items():
+            path = Path(manifest_dir, f"{split}.parquet").resolve()
+            digest = hashlib.md5(path.read_bytes()).hexdigest()
+            dataset_input = MetaDataset(resolve_dataset_source(str(path)), name=f"{dataset}/{split}", digest=digest)
+            self._mlflow.log_input(dataset_input, context=context,
+                                   tags={"dataset": dataset, "split": split, "dvc.md5": digest})
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """A matplotlib figure as a PNG artifact."""

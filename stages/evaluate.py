@@ -41,6 +41,8 @@ def main(cfg: Config) -> dict:
     """Evaluate both final models; writes reports/metrics/evaluate.json and the predictions figure."""
     max_pixels = cfg.data.max_image_pixels
     with stage_run("evaluate", cfg, PARAM_SECTIONS) as run:
+        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset,
+                          {split: "evaluation" for split in evaluated_splits(cfg)})
         device = setup_torch(device=cfg.deeplab.device, num_threads=cfg.deeplab.num_threads, seed=cfg.seed)
         model_image, _, _ = load_ensemble(ENSEMBLE_CHECKPOINT, device)
         deeplab, deeplab_meta = load_deeplab(DEEPLAB_CHECKPOINT, device)

@@ -52,6 +52,7 @@ def main(cfg: Config) -> dict:
     with stage_run("masks", cfg, PARAM_SECTIONS) as run:
         # ---- what to compute -------------------------------------------------------------------
         splits = {s: read_manifest(Path(cfg.data.manifest_dir) / f"{s}.parquet") for s in cfg.data.splits}
+        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset, {split: "masks" for split in splits})
         class_names = next(iter(splits.values())).attrs["class_names"]
         needed = tuple(k for k in KINDS if k in load_mask_types(cfg.data.dataset, class_names))
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,9 @@ def main(cfg: Config) -> dict:
     settings, max_pixels = cfg.pseudo_labels, cfg.data.max_image_pixels
     with stage_run("pseudo_labels", cfg, PARAM_SECTIONS) as run:
         start = time.perf_counter()
+        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset,
+                          {**{split: "evaluation" for split in settings.eval_splits},
+                           cfg.deeplab.train_split: "pseudo_labels"})
         device = setup_torch(device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed)
         model_image, _, meta = load_ensemble(ENSEMBLE_CHECKPOINT, device)
         class_names = meta["class_names"]

@@ -41,6 +41,8 @@ def main(cfg: Config) -> dict:
     deeplab = cfg.deeplab
     with stage_run(STAGE, cfg, PARAM_SECTIONS) as run:
         # ---- setup ---------------------------------------------------------------------------
+        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset,
+                          {deeplab.eval_split: "evaluation", deeplab.train_split: "training"})
         device = setup_torch(device=deeplab.device, num_threads=deeplab.num_threads, seed=cfg.seed)
         train_manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{deeplab.train_split}.parquet")
         eval_manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{deeplab.eval_split}.parquet")

@@ -58,6 +58,8 @@ def main(cfg: Config) -> dict:
     train = cfg.train
     with stage_run(STAGE, cfg, PARAM_SECTIONS) as run:
         # ---- setup ---------------------------------------------------------------------------
+        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset,
+                          {train.eval_split: "evaluation", train.train_split: "training"})
         device = setup_torch(device=train.device, num_threads=train.num_threads, seed=cfg.seed)
         train_data, eval_data = load_split(cfg, train.train_split), load_split(cfg, train.eval_split)
         mask_types = load_mask_types(cfg.data.dataset, train_data.class_names)

@@ -15,6 +15,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from privobfnet.data.manifest import read_manifest
@@ -215,6 +216,7 @@ def check_mlflow_store(project: Path, pipeline_id: str) -> None:
         assert tags["privobfnet.params_hash"] == cfg.params_hash(*sections)
     evaluate = next(r for r in runs if r.info.run_name == "evaluate")
     assert "privacy.test.pearson" in evaluate.data.metrics and "segmentation.val.miou" in evaluate.data.metrics
+    check_dataset_inputs(project, runs)
 
     client = mlflow.MlflowClient()
     metrics = json.loads((project / "reports/metrics/evaluate.json").read_text())
@@ -232,6 +234,28 @@ def check_mlflow_store(project: Path, pipeline_id: str) -> None:
     assert logits.shape[1] == len(read_manifest(project / "data/manifests/train.parquet").attrs["class_names"]) + 1
     version = client.get_model_version(DEEPLAB_MODEL, "1")
     assert float(version.tags["metric.val.miou"]) == pytest.approx(metrics["segmentation"]["val"]["miou"], abs=1e-5)
+
+
+def check_dataset_inputs(project: Path, runs) -> None:
+    """Each stage that reads manifests lists them as MLflow dataset inputs, digest = DVC's md5 of the file."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    dir_md5 = next(out["md5"] for out in lock["stages"]["validate"]["outs"] if out["path"] == "data/manifests")
+    listing = json.loads((project / ".dvc/cache/files/md5" / dir_md5[:2] / dir_md5[2:]).read_text())
+    dvc_md5 = {Path(entry["relpath"]).stem: entry["md5"] for entry in listing}
+    expected = {"masks": {(s, "masks") for s in ("train", "val", "test")},
+                "train_ensemble": {("train", "training"), ("test", "evaluation")},
+                "pseudo_labels": {("train", "pseudo_labels")},  # ci: eval_splits [train] -> one input
+                "train_deeplab": {("train", "training"), ("val", "evaluation")},
+                "evaluate": {("val", "evaluation"), ("test", "evaluation")}}
+    for run in runs:
+        inputs = run.inputs.dataset_inputs if run.inputs else []
+        seen = set()
+        for item in inputs:
+            tags = {t.key: t.value for t in item.tags}
+            assert item.dataset.name == f"synthpriv/{tags['split']}"
+            assert item.dataset.digest == dvc_md5[tags["split"]], (run.info.run_name, tags["split"])
+            seen.add((tags["split"], tags["mlflow.data.context"]))
+        assert seen == expected.get(run.info.run_name, set()), run.info.run_name
 
 
 def test_bad_data_stops_the_pipeline_before_manifests(project):
