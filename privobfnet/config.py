@@ -11,7 +11,7 @@ import json
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 
 class ConfigError(ValueError):
@@ -29,7 +29,13 @@ class DataConfig:
     # split name -> expected number of images (SynthPriv: how many to generate)
     splits: dict[str, int]
     max_image_pixels: int  # larger images are refused (decompression-bomb guard)
-    allow_grayscale: bool  # 8-bit grayscale images are converted to RGB instead of refused
+    allow_grayscale: bool  # single-channel images (L, LA, I;16, I, F) are converted to RGB instead of refused
+    # VISPR-layout privacy score (privobfnet.data.privacy): "mean" over the user profiles or one
+    # profile's column index; rescale "unit" (x - 1) / 4 to [0, 1] or "vpa" (x - 2.5) / 2.5
+    privacy_profile: Union[Literal["mean"], int]
+    privacy_rescale: Literal["unit", "vpa"]
+    # COCO masks where instances overlap: the smallest on top, or the later annotation on top
+    coco_overlap: Literal["largest_first", "file_order"]
 
 
 @dataclass(frozen=True)

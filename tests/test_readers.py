@@ -15,15 +15,19 @@ from tests.fixtures_real import make_coco, make_vispr, make_voc
 MAX_PIXELS = 89_478_485
 
 
-def data_cfg(dataset, raw_dir, splits):
-    return DataConfig(
+def data_cfg(dataset, raw_dir, splits, **changes):
+    fields = dict(
         dataset=dataset,
         raw_dir=str(raw_dir),
         manifest_dir="data/manifests",
         splits={s: 1 for s in splits},
         max_image_pixels=MAX_PIXELS,
         allow_grayscale=True,
+        privacy_profile="mean",
+        privacy_rescale="unit",
+        coco_overlap="largest_first",
     )
+    return DataConfig(**{**fields, **changes})
 
 
 @pytest.fixture
@@ -85,7 +89,8 @@ def test_one_schema_for_every_data_set(raw, tmp_path):
     for df in frames:
         assert list(df.columns) == COLUMNS
         assert df.dtypes.to_dict() == frames[0].dtypes.to_dict()
-        assert sorted(df.attrs) == ["class_names", "dataset", "skipped"]
+        assert sorted(df.attrs) == ["class_names", "dataset", "skipped", "source"]
+        assert df.attrs["source"].endswith((".txt", ".json"))  # the split's list or annotation file
         assert all(len(row) == len(df.attrs["class_names"]) for row in df["labels"])
         assert all(isinstance(v, int) for row in df["labels"] for v in row)
     # the parquet round trip keeps values, dtypes and attrs

@@ -70,7 +70,14 @@ def read_dataset(data_cfg: DataConfig) -> dict[str, pd.DataFrame]:
         from privobfnet.data.vispr import read_vispr_split
 
         def read(split: str) -> pd.DataFrame:
-            return read_vispr_split(root, split, dataset=data_cfg.dataset, max_pixels=max_pixels)
+            return read_vispr_split(
+                root,
+                split,
+                dataset=data_cfg.dataset,
+                max_pixels=max_pixels,
+                profile=data_cfg.privacy_profile,
+                rescale=data_cfg.privacy_rescale,
+            )
 
     elif data_cfg.dataset == "voc":
         from privobfnet.data.voc import read_voc_split
@@ -82,7 +89,7 @@ def read_dataset(data_cfg: DataConfig) -> dict[str, pd.DataFrame]:
         from privobfnet.data.coco import read_coco_split
 
         def read(split: str) -> pd.DataFrame:
-            return read_coco_split(root, split, max_pixels=max_pixels)
+            return read_coco_split(root, split, max_pixels=max_pixels, overlap=data_cfg.coco_overlap)
 
     else:
         raise ValueError(f"unknown data set {data_cfg.dataset!r}")
