@@ -120,7 +120,7 @@ def test_split_list_formats_and_rules(tmp_path):
         read_split_list(tmp_path / "nope.txt")
 
 
-# --- image decoding rules (images.load_rgb / load_mask), on files a reader may meet -----------------
+# --- image decoding rules (images.load_rgb / load_mask), on files a reader may meet (modes: test_images) ---
 def test_grayscale_converted_when_allowed_refused_when_not(tmp_path):
     path = tmp_path / "gray.png"
     Image.fromarray(np.full((6, 8), 77, dtype=np.uint8)).save(path)
@@ -129,19 +129,6 @@ def test_grayscale_converted_when_allowed_refused_when_not(tmp_path):
     with pytest.raises(DataError, match="grayscale image") as err:
         load_rgb(path, max_pixels=MAX_PIXELS, allow_grayscale=False)
     assert err.value.path == str(path)
-
-
-def test_rgba_and_16_bit_are_refused(tmp_path):
-    rgba = tmp_path / "rgba.png"
-    Image.new("RGBA", (8, 6), (1, 2, 3, 128)).save(rgba)
-    with pytest.raises(DataError, match="alpha channel") as err:
-        load_rgb(rgba, max_pixels=MAX_PIXELS)
-    assert err.value.path == str(rgba)
-    deep = tmp_path / "deep.png"
-    Image.fromarray(np.full((6, 8), 40000, dtype=np.uint16)).save(deep)
-    with pytest.raises(DataError, match="16-bit or float image") as err:
-        load_rgb(deep, max_pixels=MAX_PIXELS)
-    assert err.value.path == str(deep)
 
 
 def test_rgb_jpeg_decodes(raw):

@@ -52,6 +52,13 @@ def relative_inside(root: str | os.PathLike, rel: str, source: str | os.PathLike
     return os.path.join(root, *parts.parts)
 
 
+# Splits that share images by the data set's design (VOC's train is part of SBD's train_aug, its
+# trainval is train + val); every other pair of splits must be disjoint.
+SHARED_SPLITS: dict[str, tuple[tuple[str, str], ...]] = {
+    "voc": (("train", "train_aug"), ("train", "trainval"), ("val", "trainval"), ("train_aug", "trainval")),
+}
+
+
 def dataset_root(data_cfg: DataConfig) -> str:
     """Where the download stage puts ``data_cfg.dataset``: ``<raw_dir>/<dataset>``."""
     return os.path.join(data_cfg.raw_dir, data_cfg.dataset)
