@@ -127,10 +127,11 @@ def test_write_synthpriv_layout(ci_config, tmp_path):
     assert sorted(p.name for p in root.parent.iterdir()) == ["synthpriv"]  # no temp folders left
     assert (root / "attributes.tsv").read_text().splitlines()[0] == "idx\tattribute_id\tgroup\tdescription"
     # VPA's layout: no header, one row per attribute but a0_safe: id, description, 30 float ratings
-    profiles = [line.split("\t") for line in (root / "user_studies" / "user_profiles.tsv").read_text().splitlines()]
+    profiles_file = root / "user_studies" / "user_profiles.tsv"
+    profiles = [line.split("\t") for line in profiles_file.read_text().splitlines()]
     assert [row[0] for row in profiles] == list(ATTRIBUTE_IDS[1:]) and all(len(row) == 2 + 30 for row in profiles)
     assert profiles[0][1] == ATTRIBUTES[1].description and all("." in v for row in profiles for v in row[2:])
-    read_back = read_user_profiles(root / "user_studies" / "user_profiles.tsv", list(ATTRIBUTE_IDS))
+    read_back = read_user_profiles(profiles_file, list(ATTRIBUTE_IDS))
     np.testing.assert_array_equal(read_back, user_preferences(30, cfg.seed))  # a0_safe read back as 1
     assert not (root / "user_profiles.tsv").exists()
     meta = json.loads((root / "synthpriv.json").read_text())

@@ -8,6 +8,9 @@ Three-valued columns (pandas ``boolean``): True = checked and good, False = chec
 null = not checked. Null means "no mask for this row" for the mask columns, and "header read fine
 but the full decode was skipped" for ``decodes`` (see ``decode_sample``). Expectations therefore
 ignore nulls and fail on any False.
+
+``split_overlaps`` is the one check across splits: which rows share their image id with another
+split that the data set does not nest by design.
 """
 from __future__ import annotations
 

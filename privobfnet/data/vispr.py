@@ -10,6 +10,10 @@ Layout under the data set root (e.g. ``data/raw/vispr``)::
     annotations/<split>/<id>.json   {"id", "image_path" (relative to the root), "labels"}
     images/...                      the images the JSON files point at
     SegmentationClass/<id>.png      optional VOC-palette class masks (value = attribute idx + 1)
+
+Privacy score of an image (``privobfnet.data.privacy``): per profile the max of its ratings over
+the image's attributes, then the mean over profiles or one profile (``data.privacy_profile``),
+then ``data.privacy_rescale`` ((x - 1) / 4 to [0, 1] by default, VPA's (x - 2.5) / 2.5 optional).
 """
 from __future__ import annotations
 
