@@ -115,9 +115,10 @@ def test_profile_and_rescale_variants(root, profile, rescale, train, val):
     assert scores(root, "val", profile=profile, rescale=rescale) == pytest.approx(val)
 
 
-def test_profile_index_past_the_file_is_refused_naming_the_file(root):
+@pytest.mark.parametrize("profile", [3, -1])
+def test_profile_index_outside_the_file_is_refused_naming_the_file(root, profile):
     with pytest.raises(DataError, match="privacy profile index out of range") as err:
-        scores(root, profile=3)
+        scores(root, profile=profile)
     assert err.value.path == str(profiles_file(root)) and "0..2" in err.value.detail
 
 
