@@ -23,8 +23,7 @@ import pandas as pd
 
 from privobfnet.data.errors import DataError
 from privobfnet.data.images import IGNORE_INDEX, image_size, load_mask, load_rgb
-
-SAFE_ID = "a0_safe"  # VISPR's label for an image with nothing private: it stands alone
+from privobfnet.data.vispr import SAFE_ID  # an image with nothing private: the label stands alone
 
 CHECK_COLUMNS = [
     "file_exists",
