@@ -273,7 +273,7 @@ def _move_into_place(src: Path, dst: Path, archive: Path, inner: str) -> None:
 def check_vispr(root: str | os.PathLike, splits: Iterable[str] = VISPR_SPLITS) -> int:
     """Check a hand-placed VISPR tree; returns its file count or raises ManualDownloadRequired."""
     root, splits = Path(root), tuple(splits)
-    wanted = [("attributes.tsv", False), ("user_profiles.tsv", False)]
+    wanted = [("attributes.tsv", False), ("user_studies/user_profiles.tsv", False)]
     for split in splits:
         wanted += [(f"{split}.txt", False), (f"annotations/{split}", True), (f"images/{split}", True)]
     missing = [rel for rel, is_dir in wanted if not _non_empty(root / rel, is_dir)]
@@ -282,7 +282,8 @@ def check_vispr(root: str | os.PathLike, splits: Iterable[str] = VISPR_SPLITS) -
             f"VISPR is distributed only through its project page ({VISPR_PAGE}); it cannot be downloaded "
             f"here. Fetch it there and arrange it under {root}/ as:\n"
             "  attributes.tsv                 tab-separated: idx, attribute_id, group, description\n"
-            "  user_profiles.tsv              profile_id, then one column per attribute_id (ratings 1..5)\n"
+            "  user_studies/user_profiles.tsv as in VPA's repository (tribhuvanesh/vpa): no header, a row per\n"
+            "                                 attribute: id, description, one rating 1..5 per profile\n"
             "  <split>.txt                    one image id per line\n"
             '  annotations/<split>/<id>.json  {"id", "image_path": "images/<split>/<id>.jpg", "labels": [...]}\n'
             "  images/<split>/<id>.jpg\n"

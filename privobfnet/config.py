@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 
 class ConfigError(ValueError):
@@ -51,6 +51,7 @@ def ranged(low: float | None = None, high: float | None = None, *, low_open: boo
 
 POSITIVE = dict(low=0, low_open=True)
 PROBABILITY = dict(low=0, high=1)
+VPA_PROFILES = 30  # user profiles in VPA's user_studies/user_profiles.tsv
 WEIGHTS_DIR = "data/weights"  # where the weights stage puts ImageNet weights
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 
@@ -66,7 +67,14 @@ class DataConfig:
     # split name -> expected number of images (SynthPriv: how many to generate)
     splits: dict[str, int] = ranged(1)
     max_image_pixels: int = ranged(1)  # larger images are refused (decompression-bomb guard)
-    allow_grayscale: bool  # 8-bit grayscale images are converted to RGB instead of refused
+    allow_grayscale: bool  # single-channel images (L, LA, I;16, I, F) are converted to RGB instead of refused
+    # VISPR-layout privacy score (privobfnet.data.privacy): "mean" over the user profiles or one
+    # profile's column index (0-29: VPA's 30 profiles); rescale "unit" (x - 1) / 4 to [0, 1] or
+    # "vpa" (x - 2.5) / 2.5
+    privacy_profile: Union[Literal["mean"], int]
+    privacy_rescale: Literal["unit", "vpa"]
+    # COCO masks where instances overlap: the smallest on top, or the later annotation on top
+    coco_overlap: Literal["largest_first", "file_order"]
 
 
 @dataclass(frozen=True)
@@ -306,6 +314,10 @@ def _check(cfg: Config) -> None:
         if pretrained is not None and Path(pretrained).parent != Path(WEIGHTS_DIR):
             raise ConfigError(f"{section}.pretrained: must be a file in {WEIGHTS_DIR}/ (the weights stage puts it "
                               f"there), got {pretrained!r}")
+    profile = cfg.data.privacy_profile
+    n_profiles = cfg.synthpriv.n_user_profiles if cfg.data.dataset == "synthpriv" else VPA_PROFILES
+    if profile != "mean" and not 0 <= profile < n_profiles:
+        raise ConfigError(f"data.privacy_profile: must be 'mean' or in [0, {n_profiles - 1}], got {profile!r}")
     deeplab = cfg.deeplab
     if len(deeplab.scale_range) != 2 or deeplab.scale_range[0] > deeplab.scale_range[1]:
         raise ConfigError(f"deeplab.scale_range: needs [min, max] with 0 < min <= max, got {deeplab.scale_range}")

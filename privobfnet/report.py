@@ -11,6 +11,7 @@ from typing import Any
 
 from privobfnet import paper
 from privobfnet.config import Config
+from privobfnet.data.privacy import privacy_protocol
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
@@ -29,7 +30,9 @@ def _protocol(cfg: Config, split: str, extra: str = "") -> str:
             f"ensemble backbone `{train.backbone}` init {init(train.pretrained)}, input {train.input_size}, "
             f"{train.n_crops} crops of {train.crop_size}; "
             f"DeepLabV2 `{deeplab.backbone}` init {init(deeplab.pretrained)}; "
-            f"pseudo-label CRF {'on' if cfg.pseudo_labels.crf else 'off'}, DeepLab CRF off; seed {cfg.seed}.{extra}")
+            f"pseudo-label CRF {'on' if cfg.pseudo_labels.crf else 'off'}, DeepLab CRF off; seed {cfg.seed}. "
+            f"{privacy_protocol(cfg.data.dataset, profile=cfg.data.privacy_profile, rescale=cfg.data.privacy_rescale)}"
+            f"{extra}")
 
 
 def table2(cfg: Config, evaluate: dict) -> str:
