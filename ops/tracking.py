@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -114,7 +115,10 @@ class StageRun:
         for split, context in contexts.items():
             path = Path(manifest_dir, f"{split}.parquet").resolve()
             digest = hashlib.md5(path.read_bytes()).hexdigest()
-            dataset_input = MetaDataset(resolve_dataset_source(str(path)), name=f"{dataset}/{split}", digest=digest)
+            with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
+                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+                source = resolve_dataset_source(str(path))
+            dataset_input = MetaDataset(source, name=f"{dataset}/{split}", digest=digest)
             self._mlflow.log_input(dataset_input, context=context,
                                    tags={"dataset": dataset, "split": split, "dvc.md5": digest})
 
