@@ -211,21 +211,21 @@ def fetch_dataset(dataset: str, raw_dir: str | os.PathLike, cfg: DownloadConfig,
     """Download, verify and extract a data set into ``<raw_dir>/<dataset>``; returns a summary.
 
     Summary keys: files, bytes (fetched over the network by this call), archive_bytes,
-    unverified_files (no checksum known, integrity-checked only), already_complete, seconds.
+    unverified_files (no checksum known, integrity-checked only), already_complete (the download
+    stage times it: seconds go to reports/runs/download.json).
     ``splits`` only matters for VISPR, which is checked, not downloaded.
     """
-    start = time.perf_counter()
     raw_dir = Path(raw_dir)
     root = raw_dir / dataset
     if dataset in MANUAL_DATASETS:
         n_files = check_vispr(root, tuple(splits or VISPR_SPLITS))
-        return _summary(start, files=n_files, already_complete=True)
+        return _summary(files=n_files, already_complete=True)
     if dataset not in DATASETS:
         known = ", ".join([*DATASETS, *MANUAL_DATASETS])
         raise ValueError(f"no download for data set {dataset!r} (known: {known}; synthpriv is generated)")
     sources = DATASETS[dataset]
     if is_complete(dataset, raw_dir):
-        return _summary(start, files=len(sources), already_complete=True)
+        return _summary(files=len(sources), already_complete=True)
     fetched, pins = [], {}
     for source in sources:
         url, checksum = resolve(source, cfg.base_urls)
@@ -248,14 +248,14 @@ def fetch_dataset(dataset: str, raw_dir: str | os.PathLike, cfg: DownloadConfig,
                     shutil.copyfile(got.path, tmp)
     atomic_write_text(root / COMPLETE_MARKER, json.dumps({"dataset": dataset, "checksums": pins}, indent=2) + "\n")
     shutil.rmtree(staging, ignore_errors=True)
-    return _summary(start, files=len(sources), bytes=sum(f.transferred for f in fetched),
+    return _summary(files=len(sources), bytes=sum(f.transferred for f in fetched),
                     archive_bytes=sum(f.size for f in fetched),
                     unverified_files=sum(v is None for v in pins.values()))
 
 
-def _summary(start: float, **values) -> dict:
+def _summary(**values) -> dict:
     out = {"files": 0, "bytes": 0, "archive_bytes": 0, "unverified_files": 0, "already_complete": False}
-    return {**out, **values, "seconds": round(time.perf_counter() - start, 3)}
+    return {**out, **values}
 
 
 def _move_into_place(src: Path, dst: Path, archive: Path, inner: str) -> None:
@@ -305,7 +305,7 @@ def fetch_weights(names: Iterable[str], weights_dir: str | os.PathLike, cfg: Dow
 
     A ``download.base_urls`` entry for the file downloads it from there instead.
     """
-    start, weights_dir = time.perf_counter(), Path(weights_dir)
+    weights_dir = Path(weights_dir)
     fetched = []
     for name in names:
         if name not in WEIGHTS:
@@ -323,7 +323,7 @@ def fetch_weights(names: Iterable[str], weights_dir: str | os.PathLike, cfg: Dow
                                 chunk_bytes=cfg.chunk_bytes, progress=progress, backoff_s=backoff_s,
                                 size=source.size if checksum == source.checksum else None,
                                 verify=check_checkpoint))
-    return _summary(start, files=len(fetched), bytes=sum(f.transferred for f in fetched),
+    return _summary(files=len(fetched), bytes=sum(f.transferred for f in fetched),
                     archive_bytes=sum(f.size for f in fetched))
 
 

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -273,7 +272,6 @@ def write_synthpriv(root: Path, cfg: Config, *, progress: bool = True) -> dict:
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    start = time.perf_counter()
     label_counts: Counter[str] = Counter()
     try:
         os.chmod(tmp, 0o755)
@@ -312,5 +310,4 @@ def write_synthpriv(root: Path, cfg: Config, *, progress: bool = True) -> dict:
         "splits": dict(cfg.data.splits),
         "safe_images": label_counts.get("a0_safe", 0),
         "label_counts": {a: label_counts.get(a, 0) for a in ATTRIBUTE_IDS},
-        "seconds": round(time.perf_counter() - start, 3),
     }
