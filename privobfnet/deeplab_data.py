@@ -86,7 +86,7 @@ def training_label_paths(cfg: Config, manifest: pd.DataFrame) -> list[str]:
 
 def split_confusion(model, manifest: pd.DataFrame, *, max_pixels: int, seg: SegmentationClasses,
                     device) -> tuple[np.ndarray, int]:
-    """Confusion matrix (segmentation labels) of full-image predictions against the ground truth, and the image count."""
+    """Confusion matrix (segmentation labels) of full-image predictions against ground truth, and the image count."""
     cm = np.zeros((seg.n_labels, seg.n_labels), dtype=np.int64)
     rows = manifest[manifest["mask_path"].notna()]
     for row in rows.itertuples(index=False):

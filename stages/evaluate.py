@@ -46,8 +46,8 @@ def main(cfg: Config) -> dict:
         model_image, _, _ = load_ensemble(ENSEMBLE_CHECKPOINT, device)
         deeplab, deeplab_meta = load_deeplab(DEEPLAB_CHECKPOINT, device)
         class_names = deeplab_meta["class_names"]  # background + the segmentation classes it was trained on
-        attributes = read_manifest(Path(cfg.data.manifest_dir) / f"{cfg.deeplab.eval_split}.parquet").attrs["class_names"]
-        seg = SegmentationClasses.from_label_names(attributes, class_names)
+        eval_manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{cfg.deeplab.eval_split}.parquet")
+        seg = SegmentationClasses.from_label_names(eval_manifest.attrs["class_names"], class_names)
         metrics: dict = {"splits": evaluated_splits(cfg), "crf": False, "segmentation": {}, "privacy": {},
                          "attributes": {}}
         for split in metrics["splits"]:

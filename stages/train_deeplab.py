@@ -50,8 +50,9 @@ def main(cfg: Config) -> dict:
         attributes = list(train_manifest.attrs["class_names"])
         seg = segmentation_classes(attributes, load_mask_types(cfg.data.dataset, attributes))
         class_names = seg.label_names  # background + the attributes with a region
-        samples = TrainingSamples(train_manifest["path"].astype(str).tolist(), training_label_paths(cfg, train_manifest),
-                                  cfg=cfg, seg=seg, ground_truth=deeplab.labels == "ground_truth")
+        samples = TrainingSamples(train_manifest["path"].astype(str).tolist(),
+                                  training_label_paths(cfg, train_manifest), cfg=cfg, seg=seg,
+                                  ground_truth=deeplab.labels == "ground_truth")
         model = build_deeplab(deeplab, n_classes=len(class_names)).to(device, memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(optimizer_param_groups(model, weight_decay=deeplab.weight_decay), lr=deeplab.lr,
                                     momentum=deeplab.momentum)

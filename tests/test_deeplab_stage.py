@@ -60,7 +60,7 @@ def seg_of(manifest: pd.DataFrame):
 
 
 def write_pseudo_labels(manifest: pd.DataFrame, out_dir: Path, *, noise: float, seed: int = 0) -> None:
-    """Ground-truth masks as pseudo-labels (segmentation encoding), a share ``noise`` of the labelled pixels set to background."""
+    """Ground-truth masks as pseudo-labels (segmentation encoding), a share ``noise`` of labelled pixels set to 0."""
     rng = np.random.default_rng(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     seg = seg_of(manifest)
