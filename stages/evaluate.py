@@ -64,7 +64,7 @@ def main(cfg: Config) -> dict:
                                             "ap": ensemble["attribute_ap"], "images": ensemble["eval_images"]}
         # ---- figure: image, ground truth, prediction for the first images with masks ----------------
         figure_rows = []
-        manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{cfg.deeplab.eval_split}.parquet")
+        manifest = eval_manifest
         for row in manifest[manifest["mask_path"].notna()].head(N_FIGURE).itertuples(index=False):
             image = load_rgb(row.path, max_pixels=max_pixels)
             truth = read_truth(row.mask_path, seg, max_pixels=max_pixels)
