@@ -64,8 +64,7 @@ def main(cfg: Config) -> dict:
                                             "ap": ensemble["attribute_ap"], "images": ensemble["eval_images"]}
         # ---- figure: image, ground truth, prediction for the first images with masks ----------------
         figure_rows = []
-        manifest = eval_manifest
-        for row in manifest[manifest["mask_path"].notna()].head(N_FIGURE).itertuples(index=False):
+        for row in eval_manifest[eval_manifest["mask_path"].notna()].head(N_FIGURE).itertuples(index=False):
             image = load_rgb(row.path, max_pixels=max_pixels)
             truth = read_truth(row.mask_path, seg, max_pixels=max_pixels)
             figure_rows.append([(image, row.image_id), (truth_overlay(image, truth), "ground truth"),
