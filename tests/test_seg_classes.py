@@ -145,3 +145,26 @@ def test_masks_only_baseline_is_deterministic_and_stays_inside_the_priors(ci_con
     # one cell of the tiny backbone's stride 8 that the bicubic upsampling spreads)
     assert not (label[:, 32:] == 1).any() and not (label[:40] == 2).any() and not (label[:, :24] == 2).any()
     assert (label == 1).any() and (label == 2).any()
+
+
+def test_deeplab_training_labels_from_ground_truth_use_the_segmentation_encoding(tmp_path, ci_config):
+    from PIL import Image
+
+    from privobfnet.deeplab_data import TrainingSamples
+    from tests.conftest import with_changes
+
+    truth = np.zeros((16, 16), np.uint8)
+    truth[:8, :8], truth[8:, 8:], truth[:8, 8:] = 2, 3, 1  # face, name, and an a0_safe block (ignored)
+    mask_to_image(truth).save(tmp_path / "m.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "i.png")
+    cfg = with_changes(ci_config, "deeplab", scale_range=[1.0, 1.0], crop_size=16)
+    for ground_truth, expected in ((True, {0: 64, 1: 64, 2: 64, 255: 64}), (False, None)):
+        samples = TrainingSamples([str(tmp_path / "i.png")], [str(tmp_path / "m.png")], cfg=cfg, seg=SEG,
+                                  ground_truth=ground_truth)
+        if expected is None:  # a pseudo-label holds segmentation labels already: 3 is out of range for 2 classes
+            with pytest.raises(Exception, match="out of range"):
+                samples[(0, 0, 0, 0)]
+            continue
+        _, label = samples[(0, 0, 0, 0)]
+        values, counts = np.unique(label.numpy(), return_counts=True)
+        assert dict(zip(values.tolist(), counts.tolist())) == expected
