@@ -16,7 +16,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install paddle-venv run test test-paddle test-fast profile dag status ablation ablation-resume prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
+.PHONY: install paddle-venv run test test-paddle test-fast profile dag status ablation ablation-resume seeds prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
 
 install: $(STAMP)
 
