@@ -16,7 +16,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install paddle-venv run test test-paddle test-fast profile dag status ablation ablation-resume prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
+.PHONY: install paddle-venv run test test-paddle test-fast profile dag status ablation ablation-resume seeds prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
 
 install: $(STAMP)
 
@@ -89,6 +89,19 @@ ablation-resume: $(STAMP) params.yaml
 	$(BIN)/dvc exp run --run-all
 	$(BIN)/python -m ops.collect_ablation
 	$(BIN)/dvc repro report
+
+## seeds: 3 seeds of the ensemble, the single model (Model-Cropped off) and the ground-truth ceiling
+## as queued DVC experiments, then collected (reports/ablation.json, with each run's seed) and reported:
+## tables.md prints mean +- std over the seeds and marks differences smaller than their spread n.s.
+SEEDS ?= 0 1 2
+SEED_VARIANTS := \
+  "-S train.use_cropped=true -S train.use_privacy=true -S train.use_attribute=true" \
+  "-S train.use_cropped=false -S train.use_privacy=true -S train.use_attribute=true" \
+  "-S deeplab.labels=ground_truth"
+seeds: $(STAMP) params.yaml
+	for seed in $(SEEDS); do for switches in $(SEED_VARIANTS); do \
+	  $(BIN)/dvc exp run --queue -S seed=$$seed $$switches || exit 1; done; done
+	$(MAKE) ablation-resume
 
 ## prefect: a Prefect server on 127.0.0.1:$(PREFECT_PORT) (sqlite under .prefect/) serving the
 ## pipeline as a deployment on the cron schedule $(CRON) with parameter profile=$(PROFILE)

@@ -1,9 +1,11 @@
-"""Command (not a DVC stage): collect the finished Table 4 ablation experiments into reports/ablation.json.
+"""Command (not a DVC stage): collect the finished experiments into reports/ablation.json.
 
 `make ablation` queues one `dvc exp run` per row of the paper's Table 4 (the switches
-train.use_cropped / use_privacy / use_attribute), runs the queue, then calls this to read every
-finished experiment's params and evaluate metrics from `dvc exp show --json`. The report stage
-depends on reports/ablation.json, so `dvc repro` rewrites tables.md when new rows arrive.
+train.use_cropped / use_privacy / use_attribute), `make seeds` three seeds of the ensemble, the
+single model and the ground-truth ceiling; both run the queue, then call this to read every
+finished experiment's params (switches, seed) and metrics from `dvc exp show --json`. The report
+stage depends on reports/ablation.json, so `dvc repro` rewrites tables.md when new rows arrive;
+it groups runs that differ only in their seed (``privobfnet.seeds``).
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ def _walk(node: Any) -> Iterator[dict]:
 
 
 def parse_experiments(exp_show: Any) -> list[dict]:
-    """Finished experiments -> [{name, switches, profile, metrics}]: evaluate's metrics, pseudo_labels' CAM mIoU."""
+    """Finished experiments -> [{name, seed, switches, profile, metrics}]: evaluate's metrics, pseudo_labels' CAM
+    mIoU and its masks-only baseline."""
     rows = []
     for record in _walk(exp_show):
         data = record["data"]
@@ -47,6 +50,7 @@ def parse_experiments(exp_show: Any) -> list[dict]:
             "name": record.get("name") or data.get("rev", "")[:7],
             "rev": data.get("rev"),
             "profile": params.get("profile"),
+            "seed": params.get("seed"),
             "switches": {key: bool(train[key]) for key in SWITCHES},
             "deeplab_labels": params.get("deeplab", {}).get("labels"),
             "crop_target": train.get("crop_target"),
@@ -54,6 +58,8 @@ def parse_experiments(exp_show: Any) -> list[dict]:
             "attributes": metrics.get("attributes", {}),
             "segmentation": metrics.get("segmentation", {}),
             "cam_miou": {split: scores.get("cam_miou") for split, scores in (pseudo.get("splits") or {}).items()},
+            "masks_only_cam_miou": {split: scores.get("masks_only_cam_miou")
+                                    for split, scores in (pseudo.get("splits") or {}).items()},
         })
     # the workspace and HEAD (or two commits) can hold the same results: keep one of each
     unique = {json.dumps({k: v for k, v in row.items() if k not in ("name", "rev")}, sort_keys=True): row

@@ -1,4 +1,8 @@
-"""DeepLabV2's data: augmented training crops in a resumable iteration order, and split scoring."""
+"""DeepLabV2's data: augmented training crops in a resumable iteration order, and split scoring.
+
+Labels are in the segmentation encoding of ``privobfnet.seg_classes`` (0 background, segmentation
+class j -> j + 1); ground-truth masks are converted to it as they are read.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,17 +16,23 @@ from privobfnet.config import Config
 from privobfnet.data.errors import DataError
 from privobfnet.data.images import load_mask, load_rgb
 from privobfnet.metrics import confusion_matrix
+from privobfnet.seg_classes import BACKGROUND, SegmentationClasses  # noqa: F401  (BACKGROUND re-exported)
 from privobfnet.segmentation import batch_keys, predict_segmentation, random_scale_crop_flip
 
-BACKGROUND = "background"  # label 0; class i of the manifest is label i + 1
+
+def read_truth(path: str, seg: SegmentationClasses, *, max_pixels: int) -> np.ndarray:
+    """A ground-truth mask (attribute i -> i + 1) as (H, W) uint8 segmentation labels (class j -> j + 1)."""
+    return seg.from_truth(load_mask(path, n_classes=len(seg.attributes), max_pixels=max_pixels))
 
 
 class TrainingSamples(Dataset):
     """Augmented (image, label) crops, uint8 (S, S, 3) and (S, S); keys come from ``batch_keys``."""
 
-    def __init__(self, image_paths: list[str], label_paths: list[str], *, cfg: Config, n_labels: int):
+    def __init__(self, image_paths: list[str], label_paths: list[str], *, cfg: Config, seg: SegmentationClasses,
+                 ground_truth: bool):
+        """``ground_truth``: the label files are the data set's masks (converted), else written pseudo-labels."""
         self.image_paths, self.label_paths = image_paths, label_paths
-        self.cfg, self.n_labels = cfg, n_labels
+        self.cfg, self.seg, self.ground_truth = cfg, seg, ground_truth
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -31,7 +41,10 @@ class TrainingSamples(Dataset):
         index, *sample_seed = key
         max_pixels = self.cfg.data.max_image_pixels
         image = load_rgb(self.image_paths[index], max_pixels=max_pixels)
-        label = load_mask(self.label_paths[index], n_classes=self.n_labels, max_pixels=max_pixels)
+        if self.ground_truth:
+            label = read_truth(self.label_paths[index], self.seg, max_pixels=max_pixels)
+        else:
+            label = load_mask(self.label_paths[index], n_classes=self.seg.n_labels - 1, max_pixels=max_pixels)
         if image.shape[:2] != label.shape:
             raise DataError(self.label_paths[index], "label size differs from its image", f"{label.shape}")
         image, label = random_scale_crop_flip(
@@ -71,12 +84,13 @@ def training_label_paths(cfg: Config, manifest: pd.DataFrame) -> list[str]:
     return paths
 
 
-def split_confusion(model, manifest: pd.DataFrame, *, max_pixels: int, n_labels: int, device) -> tuple[np.ndarray, int]:
-    """Confusion matrix of full-image predictions against the ground-truth masks, and the image count."""
-    cm = np.zeros((n_labels, n_labels), dtype=np.int64)
+def split_confusion(model, manifest: pd.DataFrame, *, max_pixels: int, seg: SegmentationClasses,
+                    device) -> tuple[np.ndarray, int]:
+    """Confusion matrix (segmentation labels) of full-image predictions against ground truth, and the image count."""
+    cm = np.zeros((seg.n_labels, seg.n_labels), dtype=np.int64)
     rows = manifest[manifest["mask_path"].notna()]
     for row in rows.itertuples(index=False):
         image = load_rgb(row.path, max_pixels=max_pixels)
-        mask = load_mask(row.mask_path, n_classes=n_labels - 1, max_pixels=max_pixels)
-        cm += confusion_matrix(predict_segmentation(model, image, device), mask, n_labels)
+        mask = read_truth(row.mask_path, seg, max_pixels=max_pixels)
+        cm += confusion_matrix(predict_segmentation(model, image, device), mask, seg.n_labels)
     return cm, len(rows)

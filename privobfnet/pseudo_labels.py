@@ -3,7 +3,11 @@
 The CAMs of Model-Image only, at each scale with and without a horizontal flip, upsampled to the
 image size and summed; then ReLU, max-normalised per class, and zeroed for the classes absent from
 the image-level label. A pixel takes the argmax class unless every class scores below the
-background threshold. Labels follow the ground-truth encoding: 0 background, class i -> i + 1.
+background threshold. Only the segmentation classes' CAM channels are used (``privobfnet.seg_classes``:
+no ``a0_safe``), and labels are in the segmentation encoding: 0 background, segmentation class j -> j + 1.
+
+The masks-only baseline (``untrained_model_image``) runs the same protocol with an untrained
+Model-Image: what the prior masks and the true image labels give for free.
 """
 from __future__ import annotations
 
@@ -13,9 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from privobfnet.deeplab_data import BACKGROUND
+from privobfnet.config import PseudoLabelConfig
+from privobfnet.crf import dense_crf, scores_to_probs
 from privobfnet.metrics import confusion_matrix, segmentation_scores
+from privobfnet.models.ensemble import PrivObfNet, build_model
 from privobfnet.models.inputs import mask_tensor, normalize
+from privobfnet.seg_classes import BACKGROUND, SegmentationClasses
 
 # (1, 3, h, w) image tensor, (1, 1, h, w) human mask, (1, 1, h, w) text mask -> (1, C, h', w') CAMs
 CamFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -73,6 +80,14 @@ def cams_to_label(cams: torch.Tensor | np.ndarray, bg_threshold: float) -> np.nd
     return scores.argmax(dim=0).to(torch.uint8).numpy()
 
 
+def pseudo_label(image: np.ndarray, cams: torch.Tensor, settings: PseudoLabelConfig) -> np.ndarray:
+    """The (H, W) uint8 pseudo-label written for (K, H, W) CAMs: background threshold, then the CRF if on."""
+    if not settings.crf:
+        return cams_to_label(cams, settings.bg_threshold)
+    probs = scores_to_probs(cams.numpy(), settings.bg_threshold)
+    return dense_crf(image, probs, iterations=settings.crf_iterations).argmax(axis=0).astype(np.uint8)
+
+
 @torch.no_grad()
 def image_cams(model_image, image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None, *,
                scales: Sequence[float], labels: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -87,9 +102,30 @@ def image_cams(model_image, image: np.ndarray, human: np.ndarray | None, text: n
     return multiscale_cams(cam_fn, tensor, human_t, text_t, scales=scales, labels=labels).cpu()
 
 
+def segmentation_cams(model_image, image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None, *,
+                      seg: SegmentationClasses, scales: Sequence[float], labels: Sequence[int],
+                      device: torch.device) -> torch.Tensor:
+    """(K, H, W) CAMs of the K segmentation classes only (``image_cams`` less the classes without a region)."""
+    cams = image_cams(model_image, image, human, text, scales=scales, labels=labels, device=device)  # (C, H, W)
+    return cams[seg.indices]
+
+
+def untrained_model_image(meta: dict, *, seed: int, device: torch.device) -> PrivObfNet:
+    """The masks-only baseline's network: Model-Image as the ensemble checkpoint's ``meta`` describes it
+    (backbone, mask types, the same mask weighting), randomly initialised from ``seed``, never trained
+    and without ImageNet weights, in eval mode. Deterministic; the global RNG is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(backbone=meta["backbone"], tiny_width=meta["tiny_width"], pretrained=None,
+                            mask_types=meta["mask_types"], background_channel=meta["background_channel"],
+                            use_mask_weighting=meta["use_mask_weighting"])
+    return model.to(device).eval()
+
+
 class CamScores:
     """Confusion matrices of one split's pseudo-labels against ground truth: at the chosen background
-    threshold, and at every threshold of the sweep (always on the raw CAMs)."""
+    threshold, and at every threshold of the sweep (always on the raw CAMs). ``class_names`` are the
+    segmentation classes; CAMs, labels and ground truth are in their encoding."""
 
     def __init__(self, class_names: Sequence[str], *, sweep: Sequence[float]):
         self.names = [BACKGROUND, *class_names]

@@ -2,16 +2,22 @@
 
 Ours come from the metrics of one pipeline run (evaluate, pseudo_labels) and, for the Table 4
 ablation and the fully supervised ceiling, from the finished experiments that `make ablation`
-collected into reports/ablation.json. Each table states its protocol; missing rows say how to
+collected into reports/ablation.json. Where `make seeds` ran a configuration with several seeds,
+its numbers are their mean ± sample std (``privobfnet.seeds``), and a difference smaller than its
+spread is marked n.s. Each table states its protocol and its class list; missing rows say how to
 fill them.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 from privobfnet import paper
 from privobfnet.config import Config
 from privobfnet.data.privacy import privacy_protocol
+from privobfnet.seeds import NOT_SIGNIFICANT, Spread, dig, format_spread, mark, one_per_seed, over_seeds, spread
+
+ENSEMBLE = {"use_cropped": True, "use_privacy": True, "use_attribute": True}
+SINGLE = {"use_cropped": False, "use_privacy": True, "use_attribute": True}
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
@@ -23,67 +29,119 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def _protocol(cfg: Config, split: str, extra: str = "") -> str:
+def _protocol(cfg: Config, split: str, extra: str = "", *, classes: list[str], kind: str) -> str:
     train, deeplab = cfg.train, cfg.deeplab
     init = lambda pre: "ImageNet" if pre else "random (from scratch)"  # noqa: E731
+    listed = ", ".join(f"`{c}`" for c in classes) if classes else "not in the metrics (re-run the pipeline)"
     return (f"*Protocol:* data set `{cfg.data.dataset}` (profile `{cfg.profile}`), split `{split}`; "
             f"ensemble backbone `{train.backbone}` init {init(train.pretrained)}, input {train.input_size}, "
             f"{train.n_crops} crops of {train.crop_size}; "
             f"DeepLabV2 `{deeplab.backbone}` init {init(deeplab.pretrained)}; "
-            f"pseudo-label CRF {'on' if cfg.pseudo_labels.crf else 'off'}, DeepLab CRF off; seed {cfg.seed}. "
-            f"{privacy_protocol(cfg.data.dataset, profile=cfg.data.privacy_profile, rescale=cfg.data.privacy_rescale)}"
-            f"{extra}")
+            f"pseudo-label CRF {'on' if cfg.pseudo_labels.crf else 'off'}, DeepLab CRF off; seed {cfg.seed}.{extra} "
+            f"{privacy_protocol(cfg.data.dataset, profile=cfg.data.privacy_profile, rescale=cfg.data.privacy_rescale)} "
+            f"*{kind} classes* ({len(classes)}): {listed}. {SEEDS_NOTE}")
 
 
-def table2(cfg: Config, evaluate: dict) -> str:
+SEEDS_NOTE = (f"Ours with several seeds (`make seeds`): mean ± sample std (n seeds); {NOT_SIGNIFICANT}: the "
+              "difference to the row it is compared with is smaller than its spread sqrt(std_a² + std_b²).")
+
+
+def _matches(experiments: list[dict], switches: dict[str, bool], crop_target: str) -> list[dict]:
+    """The finished pseudo-label experiments with these switches (mask weighting on, same crop target), all seeds."""
+    return [e for e in experiments if e["deeplab_labels"] != "ground_truth" and e["switches"]["use_mask_weighting"]
+            and e.get("crop_target", crop_target) == crop_target
+            and all(e["switches"][k] == v for k, v in switches.items())]
+
+
+def _ours(group: list[dict], read: Callable[[dict], Optional[float]], workspace: Any = None,
+          use_workspace: bool = False) -> Optional[Spread]:
+    """A number of ours: over the group's seeds where it has several (or no workspace run), else the workspace's."""
+    if len(one_per_seed(group)) >= 2 or not use_workspace:
+        return over_seeds(group, read)
+    return spread([workspace])
+
+
+def attribute_classes(evaluate: dict, split: str) -> list[str]:
+    """The attributes the attribute and privacy tasks were scored on, as the metrics name them."""
+    return list(evaluate.get("attributes", {}).get(split, {}).get("accuracy", {}))
+
+
+def segmentation_class_list(evaluate: dict, pseudo: dict) -> list[str]:
+    """Background and the segmentation classes, as the pseudo-label (or DeepLab) metrics name them."""
+    if pseudo.get("classes"):
+        return list(pseudo["classes"])
+    for scores in [*pseudo.get("splits", {}).values(), *evaluate.get("segmentation", {}).values()]:
+        if scores.get("per_class_iou"):
+            return list(scores["per_class_iou"])
+    return []
+
+
+def table2(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
     split = cfg.train.eval_split
     ours = evaluate.get("privacy", {}).get(split, {})
     rows = [[name, _fmt(l1), _fmt(p), _fmt(s)] for name, (l1, p, s) in paper.TABLE2_PRIVACY_SCORE.items()]
-    rows.append([f"**PrivObfNet, ours** ({cfg.data.dataset} {split})", _fmt(ours.get("l1")),
-                 _fmt(ours.get("pearson")), _fmt(ours.get("spearman"))])
+    ensemble = _matches(experiments, ENSEMBLE, cfg.train.crop_target)
+    single = _matches(experiments, SINGLE, cfg.train.crop_target)
+    keys = ("l1", "pearson", "spearman")
+    ens = {k: _ours(ensemble, lambda e, k=k: dig(e, "privacy", split, k), ours.get(k), True) for k in keys}
+    rows.append([f"**PrivObfNet, ours** ({cfg.data.dataset} {split})", *(format_spread(ens[k]) for k in keys)])
+    if single:
+        one = {k: over_seeds(single, lambda e, k=k: dig(e, "privacy", split, k)) for k in keys}
+        rows.append([f"ours: single model, Model-Cropped off ({split})", *(mark(one[k], ens[k]) for k in keys)])
     return "\n\n".join(["## Table 2: privacy score (L1 error / Pearson / Spearman)",
                         _table(["method", "L1", "Pearson", "Spearman"], rows),
-                        "Paper rows: VISPR test set. " + _protocol(cfg, split)])
+                        "Paper rows: VISPR test set. "
+                        + _protocol(cfg, split, classes=attribute_classes(evaluate, split), kind="Attribute")])
 
 
-def table3(cfg: Config, evaluate: dict) -> str:
+def table3(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
     split = cfg.train.eval_split
     ours = evaluate.get("attributes", {}).get(split, {})
     paper_rows = [[name, _fmt(acc, digits=1)] for name, acc in paper.TABLE3_ATTRIBUTE_ACCURACY.items()]
     paper_rows.append(["**mean**", _fmt(paper.TABLE3_MEAN_ACCURACY, digits=1)])
-    our_rows = [[f"`{name}`", _fmt(acc, 100, 1)] for name, acc in ours.get("accuracy", {}).items()]
-    our_rows.append(["**mean**", _fmt(ours.get("mean_accuracy"), 100, 1)])
-    our_rows.append(["**mAP** (VISPR's official metric)", _fmt(ours.get("map"), 100, 1)])
+    ensemble = _matches(experiments, ENSEMBLE, cfg.train.crop_target)
+    single = _matches(experiments, SINGLE, cfg.train.crop_target)
+
+    def attr(group, keys, workspace=None, use_workspace=False):
+        return _ours(group, lambda e: dig(e, "attributes", split, *keys), workspace, use_workspace)
+
+    our_rows = [[f"`{name}`", format_spread(attr(ensemble, ("accuracy", name), acc, True), 100, 1)]
+                for name, acc in ours.get("accuracy", {}).items()]
+    summary = [("**mean**", "mean_accuracy"), ("**mAP** (VISPR's official metric)", "map")]
+    for label, key in summary:
+        ens = attr(ensemble, (key,), ours.get(key), True)
+        our_rows.append([label, format_spread(ens, 100, 1)])
+        if single:
+            our_rows.append([f"{label}, single model (Model-Cropped off)", mark(attr(single, (key,)), ens, 100, 1)])
     return "\n\n".join([
         "## Table 3: attribute accuracy (%)",
         "Paper (VISPR, attributes with > 300 training images):", _table(["attribute", "accuracy"], paper_rows),
         f"Ours ({cfg.data.dataset} `{split}`, threshold 0.5; the attribute sets differ, compare the means):",
-        _table(["attribute", "accuracy"], our_rows), _protocol(cfg, split)])
+        _table(["attribute", "accuracy"], our_rows),
+        _protocol(cfg, split, classes=attribute_classes(evaluate, split), kind="Attribute")])
 
 
-def _ablation_match(experiments: list[dict], switches: dict[str, bool], crop_target: str) -> dict | None:
-    """The newest finished pseudo-label experiment with these switches (mask weighting on, same crop target)."""
-    match = [e for e in experiments if e["deeplab_labels"] != "ground_truth" and e["switches"]["use_mask_weighting"]
-             and e.get("crop_target", crop_target) == crop_target
-             and all(e["switches"][k] == v for k, v in switches.items())]
-    return match[-1] if match else None
-
-
-def table4(cfg: Config, experiments: list[dict]) -> tuple[str, int]:
+def table4(cfg: Config, experiments: list[dict], seg_classes: list[str]) -> tuple[str, int]:
     """Table 4 in Markdown, and how many of its rows no finished experiment fills."""
     split, cam_split, seg_split = cfg.train.eval_split, cfg.deeplab.train_split, cfg.deeplab.eval_split
+    readers = {"pearson": lambda e: dig(e, "privacy", split, "pearson"),
+               "spearman": lambda e: dig(e, "privacy", split, "spearman"),
+               "cam": lambda e: dig(e, "cam_miou", cam_split),
+               "seg": lambda e: dig(e, "segmentation", seg_split, "miou")}
+    full = _matches(experiments, ENSEMBLE, cfg.train.crop_target)
+    reference = {k: over_seeds(full, read) for k, read in readers.items()}  # the last row, the full model
     rows, missing = [], []
     for label, switches, (p, s) in paper.TABLE4_ABLATION:
-        match = _ablation_match(experiments, switches, cfg.train.crop_target)
-        if match is None:
+        group = _matches(experiments, switches, cfg.train.crop_target)
+        if not group:
             missing.append(label)
             rows.append([label, _fmt(p), _fmt(s), "-", "-", "-", "-", "missing"])
             continue
-        ours = match["privacy"].get(split, {})
-        cam = (match.get("cam_miou") or {}).get(cam_split)
-        seg = match["segmentation"].get(seg_split, {}).get("miou")
-        rows.append([label, _fmt(p), _fmt(s), _fmt(ours.get("pearson")), _fmt(ours.get("spearman")),
-                     _fmt(cam, 100, 1), _fmt(seg, 100, 1), match["name"]])
+        ours = {k: over_seeds(group, read) for k, read in readers.items()}
+        shown = (lambda k, *f: format_spread(ours[k], *f)) if switches == ENSEMBLE else (
+            lambda k, *f: mark(ours[k], reference[k], *f))
+        rows.append([label, _fmt(p), _fmt(s), shown("pearson"), shown("spearman"), shown("cam", 100, 1),
+                     shown("seg", 100, 1), ", ".join(e["name"] for e in one_per_seed(group))])
     note = (f"Missing rows ({', '.join(missing)}): run `make ablation`, then `make run`." if missing
             else "All rows come from finished experiments (`make ablation`).")
     return "\n\n".join([
@@ -93,39 +151,57 @@ def table4(cfg: Config, experiments: list[dict]) -> tuple[str, int]:
         note + " The two mIoU columns are ours only (the paper's Table 4 has none): the pseudo-labels of "
         "each row's Model-Image against ground truth, and DeepLabV2 trained on them. In the rows without "
         "+ Priv the privacy loss (eq. 4) is off, so the privacy head that gives our P and S is untrained; "
-        "the paper does not say how it scored privacy in those rows.",
-        _protocol(cfg, split, " Paper rows: VISPR.")]), len(missing)
+        f"the paper does not say how it scored privacy in those rows. {NOT_SIGNIFICANT} compares a row with the "
+        "last (full) row.",
+        _protocol(cfg, split, " Paper rows: VISPR.", classes=seg_classes, kind="Segmentation (mIoU columns)")]), \
+        len(missing)
 
 
-def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict]) -> str:
+def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict], seg_classes: list[str]) -> str:
     split = cfg.deeplab.eval_split
     rows = [[name, sup, _fmt(voc, digits=1), _fmt(coco, digits=1), "-"]
             for name, (sup, voc, coco) in paper.TABLE5_MIOU.items()]
-    ours = evaluate.get("segmentation", {}).get(split, {}).get("miou")
-    rows.append([f"**PrivObfNet, ours** ({cfg.data.dataset} {split})", "I+S", "-", "-", _fmt(ours, 100, 1)])
-    for train_split, scores in pseudo.get("splits", {}).items():
-        rows.append([f"ours: CAM pseudo-labels vs ground truth ({train_split})", "I+S", "-", "-",
-                     _fmt(scores.get("cam_miou"), 100, 1)])
-    single = _ablation_match(experiments, {"use_cropped": False, "use_privacy": True, "use_attribute": True},
-                             cfg.train.crop_target)
-    single_miou = single["segmentation"].get(split, {}).get("miou") if single else None
-    rows.append([f"ours: single model, Model-Cropped off ({split})", "I+S", "-", "-",
-                 _fmt(single_miou, 100, 1) if single else "missing (`make ablation`)"])
+    ensemble = _matches(experiments, ENSEMBLE, cfg.train.crop_target)
+    single = _matches(experiments, SINGLE, cfg.train.crop_target)
     ceiling = [e for e in experiments if e["deeplab_labels"] == "ground_truth"]
-    ceiling_miou = ceiling[-1]["segmentation"].get(split, {}).get("miou") if ceiling else None
+    workspace = evaluate.get("segmentation", {}).get(split, {}).get("miou")
+    ours = _ours(ensemble, lambda e: dig(e, "segmentation", split, "miou"), workspace, True)
+    rows.append([f"**PrivObfNet, ours** ({cfg.data.dataset} {split})", "I+S", "-", "-", format_spread(ours, 100, 1)])
+    for train_split, scores in pseudo.get("splits", {}).items():
+        cam = _ours(ensemble, lambda e: dig(e, "cam_miou", train_split), scores.get("cam_miou"), True)
+        free = _ours(ensemble, lambda e: dig(e, "masks_only_cam_miou", train_split), scores.get("masks_only_cam_miou"),
+                     True)
+        rows.append([f"ours: CAM pseudo-labels vs ground truth ({train_split})", "I+S", "-", "-",
+                     format_spread(cam, 100, 1)])
+        rows.append([f"ours: masks-only baseline, untrained Model-Image's pseudo-labels ({train_split})", "I+S", "-",
+                     "-", mark(free, cam, 100, 1) if free else "missing (re-run `pseudo_labels`)"])
+        if single:
+            one = over_seeds(single, lambda e: dig(e, "cam_miou", train_split))
+            rows.append([f"ours: single model's CAM pseudo-labels, Model-Cropped off ({train_split})", "I+S", "-",
+                         "-", mark(one, cam, 100, 1)])
+    one = over_seeds(single, lambda e: dig(e, "segmentation", split, "miou"))
+    rows.append([f"ours: single model, Model-Cropped off ({split})", "I+S", "-", "-",
+                 mark(one, ours, 100, 1) if single else "missing (`make ablation`)"])
+    top = over_seeds(ceiling, lambda e: dig(e, "segmentation", split, "miou"))
     rows.append([f"ours: fully supervised ceiling ({split})", "full", "-", "-",
-                 _fmt(ceiling_miou, 100, 1) if ceiling else "missing (`make ablation`)"])
+                 format_spread(top, 100, 1) if ceiling else "missing (`make ablation`)"])
     return "\n\n".join(["## Table 5: DeepLabV2 mIoU (%) trained on CAM pseudo-labels",
                         _table(["method", "sup.", "VOC test", "COCO val", "ours"], rows),
-                        "Paper rows: VOC 2012 test / COCO 2014 val, DeepLabV2-ResNet101. "
-                        + _protocol(cfg, split, f" Background threshold {cfg.pseudo_labels.bg_threshold}.")])
+                        "Paper rows: VOC 2012 test / COCO 2014 val, DeepLabV2-ResNet101. The masks-only baseline "
+                        "is what the prior masks and the true image labels give for free: the same protocol with "
+                        f"an untrained, randomly initialised Model-Image ({NOT_SIGNIFICANT} against the CAM "
+                        f"pseudo-labels); the single model's rows are compared with ours. "
+                        + _protocol(cfg, split, f" Background threshold {cfg.pseudo_labels.bg_threshold}.",
+                                    classes=seg_classes, kind="Segmentation")])
 
 
 def render_tables(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict]) -> tuple[str, dict]:
     """-> (tables.md's text, the report's metrics: experiments used, Table 4 rows missing)."""
     experiments = [e for e in experiments if e.get("profile") == cfg.profile]
-    ablation, missing = table4(cfg, experiments)
+    seg_classes = segmentation_class_list(evaluate, pseudo)
+    ablation, missing = table4(cfg, experiments, seg_classes)
     parts = [f"# PrivObfNet: the paper's tables beside ours (profile `{cfg.profile}`)",
              "Generated by the `report` stage from reports/metrics/*.json and reports/ablation.json.",
-             table2(cfg, evaluate), table3(cfg, evaluate), ablation, table5(cfg, evaluate, pseudo, experiments)]
+             table2(cfg, evaluate, experiments), table3(cfg, evaluate, experiments), ablation,
+             table5(cfg, evaluate, pseudo, experiments, seg_classes)]
     return "\n\n".join(parts) + "\n", {"ablation_experiments": len(experiments), "table4_rows_missing": missing}

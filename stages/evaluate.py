@@ -14,13 +14,14 @@ from ops.common import atomic_path, load_params, write_metrics
 from ops.registry import register_final_models
 from ops.tracking import stage_run
 from privobfnet.config import Config
-from privobfnet.data.images import load_mask, load_rgb
+from privobfnet.data.images import load_rgb
 from privobfnet.data.manifest import read_manifest
-from privobfnet.deeplab_data import split_confusion
+from privobfnet.deeplab_data import read_truth, split_confusion
 from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, ensemble_metrics, load_split, predict_split
 from privobfnet.metrics import segmentation_scores
 from privobfnet.models.deeplabv2 import load_deeplab
 from privobfnet.models.ensemble import load_ensemble
+from privobfnet.seg_classes import SegmentationClasses
 from privobfnet.segmentation import predict_segmentation
 from privobfnet.trainer import setup_torch
 from privobfnet.viz import overlay, panels_figure, truth_overlay
@@ -46,13 +47,14 @@ def main(cfg: Config) -> dict:
         device = setup_torch(device=cfg.deeplab.device, num_threads=cfg.deeplab.num_threads, seed=cfg.seed)
         model_image, _, _ = load_ensemble(ENSEMBLE_CHECKPOINT, device)
         deeplab, deeplab_meta = load_deeplab(DEEPLAB_CHECKPOINT, device)
-        class_names = deeplab_meta["class_names"]
+        class_names = deeplab_meta["class_names"]  # background + the segmentation classes it was trained on
+        eval_manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{cfg.deeplab.eval_split}.parquet")
+        seg = SegmentationClasses.from_label_names(eval_manifest.attrs["class_names"], class_names)
         metrics: dict = {"splits": evaluated_splits(cfg), "crf": False, "segmentation": {}, "privacy": {},
                          "attributes": {}}
         for split in metrics["splits"]:
             manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet")
-            cm, n_images = split_confusion(deeplab, manifest, max_pixels=max_pixels, n_labels=len(class_names),
-                                           device=device)
+            cm, n_images = split_confusion(deeplab, manifest, max_pixels=max_pixels, seg=seg, device=device)
             if n_images:
                 metrics["segmentation"][split] = {**segmentation_scores(cm, class_names), "images": n_images}
             data = load_split(cfg, split)
@@ -64,10 +66,9 @@ def main(cfg: Config) -> dict:
                                             "ap": ensemble["attribute_ap"], "images": ensemble["eval_images"]}
         # ---- figure: image, ground truth, prediction for the first images with masks ----------------
         figure_rows = []
-        manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{cfg.deeplab.eval_split}.parquet")
-        for row in manifest[manifest["mask_path"].notna()].head(N_FIGURE).itertuples(index=False):
+        for row in eval_manifest[eval_manifest["mask_path"].notna()].head(N_FIGURE).itertuples(index=False):
             image = load_rgb(row.path, max_pixels=max_pixels)
-            truth = load_mask(row.mask_path, n_classes=len(class_names) - 1, max_pixels=max_pixels)
+            truth = read_truth(row.mask_path, seg, max_pixels=max_pixels)
             figure_rows.append([(image, row.image_id), (truth_overlay(image, truth), "ground truth"),
                                 (overlay(image, predict_segmentation(deeplab, image, device)), "DeepLabV2")])
         with atomic_path(FIGURE_PATH) as tmp:

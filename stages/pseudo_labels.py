@@ -5,25 +5,31 @@ CAMs at the image's own resolution (``privobfnet.pseudo_labels``), background by
 ``pseudo_labels.bg_threshold``. On the eval splits the CAM mIoU against the ground-truth masks is
 reported for every threshold of ``pseudo_labels.bg_sweep`` (a DVC plot) and per class at the chosen
 threshold. An image in several splits (VOC's train is inside train_aug) is computed once.
+
+Only the segmentation classes (``privobfnet.seg_classes``; no ``a0_safe``) take pixels, in the
+segmentation encoding (0 background, segmentation class j -> j + 1); ground truth is converted to it.
+The masks-only baseline, an untrained Model-Image (same build, mask weighting and seed) given the
+same true image labels and post-processing, is scored beside it: ``splits.<split>.masks_only_cam_miou``.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
 from ops.tracking import stage_run
 from privobfnet.config import Config
-from privobfnet.crf import dense_crf, scores_to_probs
-from privobfnet.data.images import load_mask, load_rgb, mask_to_image
+from privobfnet.data.images import load_rgb, mask_to_image
 from privobfnet.data.manifest import read_manifest
+from privobfnet.data.mask_types import load_mask_types
+from privobfnet.deeplab_data import read_truth
 from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, mask_paths, read_gray
 from privobfnet.inference import overlay_attention
 from privobfnet.models.ensemble import load_ensemble
-from privobfnet.pseudo_labels import CamScores, cams_to_label, image_cams
+from privobfnet.pseudo_labels import CamScores, pseudo_label, segmentation_cams, untrained_model_image
+from privobfnet.seg_classes import segmentation_classes
 from privobfnet.trainer import setup_torch
 from privobfnet.viz import overlay, panels_figure, truth_overlay
 
@@ -43,37 +49,48 @@ def main(cfg: Config) -> dict:
                            cfg.deeplab.train_split: "pseudo_labels"})
         device = setup_torch(device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed)
         model_image, _, meta = load_ensemble(ENSEMBLE_CHECKPOINT, device)
-        class_names = meta["class_names"]
+        seg = segmentation_classes(meta["class_names"], load_mask_types(cfg.data.dataset, meta["class_names"]))
+        untrained = untrained_model_image(meta, seed=cfg.seed, device=device)  # the masks-only baseline
         priors = mask_paths(cfg.masks.out_dir)
         rows, splits_of = {}, {}  # image_id -> manifest row, and the splits it is in
         for split in dict.fromkeys([cfg.deeplab.train_split, *settings.eval_splits]):
             for row in read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet").itertuples(index=False):
                 rows[row.image_id] = row
                 splits_of.setdefault(row.image_id, []).append(split)
-        scores = {split: CamScores(class_names, sweep=settings.bg_sweep) for split in settings.eval_splits}
+        scores = {split: CamScores(seg.classes, sweep=settings.bg_sweep) for split in settings.eval_splits}
+        baseline = {split: CamScores(seg.classes, sweep=()) for split in settings.eval_splits}
         figure_rows = []
         for image_id, row in tqdm(rows.items(), desc="pseudo_labels", mininterval=2.0):
             image = load_rgb(row.path, max_pixels=max_pixels)
             human, text = (read_gray(path) for path in priors[image_id])
-            cams = image_cams(model_image, image, human, text, scales=settings.scales, labels=row.labels, device=device)
-            label = cams_to_label(cams, settings.bg_threshold)
-            if settings.crf:  # refine what is written; the threshold sweep stays on the raw CAMs
-                probs = scores_to_probs(cams.numpy(), settings.bg_threshold)
-                label = dense_crf(image, probs, iterations=settings.crf_iterations).argmax(axis=0).astype(np.uint8)
+            cams = segmentation_cams(model_image, image, human, text, seg=seg, scales=settings.scales,
+                                     labels=row.labels, device=device)  # (K, H, W)
+            label = pseudo_label(image, cams, settings)  # the CRF refines what is written; the sweep stays on raw CAMs
             with atomic_path(Path(settings.out_dir) / f"{image_id}.png") as tmp:
                 mask_to_image(label).save(tmp, format="PNG")
             truth = None
+            scored = [s for s in splits_of[image_id] if s in scores]
             if isinstance(row.mask_path, str):
-                truth = load_mask(row.mask_path, n_classes=len(class_names), max_pixels=max_pixels)
-                for split in (s for s in splits_of[image_id] if s in scores):
+                truth = read_truth(row.mask_path, seg, max_pixels=max_pixels)
+                for split in scored:
                     scores[split].add(label, cams, truth)
+                if scored:
+                    free = segmentation_cams(untrained, image, human, text, seg=seg, scales=settings.scales,
+                                             labels=row.labels, device=device)
+                    free_label = pseudo_label(image, free, settings)
+                    for split in scored:
+                        baseline[split].add(free_label, free, truth)
             if len(figure_rows) < N_FIGURE:
                 figure_rows.append([(image, image_id), (truth_overlay(image, truth), "ground truth"),
                                     (overlay(image, label), "pseudo-label"),
                                     (overlay_attention(image, cams.max(dim=0).values.numpy()),
                                      "CAM (max over classes)")])
         metrics = {"bg_threshold": settings.bg_threshold, "crf": settings.crf, "images": len(rows),
-                   "splits": {split: split_scores.metrics() for split, split_scores in scores.items()}}
+                   "classes": seg.label_names, "splits": {}}
+        for split, split_scores in scores.items():
+            free = baseline[split].metrics()
+            metrics["splits"][split] = {**split_scores.metrics(), "masks_only_cam_miou": free["cam_miou"],
+                                        "masks_only_pixel_accuracy": free["pixel_accuracy"]}
         sweep_rows = [f"{split},{threshold},{'' if miou is None else round(miou, 6)}\n"
                       for split, split_metrics in metrics["splits"].items()
                       for threshold, miou in split_metrics["sweep_miou"].items()]

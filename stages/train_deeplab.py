@@ -7,7 +7,8 @@ with poly lr, random scale, crop and flip. Restartable through ``checkpoints/dee
 iteration), so a resumed run ends with the weights of an uninterrupted one (CPU). At the end:
 ``checkpoints/deeplab/final.pt`` (weights, config, class names), the ground-truth mIoU on
 ``deeplab.eval_split`` in ``reports/metrics/train_deeplab.json``, and the loss curve in
-``reports/plots/train_deeplab_loss.csv``.
+``reports/plots/train_deeplab_loss.csv``. DeepLab's classes are the segmentation classes
+(``privobfnet.seg_classes``: background and the attributes with a region; no ``a0_safe``).
 """
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from ops.common import atomic_write_text, load_params, write_metrics
 from ops.tracking import stage_run
 from privobfnet.config import Config
 from privobfnet.data.manifest import read_manifest
-from privobfnet.deeplab_data import BACKGROUND, IterationBatches, TrainingSamples, split_confusion, training_label_paths
+from privobfnet.data.mask_types import load_mask_types
+from privobfnet.deeplab_data import IterationBatches, TrainingSamples, split_confusion, training_label_paths
 from privobfnet.metrics import segmentation_scores
 from privobfnet.models.deeplabv2 import build_deeplab, checkpoint_payload, optimizer_param_groups
+from privobfnet.seg_classes import segmentation_classes
 from privobfnet.segmentation import images_to_tensor, poly_lr, segmentation_loss
 from privobfnet.trainer import (
     RESUME_TAG, Progress, apply_lr, final_loss, fingerprint, loss_csv, loss_values, resume, save_checkpoint,
@@ -46,9 +49,12 @@ def main(cfg: Config) -> dict:
         device = setup_torch(device=deeplab.device, num_threads=deeplab.num_threads, seed=cfg.seed)
         train_manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{deeplab.train_split}.parquet")
         eval_manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{deeplab.eval_split}.parquet")
-        class_names = [BACKGROUND, *train_manifest.attrs["class_names"]]
+        attributes = list(train_manifest.attrs["class_names"])
+        seg = segmentation_classes(attributes, load_mask_types(cfg.data.dataset, attributes))
+        class_names = seg.label_names  # background + the attributes with a region
         samples = TrainingSamples(train_manifest["path"].astype(str).tolist(),
-                                  training_label_paths(cfg, train_manifest), cfg=cfg, n_labels=len(class_names) - 1)
+                                  training_label_paths(cfg, train_manifest), cfg=cfg, seg=seg,
+                                  ground_truth=deeplab.labels == "ground_truth")
         model = build_deeplab(deeplab, n_classes=len(class_names)).to(device, memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(optimizer_param_groups(model, weight_decay=deeplab.weight_decay), lr=deeplab.lr,
                                     momentum=deeplab.momentum)
@@ -85,8 +91,8 @@ def main(cfg: Config) -> dict:
                                                              iteration=deeplab.iterations))
         LAST_CHECKPOINT.unlink(missing_ok=True)  # finished: a re-run (say after a code change) starts afresh
         # ---- evaluate ------------------------------------------------------------------------
-        cm, n_eval = split_confusion(model, eval_manifest, max_pixels=cfg.data.max_image_pixels,
-                                     n_labels=len(class_names), device=device)
+        cm, n_eval = split_confusion(model, eval_manifest, max_pixels=cfg.data.max_image_pixels, seg=seg,
+                                     device=device)
         metrics = {**segmentation_scores(cm, class_names), "labels": deeplab.labels, "eval_split": deeplab.eval_split,
                    "eval_images": n_eval, "train_images": len(samples), "iterations": deeplab.iterations,
                    "final_loss": final_loss(history, deeplab.iterations)}

@@ -227,7 +227,8 @@ def test_vispr_table_has_68_attributes_typed_as_table_1():
     table = read_mask_type_table("vispr")
     assert len(table) == 68 and "a104_license_plate_partial" in table and "a29_ausweis" in table
     examples = {  # paper Table 1, one column per type
-        "none": ["a0_safe", "a30_credit_card", "a33_student_id", "a38_ticket", "a99_legal_involvement"],
+        "no_region": ["a0_safe"],  # un-masked like "none" (Table 1's Safe), and no segmentation class
+        "none": ["a30_credit_card", "a33_student_id", "a38_ticket", "a99_legal_involvement"],
         "human": ["a1_age_approx", "a2_weight_approx", "a5_eye_color", "a13_full_nudity", "a16_race"],
         "text": ["a19_name_full", "a23_birth_city", "a26_handwriting", "a27_marital_status", "a24_birth_date"],
     }

@@ -19,9 +19,11 @@ import yaml
 from PIL import Image
 
 from privobfnet.data.manifest import read_manifest
+from privobfnet.data.mask_types import load_mask_types
 from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, load_split, predict_split
 from privobfnet.models.deeplabv2 import load_deeplab
 from privobfnet.models.ensemble import load_ensemble
+from privobfnet.seg_classes import segmentation_classes
 from privobfnet.segmentation import predict_segmentation
 from ops.stage_order import stage_order
 from pipelines.serve import stop, wait_for_server
@@ -142,14 +144,22 @@ def torchmetrics_miou(pairs, n_labels: int) -> float:
     return float(jaccard.compute())
 
 
+def seg_of(manifest):
+    """The manifest's segmentation classes and encoding (SynthPriv: every attribute but a0_safe)."""
+    names = list(manifest.attrs["class_names"])
+    return segmentation_classes(names, load_mask_types(manifest.attrs["dataset"], names))
+
+
 def test_pseudo_label_miou_is_recomputed_from_the_written_pngs(served):
     project = served["project"]
     metrics = json.loads((project / "reports/metrics/pseudo_labels.json").read_text())
     manifest = read_manifest(project / "data/manifests/train.parquet")
-    n_labels = len(manifest.attrs["class_names"]) + 1
+    seg = seg_of(manifest)
     pairs = [(np.asarray(Image.open(project / "data/pseudo_labels" / f"{row.image_id}.png")),
-              np.asarray(Image.open(project / row.mask_path))) for row in manifest.itertuples()]
-    assert metrics["splits"]["train"]["cam_miou"] == pytest.approx(torchmetrics_miou(pairs, n_labels), abs=1e-6)
+              seg.from_truth(np.asarray(Image.open(project / row.mask_path)))) for row in manifest.itertuples()]
+    assert metrics["splits"]["train"]["cam_miou"] == pytest.approx(torchmetrics_miou(pairs, seg.n_labels), abs=1e-6)
+    assert "a0_safe" not in metrics["splits"]["train"]["per_class_iou"] and metrics["classes"] == seg.label_names
+    assert 0 <= metrics["splits"]["train"]["masks_only_cam_miou"] <= 1  # the untrained baseline is scored too
 
 
 def test_deeplab_miou_is_recomputed_from_its_predictions(served):
@@ -158,8 +168,10 @@ def test_deeplab_miou_is_recomputed_from_its_predictions(served):
     model, meta = load_deeplab(project / "checkpoints/deeplab/final.pt", "cpu")
     for split in ("val", "test"):
         manifest = read_manifest(project / "data/manifests" / f"{split}.parquet")
+        assert meta["class_names"] == seg_of(manifest).label_names
         pairs = [(predict_segmentation(model, np.asarray(Image.open(project / row.path).convert("RGB")), "cpu"),
-                  np.asarray(Image.open(project / row.mask_path))) for row in manifest.itertuples()]
+                  seg_of(manifest).from_truth(np.asarray(Image.open(project / row.mask_path))))
+                 for row in manifest.itertuples()]
         expected = torchmetrics_miou(pairs, len(meta["class_names"]))
         assert metrics["segmentation"][split]["miou"] == pytest.approx(expected, abs=1e-6), split
 
@@ -231,7 +243,7 @@ def check_mlflow_store(project: Path, pipeline_id: str) -> None:
     deeplab = mlflow.pytorch.load_model(f"models:/{DEEPLAB_MODEL}/1")
     with torch.no_grad():
         logits = deeplab(torch.zeros(1, 3, 48, 48))
-    assert logits.shape[1] == len(read_manifest(project / "data/manifests/train.parquet").attrs["class_names"]) + 1
+    assert logits.shape[1] == seg_of(read_manifest(project / "data/manifests/train.parquet")).n_labels  # no a0_safe
     version = client.get_model_version(DEEPLAB_MODEL, "1")
     assert float(version.tags["metric.val.miou"]) == pytest.approx(metrics["segmentation"]["val"]["miou"], abs=1e-5)
 

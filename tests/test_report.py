@@ -55,9 +55,10 @@ def test_parse_experiments_reads_dvc_exp_show_json():
     def record(rev, name, use_cropped, pearson):
         train = {"use_cropped": use_cropped, "use_privacy": True, "use_attribute": True, "use_mask_weighting": True}
         metrics = {"reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": pearson}}}},
-                   "reports/metrics/pseudo_labels.json": {"data": {"splits": {"train": {"cam_miou": pearson / 4}}}}}
+                   "reports/metrics/pseudo_labels.json": {"data": {"splits": {"train": {
+                       "cam_miou": pearson / 4, "masks_only_cam_miou": 0.1}}}}}
         return {"rev": rev, "name": name, "data": {"rev": rev, "params": {"params.yaml": {"data": {
-            "profile": "default", "train": train, "deeplab": {"labels": "pseudo"}}}}, "metrics": metrics}}
+            "profile": "default", "seed": 2, "train": train, "deeplab": {"labels": "pseudo"}}}}, "metrics": metrics}}
     unfinished = {"rev": "u", "name": "queued", "data": {"rev": "u", "params": {}, "metrics": {}}}
     shown = [{**record("workspace", None, True, 0.8), "experiments": [
         {"revs": [record("abc", "exp-1", False, 0.7), unfinished]}]}, record("head", "main", True, 0.8)]
@@ -65,6 +66,7 @@ def test_parse_experiments_reads_dvc_exp_show_json():
     assert sorted((r["switches"]["use_cropped"], r["privacy"]["test"]["pearson"]) for r in rows) == [
         (False, 0.7), (True, 0.8)]  # workspace and HEAD held the same results: one row
     assert sorted(r["cam_miou"]["train"] for r in rows) == [0.175, 0.2]
+    assert all(r["seed"] == 2 and r["masks_only_cam_miou"] == {"train": 0.1} for r in rows)
 
 
 def test_committed_tables_are_regenerated_byte_identical_from_the_committed_metrics():

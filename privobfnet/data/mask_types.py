@@ -5,7 +5,9 @@ header ``class_name<TAB>mask_type[<TAB>basis]``, then one row per class. Types:
 
 - ``human``: weighted by the human mask (faces, bodies, clothing, people together);
 - ``text``: weighted by the OCR text mask (names, addresses, dates, handwriting);
-- ``none``: un-masked (safe, documents and objects such as credit cards and tickets).
+- ``none``: un-masked (documents and objects such as credit cards and tickets);
+- ``no_region``: un-masked like ``none``, and no pixel shows it (VISPR's ``a0_safe``): it stays an
+  attribute and leaves segmentation (``privobfnet.seg_classes``: pseudo-labels, DeepLab, mIoU).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Sequence
 
 from privobfnet.data.errors import DataError
 
-MASK_TYPES = ("none", "human", "text")
+MASK_TYPES = ("none", "human", "text", "no_region")
 
 
 def mask_types_file(dataset: str):
@@ -43,7 +45,7 @@ def read_mask_type_table(dataset: str) -> dict[str, str]:
 
 
 def load_mask_types(dataset: str, class_names: Sequence[str]) -> list[str]:
-    """Mask type ("none" | "human" | "text") of each class, in ``class_names`` order.
+    """Mask type ("none" | "human" | "text" | "no_region") of each class, in ``class_names`` order.
 
     A class the table lacks is an error naming the table's file and the class.
     """

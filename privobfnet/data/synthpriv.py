@@ -41,7 +41,7 @@ from privobfnet.data.synthpriv_items import OBJECT_KINDS, draw_distractor, draw_
 from privobfnet.data.synthpriv_people import PERSON_KINDS, draw_person, simulate_human_parser
 from privobfnet.data.synthpriv_text import person_name
 
-MaskType = Literal["none", "human", "text"]
+MaskType = Literal["none", "human", "text", "no_region"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class PrivacyAttribute:
 
 _A, _PD = PrivacyAttribute, "Personal Description"
 ATTRIBUTES: tuple[PrivacyAttribute, ...] = (
-    _A("a0_safe", "Safe", "nothing private", "none", 1),
+    _A("a0_safe", "Safe", "nothing private", "no_region", 1),
     _A("a9_face_complete", _PD, "a fully visible face", "human", 4),
     _A("a10_face_partial", _PD, "a partly visible face (occluded or cut off)", "human", 3),
     _A("a11_tattoo", _PD, "a tattoo on an arm", "human", 3),

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 MASK_TYPES = ("none", "human", "text")  # index into the stacked prior masks [ones, human, text]
+GATED_AS = {"no_region": "none"}  # a class without a region (a0_safe) is un-masked; it only leaves segmentation
 
 
 class CamHead(nn.Module):
@@ -32,11 +33,12 @@ class CamHead(nn.Module):
 
 
 def mask_type_index(mask_types: Sequence[str]) -> torch.Tensor:
-    """Per-channel index into [ones, human, text] for a list of "none" | "human" | "text"."""
-    unknown = sorted(set(mask_types) - set(MASK_TYPES))
+    """Per-channel index into [ones, human, text] for a list of "none" | "human" | "text" | "no_region"."""
+    gated = [GATED_AS.get(t, t) for t in mask_types]
+    unknown = sorted(set(gated) - set(MASK_TYPES))
     if unknown:
-        raise ValueError(f"unknown mask type(s) {unknown}; expected {list(MASK_TYPES)}")
-    return torch.tensor([MASK_TYPES.index(t) for t in mask_types], dtype=torch.long)
+        raise ValueError(f"unknown mask type(s) {unknown}; expected {[*MASK_TYPES, *GATED_AS]}")
+    return torch.tensor([MASK_TYPES.index(t) for t in gated], dtype=torch.long)
 
 
 def prior_masks_at(human: torch.Tensor, text: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
