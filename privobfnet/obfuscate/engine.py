@@ -17,7 +17,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
-from privobfnet.inference import predict
+from privobfnet.inference import Prediction, predict
 from privobfnet.models.ensemble import PrivObfNet, load_ensemble
 from privobfnet.obfuscate.detect import Detectors, TextReader
 from privobfnet.obfuscate.regions import HIDE_ALL_KINDS, Detections, HiddenArea, SnapRules, hidden_area, polygon_patch
@@ -120,13 +120,42 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     return LoadedModel(model_image, list(meta["class_names"]), list(meta["mask_types"]), int(meta["input_size"]), meta)
 
 
+def attribute_table(model: LoadedModel) -> list[dict[str, str]]:
+    """The model's attributes in output order: id, mask type and description (where known)."""
+    descriptions = dict(model.meta.get("descriptions") or {})
+    if not descriptions and model.meta.get("dataset") == "synthpriv":
+        from privobfnet.data.synthpriv import ATTRIBUTES
+
+        descriptions = {a.attribute_id: a.description for a in ATTRIBUTES}
+    return [{"id": name, "mask_type": kind, "description": descriptions.get(name, "")}
+            for name, kind in zip(model.class_names, model.mask_types)]
+
+
+def model_kinds(model: LoadedModel) -> set[str]:
+    """Detectors whose output the model takes as priors: text lines and the person mask."""
+    return ({"text"} if "text" in model.mask_types else set()) | ({"person"} if "human" in model.mask_types else set())
+
+
+def predict_image(model: LoadedModel, image: np.ndarray, detections: Detections, *, class_threshold: float = 0.5,
+                  bg_threshold: float = 0.25, device: str | torch.device = "cpu") -> Prediction:
+    """Model-Image on one image with the detectors' priors; a prior no class uses is all ones (as in training)."""
+    ones = np.ones(image.shape[:2], np.float32)
+    human = detections.person if "human" in model.mask_types else None
+    text = detections.text_mask if "text" in model.mask_types else None
+    if ("human" in model.mask_types and human is None) or ("text" in model.mask_types and text is None):
+        raise ValueError("the model needs the person mask and text lines its mask types use")
+    return predict(model.network, image, ones if human is None else human, ones if text is None else text,
+                   input_size=model.input_size, class_threshold=class_threshold, bg_threshold=bg_threshold,
+                   device=device)
+
+
 def detector_kinds(prefs: Preferences, model: LoadedModel | None) -> set[str]:
     """Which detectors an image needs: the model's priors, the chosen attributes' types, hide_all."""
     kinds = {"faces": "face", "text": "text", "people": "person"}
     needed = {kinds[k] for k in prefs.hide_all}
     if model is not None and prefs.hide:
-        types = set(model.mask_types)
-        needed |= {"text"} if "text" in types else set()
+        types = {model.mask_types[model.class_names.index(a)] for a in prefs.hide if a in model.class_names}
+        needed |= model_kinds(model) | ({"text"} if "text" in types else set())
         needed |= {"person", "face"} if "human" in types else set()
     return needed
 
@@ -170,13 +199,8 @@ class Obfuscator:
         if self.model is not None and self.prefs.hide:
             start = time.perf_counter()
             m = self.model
-            ones = np.ones(shape, np.float32)  # a prior no class uses weights nothing (as in the masks stage)
-            human = detections.person if detections.person is not None else ones
-            text = detections.text_mask if detections.text_mask is not None else ones
-            prediction = predict(m.network, image, human if "human" in m.mask_types else ones,
-                                 text if "text" in m.mask_types else ones, input_size=m.input_size,
-                                 class_threshold=self.prefs.class_threshold, bg_threshold=self.prefs.bg_threshold,
-                                 device=self.device)
+            prediction = predict_image(m, image, detections, class_threshold=self.prefs.class_threshold,
+                                       bg_threshold=self.prefs.bg_threshold, device=self.device)
             timings["model"] = time.perf_counter() - start
             score = prediction.privacy_score
             found = {name: float(p) for name, p in zip(m.class_names, prediction.attribute_probs)
