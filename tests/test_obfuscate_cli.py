@@ -284,3 +284,23 @@ def test_obfuscate_with_a_model_reports_score_and_attributes(tmp_path, checkpoin
     assert "model" in record["timings_ms"]
     assert run(*args, "--hide", "a999_nothing", cache=cache) == cli.EXIT_USAGE
     assert "a999_nothing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_model_from_the_mlflow_registry(tmp_path, checkpoint, capsys):
+    import mlflow
+
+    from ops.registry import ENSEMBLE_MODEL, register_model
+    from privobfnet.obfuscate import load_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("obfuscate-test")
+    with mlflow.start_run() as active:
+        run = type("Run", (), {"run_id": active.info.run_id})()
+        register_model(run, load_model(checkpoint).network, name=ENSEMBLE_MODEL, checkpoint=checkpoint,
+                       headline={}, description="tiny")
+    status = cli.main(["attributes", "--model", f"models:/{ENSEMBLE_MODEL}/latest", "--tracking-uri", uri, "--json"])
+    assert status == 0 and len(json.loads(capsys.readouterr().out)) == len(ATTRIBUTES)
+    assert cli.main(["attributes", "--model", "models:/no-such-model/1", "--tracking-uri", uri]) == cli.EXIT_USAGE
+    assert "no-such-model" in capsys.readouterr().err
