@@ -145,6 +145,24 @@ class DeeplabConfig:
 
 
 @dataclass(frozen=True)
+class RedactConfig:
+    """Stage `redact`: obfuscate a split with default user preferences and measure what leaks."""
+
+    split: str
+    max_images: int  # 0: every image of the split
+    hide: list[str]  # attribute ids the default preferences hide
+    baseline_hide_all: list[Literal["faces", "text", "people"]]  # the model-free baseline
+    style: Literal["solid", "pixelate", "blur"]
+    class_threshold: float
+    bg_threshold: float
+    min_overlap: float  # share of a text line / face box the attribute's mask must cover
+    dilate_px: int
+    margin_px: int
+    ocr_side: int  # OCR recognition input (longer side) for the leak test
+    n_examples: int  # images in reports/figures/redact_examples.png
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     uri: Optional[str]  # None: sqlite:///<project root>/mlflow.db
     experiment: str
@@ -162,6 +180,7 @@ class Config:
     train: TrainConfig
     pseudo_labels: PseudoLabelConfig
     deeplab: DeeplabConfig
+    redact: RedactConfig
     tracking: TrackingConfig
 
     def section_dict(self, *names: str) -> dict[str, Any]:
@@ -264,6 +283,8 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"deeplab.train_split: {cfg.deeplab.train_split!r} is not in data.splits")
     if not 0.0 < cfg.pseudo_labels.bg_threshold < 1.0:
         raise ConfigError(f"pseudo_labels.bg_threshold: must be in (0, 1), got {cfg.pseudo_labels.bg_threshold}")
+    if cfg.redact.split not in cfg.data.splits:
+        raise ConfigError(f"redact.split: {cfg.redact.split!r} is not in data.splits")
     sp = cfg.synthpriv
     if not 0.0 <= sp.safe_fraction <= 1.0:
         raise ConfigError(f"synthpriv.safe_fraction: must be in [0, 1], got {sp.safe_fraction}")
@@ -305,6 +326,7 @@ __all__ = [
     "ConfigError",
     "MasksConfig",
     "PseudoLabelConfig",
+    "RedactConfig",
     "DataConfig",
     "DeeplabConfig",
     "DownloadConfig",

@@ -205,3 +205,23 @@ def test_chosen_text_attributes_are_unreadable_and_the_others_still_read(tmp_pat
         else:
             assert reads(texts, item.text), (item.text, texts)
     assert len(DOCUMENT) == len(items)
+
+
+# ---- what the redact stage measures ----------------------------------------------------------------
+def test_redact_tally_counts_leaks_of_readable_strings_and_pixels_changed_outside_the_truth():
+    from privobfnet.obfuscate.evaluation import RedactTally, faces_on, strings_read
+
+    assert strings_read(["Margaret Olsen", "+44 20 7946"], ["name: margaret  olsen", "44-20"]) == [True, False]
+    truth = np.zeros((10, 10), bool)
+    truth[:5] = True
+    assert faces_on([(0, 0, 4, 4, 0.9), (0, 6, 4, 10, 0.9)], truth) == 1
+    hidden = np.zeros((10, 10), bool)
+    hidden[3:7] = True  # 20 truth pixels hidden, 20 outside changed
+    tally = RedactTally()
+    tally.add(strings=["a", "b", "c"], read_before=[True, True, False], read_after=[True, False, True],
+              faces_before=1, faces_after=0, hidden=hidden, truth=truth)
+    metrics = tally.metrics()
+    assert metrics["pii_leak_rate"] == 0.5  # "c" was never readable: not a leak
+    assert metrics["face_leak_rate"] == 0.0 and metrics["leaked_examples"] == ["a"]
+    assert metrics["over_redaction"] == pytest.approx(20 / 50) and metrics["coverage"] == pytest.approx(20 / 50)
+    assert RedactTally().metrics()["pii_leak_rate"] is None
