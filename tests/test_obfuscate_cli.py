@@ -287,8 +287,10 @@ def test_obfuscate_with_a_model_reports_score_and_attributes(tmp_path, checkpoin
 
 
 @pytest.mark.slow
-def test_model_from_the_mlflow_registry(tmp_path, checkpoint, capsys):
+def test_model_from_the_mlflow_registry(tmp_path, checkpoint, capsys, monkeypatch):
     import mlflow
+
+    monkeypatch.chdir(tmp_path)  # the store's artifacts (./mlruns) go there
 
     from ops.registry import ENSEMBLE_MODEL, register_model
     from privobfnet.obfuscate import load_model
