@@ -23,48 +23,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
-from skimage import data as skdata
+from PIL import Image
 
 from privobfnet.config import parse_config
 from privobfnet.data.mask_types import load_mask_types
-from privobfnet.data.synthpriv import ATTRIBUTE_IDS, TEXT_ATTRIBUTES, generate_sample
-from privobfnet.data.synthpriv_text import private_text
+from privobfnet.data.synthpriv import ATTRIBUTE_IDS, generate_sample
 from privobfnet.models.ensemble import build_model, ensemble_checkpoint, model_meta
 from privobfnet.obfuscate import Obfuscator, Preferences, TextReader, build_detectors, load_model, obfuscate_file
 from privobfnet.obfuscate.detect import DEFAULT_OCR_SIDE
 from privobfnet.obfuscate.evaluation import strings_read
 from privobfnet.masks.text import rapidocr_model_path
 from ops.common import resolve_profile
+from ops.obfuscate_example import document
 
 REPO = Path(__file__).resolve().parents[1]
-FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-FONT_FILES = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf",
-              "DejaVuSerif-Italic.ttf"]
 STEPS = ["decode", "ocr", "face_person", "model", "compose", "encode", "verify"]
-
-
-def document(rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    """A 640 x 480 page with five private strings and a face; the strings drawn."""
-    page = Image.new("RGB", (640, 480), tuple(int(v) for v in rng.integers(215, 255, 3)))
-    face = Image.fromarray(skdata.astronaut()[40:240, 130:330]).resize((150, 150))
-    page.paste(face, (470, int(rng.integers(20, 300))))
-    strings, y = [], 20
-    for attribute in rng.choice(TEXT_ATTRIBUTES, 5, replace=False):
-        text = private_text(rng, str(attribute))[0]
-        font_file = FONT_FILES[int(rng.integers(len(FONT_FILES)))]
-        font = ImageFont.truetype(str(FONTS / font_file), int(rng.integers(16, 30)))
-        left, top, right, bottom = font.getbbox(text)
-        layer = Image.new("L", (right + 8, bottom + 8), 0)
-        ImageDraw.Draw(layer).text((4, 4), text, font=font, fill=255)
-        layer = layer.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BICUBIC, expand=True)
-        page.paste(Image.new("RGB", layer.size, (25, 25, 35)), (int(rng.integers(10, 60)), y), layer)
-        strings.append(text)
-        y += layer.size[1] + int(rng.integers(25, 45))
-    return np.asarray(page), strings
 
 
 def default_checkpoint(folder: Path) -> Path:
