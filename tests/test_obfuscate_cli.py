@@ -232,6 +232,38 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(tmp_path, cache):
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "P", "LA", "I;16", "CMYK"])
+def test_every_image_mode_gives_a_correct_output_or_a_clear_error(tmp_path, cache, mode):
+    rgb = Image.new("RGB", (30, 20), (200, 40, 40))
+    image = {"RGBA": lambda: rgb.convert("RGBA"), "P": lambda: rgb.convert("P"), "LA": lambda: rgb.convert("LA"),
+             "I;16": lambda: Image.fromarray(np.full((20, 30), 40000, np.uint16)),
+             "CMYK": lambda: rgb.convert("CMYK")}[mode]()
+    source = tmp_path / ("in.tif" if mode == "CMYK" else "in.png")
+    image.save(source)
+    status = run("obfuscate", str(source), "--out", str(tmp_path / "out"), "--hide-all", "faces", cache=cache)
+    (record,) = report(tmp_path / "out" / cli.REPORT_NAME)["images"]
+    if record["error"] is None:  # decoded: what the input shows is what the output shows
+        assert status == 0
+        expected = np.asarray(image.convert("RGB"), np.float64).mean((0, 1))
+        assert np.abs(read_rgb(tmp_path / "out" / "in.png").mean((0, 1)) - expected).max() < 3 or mode == "I;16"
+    else:  # refused by name and reason, nothing written
+        assert status == cli.EXIT_FAILED and str(source) in record["error"]
+        assert not (tmp_path / "out" / "in.png").exists()
+
+
+def test_blur_warns_and_preferences_files_are_checked(tmp_path, cache, capsys):
+    Image.fromarray(skdata.astronaut()[::2, ::2]).save(tmp_path / "a.png")
+    (tmp_path / "prefs.yaml").write_text("hide_all: [faces]\nstyle: blur\nmargin_px: 6\n")
+    assert run("obfuscate", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--prefs",
+               str(tmp_path / "prefs.yaml"), cache=cache) == 0
+    assert "warning: blur" in capsys.readouterr().err
+    assert report(tmp_path / "out" / cli.REPORT_NAME)["preferences"]["margin_px"] == 6
+    (tmp_path / "bad.yaml").write_text("hide_all: [faces]\nstlye: solid\n")
+    assert run("obfuscate", str(tmp_path / "a.png"), "--out", str(tmp_path / "out2"), "--prefs",
+               str(tmp_path / "bad.yaml"), cache=cache) == cli.EXIT_USAGE
+    assert "stlye" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+
+
 def test_an_input_folder_is_no_output_folder_without_a_suffix(tmp_path, cache, capsys):
     Image.fromarray(np.full((20, 20, 3), 50, np.uint8)).save(tmp_path / "a.png")
     before = (tmp_path / "a.png").read_bytes()
