@@ -21,6 +21,7 @@ from privobfnet.masks import build_backend
 from privobfnet.masks.base import MaskResult
 from privobfnet.models.ensemble import build_model, ensemble_checkpoint, model_meta
 from privobfnet.obfuscate import Detectors, TextReader
+from privobfnet.obfuscate.detect import TextLine
 from tests.fixtures_documents import render_document, reads, reads_any_part
 
 SECOND_DOCUMENT = [  # other fonts, sizes and rotations than fixtures_documents.DOCUMENT
@@ -338,3 +339,36 @@ def test_model_from_the_mlflow_registry(tmp_path, checkpoint, capsys, monkeypatc
     assert status == 0 and len(json.loads(capsys.readouterr().out)) == len(ATTRIBUTES)
     assert cli.main(["attributes", "--model", "models:/no-such-model/1", "--tracking-uri", uri]) == cli.EXIT_USAGE
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_hide_all_people_hides_the_person_and_not_the_sky(tmp_path, cache):
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "astronaut.png")
+    assert run("obfuscate", str(tmp_path / "astronaut.png"), "--out", str(tmp_path / "out"), "--hide-all", "people",
+               "--margin", "0", cache=cache) == 0
+    (record,) = report(tmp_path / "out" / cli.REPORT_NAME)["images"]
+    assert [r["kind"] for r in record["regions"]] == ["person"] and 0.2 < record["hidden_share"] < 0.9
+    out = read_rgb(tmp_path / "out" / "astronaut.png")
+    assert (out[300:400, 150:300] == 0).all()  # her suit
+    assert np.array_equal(out[:40, 420:], skdata.astronaut()[:40, 420:])  # the top-right corner
+
+
+def test_a_leak_found_by_the_red_team_sets_the_exit_status(tmp_path, cache, monkeypatch):
+    image, items = render_document()
+    Image.fromarray(image).save(tmp_path / "doc.png")
+    x0, y0, x1, y1 = items[0].box
+
+    class ReaderThatStillReads:  # stands in for an OCR that reads through the fill
+        def __init__(self, **_):
+            pass
+
+        def __call__(self, output):
+            polygon = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+            return [TextLine(polygon, items[0].text, 0.99)]
+
+    monkeypatch.setattr(cli, "TextReader", ReaderThatStillReads)
+    status = run("obfuscate", str(tmp_path / "doc.png"), "--out", str(tmp_path / "out"), "--hide-all", "text",
+                 "--verify", cache=cache)
+    assert status == cli.EXIT_LEAKS
+    (record,) = report(tmp_path / "out" / cli.REPORT_NAME)["images"]
+    assert [(leak["kind"], leak["text"]) for leak in record["leaks"]] == [("text", items[0].text)]
+    assert (tmp_path / "out" / "doc.png").exists()  # written, and flagged
