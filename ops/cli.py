@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import sys
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,6 +83,7 @@ class WorkerSettings:
     threads: int
     verify: bool
     max_pixels: int
+    device: str
 
 
 _WORKER: dict = {}
@@ -89,12 +91,12 @@ _WORKER: dict = {}
 
 def build_obfuscator(settings: WorkerSettings) -> Obfuscator:
     """Model, detectors and (for --verify) OCR recognition, built once per process."""
-    model = load_model(settings.checkpoint) if settings.checkpoint else None
+    model = load_model(settings.checkpoint, settings.device) if settings.checkpoint else None
     kinds = detector_kinds(settings.prefs, model) | ({"face"} if settings.verify else set())
     detectors = build_detectors(kinds, cache_dir=settings.cache_dir, text_limit_side=settings.ocr_side,
                                 threads=settings.threads)
     reader = TextReader(limit_side=settings.verify_side, threads=settings.threads) if settings.verify else None
-    return Obfuscator(settings.prefs, detectors=detectors, model=model, reader=reader)
+    return Obfuscator(settings.prefs, detectors=detectors, model=model, reader=reader, device=settings.device)
 
 
 def _init_worker(settings: WorkerSettings) -> None:
@@ -150,7 +152,7 @@ def _preferences(args) -> Preferences:
 def _checkpoint(args) -> str | None:
     if not args.model:
         return None
-    return str(resolve_checkpoint(args.model, tracking_uri=args.tracking_uri))
+    return str(resolve_checkpoint(args.model, tracking_uri=args.tracking_uri, dst_dir=args.download_dir))
 
 
 def cmd_obfuscate(args) -> int:
@@ -166,7 +168,7 @@ def cmd_obfuscate(args) -> int:
     check_outputs([(Path(s), Path(t)) for s, t in jobs], suffix=args.suffix)
     workers = max(1, min(args.workers, len(jobs)))
     settings = WorkerSettings(prefs, checkpoint, args.cache_dir, args.ocr_side, args.verify_side, args.threads,
-                              args.verify, args.max_pixels)
+                              args.verify, args.max_pixels, args.device)
     if workers > 1:  # refuse bad choices here, once, before any worker starts (no detectors loaded)
         Obfuscator(prefs, detectors=Detectors(), model=load_model(checkpoint) if checkpoint else None)
     records = run_jobs(jobs, settings, workers, progress=not args.no_progress)
@@ -199,14 +201,15 @@ def cmd_score(args) -> int:
 
 
 def _score(args) -> int:
-    model = load_model(_checkpoint(args))
+    model = load_model(_checkpoint(args), args.device)
     detectors = build_detectors(model_kinds(model), cache_dir=args.cache_dir, text_limit_side=args.ocr_side,
                                 threads=args.threads)
     rows, status = [], 0
     for path in expand_inputs(args.inputs):
         try:
             image = decode_upright(path, max_pixels=args.max_pixels)
-            prediction = predict_image(model, image, detectors(image), class_threshold=args.threshold)
+            prediction = predict_image(model, image, detectors(image), class_threshold=args.threshold,
+                                       device=args.device)
             probs = {n: round(float(p), 4) for n, p in zip(model.class_names, prediction.attribute_probs)}
             rows.append({"input": str(path), "privacy_score": round(prediction.privacy_score, 4),
                          "attributes": probs, "error": None})
@@ -250,6 +253,7 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--threads", type=int, default=1,
                         help="threads per process for the detectors and the model (default 1; use --workers to use "
                              "more cores: bench/obfuscate.py measured 1 thread 8x faster than 2 on a busy 2-core box)")
+    common.add_argument("--device", default="cpu", help="torch device of the model (cpu, cuda, cuda:1, ...)")
     common.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="larger images are refused")
     common.add_argument("--ocr-side", type=int, default=DEFAULT_OCR_SIDE,
                         help=f"OCR text detection input, longer side in pixels (default {DEFAULT_OCR_SIDE}; raise it "
@@ -292,7 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("score", "attributes") and not args.model:
         parser().error(f"{args.command} needs --model")
     try:
-        return args.run(args)
+        with tempfile.TemporaryDirectory(prefix="privobfnet-model-") as download_dir:  # a models:/ URI's files
+            args.download_dir = download_dir
+            return args.run(args)
     except (UsageError, PreferencesError, FileNotFoundError, ValueError) as exc:
         print(f"privobfnet {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
