@@ -97,6 +97,13 @@ def test_styles_change_only_hidden_pixels_and_pixelate_uses_coarse_blocks():
     region = apply_style(image, hidden, "pixelate")[20:50, 10:70].astype(int)
     tiles = region.reshape(6, 5, 12, 5, 3)
     assert (tiles == tiles[:, :1, :, :1]).all()  # every 5 x 5 tile holds one colour
+    odd = np.zeros((80, 100), bool)
+    odd[10:47, 10:81] = True  # 71 x 37: blocks of at least 7, even where 7 does not divide the side
+    out = apply_style(image, odd, "pixelate")[10:47, 10:81].astype(int)
+    for line in (out[0], out[:, 0]):  # runs of one colour along the first row and column
+        changes = np.flatnonzero(np.any(np.diff(line, axis=0) != 0, axis=1)) + 1
+        runs = np.diff(np.concatenate([[0], changes, [len(line)]]))
+        assert runs.min() >= 7, runs
 
 
 # ---- preferences -------------------------------------------------------------------------------

@@ -36,10 +36,9 @@ def _components(hidden: np.ndarray) -> list[tuple[int, int, int, int, np.ndarray
 
 
 def _pixelate(patch: np.ndarray, block: int) -> np.ndarray:
-    """Each block x block tile replaced by its mean colour."""
+    """Tiles of at least block x block pixels (whole tiles: w // block across), each its mean colour."""
     h, w = patch.shape[:2]
-    small = cv2.resize(patch, (max(1, math.ceil(w / block)), max(1, math.ceil(h / block))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(patch, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
