@@ -4,13 +4,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Reinstall only when pyproject.toml changes: the stamp's name carries its hash.
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+PYPROJECT_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
+# The PaddleOCR text backend's own environment (pyproject's `paddle` extra), keyed the same way.
+PADDLE_VENV := .venv-paddle
+PADDLE_BIN := $(PADDLE_VENV)/bin
+PADDLE_STAMP := $(PADDLE_VENV)/.installed-$(PYPROJECT_HASH)
+PADDLE_TESTS := tests/test_masks_paddle.py
 PROFILE ?= default
 export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install run test test-fast profile dag status ablation ablation-resume prefect mlflow compare ui-check chromium clean-venv
+.PHONY: install paddle-venv run test test-paddle test-fast profile dag status ablation ablation-resume prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
 
 install: $(STAMP)
 
@@ -21,6 +27,23 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+## paddle-venv: .venv-paddle, PaddleOCR without torch: the `paddle` extra, then rapidocr at the main
+## pin without its dependencies (they name opencv-python-headless; paddlex pins opencv-contrib-python,
+## the same cv2 package). The project is not installed there: its tests import it from the checkout.
+PYPROJECT = $(PADDLE_BIN)/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(*$(1), sep="\n")'
+paddle-venv: $(PADDLE_STAMP)
+
+$(PADDLE_STAMP): pyproject.toml
+	@test -x $(PADDLE_BIN)/python || $(PYTHON) -m venv $(PADDLE_VENV)
+	$(PADDLE_BIN)/python -m pip install --quiet --upgrade pip
+	$(call PYPROJECT,p["optional-dependencies"]["paddle"]) > $(PADDLE_VENV)/requirements.txt
+	$(PADDLE_BIN)/python -m pip install --quiet -r $(PADDLE_VENV)/requirements.txt
+	$(PADDLE_BIN)/python -m pip install --quiet --no-deps \
+	  "$$($(call PYPROJECT,[d for d in p["dependencies"] if d.startswith("rapidocr")]))"
+	$(PADDLE_BIN)/python -c 'import cv2, paddleocr, rapidocr; print("cv2", cv2.__version__)'
+	@rm -f $(PADDLE_VENV)/.installed-*
+	@touch $@
+
 params.yaml: | $(STAMP)
 	$(BIN)/python -m ops.use_profile default
 
@@ -28,9 +51,16 @@ params.yaml: | $(STAMP)
 run: $(STAMP) params.yaml
 	PRIVOBFNET_PIPELINE_ID=make-$$(date -u +%Y%m%dT%H%M%SZ)-$$$$ $(BIN)/dvc repro
 
-## test: the whole suite, slow tests included (what CI runs)
+## test: the whole suite, slow tests included (what CI runs), then the PaddleOCR backend's tests
+## in .venv-paddle
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not paddle"
+	$(MAKE) test-paddle
+
+## test-paddle: the tests marked paddle, in .venv-paddle; --require-paddle makes them fail, not
+## skip, if PaddleOCR is missing there
+test-paddle: $(PADDLE_STAMP)
+	$(PADDLE_BIN)/python -m pytest -q -m paddle --require-paddle $(PADDLE_TESTS)
 
 ## test-fast: unit tests only, for quick iterations
 test-fast: $(STAMP)
@@ -98,3 +128,6 @@ status: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+clean-paddle-venv:
+	rm -rf $(PADDLE_VENV)

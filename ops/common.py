@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
+from privobfnet.atomic import atomic_path, atomic_write_text  # noqa: F401  (re-exported for the stages)
 from privobfnet.config import Config, ConfigError, merge, parse_config
 
 PARAMS_FILE = "params.yaml"
@@ -71,29 +70,18 @@ def write_params(params: dict[str, Any], path: str | os.PathLike = PARAMS_FILE) 
     atomic_write_text(Path(path), header + body)
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+RUN_FACTS_DIR = Path("reports/runs")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+def write_metrics(stage: str, metrics: dict[str, Any], run_facts: dict[str, Any] | None = None) -> Path:
+    """Write reports/metrics/<stage>.json (a DVC metrics file) atomically.
 
-
-def write_metrics(stage: str, metrics: dict[str, Any]) -> Path:
-    """Write reports/metrics/<stage>.json (a DVC metrics file) atomically."""
+    What differs from run to run (seconds, throughput, where a resumed run started, registered
+    model versions) goes to reports/runs/<stage>.json instead, which no stage reads: the metrics
+    files of two runs of the same code, params and data are byte-identical.
+    """
     path = METRICS_DIR / f"{stage}.json"
     atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if run_facts is not None:
+        atomic_write_text(RUN_FACTS_DIR / f"{stage}.json", json.dumps(run_facts, indent=2, sort_keys=True) + "\n")
     return path

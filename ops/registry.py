@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import torchvision
@@ -55,3 +55,31 @@ def register_model(run: Any, model: torch.nn.Module, *, name: str, checkpoint: s
         client.set_model_version_tag(name, version, key, str(value))
     client.update_model_version(name, version, description=description)
     return {"name": name, "version": version, "model_id": info.model_id, "uri": f"models:/{name}/{version}"}
+
+
+def headline(metrics: Mapping, paths: Sequence[tuple[str, str, str]]) -> dict[str, float]:
+    """{'<split>.<name>': value} for the (section, split, name) entries of ``metrics`` that are numbers."""
+    out = {}
+    for section, split, name in paths:
+        value = metrics.get(section, {}).get(split, {}).get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"{split}.{name}"] = float(value)
+    return out
+
+
+def register_final_models(run: Any, *, profile: str, metrics: Mapping, model_image: torch.nn.Module,
+                          ensemble_checkpoint: Path, ensemble_split: str, deeplab: torch.nn.Module,
+                          deeplab_checkpoint: Path, deeplab_description: str) -> dict[str, dict]:
+    """Log and register both final models of the evaluate stage with their headline metrics."""
+    ensemble = register_model(
+        run, model_image, name=ENSEMBLE_MODEL, checkpoint=ensemble_checkpoint,
+        headline=headline(metrics, [*[("privacy", ensemble_split, m) for m in ("l1", "pearson", "spearman")],
+                                    ("attributes", ensemble_split, "map"),
+                                    ("attributes", ensemble_split, "mean_accuracy")]),
+        description=f"PrivObfNet Model-Image (profile {profile}); {ensemble_checkpoint.name} holds "
+                    "Model-Image and Model-Cropped. Inputs: image, human mask, text mask.")
+    deeplab_entry = register_model(
+        run, deeplab, name=DEEPLAB_MODEL, checkpoint=deeplab_checkpoint,
+        headline=headline(metrics, [("segmentation", s, "miou") for s in metrics["segmentation"]]),
+        description=deeplab_description)
+    return {"ensemble": ensemble, "deeplab": deeplab_entry}

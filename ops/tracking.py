@@ -19,8 +19,10 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -94,8 +96,35 @@ class StageRun:
         if numeric:
             self._mlflow.log_metrics(numeric, step=step)
 
+    def log_step(self, metrics: Mapping[str, float], step: int) -> None:
+        """Per-step training metrics, queued (asynchronous logging): the loop never waits on the store."""
+        self._mlflow.log_metrics(dict(metrics), step=step, synchronous=False)
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_manifests(self, manifest_dir: str | os.PathLike, dataset: str, contexts: Mapping[str, str]) -> None:
+        """Each split's manifest as an MLflow dataset input of this run (the UI's Dataset column).
+
+        ``contexts``: split -> what the stage uses it for ("training", "evaluation", ...). Name
+        ``<dataset>/<split>``; digest: the manifest file's md5, the hash DVC keeps for it.
+        """
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        for split, context in contexts.items():
+            path = Path(manifest_dir, f"{split}.parquet").resolve()
+            digest = hashlib.md5(path.read_bytes()).hexdigest()
+            with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
+                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+                source = resolve_dataset_source(str(path))
+            dataset_input = MetaDataset(source, name=f"{dataset}/{split}", digest=digest)
+            self._mlflow.log_input(dataset_input, context=context,
+                                   tags={"dataset": dataset, "split": split, "dvc.md5": digest})
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """A matplotlib figure as a PNG artifact."""
+        self._mlflow.log_figure(figure, artifact_file)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
@@ -173,6 +202,7 @@ def stage_run(stage: str, cfg: Config, param_sections: list[str]) -> Iterator[St
             params["seed"] = str(cfg.seed)
             mlflow.log_params(params)
             yield StageRun(mlflow, run)
+            mlflow.flush_async_logging()  # queued step metrics land before the run is closed
         status = "FINISHED"
     finally:
         client.set_terminated(parent_id, status=status)

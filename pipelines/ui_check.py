@@ -6,10 +6,13 @@
    (``pipelines.serve --no-server``), and ``mlflow ui`` on the project's sqlite store, each on a free
    port of 127.0.0.1;
 2. waits until the deployment ``privobfnet-pipeline/privobfnet`` exists and the MLflow UI answers;
-3. loads the Prefect deployment page, the MLflow experiment page and the MLflow registered-models
-   page in headless Chromium (``--headless --no-sandbox --disable-gpu
-   --disable-background-networking``), saves a screenshot of each and checks that the rendered
-   page names what it should (the deployment and its cron; the stage runs; the registered models);
+3. drives Debian's headless Chromium with Playwright (``executable_path``: Playwright's own browser
+   download is not used) through the Prefect deployment page, the MLflow experiment page and the
+   MLflow registered-models page. Each page is polled until its rendered text names what it should
+   (the deployment, its flow and schedule; a pipeline parent run and, once the newest one is
+   expanded, its stage runs; the registered models) or a deadline passes; MLflow's pop-ups are
+   closed by clicking; then a screenshot is saved. No fixed sleeps: a page is shot as soon as it
+   shows what it must;
 4. stops every process it started, by pid (stopping the serve process pauses the schedule).
 
 Exits non-zero, naming the page, if a page does not render what it should.
@@ -17,9 +20,9 @@ Exits non-zero, naming the page, if a page does not render what it should.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -30,20 +33,31 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from playwright.sync_api import Browser
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page as Tab
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect, sync_playwright
+
+from ops.common import atomic_path, load_params
 from pipelines.serve import DEPLOYMENT, stop, wait_for_server, wait_http
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--hide-scrollbars", "--window-size=1440,900", "--no-first-run"]
+# Playwright adds --headless itself (headless=True is its default)
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--hide-scrollbars",
+                  "--no-first-run"]
+VIEWPORT = {"width": 1440, "height": 900}
 FLOW = "privobfnet-pipeline"
-# the "+" beside the newest parent run in MLflow's runs table: show that pipeline's stage runs
-EXPAND_NEWEST_PIPELINE_JS = """
-(() => {
-  const expander = document.querySelector('.ag-row button[data-component-id*="runnamecellrenderer" i]');
-  if (expander) expander.click();
-  return Boolean(expander);
-})()
-"""
-# the MLflow UI's own preferences: the assistant panel closed
+POLL_MS = 250  # how often a waiting page's text is read again
+SHOWS_ALL_JS = "texts => Boolean(document.body) && texts.every(text => document.body.innerText.includes(text))"
+# the "+" beside the newest parent run in MLflow's runs table (sorted newest first): its stage runs
+NEWEST_PIPELINE_EXPANDER = '.ag-row button[data-component-id*="runnamecellrenderer" i]'
+# pop-ups that cover the page (MLflow's "new Model Registry UI" promotion): a dialog's dismiss
+# buttons, then any open panel's "Close" (MLflow's assistant, should its preference below not hold)
+DIALOG = "[role=dialog]:visible"
+MODAL_MASK = "[class*='modal-mask']:visible"
+DISMISS_NAMES = re.compile(r"^(close|got it|dismiss|no thanks|skip)$", re.IGNORECASE)
+CLOSE_BUTTON = "button[aria-label='close' i]:visible"
+# the MLflow UI's own preferences: the assistant panel closed and not auto-opened on first load
 MLFLOW_PREFERENCES = (("mlflow.assistant.panelOpen_v1", "false"),
                       ("mlflow.assistant.fab.autoOpenedOnFirstLoad_v1", "true"))
 
@@ -74,106 +88,108 @@ def get_json(url: str, timeout_s: float = 120.0, what: str = "") -> dict:
     raise TimeoutError(f"{what or url} not available within {timeout_s:.0f} s: {last}")
 
 
+def active_crons(deployment: dict) -> list[str]:
+    """The cron strings of a Prefect deployment's active schedules (API JSON)."""
+    return [entry["schedule"]["cron"] for entry in deployment.get("schedules") or []
+            if entry.get("active") and "cron" in entry.get("schedule", {})]
+
+
+def wait_for_deployment(api: str, cron: str, timeout_s: float = 120.0) -> dict:
+    """Poll until serve has registered the deployment with ``cron`` active; returns its API JSON.
+
+    The deployment may already exist from an earlier serve, its schedule paused: that one is not ready.
+    """
+    url, what = f"{api}/deployments/name/{FLOW}/{DEPLOYMENT}", f"deployment {FLOW}/{DEPLOYMENT}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        deployment = get_json(url, timeout_s=max(1.0, deadline - time.monotonic()), what=what)
+        crons = active_crons(deployment)
+        if cron in crons:
+            return deployment
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: active cron schedules {crons}, not {cron!r}, after {timeout_s:.0f} s")
+        time.sleep(1)
+
+
 @dataclass(frozen=True)
 class Page:
     name: str
     url: str
     screenshot: Path
     must_show: tuple[str, ...]
-    local_storage: tuple[tuple[str, str], ...] = ()  # UI preferences set before a reload
-    action_js: str = ""  # run once the page has rendered, before the screenshot
+    local_storage: tuple[tuple[str, str], ...] = ()  # UI preferences, set before the page's own scripts run
+    close_popups: bool = False
+    expand: str = ""  # CSS selector of a control clicked (the first match) once ``must_show`` is there
+    shown_after_expand: tuple[str, ...] = ()
 
 
-DISMISS_JS = """
-(() => {  // close promotion pop-ups, tours and the assistant panel that cover the page
-  let closed = 0;
-  for (const el of document.querySelectorAll('button')) {
-    const label = (el.getAttribute('aria-label') || '').toLowerCase();
-    const text = (el.innerText || '').trim().toLowerCase();
-    if (label === 'close' || (el.closest('[role=dialog]') && ['got it', 'close', 'dismiss', 'no thanks', 'skip'].includes(text))) {
-      el.click();
-      closed++;
-    }
-  }
-  return closed;
-})()
-"""
+def _ms_left(deadline: float) -> float:
+    """Playwright's timeouts are in milliseconds; 0 would mean no timeout at all."""
+    return max(1.0, (deadline - time.monotonic()) * 1000)
 
 
-class DevTools:
-    """A minimal Chrome DevTools Protocol client over one page's websocket."""
-
-    def __init__(self, websocket_url: str):
-        from websockets.sync.client import connect
-
-        self._ws = connect(websocket_url, max_size=64 * 2**20, open_timeout=30)
-        self._next = 0
-
-    def call(self, method: str, timeout_s: float = 60.0, **params) -> dict:
-        self._next += 1
-        self._ws.send(json.dumps({"id": self._next, "method": method, "params": params}))
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            message = json.loads(self._ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            if message.get("id") == self._next:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message.get("result", {})
-        raise TimeoutError(f"{method}: no answer within {timeout_s:.0f} s")
-
-    def evaluate(self, expression: str):
-        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
-
-    def close(self) -> None:
-        self._ws.close()
-
-
-def _wait_loaded(tools: DevTools, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while tools.evaluate("document.readyState") != "complete" and time.monotonic() < deadline:
-        time.sleep(0.5)
-
-
-def capture(chromium: str, page: Page, profile_dir: Path, settle_s: float = 8.0) -> list[str]:
-    """Load ``page`` in headless Chromium, let it render, close pop-ups, save a screenshot.
-
-    Returns the expected texts the rendered page lacks.
-    """
-    port = free_port()
-    browser = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}",
-                                f"--remote-debugging-port={port}", "about:blank"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def wait_for_texts(tab: Tab, texts: tuple[str, ...], deadline: float) -> list[str]:
+    """Poll the page's rendered text until it contains every one of ``texts``; returns those still missing."""
+    if not texts:
+        return []
     try:
-        targets = get_json(f"http://127.0.0.1:{port}/json/list", timeout_s=60, what="chromium's DevTools")
-        tab = next(t for t in targets if t.get("type") == "page")
-        tools = DevTools(tab["webSocketDebuggerUrl"])
+        tab.wait_for_function(SHOWS_ALL_JS, arg=list(texts), polling=POLL_MS, timeout=_ms_left(deadline))
+        return []
+    except PlaywrightTimeoutError:
+        text = tab.inner_text("body")
+        return [expected for expected in texts if expected not in text]
+
+
+def close_popups(tab: Tab, deadline: float) -> None:
+    """Click away promotion dialogs, then any other open panel's close button; wait until they are gone."""
+    for button in tab.locator(DIALOG).get_by_role("button", name=DISMISS_NAMES).all():
+        button.click(timeout=_ms_left(deadline))
+    # a closed dialog's mask fades out, then leaves the page
+    expect(tab.locator(f"{DIALOG}, {MODAL_MASK}")).to_have_count(0, timeout=_ms_left(deadline))
+    for button in tab.locator(CLOSE_BUTTON).all():
+        button.click(timeout=_ms_left(deadline))
+    expect(tab.locator(CLOSE_BUTTON)).to_have_count(0, timeout=_ms_left(deadline))
+    tab.mouse.move(0, 0)  # the pointer stayed where the close button was: no hover in the screenshot
+
+
+def show(tab: Tab, page: Page, deadline: float) -> list[str]:
+    """Load ``page`` and bring it to what the screenshot should show; returns what it lacks."""
+    tab.goto(page.url, timeout=_ms_left(deadline))
+    missing = wait_for_texts(tab, page.must_show, deadline)
+    if missing:
+        return [f"text {text!r}" for text in missing]
+    if page.close_popups:
+        close_popups(tab, deadline)
+    if page.expand:
+        # a click event, not a mouse click: the pointer would leave a hover and a focused-cell
+        # border in the screenshot
+        tab.locator(page.expand).first.dispatch_event("click", timeout=_ms_left(deadline))
+        return [f"text {text!r} once expanded" for text in wait_for_texts(tab, page.shown_after_expand, deadline)]
+    return []
+
+
+def capture(browser: Browser, page: Page, timeout_s: float = 120.0) -> list[str]:
+    """Load ``page`` in a fresh browser context, wait until it shows what it must, save a screenshot.
+
+    Returns what the page still lacked when ``timeout_s`` ran out (the screenshot is saved either
+    way, to show what it did render).
+    """
+    deadline = time.monotonic() + timeout_s
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        if page.local_storage:
+            context.add_init_script(script="".join(f"localStorage.setItem({json.dumps(key)}, {json.dumps(value)});"
+                                                   for key, value in page.local_storage))
+        tab = context.new_page()
         try:
-            tools.call("Page.enable")
-            tools.call("Emulation.setDeviceMetricsOverride", width=1440, height=900, deviceScaleFactor=1, mobile=False)
-            tools.call("Page.navigate", url=page.url)
-            _wait_loaded(tools)
-            if page.local_storage:
-                for key, value in page.local_storage:
-                    tools.evaluate(f"localStorage.setItem({json.dumps(key)}, {json.dumps(value)})")
-                tools.call("Page.reload")
-                time.sleep(1)
-                _wait_loaded(tools)
-            time.sleep(settle_s)  # the single-page apps fetch their data after the load event
-            for _ in range(3):
-                if not tools.evaluate(DISMISS_JS):
-                    break
-                time.sleep(1.5)
-            if page.action_js and tools.evaluate(page.action_js):
-                time.sleep(settle_s / 2)
-            text = tools.evaluate("document.body.innerText") or ""
-            shot = tools.call("Page.captureScreenshot", format="png")["data"]
-        finally:
-            tools.close()
+            problems = show(tab, page, deadline)
+        except PlaywrightTimeoutError as error:  # the page never loaded, a pop-up stayed, nothing to expand
+            problems = [error.message.splitlines()[0]]
+        with atomic_path(page.screenshot) as tmp:
+            tab.screenshot(path=tmp, type="png")
     finally:
-        stop(browser)
-    page.screenshot.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot.write_bytes(base64.b64decode(shot))
-    return [expected for expected in page.must_show if expected not in text]
+        context.close()
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,14 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cron", default="0 3 * * *")
     parser.add_argument("--profile", default="default")
     args = parser.parse_args(argv)
-    if shutil.which(args.chromium) is None:
+    chromium = shutil.which(args.chromium)
+    if chromium is None:
         print(f"{args.chromium}: not found; install Debian's chromium (apt-get install chromium)", file=sys.stderr)
         return 2
 
     import mlflow
     from mlflow import MlflowClient
 
-    from ops.common import load_params
     from ops.tracking import EXPERIMENT_KIND, TRAINING_KIND, project_root, tracking_uri
 
     root = project_root()
@@ -222,25 +238,37 @@ def main(argv: list[str] | None = None) -> int:
                             "--cron", args.cron, "--profile", args.profile], env, logs / "prefect_serve.log"))
         procs.append(start([py, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
                             "--port", str(mlflow_port)], env, logs / "mlflow_ui.log"))
-        deployment = get_json(f"{api}/deployments/name/{FLOW}/{DEPLOYMENT}", what=f"deployment {FLOW}/{DEPLOYMENT}")
+        deployment = wait_for_deployment(api, args.cron)
         mlflow_url = f"http://127.0.0.1:{mlflow_port}"
         wait_http(mlflow_url)
         pages = [
             Page("Prefect deployment", f"http://127.0.0.1:{prefect_port}/deployments/deployment/{deployment['id']}",
-                 args.out / "ui_prefect_deployment.png", (DEPLOYMENT, FLOW, "Schedules")),
+                 args.out / "ui_prefect_deployment.png", (DEPLOYMENT, FLOW, "Schedules", "Scheduled for")),
             Page("MLflow experiment", f"{mlflow_url}/#/experiments/{experiment_id}/runs",
-                 args.out / "ui_mlflow_experiment.png", (cfg.tracking.experiment, "pipeline ", "train_ensemble"),
-                 MLFLOW_PREFERENCES, EXPAND_NEWEST_PIPELINE_JS),
+                 args.out / "ui_mlflow_experiment.png", (cfg.tracking.experiment, "pipeline "),
+                 MLFLOW_PREFERENCES, close_popups=True, expand=NEWEST_PIPELINE_EXPANDER,
+                 shown_after_expand=("train_ensemble",)),
             Page("MLflow registered models", f"{mlflow_url}/#/models",
-                 args.out / "ui_mlflow_models.png", tuple(models), MLFLOW_PREFERENCES),
+                 args.out / "ui_mlflow_models.png", tuple(models), MLFLOW_PREFERENCES, close_popups=True),
         ]
         failures = []
-        for page in pages:
-            missing = capture(args.chromium, page, logs / "chromium-profile")
-            status = "ok" if not missing else f"MISSING {missing}"
-            print(f"{page.name}: {page.url} -> {page.screenshot} ({status})", flush=True)
-            if missing:
-                failures.append(f"{page.name} ({page.url}) does not show {missing}")
+        with sync_playwright() as playwright:
+            try:
+                browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            except PlaywrightError as error:
+                print(f"Playwright could not start {chromium}: {error}", file=sys.stderr)
+                return 2
+            try:
+                for page in pages:
+                    started = time.monotonic()
+                    problems = capture(browser, page)
+                    status = "ok" if not problems else f"MISSING {'; '.join(problems)}"
+                    print(f"{page.name}: {page.url} -> {page.screenshot} ({status}, "
+                          f"{time.monotonic() - started:.1f} s)", flush=True)
+                    if problems:
+                        failures.append(f"{page.name} ({page.url}) lacks: {'; '.join(problems)}")
+            finally:
+                browser.close()
     finally:
         for proc in reversed(procs):
             stop(proc)

@@ -8,14 +8,52 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
 
 
 class ConfigError(ValueError):
     """params.yaml (or a profile) does not match the typed config."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number (or each number of a list) may take; ``None``: unbounded on that side."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself is excluded
+    high_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        left = "-inf" if self.low is None else f"{self.low:g}"
+        right = "inf" if self.high is None else f"{self.high:g}"
+        opening = "(" if self.low_open or self.low is None else "["
+        closing = ")" if self.high_open or self.high is None else "]"
+        return f"{opening}{left}, {right}{closing}"
+
+
+def ranged(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False) -> Any:
+    """A dataclass field whose value (or every element, for lists) must lie in the range."""
+    return dataclasses.field(metadata={"range": Range(low, high, low_open, high_open)})
+
+
+POSITIVE = dict(low=0, low_open=True)
+PROBABILITY = dict(low=0, high=1)
+VPA_PROFILES = 30  # user profiles in VPA's user_studies/user_profiles.tsv
+WEIGHTS_DIR = "data/weights"  # where the weights stage puts ImageNet weights
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 
 
 # --------------------------------------------------------------------------------------------
@@ -27,45 +65,52 @@ class DataConfig:
     raw_dir: str  # where the download stage puts the data set (relative to the project root)
     manifest_dir: str  # where validate writes one parquet manifest per split
     # split name -> expected number of images (SynthPriv: how many to generate)
-    splits: dict[str, int]
-    max_image_pixels: int  # larger images are refused (decompression-bomb guard)
-    allow_grayscale: bool  # 8-bit grayscale images are converted to RGB instead of refused
+    splits: dict[str, int] = ranged(1)
+    max_image_pixels: int = ranged(1)  # larger images are refused (decompression-bomb guard)
+    allow_grayscale: bool  # single-channel images (L, LA, I;16, I, F) are converted to RGB instead of refused
+    # VISPR-layout privacy score (privobfnet.data.privacy): "mean" over the user profiles or one
+    # profile's column index (0-29: VPA's 30 profiles); rescale "unit" (x - 1) / 4 to [0, 1] or
+    # "vpa" (x - 2.5) / 2.5
+    privacy_profile: Union[Literal["mean"], int]
+    privacy_rescale: Literal["unit", "vpa"]
+    # COCO masks where instances overlap: the smallest on top, or the later annotation on top
+    coco_overlap: Literal["largest_first", "file_order"]
 
 
 @dataclass(frozen=True)
 class ParserNoise:
     """Strength of the simulated human parser's errors (SynthPriv only)."""
 
-    boundary_jitter_px: float
-    miss_limb_prob: float
-    false_blob_prob: float
-    miss_person_prob: float
+    boundary_jitter_px: float = ranged(0)
+    miss_limb_prob: float = ranged(**PROBABILITY)
+    false_blob_prob: float = ranged(**PROBABILITY)
+    miss_person_prob: float = ranged(**PROBABILITY)
 
 
 @dataclass(frozen=True)
 class SynthPrivConfig:
-    image_size: int  # square images, pixels
-    safe_fraction: float  # share of images with no private attribute (label a0_safe)
-    max_people: int
-    max_text_items: int
-    max_objects: int
-    distractor_rate: float  # mean number of non-private distractors per image
-    n_user_profiles: int  # simulated VISPR-style user-preference profiles
+    image_size: int = ranged(64)  # square images, pixels
+    safe_fraction: float = ranged(**PROBABILITY)  # share of images with no private attribute (label a0_safe)
+    max_people: int = ranged(0)
+    max_text_items: int = ranged(0)
+    max_objects: int = ranged(0)
+    distractor_rate: float = ranged(0)  # mean number of non-private distractors per image
+    n_user_profiles: int = ranged(1)  # simulated VISPR-style user-preference profiles
     parser_noise: ParserNoise
 
 
 @dataclass(frozen=True)
 class DownloadConfig:
-    timeout_s: float
-    retries: int
-    chunk_bytes: int
+    timeout_s: float = ranged(**POSITIVE)
+    retries: int = ranged(0)
+    chunk_bytes: int = ranged(1)
     base_urls: dict[str, str]  # mirror overrides: file name -> URL (empty: the official URLs)
 
 
 @dataclass(frozen=True)
 class ValidateConfig:
     decode_images: bool  # open and fully decode every image (slow on COCO; sampling below)
-    decode_sample: int  # 0: decode all; N: decode a deterministic sample of N per split
+    decode_sample: int = ranged(0)  # 0: decode all; N: decode a deterministic sample of N per split
 
 
 @dataclass(frozen=True)
@@ -75,72 +120,72 @@ class MasksConfig:
     human_backend: Literal["simulated", "mediapipe"]
     text_backend: Literal["rapidocr", "paddleocr"]
     face_backend: Literal["none", "mediapipe"]
-    text_margin_px: int  # dilation of the union of detected text-line polygons
-    text_det_limit_side: int  # OCR detector resizes the longer side to at most this
-    workers: int  # worker processes
-    failure_budget: int  # images allowed to fail before the stage fails
+    text_margin_px: int = ranged(0)  # dilation of the union of detected text-line polygons
+    text_det_limit_side: int = ranged(32)  # OCR detector resizes the longer side to at most this
+    workers: int = ranged(1)  # worker processes
+    failure_budget: int = ranged(0)  # images allowed to fail before the stage fails
     out_dir: str
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    backbone: Literal["tiny", "resnet38", "resnet50", "resnet101"]
+    backbone: Literal["tiny", "resnet38", "resnet50", "resnet101", "lite0"]
     pretrained: Optional[str]  # path of ImageNet weights, None to train from scratch
     train_split: str  # split the ensemble trains on
     eval_split: str  # split its attribute and privacy-score metrics are reported on
-    tiny_width: int  # channels of the first stage of the small backbone (default profile)
-    input_size: int
-    crop_size: int
-    n_crops: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    momentum: float
-    epochs: int
-    lr_decay_epoch: int
-    lr_decay_factor: float
-    loss_weights: dict[str, float]  # image / cropped / privacy / attribute (eq. 1)
+    tiny_width: int = ranged(1)  # channels of the first stage of the small backbone (default profile)
+    input_size: int = ranged(32)
+    crop_size: int = ranged(16)
+    n_crops: int = ranged(1)
+    batch_size: int = ranged(1)
+    lr: float = ranged(**POSITIVE)
+    weight_decay: float = ranged(0)
+    momentum: float = ranged(0, 1, high_open=True)
+    epochs: int = ranged(1)
+    lr_decay_epoch: int = ranged(0)
+    lr_decay_factor: float = ranged(0, 1, low_open=True)
+    loss_weights: dict[str, float] = ranged(0)  # image / cropped / privacy / attribute (eq. 1)
     # ablation switches (paper Table 4)
     use_cropped: bool
     use_privacy: bool
     use_attribute: bool
     use_mask_weighting: bool
     crop_target: Literal["paper", "l2g"]  # how the cropped CAM becomes the image loss target
-    l2g_bg_threshold: float  # background threshold of L2G's crop-target processing
-    checkpoint_every: int  # iterations between checkpoints
-    num_threads: int  # torch CPU threads (0: torch's default)
+    l2g_bg_threshold: float = ranged(0, 1, high_open=True)  # background threshold of L2G's crop-target processing
+    checkpoint_every: int = ranged(1)  # iterations between checkpoints
+    num_threads: int = ranged(0)  # torch CPU threads (0: torch's default)
     device: str
 
 
 @dataclass(frozen=True)
 class PseudoLabelConfig:
-    scales: list[float]  # multi-scale CAM inference, each with a horizontal flip
-    bg_threshold: float  # background score for the argmax (chosen from the sweep)
-    bg_sweep: list[float]  # thresholds whose CAM mIoU is reported
+    scales: list[float] = ranged(**POSITIVE)  # multi-scale CAM inference, each with a horizontal flip
+    bg_threshold: float = ranged(0, 1, low_open=True, high_open=True)  # background score for the argmax (chosen from the sweep)
+    bg_sweep: list[float] = ranged(0, 1, low_open=True, high_open=True)  # thresholds whose CAM mIoU is reported
     eval_splits: list[str]  # splits whose CAM mIoU against ground truth is reported
     crf: bool  # refine the written pseudo-labels with a dense CRF (the `crf` extra)
-    crf_iterations: int
+    crf_iterations: int = ranged(1)
     out_dir: str
 
 
 @dataclass(frozen=True)
 class DeeplabConfig:
-    backbone: Literal["tiny", "resnet101"]
+    backbone: Literal["tiny", "resnet101", "lite0"]
     pretrained: Optional[str]
     labels: Literal["pseudo", "ground_truth"]  # ground_truth gives the fully supervised ceiling
     train_split: str
     eval_split: str
-    tiny_width: int
-    scale_range: list[float]  # random rescale range (min, max)
-    checkpoint_every: int
-    crop_size: int
-    batch_size: int
-    iterations: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    poly_power: float
-    num_threads: int
+    tiny_width: int = ranged(1)
+    scale_range: list[float] = ranged(**POSITIVE)  # random rescale range (min, max)
+    checkpoint_every: int = ranged(1)
+    crop_size: int = ranged(16)
+    batch_size: int = ranged(1)
+    iterations: int = ranged(1)
+    lr: float = ranged(**POSITIVE)
+    momentum: float = ranged(0, 1, high_open=True)
+    weight_decay: float = ranged(0)
+    poly_power: float = ranged(0)
+    num_threads: int = ranged(0)
     device: str
 
 
@@ -149,17 +194,17 @@ class RedactConfig:
     """Stage `redact`: obfuscate a split with default user preferences and measure what leaks."""
 
     split: str
-    max_images: int  # 0: every image of the split
+    max_images: int = ranged(0)  # 0: every image of the split
     hide: list[str]  # attribute ids the default preferences hide
     baseline_hide_all: list[Literal["faces", "text", "people"]]  # the model-free baseline
     style: Literal["solid", "pixelate", "blur"]
-    class_threshold: float
-    bg_threshold: float
-    min_overlap: float  # share of a text line / face box the attribute's mask must cover
-    dilate_px: int
-    margin_px: int
-    ocr_side: int  # OCR recognition input (longer side) for the leak test
-    n_examples: int  # images in reports/figures/redact_examples.png
+    class_threshold: float = ranged(0, 1)
+    bg_threshold: float = ranged(0, 1)
+    min_overlap: float = ranged(0, 1)  # share of a text line / face box the attribute's mask must cover
+    dilate_px: int = ranged(0)
+    margin_px: int = ranged(0)
+    ocr_side: int = ranged(32)  # OCR recognition input (longer side) for the leak test
+    n_examples: int = ranged(0)  # images in reports/figures/redact_examples.png
 
 
 @dataclass(frozen=True)
@@ -171,7 +216,7 @@ class TrackingConfig:
 @dataclass(frozen=True)
 class Config:
     profile: str
-    seed: int
+    seed: int = ranged(0)
     data: DataConfig
     synthpriv: SynthPrivConfig
     download: DownloadConfig
@@ -234,6 +279,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -261,35 +308,56 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         dotted = ", ".join(f"{prefix}.{k}" if prefix else k for k in missing)
         raise ConfigError(f"missing key(s): {dotted}")
     kwargs = {n: _coerce(raw[n], hints[n], f"{prefix}.{n}" if prefix else n) for n in names}
+    for f in dataclasses.fields(cls):
+        if "range" in f.metadata:
+            _check_range(kwargs[f.name], f.metadata["range"], f"{prefix}.{f.name}" if prefix else f.name)
     return cls(**kwargs)
 
 
+def _check_range(value: Any, allowed: Range, key: str) -> None:
+    """A number, or each number of a list or mapping, must lie in ``allowed``; the error names the key."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else [(None, value)]
+    for index, number in items:
+        if not allowed.holds(number):
+            where = key if index is None else f"{key}.{index}" if isinstance(value, dict) else f"{key}[{index}]"
+            raise ConfigError(f"{where}: must be in {allowed}, got {number!r}")
+
+
 def _check(cfg: Config) -> None:
-    """Cross-field rules that types alone cannot express."""
+    """Cross-field rules that types and ranges alone cannot express (every check of the params is here)."""
+    for section in ("train", "deeplab"):
+        device = getattr(cfg, section).device
+        if not DEVICE_PATTERN.fullmatch(device):
+            raise ConfigError(f"{section}.device: must be cpu, cuda or cuda:N, got {device!r}")
+        pretrained = getattr(cfg, section).pretrained
+        if pretrained is not None and Path(pretrained).parent != Path(WEIGHTS_DIR):
+            raise ConfigError(f"{section}.pretrained: must be a file in {WEIGHTS_DIR}/ (the weights stage puts it "
+                              f"there), got {pretrained!r}")
+    profile = cfg.data.privacy_profile
+    n_profiles = cfg.synthpriv.n_user_profiles if cfg.data.dataset == "synthpriv" else VPA_PROFILES
+    if profile != "mean" and not 0 <= profile < n_profiles:
+        raise ConfigError(f"data.privacy_profile: must be 'mean' or in [0, {n_profiles - 1}], got {profile!r}")
+    deeplab = cfg.deeplab
+    if len(deeplab.scale_range) != 2 or deeplab.scale_range[0] > deeplab.scale_range[1]:
+        raise ConfigError(f"deeplab.scale_range: needs [min, max] with 0 < min <= max, got {deeplab.scale_range}")
     if not cfg.data.splits:
         raise ConfigError("data.splits: at least one split is needed")
-    for split, n in cfg.data.splits.items():
-        if n < 1:
-            raise ConfigError(f"data.splits.{split}: must be >= 1, got {n}")
-    t = cfg.train
-    if t.crop_size > t.input_size:
-        raise ConfigError(f"train.crop_size ({t.crop_size}) exceeds train.input_size ({t.input_size})")
-    if set(t.loss_weights) != {"image", "cropped", "privacy", "attribute"}:
+    train = cfg.train
+    if train.crop_size > train.input_size:
+        raise ConfigError(f"train.crop_size ({train.crop_size}) exceeds train.input_size ({train.input_size})")
+    if set(train.loss_weights) != {"image", "cropped", "privacy", "attribute"}:
         raise ConfigError("train.loss_weights: needs exactly image, cropped, privacy, attribute")
     for key in ("train_split", "eval_split"):
-        if getattr(t, key) not in cfg.data.splits:
-            raise ConfigError(f"train.{key}: {getattr(t, key)!r} is not in data.splits")
+        if getattr(train, key) not in cfg.data.splits:
+            raise ConfigError(f"train.{key}: {getattr(train, key)!r} is not in data.splits")
+    if train.batch_size > cfg.data.splits[train.train_split]:
+        raise ConfigError(f"train.batch_size: must be in [1, {cfg.data.splits[train.train_split]}] (the images of "
+                          f"data.splits.{train.train_split}), got {train.batch_size}")
+
     if cfg.deeplab.labels == "pseudo" and cfg.deeplab.train_split not in cfg.data.splits:
         raise ConfigError(f"deeplab.train_split: {cfg.deeplab.train_split!r} is not in data.splits")
-    if not 0.0 < cfg.pseudo_labels.bg_threshold < 1.0:
-        raise ConfigError(f"pseudo_labels.bg_threshold: must be in (0, 1), got {cfg.pseudo_labels.bg_threshold}")
     if cfg.redact.split not in cfg.data.splits:
         raise ConfigError(f"redact.split: {cfg.redact.split!r} is not in data.splits")
-    sp = cfg.synthpriv
-    if not 0.0 <= sp.safe_fraction <= 1.0:
-        raise ConfigError(f"synthpriv.safe_fraction: must be in [0, 1], got {sp.safe_fraction}")
-    if sp.image_size < 64:
-        raise ConfigError(f"synthpriv.image_size: must be >= 64, got {sp.image_size}")
 
 
 def parse_config(raw: dict[str, Any]) -> Config:

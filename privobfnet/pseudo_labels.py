@@ -13,6 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from privobfnet.deeplab_data import BACKGROUND
+from privobfnet.metrics import confusion_matrix, segmentation_scores
+from privobfnet.models.inputs import mask_tensor, normalize
+
 # (1, 3, h, w) image tensor, (1, 1, h, w) human mask, (1, 1, h, w) text mask -> (1, C, h', w') CAMs
 CamFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -67,3 +71,43 @@ def cams_to_label(cams: torch.Tensor | np.ndarray, bg_threshold: float) -> np.nd
     background = torch.full_like(cams[:1], bg_threshold)
     scores = torch.cat([background, cams], dim=0)  # (1 + C, H, W): index 0 is background
     return scores.argmax(dim=0).to(torch.uint8).numpy()
+
+
+@torch.no_grad()
+def image_cams(model_image, image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None, *,
+               scales: Sequence[float], labels: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Model-Image's (C, H, W) multi-scale + flip CAMs of one (H, W, 3) uint8 image with its (H, W) prior masks."""
+    shape = image.shape[:2]
+    human_t, text_t = (mask_tensor(m, shape)[None].to(device) for m in (human, text))  # (1, 1, H, W)
+    tensor = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().to(device)  # (1, 3, H, W) 0..255
+
+    def cam_fn(images, human_masks, text_masks):
+        return model_image.cams(normalize(images), human_masks, text_masks)
+
+    return multiscale_cams(cam_fn, tensor, human_t, text_t, scales=scales, labels=labels).cpu()
+
+
+class CamScores:
+    """Confusion matrices of one split's pseudo-labels against ground truth: at the chosen background
+    threshold, and at every threshold of the sweep (always on the raw CAMs)."""
+
+    def __init__(self, class_names: Sequence[str], *, sweep: Sequence[float]):
+        self.names = [BACKGROUND, *class_names]
+        n_labels = len(self.names)
+        self.chosen = np.zeros((n_labels, n_labels), np.int64)
+        self.sweep = {t: np.zeros((n_labels, n_labels), np.int64) for t in sweep}
+
+    def add(self, label: np.ndarray, cams: torch.Tensor, truth: np.ndarray) -> None:
+        """One image: its written pseudo-label, its raw CAMs, its ground truth (255 ignored)."""
+        self.chosen += confusion_matrix(label, truth, len(self.names))
+        for threshold, cm in self.sweep.items():
+            cm += confusion_matrix(cams_to_label(cams, threshold), truth, len(self.names))
+
+    def metrics(self) -> dict:
+        """CAM mIoU, pixel accuracy and per-class IoU at the chosen threshold; mIoU per swept threshold."""
+        scores = segmentation_scores(self.chosen, self.names)
+        swept = {f"{t:.2f}": segmentation_scores(cm, self.names)["miou"] for t, cm in self.sweep.items()}
+        scored = {t: m for t, m in swept.items() if m is not None}
+        return {"cam_miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"],
+                "per_class_iou": scores["per_class_iou"], "sweep_miou": swept,
+                "best_bg_threshold": float(max(scored, key=scored.get)) if scored else None}

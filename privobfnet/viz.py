@@ -94,3 +94,24 @@ def samples_figure(samples: Sequence[SampleLike], class_names: Sequence[str], *,
             ax_parser.imshow(_parser_overlay(sample.image, sample.parser_mask), interpolation="nearest")
             ax_parser.set_title("simulated human parser", fontsize=7)
     return fig
+
+
+def truth_overlay(image: np.ndarray, truth: np.ndarray | None) -> np.ndarray | None:
+    """A ground-truth class mask over its image, the ignore label (255) shown as background."""
+    return None if truth is None else overlay(image, np.where(truth == 255, 0, truth).astype(np.uint8))
+
+
+def panels_figure(rows: Sequence[Sequence[tuple[np.ndarray | None, str]]], panel_inches: float = 2.2) -> Figure:
+    """A grid with one row per sample: each panel a picture (None: left blank) under a small title."""
+    n_cols = max(len(row) for row in rows)
+    fig = Figure(figsize=(panel_inches * n_cols, panel_inches * len(rows)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
+    for row, row_axes in zip(rows, axes):
+        for (picture, title), ax in zip(row, row_axes):
+            if picture is not None:
+                ax.imshow(picture)
+            ax.set_title(title, fontsize=7)
+        for ax in row_axes:
+            ax.set_axis_off()
+    return fig

@@ -30,11 +30,13 @@ def main(cfg: Config) -> dict:
                 from privobfnet.data.coco import render_semantic_masks
 
                 summary["masks_rendered"] = {
-                    split: render_semantic_masks(root, split) for split in cfg.data.splits
+                    split: render_semantic_masks(root, split, overlap=cfg.data.coco_overlap)
+                    for split in cfg.data.splits
                 }
-        metrics = {"dataset": cfg.data.dataset, "seconds": round(time.perf_counter() - start, 2), **summary}
-        write_metrics("download", metrics)
-        run.log_metrics(metrics)
+        metrics = {"dataset": cfg.data.dataset, **summary}
+        run_facts = {"seconds": round(time.perf_counter() - start, 2)}
+        write_metrics("download", metrics, run_facts)
+        run.log_metrics({**metrics, **run_facts})
     return metrics
 
 

@@ -8,31 +8,24 @@ threshold. An image in several splits (VOC's train is inside train_aug) is compu
 """
 from __future__ import annotations
 
-import csv
-import io
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from PIL import Image
 from tqdm import tqdm
 
+from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
+from ops.tracking import stage_run
 from privobfnet.config import Config
 from privobfnet.crf import dense_crf, scores_to_probs
 from privobfnet.data.images import load_mask, load_rgb, mask_to_image
 from privobfnet.data.manifest import read_manifest
-from privobfnet.metrics import confusion_matrix, segmentation_scores
+from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, mask_paths, read_gray
 from privobfnet.inference import overlay_attention
 from privobfnet.models.ensemble import load_ensemble
-from privobfnet.models.inputs import mask_tensor, normalize
-from privobfnet.pseudo_labels import cams_to_label, multiscale_cams
-from privobfnet.viz import overlay
-from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
-from stages.ensemble_data import ENSEMBLE_CHECKPOINT, mask_paths
-from ops.tracking import stage_run
+from privobfnet.pseudo_labels import CamScores, cams_to_label, image_cams
+from privobfnet.trainer import setup_torch
+from privobfnet.viz import overlay, panels_figure, truth_overlay
 
 PARAM_SECTIONS = ["pseudo_labels"]
 SWEEP_PLOT = Path("reports/plots/pseudo_labels_sweep.csv")
@@ -40,108 +33,54 @@ FIGURE_PATH = Path("reports/figures/pseudo_labels.png")
 N_FIGURE = 6
 
 
-def _read_prior(path: Path | None) -> np.ndarray | None:
-    return None if path is None else np.asarray(Image.open(path).convert("L"))
-
-
-def _figure(rows: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, str, np.ndarray]]) -> Figure:
-    """Per image: the image, its CAM (max over classes), ground truth and pseudo-label overlays."""
-    fig = Figure(figsize=(8.8, 2.2 * len(rows)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows), 4, squeeze=False)
-    for (image, truth, label, image_id, cam), ax in zip(rows, axes):
-        ax[0].imshow(image)
-        ax[0].set_title(image_id, fontsize=7)
-        if truth is not None:
-            ax[1].imshow(overlay(image, np.where(truth == 255, 0, truth).astype(np.uint8)))
-        ax[1].set_title("ground truth", fontsize=7)
-        ax[2].imshow(overlay(image, label))
-        ax[2].set_title("pseudo-label", fontsize=7)
-        ax[3].imshow(overlay_attention(image, cam))
-        ax[3].set_title("CAM (max over classes)", fontsize=7)
-        for a in ax:
-            a.set_axis_off()
-    return fig
-
-
-def _best(swept: dict[str, float | None]) -> float | None:
-    """The swept threshold with the highest mIoU (None when the split has no ground truth)."""
-    scored = {t: m for t, m in swept.items() if m is not None}
-    return float(max(scored, key=scored.get)) if scored else None
-
-
 def main(cfg: Config) -> dict:
     """Write ``<out_dir>/<image_id>.png`` for the needed splits; returns the metrics written."""
-    p = cfg.pseudo_labels
-    device = torch.device(cfg.train.device)
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    settings, max_pixels = cfg.pseudo_labels, cfg.data.max_image_pixels
     with stage_run("pseudo_labels", cfg, PARAM_SECTIONS) as run:
         start = time.perf_counter()
+        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset,
+                          {**{split: "evaluation" for split in settings.eval_splits},
+                           cfg.deeplab.train_split: "pseudo_labels"})
+        device = setup_torch(device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed)
         model_image, _, meta = load_ensemble(ENSEMBLE_CHECKPOINT, device)
         class_names = meta["class_names"]
-        n_labels = len(class_names) + 1  # background + classes
-        needed = list(dict.fromkeys([cfg.deeplab.train_split, *p.eval_splits]))
-        manifests = {s: read_manifest(Path(cfg.data.manifest_dir) / f"{s}.parquet") for s in needed}
-        priors = mask_paths(cfg)
-        sweep = {s: {t: np.zeros((n_labels, n_labels), np.int64) for t in p.bg_sweep} for s in p.eval_splits}
-        chosen = {s: np.zeros((n_labels, n_labels), np.int64) for s in p.eval_splits}
-        out_dir = Path(p.out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        splits_of: dict[str, list[str]] = {}
-        rows = {}
-        for split, manifest in manifests.items():
-            for row in manifest.itertuples(index=False):
-                splits_of.setdefault(row.image_id, []).append(split)
+        priors = mask_paths(cfg.masks.out_dir)
+        rows, splits_of = {}, {}  # image_id -> manifest row, and the splits it is in
+        for split in dict.fromkeys([cfg.deeplab.train_split, *settings.eval_splits]):
+            for row in read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet").itertuples(index=False):
                 rows[row.image_id] = row
+                splits_of.setdefault(row.image_id, []).append(split)
+        scores = {split: CamScores(class_names, sweep=settings.bg_sweep) for split in settings.eval_splits}
         figure_rows = []
-
-        def cam_fn(image, human, text):
-            return model_image.cams(normalize(image), human, text)
-
-        for image_id in tqdm(rows, desc="pseudo_labels", mininterval=2.0):
-            row = rows[image_id]
-            image = load_rgb(row.path, max_pixels=cfg.data.max_image_pixels)
-            shape = image.shape[:2]
-            human_path, text_path = priors[image_id]
-            human = mask_tensor(_read_prior(human_path), shape)[None].to(device)
-            text = mask_tensor(_read_prior(text_path), shape)[None].to(device)
-            tensor = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().to(device)
-            cams = multiscale_cams(cam_fn, tensor, human, text, scales=p.scales, labels=row.labels).cpu()
-            label = cams_to_label(cams, p.bg_threshold)
-            if p.crf:  # refine what is written; the threshold sweep below stays on the raw CAMs
-                refined = dense_crf(image, scores_to_probs(cams.numpy(), p.bg_threshold), iterations=p.crf_iterations)
-                label = refined.argmax(axis=0).astype(np.uint8)
-            with atomic_path(out_dir / f"{image_id}.png") as tmp:
+        for image_id, row in tqdm(rows.items(), desc="pseudo_labels", mininterval=2.0):
+            image = load_rgb(row.path, max_pixels=max_pixels)
+            human, text = (read_gray(path) for path in priors[image_id])
+            cams = image_cams(model_image, image, human, text, scales=settings.scales, labels=row.labels, device=device)
+            label = cams_to_label(cams, settings.bg_threshold)
+            if settings.crf:  # refine what is written; the threshold sweep stays on the raw CAMs
+                probs = scores_to_probs(cams.numpy(), settings.bg_threshold)
+                label = dense_crf(image, probs, iterations=settings.crf_iterations).argmax(axis=0).astype(np.uint8)
+            with atomic_path(Path(settings.out_dir) / f"{image_id}.png") as tmp:
                 mask_to_image(label).save(tmp, format="PNG")
             truth = None
             if isinstance(row.mask_path, str):
-                truth = load_mask(row.mask_path, n_classes=len(class_names), max_pixels=cfg.data.max_image_pixels)
-                for split in (s for s in splits_of[image_id] if s in sweep):
-                    chosen[split] += confusion_matrix(label, truth, n_labels)
-                    for t in p.bg_sweep:
-                        sweep[split][t] += confusion_matrix(cams_to_label(cams, t), truth, n_labels)
+                truth = load_mask(row.mask_path, n_classes=len(class_names), max_pixels=max_pixels)
+                for split in (s for s in splits_of[image_id] if s in scores):
+                    scores[split].add(label, cams, truth)
             if len(figure_rows) < N_FIGURE:
-                figure_rows.append((image, truth, label, image_id, cams.max(dim=0).values.numpy()))
-
-        names = ["background", *class_names]
-        metrics: dict = {"bg_threshold": p.bg_threshold, "crf": p.crf, "images": len(rows),
-                         "seconds": round(time.perf_counter() - start, 1), "splits": {}}
-        plot = io.StringIO()
-        writer = csv.writer(plot)
-        writer.writerow(["split", "bg_threshold", "miou"])
-        for split in p.eval_splits:
-            scores = segmentation_scores(chosen[split], names)
-            swept = {f"{t:.2f}": segmentation_scores(sweep[split][t], names)["miou"] for t in p.bg_sweep}
-            for t, miou in swept.items():
-                writer.writerow([split, t, round(miou, 6)])
-            metrics["splits"][split] = {"cam_miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"],
-                                        "per_class_iou": scores["per_class_iou"], "sweep_miou": swept,
-                                        "best_bg_threshold": _best(swept)}
-        atomic_write_text(SWEEP_PLOT, plot.getvalue())
+                figure_rows.append([(image, image_id), (truth_overlay(image, truth), "ground truth"),
+                                    (overlay(image, label), "pseudo-label"),
+                                    (overlay_attention(image, cams.max(dim=0).values.numpy()),
+                                     "CAM (max over classes)")])
+        metrics = {"bg_threshold": settings.bg_threshold, "crf": settings.crf, "images": len(rows),
+                   "splits": {split: split_scores.metrics() for split, split_scores in scores.items()}}
+        sweep_rows = [f"{split},{threshold},{'' if miou is None else round(miou, 6)}\n"
+                      for split, split_metrics in metrics["splits"].items()
+                      for threshold, miou in split_metrics["sweep_miou"].items()]
+        atomic_write_text(SWEEP_PLOT, "split,bg_threshold,miou\n" + "".join(sweep_rows))
         with atomic_path(FIGURE_PATH) as tmp:
-            _figure(figure_rows).savefig(tmp, format="png", dpi=100)
-        write_metrics("pseudo_labels", metrics)
+            panels_figure(figure_rows).savefig(tmp, format="png", dpi=100)
+        write_metrics("pseudo_labels", metrics, {"seconds": round(time.perf_counter() - start, 1)})
         run.log_metrics(metrics)
         run.log_artifact(FIGURE_PATH, "figures")
     return metrics

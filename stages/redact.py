@@ -6,7 +6,7 @@ The model gets the priors it was trained with (the masks stage's stored human an
 its face boxes); text lines for snapping come from the same OCR detector at the same settings.
 Strings are known for SynthPriv (each image is regenerated from its seed and checked against its
 stored ground truth); other data sets report no PII leak rate. Writes reports/metrics/redact.json
-and reports/figures/redact_examples.png; the redacted pixels stay in memory (lossless: PNG output
+(reproducible), reports/runs/redact.json (timings) and reports/figures/redact_examples.png; the redacted pixels stay in memory (lossless: PNG output
 would hold exactly them).
 """
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main(cfg: Config) -> dict:
     r, m = cfg.redact, cfg.masks
     with stage_run(STAGE, cfg, PARAM_SECTIONS) as run:
         manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{r.split}.parquet")
+        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset, {r.split: "redaction"})
         rows = manifest if r.max_images == 0 else manifest.head(r.max_images)
         index = pd.read_parquet(Path(m.out_dir) / "index.parquet").set_index("image_id")
         model = load_model(ENSEMBLE_CHECKPOINT)
@@ -117,11 +118,11 @@ def main(cfg: Config) -> dict:
             "split": r.split, "images": len(rows), "hidden_attributes": list(r.hide),
             "baseline_hide_all": list(r.baseline_hide_all),
             "model": tallies["model"].metrics(), "hide_all": tallies["hide_all"].metrics(),
-            "compose_ms_median": round(1000 * float(np.median(seconds)), 2) if seconds else None,
-            "wall_seconds": round(time.perf_counter() - start, 1),
         }  # fmt: skip
-        write_metrics(STAGE, metrics)
-        run.log_metrics(metrics)
+        run_facts = {"compose_ms_median": round(1000 * float(np.median(seconds)), 2) if seconds else None,
+                     "wall_seconds": round(time.perf_counter() - start, 1)}  # differ run to run: not metrics
+        write_metrics(STAGE, metrics, run_facts)
+        run.log_metrics({**metrics, **run_facts})
         best = sorted(examples, key=lambda e: -e[0])[: r.n_examples]
         with atomic_path(FIGURE_PATH) as tmp:
             before_after_figure([(i, img, outs) for _, i, img, outs in best]).savefig(tmp, format="png", dpi=120)

@@ -25,11 +25,12 @@ from PIL import Image
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from privobfnet.config import Config
-from privobfnet.data.checks import row_checks
+from privobfnet.data.checks import row_checks, split_overlaps
 from privobfnet.data.errors import DataError
 from privobfnet.data.manifest import COLUMNS, write_manifest
 from privobfnet.data.images import load_mask, load_rgb
-from privobfnet.data.readers import dataset_root, read_dataset
+from privobfnet.data.privacy import score_range as privacy_score_range
+from privobfnet.data.readers import SHARED_SPLITS, dataset_root, read_dataset
 from privobfnet.viz import FigureSample, samples_figure
 from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
 from ops.tracking import stage_run
@@ -84,12 +85,21 @@ class SplitReport:
         return [r for r in self.results if not r.success]
 
 
-def split_rules(split: str, *, n_classes: int, configured_rows: int, skipped: int = 0) -> list[Rule]:
+def split_rules(
+    split: str,
+    *,
+    n_classes: int,
+    configured_rows: int,
+    skipped: int = 0,
+    score_range: tuple[float, float] = (0.0, 1.0),
+) -> list[Rule]:
     """The expectations every split of every data set must meet.
 
     ``skipped``: images of the split that the reader left out for lack of annotations (COCO's
-    ``attrs["skipped"]``); the manifest must then hold ``configured_rows - skipped`` rows.
+    ``attrs["skipped"]``); the manifest must then hold ``configured_rows - skipped`` rows, and
+    at least one. ``score_range``: what ``data.privacy_rescale`` maps ratings onto.
     """
+    low, high = score_range
     in_set = gxe.ExpectColumnValuesToBeInSet
     count_rule = f"row count equals data.splits.{split} ({configured_rows})"
     if skipped:
@@ -100,7 +110,7 @@ def split_rules(split: str, *, n_classes: int, configured_rows: int, skipped: in
         Rule(f"split column is {split!r}", in_set(column="split", value_set=[split]), detail_column="split"),
         Rule("image file exists", in_set(column="file_exists", value_set=[True]), detail_column="decode_error"),
         Rule(
-            "image decodes (8-bit RGB, intact, within data.max_image_pixels)",
+            "image decodes to RGB (intact, within data.max_image_pixels)",
             in_set(column="decodes", value_set=[True]),  # null = not in the decode sample
             detail_column="decode_error",
         ),
@@ -121,9 +131,19 @@ def split_rules(split: str, *, n_classes: int, configured_rows: int, skipped: in
             detail_column="labels",
         ),
         Rule(
-            "privacy_score is in [0, 1] or null",
-            gxe.ExpectColumnValuesToBeBetween(column="privacy_score", min_value=0, max_value=1, mostly=1.0),
+            "a0_safe is not combined with another attribute",
+            in_set(column="safe_alone", value_set=[True]),  # null: the data set has no a0_safe
+            detail_column="labels",
+        ),
+        Rule(
+            f"privacy_score is in [{low:g}, {high:g}] or null",
+            gxe.ExpectColumnValuesToBeBetween(column="privacy_score", min_value=low, max_value=high, mostly=1.0),
             detail_column="privacy_score",
+        ),
+        Rule(
+            "image id is in no other split",
+            gxe.ExpectColumnValuesToBeNull(column="split_overlap_error"),
+            detail_column="split_overlap_error",
         ),
         Rule(
             "mask file exists where mask_path is set",
@@ -137,7 +157,14 @@ def split_rules(split: str, *, n_classes: int, configured_rows: int, skipped: in
             file_column="mask_path",
             detail_column="mask_error",
         ),
+        Rule(
+            "mask classes are among the image's labels",
+            in_set(column="mask_classes_in_labels", value_set=[True]),
+            file_column="mask_path",
+            detail_column="mask_label_error",
+        ),
         Rule(count_rule, gxe.ExpectTableRowCountToEqual(value=configured_rows - skipped), file_column=""),
+        Rule("split has at least one row", gxe.ExpectTableRowCountToBeBetween(min_value=1), file_column=""),
     ]
 
 
@@ -152,8 +179,11 @@ def _result(rule: Rule, gx_result, checked: pd.DataFrame) -> CheckResult:
     if gx_result.exception_info.get("raised_exception"):
         return CheckResult(rule.text, False, f"error: {gx_result.exception_info.get('exception_message')}")
     res = gx_result.result
-    if "observed_value" in res:  # table-level expectation
-        return CheckResult(rule.text, bool(gx_result.success), f"{res['observed_value']} rows")
+    if "observed_value" in res:  # table-level expectation: the offender is the split's source file
+        source = checked.attrs.get("source")
+        offenders = [] if gx_result.success or not source else [("", str(source), "")]
+        observed = f"{res['observed_value']} rows"
+        return CheckResult(rule.text, bool(gx_result.success), observed, offenders, len(offenders))
     observed = f"{res.get('unexpected_count', 0)} of {res.get('element_count', 0)} rows break it"
     if res.get("missing_count"):
         observed += f" ({res['missing_count']} null: nothing to check or not sampled)"
@@ -171,13 +201,17 @@ def _result(rule: Rule, gx_result, checked: pd.DataFrame) -> CheckResult:
     )
 
 
-def validate_split(context, split: str, checked: pd.DataFrame, configured_rows: int) -> list[CheckResult]:
-    """Run the split's expectation suite with GX (``context``: an ephemeral one) on ``row_checks``' frame."""
+def validate_split(
+    context, split: str, checked: pd.DataFrame, configured_rows: int, score_range: tuple[float, float] = (0.0, 1.0)
+) -> list[CheckResult]:
+    """Run the split's expectation suite with GX (``context``: an ephemeral one) on ``row_checks``' frame
+    (plus its ``split_overlap_error`` column)."""
     rules = split_rules(
         split,
         n_classes=len(checked.attrs["class_names"]),
         configured_rows=configured_rows,
         skipped=int(checked.attrs.get("skipped", 0)),
+        score_range=score_range,
     )
     asset = context.data_sources.add_pandas(f"manifest_{split}").add_dataframe_asset(split)
     batch_definition = asset.add_batch_definition_whole_dataframe(split)
@@ -206,6 +240,8 @@ def validate_dataset(cfg: Config) -> list[SplitReport]:
         return [SplitReport("read_dataset", 0, [failure])]
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    readable = {s: m for s, m in manifests.items() if s in cfg.data.splits and "path" in m.columns}
+    overlaps = split_overlaps(readable, allowed=SHARED_SPLITS.get(cfg.data.dataset, ()))
     reports = []
     for split, expected_rows in cfg.data.splits.items():
         manifest = manifests.get(split)
@@ -222,7 +258,9 @@ def validate_dataset(cfg: Config) -> list[SplitReport]:
             seed=cfg.seed,
             decode_images=cfg.validate.decode_images,
         )
-        results = validate_split(context, split, checked, expected_rows)
+        checked["split_overlap_error"] = overlaps[split]
+        score_range = privacy_score_range(cfg.data.privacy_rescale)
+        results = validate_split(context, split, checked, expected_rows, score_range)
         decoded = int(checked["decodes"].eq(True).sum())
         reports.append(SplitReport(split, len(manifest), results, manifest, decoded))
     return reports

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,6 +18,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--require-paddle", action="store_true",
+                     help="tests marked paddle fail instead of skipping when PaddleOCR is missing "
+                          "(make test runs them so in .venv-paddle)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked paddle skip where PaddleOCR is not installed (the main venv), unless --require-paddle."""
+    if config.getoption("--require-paddle") or importlib.util.find_spec("paddleocr") is not None:
+        return
+    skip = pytest.mark.skip(reason="PaddleOCR is the `paddle` extra, in its own venv: make test-paddle")
+    for item in items:
+        if item.get_closest_marker("paddle"):
+            item.add_marker(skip)
 
 
 TRACKING_ENV = ("MLFLOW_TRACKING_URI", "PRIVOBFNET_PIPELINE_ID", "PRIVOBFNET_ROOT", "DVC_EXP_NAME")
@@ -54,27 +71,32 @@ def ci_config(tmp_path) -> Config:
     return parse_config(ci_params(tmp_path))
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    """A throw-away copy of the project (code, dvc.yaml, profiles) as a git + DVC repo; cwd set to it.
+def copy_project(root: Path, profile: str = "ci") -> Path:
+    """A throw-away copy of the project (code, dvc.yaml, profiles) at ``root`` as a git + DVC repo.
 
-    Its params.yaml is the ci profile with MLflow in the copy's own sqlite store.
+    Its params.yaml is ``profile`` with MLflow in the copy's own sqlite store (project root).
     """
-    root = tmp_path / "project"
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
                             check=True, capture_output=True, text=True).stdout.split("\0")
-    skip = ("params.yaml", "dvc.lock", "reports/metrics/", "reports/figures/", "reports/validation")
+    skip = ("params.yaml", "dvc.lock", "reports/metrics/", "reports/runs/", "reports/figures/", "reports/validation")
     for rel in filter(None, listed):
         if rel.startswith(skip) or not (REPO / rel).is_file():
             continue
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, root / rel)
-    monkeypatch.chdir(root)
-    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True, text=True)  # noqa: E731
+    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=root)  # noqa: E731
     run("git", "init", "-q")
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "fixture")
-    run(sys.executable, "-m", "ops.use_profile", "ci")
+    run(sys.executable, "-m", "ops.use_profile", profile)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A throw-away ci-profile copy of the project (``copy_project``); cwd set to it."""
+    root = copy_project(tmp_path / "project")
+    monkeypatch.chdir(root)
     return root
 
 

@@ -91,11 +91,13 @@ VISPR_ATTRIBUTES = [
     ("a17_color", "Personal Description", "Skin colour"),
     ("a64_rel_personal", "Relationship", "Personal relationships"),
 ]
-# profile -> rating per attribute; the tsv columns are written in a different order on purpose
+# VPA's user_studies/user_profiles.tsv: attribute -> (description, one float rating per profile).
+# a0_safe has no row, as in VPA's file (the reader rates it 1); rows are written in an order
+# different from attributes.tsv on purpose (the reader joins by id).
 VISPR_PROFILES = {
-    "p1": {"a0_safe": 1, "a9_face_complete": 5, "a17_color": 2, "a64_rel_personal": 4},
-    "p2": {"a0_safe": 1, "a9_face_complete": 3, "a17_color": 1, "a64_rel_personal": 5},
-    "p3": {"a0_safe": 2, "a9_face_complete": 4, "a17_color": 1, "a64_rel_personal": 2},
+    "a64_rel_personal": ("Personal Relationships", [4.4, 5.0, 1.6]),
+    "a17_color": ("Color", [2.0, 1.0, 1.0]),
+    "a9_face_complete": ("Face (Complete)", [5.0, 3.0, 4.0]),
 }
 VISPR_IMAGES = {  # id -> (split, labels, (width, height))
     "2017_10000001": ("train", ["a17_color", "a9_face_complete"], (48, 32)),
@@ -112,23 +114,31 @@ def write_vispr_annotation(root: Path, split: str, image_id: str, record: dict) 
     return path
 
 
+def write_vpa_profiles(root: Path, profiles: dict[str, tuple[str, list[float]]]) -> Path:
+    """user_studies/user_profiles.tsv as VPA ships it: no header, id, description, ratings."""
+    path = root / "user_studies" / "user_profiles.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = ["\t".join([a, d, *(str(v) for v in ratings)]) for a, (d, ratings) in profiles.items()]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
 def make_vispr(root: Path) -> Path:
     """A 3-image VISPR-layout data set at ``root``.
 
-    Expected (attributes.tsv order a0_safe, a9_face_complete, a17_color, a64_rel_personal):
-    - train 2017_10000001: labels [0,1,1,0]; per-user max 5,3,4 -> mean 4 -> score (4-1)/4 = 0.75;
+    Expected (attributes.tsv order a0_safe, a9_face_complete, a17_color, a64_rel_personal), with
+    the default score (max over attributes, mean over the 3 profiles, rescale (x-1)/4):
+    - train 2017_10000001: labels [0,1,1,0]; per-profile max 5,3,4 -> mean 4 -> score 0.75;
       48x32; has SegmentationClass/2017_10000001.png (values 0, 2, 3, 255).
-    - train 2017_10000002: labels [1,0,0,0]; ratings 1,1,2 -> mean 4/3 -> score 1/12; 40x40.
-    - val   2017_20000001: labels [0,0,1,1]; per-user max 4,5,2 -> mean 11/3 -> score 2/3; 36x28.
+    - train 2017_10000002: labels [1,0,0,0]; a0_safe has no row -> 1,1,1 -> score 0; 40x40.
+    - val   2017_20000001: labels [0,0,1,1]; per-profile max 4.4,5,1.6 -> mean 11/3 -> score 2/3;
+      36x28.
     """
     root.mkdir(parents=True, exist_ok=True)
     lines = ["idx\tattribute_id\tgroup\tdescription"]
     lines += [f"{i}\t{a}\t{g}\t{d}" for i, (a, g, d) in enumerate(VISPR_ATTRIBUTES)]
     (root / "attributes.tsv").write_text("\n".join(lines) + "\n")
-    columns = ["a64_rel_personal", "a0_safe", "a17_color", "a9_face_complete"]
-    rows = ["\t".join(["profile_id", *columns])]
-    rows += ["\t".join([p, *(str(r[c]) for c in columns)]) for p, r in VISPR_PROFILES.items()]
-    (root / "user_profiles.tsv").write_text("\n".join(rows) + "\n")
+    write_vpa_profiles(root, VISPR_PROFILES)
     splits: dict[str, list[str]] = {}
     for image_id, (split, labels, (w, h)) in VISPR_IMAGES.items():
         splits.setdefault(split, []).append(image_id)

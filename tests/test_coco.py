@@ -136,3 +136,37 @@ def test_not_a_coco_file(root, content):
     with pytest.raises(DataError, match="not a COCO annotation file") as err:
         load_coco(instances(root))
     assert err.value.path == str(instances(root))
+
+
+# --- where instances overlap: the documented default and the file-order option ---------------------
+# COCO's format page gives no paint order for semantic masks; pixel [12, 22] of image 42 lies in
+# both the person (300 px, listed first) and the crowd car (600 px, listed second).
+@pytest.mark.parametrize(
+    "car_first, largest_first, file_order",
+    [(False, 1, 3), (True, 1, 1)],  # values: person 1, car 3
+)
+def test_overlap_rule_decides_who_is_on_top(root, car_first, largest_first, file_order):
+    if car_first:
+        edit_instances(root, lambda d: d["annotations"].reverse())
+    coco = load_coco(instances(root))
+    assert semantic_mask(coco, 42)[12, 22] == largest_first
+    assert semantic_mask(coco, 42, "largest_first")[12, 22] == largest_first
+    assert semantic_mask(coco, 42, "file_order")[12, 22] == file_order
+    # outside the overlap both rules agree
+    for rule in ("largest_first", "file_order"):
+        mask = semantic_mask(coco, 42, rule)
+        assert mask[10, 10] == 1 and mask[25, 30] == 3 and mask[25, 10] == 0
+    with pytest.raises(ValueError, match="unknown overlap rule"):
+        semantic_mask(coco, 42, "smallest_last")
+
+
+def test_each_overlap_rule_renders_into_its_own_folder_and_the_reader_follows(root):
+    assert render_semantic_masks(root, SPLIT, overlap="file_order") == 2
+    assert not (root / "SegmentationClass").exists()
+    out = root / "SegmentationClassFileOrder" / SPLIT
+    assert load_mask(out / "42.png", n_classes=80, max_pixels=MAX_PIXELS)[12, 22] == 3
+    default = read_coco_split(str(root), SPLIT, max_pixels=MAX_PIXELS)
+    assert default["mask_path"].isna().all()  # the largest_first masks are not rendered yet
+    chosen = read_coco_split(str(root), SPLIT, max_pixels=MAX_PIXELS, overlap="file_order")
+    assert list(chosen["mask_path"]) == [str(out / f"{i}.png") for i in (7, 42)]
+    assert chosen.attrs["source"] == str(instances(root))

@@ -112,3 +112,49 @@ def test_use_profile_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "ops.use_profile", "nope"], cwd=tmp_path,
                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and "no such profile" in bad.stderr
+
+
+@pytest.mark.parametrize("dotted,value,message", [
+    ("train.checkpoint_every", 0, r"train.checkpoint_every: must be in \[1, inf\), got 0"),
+    ("train.batch_size", 0, r"train.batch_size: must be in \[1, inf\), got 0"),
+    ("train.batch_size", 25, r"train.batch_size: must be in \[1, 24\] \(the images of data.splits.train\)"),
+    ("train.lr", -1, r"train.lr: must be in \(0, inf\), got -1"),
+    ("train.lr", float("nan"), r"train.lr: must be a finite number, got nan"),
+    ("deeplab.lr", float("inf"), r"deeplab.lr: must be a finite number, got inf"),
+    ("train.momentum", 1.0, r"train.momentum: must be in \[0, 1\), got 1.0"),
+    ("train.device", "gpu0", r"train.device: must be cpu, cuda or cuda:N, got 'gpu0'"),
+    ("deeplab.device", "cuda:x", r"deeplab.device: must be cpu, cuda or cuda:N"),
+    ("deeplab.scale_range", [0.5], r"deeplab.scale_range: needs \[min, max\]"),
+    ("deeplab.scale_range", [1.2, 0.8], r"deeplab.scale_range: needs \[min, max\]"),
+    ("deeplab.scale_range", [0.0, 1.0], r"deeplab.scale_range\[0\]: must be in \(0, inf\)"),
+    ("deeplab.checkpoint_every", 0, r"deeplab.checkpoint_every: must be in \[1, inf\)"),
+    ("deeplab.iterations", -5, r"deeplab.iterations: must be in \[1, inf\)"),
+    ("pseudo_labels.scales", [1.0, -0.5], r"pseudo_labels.scales\[1\]: must be in \(0, inf\)"),
+    ("pseudo_labels.bg_sweep", [0.1, 1.0], r"pseudo_labels.bg_sweep\[1\]: must be in \(0, 1\)"),
+    ("pseudo_labels.bg_threshold", 0.0, r"pseudo_labels.bg_threshold: must be in \(0, 1\)"),
+    ("train.loss_weights", {"image": -1.0, "cropped": 1.0, "privacy": 1.0, "attribute": 1.0},
+     r"train.loss_weights.image: must be in \[0, inf\)"),
+    ("data.splits", {"train": 24, "val": 0, "test": 8}, r"data.splits.val: must be in \[1, inf\)"),
+    ("synthpriv.safe_fraction", 1.5, r"synthpriv.safe_fraction: must be in \[0, 1\]"),
+    ("masks.workers", 0, r"masks.workers: must be in \[1, inf\)"),
+    ("seed", -1, r"seed: must be in \[0, inf\)"),
+    ("train.pretrained", "/tmp/weights.pth", r"train.pretrained: must be a file in data/weights/"),
+])
+def test_values_out_of_range_are_refused_naming_key_and_range(dotted, value, message):
+    raw = resolve_profile("ci", REPO / "profiles")
+    *sections, key = dotted.split(".")
+    target = raw
+    for section in sections:
+        target = target[section]
+    target[key] = value
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_edges_of_ranges_are_accepted():
+    raw = resolve_profile("ci", REPO / "profiles")
+    raw["train"].update(momentum=0.0, weight_decay=0.0, num_threads=0, batch_size=24)
+    raw["deeplab"].update(device="cuda:1", scale_range=[1.0, 1.0])
+    raw["synthpriv"]["safe_fraction"] = 1.0
+    cfg = parse_config(raw)
+    assert cfg.deeplab.device == "cuda:1" and cfg.train.batch_size == 24

@@ -14,16 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
-from privobfnet.config import ConfigError, parse_config
+from privobfnet.config import parse_config
 from privobfnet.data.errors import DataError
 from privobfnet.data.images import mask_to_image
 from privobfnet.data.manifest import read_manifest
 from privobfnet.models.deeplabv2 import load_deeplab
 from stages import download, validate
 from ops.common import write_params
-from stages.train_deeplab import check_settings, training_label_paths
+from privobfnet.deeplab_data import training_label_paths
+from privobfnet.metrics import confusion_matrix, segmentation_scores
 from tests.conftest import ci_params, with_changes
 
 
@@ -67,9 +69,27 @@ def stage_params(root: Path, ci_data: Path, **deeplab) -> dict:
     return params
 
 
+def background_everywhere_miou(manifest: pd.DataFrame, n_labels: int) -> float:
+    """The trivial baseline: the mIoU of predicting background at every pixel."""
+    cm = np.zeros((n_labels, n_labels), np.int64)
+    for row in manifest.itertuples(index=False):
+        truth = np.asarray(Image.open(row.mask_path))
+        cm += confusion_matrix(np.zeros_like(truth), truth, n_labels)
+    return segmentation_scores(cm, [str(i) for i in range(n_labels)])["miou"]
+
+
+# Scored on its own training images: the ci-size tiny DeepLab fits its near-perfect labels in 200
+# steps at this lr, but does not yet generalise to the 8 held-out images (the default profile's
+# from-scratch ceiling is the model-quality issue, not this stage's).
+ITERATIONS, LR = 200, 0.02
+
+
 @pytest.mark.slow
 def test_stage_through_dvc_trains_scores_and_logs(project, monkeypatch):
     monkeypatch.setenv("PRIVOBFNET_PIPELINE_ID", "deeplab-test")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["deeplab"].update(iterations=ITERATIONS, checkpoint_every=50, lr=LR, eval_split="train")
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc("repro", "validate", "weights")
     train = read_manifest(project / "data/manifests/train.parquet")
     # stand-ins for the pseudo_labels stage's output, so only this stage runs
@@ -79,19 +99,26 @@ def test_stage_through_dvc_trains_scores_and_logs(project, monkeypatch):
     metrics = json.loads((project / "reports/metrics/train_deeplab.json").read_text())
     class_names = ["background", *train.attrs["class_names"]]
     assert set(metrics["per_class_iou"]) == set(class_names)
-    assert 0.0 <= metrics["miou"] <= 1.0 and 0.0 <= metrics["pixel_accuracy"] <= 1.0
     assert metrics["per_class_iou"]["background"] > 0.5  # background dominates SynthPriv
-    assert metrics["iterations"] == 20 and metrics["eval_images"] == 8 and metrics["train_images"] == 24
-    assert metrics["images_per_second"] > 0 and metrics["labels"] == "pseudo"
+    # a model that predicts background everywhere must fail here: it scores 0 on every drawn class
+    baseline = background_everywhere_miou(train, len(class_names))
+    assert metrics["miou"] > baseline + 0.02, (metrics["miou"], baseline)
+    foreground = [iou for name, iou in metrics["per_class_iou"].items() if name != "background" and iou]
+    assert max(foreground) > 0.1, metrics["per_class_iou"]
+    assert metrics["iterations"] == ITERATIONS and metrics["eval_images"] == 24 and metrics["train_images"] == 24
+    assert metrics["labels"] == "pseudo" and metrics["final_loss"] < 1.0
+    run_facts = json.loads((project / "reports/runs/train_deeplab.json").read_text())
+    assert run_facts["images_per_second"] > 0 and run_facts["resumed_from"] == 0
 
     model, meta = load_deeplab(project / "checkpoints/deeplab/final.pt", "cpu")
-    assert meta["class_names"] == class_names and meta["config"]["iterations"] == 20
+    assert meta["class_names"] == class_names and meta["config"]["iterations"] == ITERATIONS
     assert model.n_classes == len(class_names)
     assert not (project / "checkpoints/deeplab/last.pt").exists()  # removed once finished
 
     plot = pd.read_csv(project / "reports/plots/train_deeplab_loss.csv")
-    assert list(plot.columns) == ["step", "loss", "lr"] and plot["step"].tolist() == list(range(1, 21))
-    assert plot["lr"].is_monotonic_decreasing and plot["loss"].notna().all()
+    assert list(plot.columns) == ["step", "lr", "total"] and plot["step"].tolist() == list(range(1, ITERATIONS + 1))
+    assert plot["lr"].is_monotonic_decreasing and plot["total"].notna().all()
+    assert plot["total"].tail(20).mean() < plot["total"].head(20).mean()  # it learns
     assert "train_deeplab_loss.csv" in dvc("plots", "show", "--json").stdout
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
@@ -99,8 +126,8 @@ def test_stage_through_dvc_trains_scores_and_logs(project, monkeypatch):
                if r.info.run_name == "train_deeplab")
     assert run.data.tags["privobfnet.pipeline_id"] == "deeplab-test"
     assert run.data.metrics["miou"] == pytest.approx(metrics["miou"])
-    losses = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
-    assert sorted(m.step for m in losses) == list(range(1, 21))
+    losses = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss.total")
+    assert sorted(m.step for m in losses) == list(range(1, ITERATIONS + 1))
     assert "Data and pipelines are up to date" in dvc("repro", "--single-item", "train_deeplab").stdout
 
 
@@ -138,7 +165,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, ci_data):
     second = run_stage(killed_dir, params)
     output = second.communicate(timeout=300)[0]
     assert second.returncode == 0, output
-    assert f"resuming from checkpoints/deeplab/last.pt at iteration {resumed_at}" in output
+    assert f"checkpoints/deeplab/last.pt: resuming at iteration {resumed_at}" in output
 
     a = torch.load(tmp_path / "whole/checkpoints/deeplab/final.pt", weights_only=True)["model"]
     b = torch.load(killed_dir / "checkpoints/deeplab/final.pt", weights_only=True)["model"]
@@ -147,9 +174,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, ci_data):
         assert torch.equal(a[name], b[name]), name
     whole_csv = (tmp_path / "whole/reports/plots/train_deeplab_loss.csv").read_text()
     assert (killed_dir / "reports/plots/train_deeplab_loss.csv").read_text() == whole_csv
-    whole_metrics = json.loads((tmp_path / "whole/reports/metrics/train_deeplab.json").read_text())
-    killed_metrics = json.loads((killed_dir / "reports/metrics/train_deeplab.json").read_text())
-    assert killed_metrics["miou"] == whole_metrics["miou"]
+    whole_metrics = (tmp_path / "whole/reports/metrics/train_deeplab.json").read_text()
+    assert (killed_dir / "reports/metrics/train_deeplab.json").read_text() == whole_metrics  # byte for byte
+    assert json.loads((killed_dir / "reports/runs/train_deeplab.json").read_text())["resumed_from"] == resumed_at
 
 
 @pytest.mark.slow
@@ -158,23 +185,13 @@ def test_a_checkpoint_from_other_params_is_not_resumed(tmp_path, ci_data):
     write_pseudo_labels(train, tmp_path / "pseudo_labels", noise=0.0)
     last = tmp_path / "checkpoints/deeplab/last.pt"
     last.parent.mkdir(parents=True)
-    torch.save({"resume_key": "trained-on-something-else", "iteration": 3}, last)
+    torch.save({"fingerprint": "trained-on-something-else", "iteration": 3}, last)
     stage = run_stage(tmp_path, stage_params(tmp_path, ci_data, iterations=4, batch_size=2, crop_size=32))
     output = stage.communicate(timeout=300)[0]
     assert stage.returncode == 0, output
-    assert "trained with other params; starting afresh" in output
+    assert "is from other params or data; starting over" in output
     assert not last.exists()
     assert len(pd.read_csv(tmp_path / "reports/plots/train_deeplab_loss.csv")) == 4
-
-
-@pytest.mark.parametrize("key,value,message", [
-    ("scale_range", [1.2, 0.8], "deeplab.scale_range"),
-    ("scale_range", [0.5], "deeplab.scale_range"),
-    ("checkpoint_every", 0, "deeplab.checkpoint_every"),
-])
-def test_unusable_settings_name_their_key(ci_config, key, value, message):
-    with pytest.raises(ConfigError, match=message):
-        check_settings(with_changes(ci_config, "deeplab", **{key: value}).deeplab)
 
 
 def test_label_sources(tmp_path, ci_config):

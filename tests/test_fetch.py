@@ -274,7 +274,7 @@ def test_vispr_is_checked_not_downloaded(tmp_path):
     with pytest.raises(ManualDownloadRequired) as err:
         fetch_dataset("vispr", tmp_path, _cfg({}), splits=["train2017"])
     assert "tribhuvanesh.github.io/vpa" in str(err.value) and str(root / "attributes.tsv") in str(err.value)
-    for rel in ("attributes.tsv", "user_profiles.tsv", "train2017.txt",
+    for rel in ("attributes.tsv", "user_studies/user_profiles.tsv", "train2017.txt",
                 "annotations/train2017/1.json", "images/train2017/1.jpg"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("x")

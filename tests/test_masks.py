@@ -41,7 +41,7 @@ def page_rgb() -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Text: rapidocr (default) and PaddleOCR (extra `paddle`)
+# Text: rapidocr (default); PaddleOCR (extra `paddle`) is in test_masks_paddle.py
 # --------------------------------------------------------------------------------------------
 def test_rapidocr_masks_the_text_lines_of_a_page(rapidocr):
     result = rapidocr(page_rgb())
@@ -89,14 +89,6 @@ def test_rapidocr_recalls_synthpriv_text_lines():
                     covered.append(mask[pixels].mean())
     assert len(covered) >= 60
     assert np.mean(np.array(covered) >= 0.5) >= 0.9
-
-
-def test_paddleocr_backend_matches_rapidocr(rapidocr, tmp_path):
-    pytest.importorskip("paddleocr", reason="PaddleOCR is the optional `paddle` extra (pip install '.[paddle]')")
-    paddle = build_backend("text", "paddleocr", limit_side=320, margin_px=2, cache_dir=tmp_path)
-    assert (tmp_path / "paddleocr" / "PP-OCRv6_small_det" / "inference.onnx").is_file()
-    ours, theirs = rapidocr(page_rgb()).mask > 0, paddle(page_rgb()).mask > 0
-    assert (ours & theirs).sum() / (ours | theirs).sum() > 0.95
 
 
 def test_a_line_over_half_the_image_is_dropped():

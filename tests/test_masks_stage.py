@@ -58,6 +58,11 @@ def index_of(out_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(out_dir / "index.parquet")
 
 
+def run_facts(workdir: Path) -> dict:
+    """What the last run wrote beside its metrics: counts of this run, seconds, whether it resumed."""
+    return json.loads((workdir / "reports/runs/masks.json").read_text())
+
+
 def test_stage_writes_masks_index_metrics_and_figure(synthpriv_data, in_tmp):
     cfg = parse_config(stage_params(synthpriv_data, in_tmp))
     metrics = stage.main(cfg)
@@ -74,8 +79,9 @@ def test_stage_writes_masks_index_metrics_and_figure(synthpriv_data, in_tmp):
         assert all(len(box) == 5 and 0 <= box[0] < box[2] <= 96 for box in json.loads(row.face_boxes))
     assert not index["fallback"].any()
     assert set(metrics["backends"]) == {"human.simulated", "text.rapidocr", "face.mediapipe"}
-    assert metrics["computed"] == N_IMAGES and metrics["failed"] == 0 and metrics["resumed"] is False
-    assert metrics["backends"]["text.rapidocr"]["images_per_s"] > 0
+    facts = run_facts(in_tmp)
+    assert facts["computed"] == N_IMAGES and metrics["failed"] == 0 and facts["resumed"] is False
+    assert facts["backends"]["text.rapidocr"]["images_per_s"] > 0 and "seconds" not in json.dumps(metrics)
     assert 0 < metrics["backends"]["text.rapidocr"]["coverage"] < 0.6
     assert json.loads((in_tmp / "reports/metrics/masks.json").read_text()) == metrics
     assert (in_tmp / stage.FIGURE_PATH).stat().st_size > 20_000
@@ -103,16 +109,39 @@ def test_killed_run_resumes_and_a_finished_one_starts_afresh(synthpriv_data, in_
     untouched = out / "text" / f"{ids[10]}.png"
     stamp = untouched.stat().st_mtime_ns
 
-    metrics = stage.main(cfg)
-    assert metrics["resumed"] is True
-    assert metrics["computed"] == len({*ids[:3], ids[5], torn_id})
+    stage.main(cfg)
+    assert run_facts(in_tmp)["resumed"] is True
+    assert run_facts(in_tmp)["computed"] == len({*ids[:3], ids[5], torn_id})
     assert untouched.stat().st_mtime_ns == stamp  # valid masks are not rewritten
     assert np.asarray(Image.open(damaged)).shape == (96, 96)
     pd.testing.assert_frame_equal(index_of(out), before)
 
-    again = stage.main(cfg)  # after a completed run: DVC re-runs only on change, so start afresh
-    assert again["resumed"] is False and again["computed"] == N_IMAGES
+    stage.main(cfg)  # after a completed run: DVC re-runs only on change, so start afresh
+    assert run_facts(in_tmp)["resumed"] is False and run_facts(in_tmp)["computed"] == N_IMAGES
     assert untouched.stat().st_mtime_ns != stamp
+
+
+def test_two_runs_with_two_workers_write_byte_identical_outputs(synthpriv_data, tmp_path, monkeypatch,
+                                                               model_cache):  # noqa: F811
+    """Workers finish in any order; what the stage writes must not depend on it."""
+    monkeypatch.setenv(stage.CACHE_ENV, str(model_cache))
+    outputs = []
+    for run in ("first", "second"):
+        workdir = tmp_path / run
+        workdir.mkdir()
+        monkeypatch.chdir(workdir)
+        params = stage_params(synthpriv_data, tmp_path, workers=2)
+        params["masks"]["out_dir"] = "masks"  # relative, as in the pipeline: the index stores these paths
+        stage.main(parse_config(params))
+        files = sorted(p for p in workdir.rglob("*") if p.is_file() and not {"runs", "mlartifacts"} & set(p.parts))
+        outputs.append({str(p.relative_to(workdir)): p.read_bytes() for p in files})
+    first, second = outputs
+    assert {"masks/index.parquet", "masks/faces.jsonl", "reports/metrics/masks.json"} <= set(first)
+    assert len([name for name in first if name.startswith("masks/text/")]) == N_IMAGES
+    assert sorted(first) == sorted(second)
+    assert [name for name in first if first[name] != second[name]] == []
+    face_ids = [json.loads(line)["image_id"] for line in first["masks/faces.jsonl"].decode().splitlines()]
+    assert face_ids == sorted(face_ids) and len(face_ids) == N_IMAGES
 
 
 def test_changed_settings_do_not_resume(synthpriv_data, in_tmp):
@@ -121,8 +150,8 @@ def test_changed_settings_do_not_resume(synthpriv_data, in_tmp):
     state = json.loads((out / ".state.json").read_text())
     (out / ".state.json").write_text(json.dumps({**state, "complete": False}))  # killed ...
     narrow = {p.name: np.asarray(Image.open(p)) for p in (out / "text").iterdir()}
-    metrics = stage.main(parse_config(stage_params(synthpriv_data, in_tmp, text_margin_px=3)))  # ... then edited
-    assert metrics["resumed"] is False and metrics["computed"] == N_IMAGES
+    stage.main(parse_config(stage_params(synthpriv_data, in_tmp, text_margin_px=3)))  # ... then edited
+    assert run_facts(in_tmp)["resumed"] is False and run_facts(in_tmp)["computed"] == N_IMAGES
     wide = {p.name: np.asarray(Image.open(p)) for p in (out / "text").iterdir()}
     assert sum(int((wide[n] > 0).sum()) for n in wide) > sum(int((narrow[n] > 0).sum()) for n in narrow)
 
@@ -161,7 +190,7 @@ def test_bad_input_fails_the_stage_then_falls_back_within_budget(synthpriv_data,
 
     params["masks"]["failure_budget"] = 2
     metrics = stage.main(parse_config(params))  # resumes: only the two failed images are retried
-    assert metrics["resumed"] is True and metrics["failed"] == 2
+    assert run_facts(in_tmp)["resumed"] is True and metrics["failed"] == 2
     index = index_of(out).set_index("image_id")
     assert set(index.index[index["fallback"]]) == {truncated, unparsed}
     assert (np.asarray(Image.open(index.loc[truncated, "human_path"])) == 255).all()  # no weighting
@@ -215,6 +244,6 @@ def test_masks_stage_runs_in_the_pipeline(project, model_cache, monkeypatch):  #
     manifests = pd.concat([read_manifest(project / f"data/manifests/{s}.parquet") for s in ("train", "val", "test")])
     assert sorted(index["image_id"]) == sorted(manifests["image_id"])
     assert all((project / p).is_file() for p in [*index["human_path"], *index["text_path"]])
-    metrics = json.loads((project / "reports/metrics/masks.json").read_text())
-    assert metrics["workers"] == 2 and metrics["computed"] == N_IMAGES and metrics["failed"] == 0
+    metrics, facts = json.loads((project / "reports/metrics/masks.json").read_text()), run_facts(project)
+    assert facts["workers"] == 2 and facts["computed"] == N_IMAGES and metrics["failed"] == 0
     assert "masks" not in dvc("status", "masks").stdout.replace("Data and pipelines are up to date", "")

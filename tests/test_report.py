@@ -65,3 +65,19 @@ def test_parse_experiments_reads_dvc_exp_show_json():
     assert sorted((r["switches"]["use_cropped"], r["privacy"]["test"]["pearson"]) for r in rows) == [
         (False, 0.7), (True, 0.8)]  # workspace and HEAD held the same results: one row
     assert sorted(r["cam_miou"]["train"] for r in rows) == [0.175, 0.2]
+
+
+def test_committed_tables_are_regenerated_byte_identical_from_the_committed_metrics():
+    """reports/tables.md is what the report code makes of the committed metrics and ablation file."""
+    from ops.common import load_params
+    from privobfnet.report import render_tables
+    from tests.conftest import REPO
+
+    def read(path):
+        return json.loads((REPO / path).read_text())
+
+    tables, metrics = render_tables(load_params(REPO / "params.yaml"), read("reports/metrics/evaluate.json"),
+                                    read("reports/metrics/pseudo_labels.json"),
+                                    read("reports/ablation.json")["experiments"])
+    assert tables == (REPO / "reports/tables.md").read_text()
+    assert metrics == read("reports/metrics/report.json")

@@ -13,6 +13,7 @@ from PIL import Image
 from privobfnet.config import ParserNoise
 from privobfnet.data import synthpriv
 from privobfnet.data.images import load_mask, load_rgb
+from privobfnet.data.vispr import read_user_profiles
 from privobfnet.data.synthpriv import (
     ATTRIBUTE_IDS, ATTRIBUTES, generate_sample, min_region_pixels, user_preferences, write_synthpriv,
 )
@@ -125,8 +126,14 @@ def test_write_synthpriv_layout(ci_config, tmp_path):
     assert stats["images"] == 8 and sum(stats["label_counts"].values()) >= 8
     assert sorted(p.name for p in root.parent.iterdir()) == ["synthpriv"]  # no temp folders left
     assert (root / "attributes.tsv").read_text().splitlines()[0] == "idx\tattribute_id\tgroup\tdescription"
-    profiles = (root / "user_profiles.tsv").read_text().splitlines()
-    assert profiles[0].split("\t") == ["profile_id", *ATTRIBUTE_IDS] and len(profiles) == 1 + 30
+    # VPA's layout: no header, one row per attribute but a0_safe: id, description, 30 float ratings
+    profiles_file = root / "user_studies" / "user_profiles.tsv"
+    profiles = [line.split("\t") for line in profiles_file.read_text().splitlines()]
+    assert [row[0] for row in profiles] == list(ATTRIBUTE_IDS[1:]) and all(len(row) == 2 + 30 for row in profiles)
+    assert profiles[0][1] == ATTRIBUTES[1].description and all("." in v for row in profiles for v in row[2:])
+    read_back = read_user_profiles(profiles_file, list(ATTRIBUTE_IDS))
+    np.testing.assert_array_equal(read_back, user_preferences(30, cfg.seed))  # a0_safe read back as 1
+    assert not (root / "user_profiles.tsv").exists()
     meta = json.loads((root / "synthpriv.json").read_text())
     assert meta["seed"] == cfg.seed and meta["synthpriv"]["image_size"] == 96
     for split, n in cfg.data.splits.items():

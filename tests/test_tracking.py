@@ -91,3 +91,23 @@ def test_stage_runs_of_one_pipeline_nest_under_one_parent(ci_config, monkeypatch
                                  filter_string="tags.`privobfnet.kind` = 'pipeline'")
     assert sorted((p.info.run_name, p.info.status) for p in parents) == [
         ("pipeline pipe-10", "FINISHED"), ("pipeline pipe-9", "FAILED")]
+
+
+def test_manifests_are_logged_as_dataset_inputs_with_their_dvc_md5(ci_config, tmp_path):
+    import hashlib
+
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    for split in ("train", "test"):
+        (manifests / f"{split}.parquet").write_bytes(f"manifest of {split}".encode())
+    with stage_run("train_ensemble", ci_config, ["train"]) as run:
+        run.log_manifests(manifests, "synthpriv", {"test": "evaluation", "train": "training"})
+        run.log_step({"loss.total": 1.5, "lr": 0.1}, step=1)  # queued, flushed before the run ends
+    (r,) = _runs(ci_config)
+    logged = {(i.dataset.name, i.dataset.digest, {t.key: t.value for t in i.tags}["mlflow.data.context"],
+               {t.key: t.value for t in i.tags}["split"]) for i in r.inputs.dataset_inputs}
+    md5 = {split: hashlib.md5(f"manifest of {split}".encode()).hexdigest() for split in ("train", "test")}
+    assert logged == {("synthpriv/train", md5["train"], "training", "train"),
+                      ("synthpriv/test", md5["test"], "evaluation", "test")}
+    history = mlflow.MlflowClient().get_metric_history(r.info.run_id, "loss.total")
+    assert [(m.step, m.value) for m in history] == [(1, 1.5)]

@@ -24,7 +24,8 @@ from ops.common import resolve_profile
 from ops.tracking import STAGE_RUNS
 from tests.conftest import REPO
 from privobfnet.config import parse_config
-from stages.train_ensemble import finite, lr_at
+from privobfnet.ensemble_data import finite
+from stages.train_ensemble import lr_at
 from tests.fixtures_masks import write_fixture_masks
 
 
@@ -182,3 +183,32 @@ def test_killed_run_resumes_to_the_same_weights(prepared, finished, tmp_path):
     assert not unequal, f"tensors differ from the uninterrupted run: {unequal[:5]}"
     loss_csv = "reports/plots/train_ensemble_loss.csv"
     assert (root / loss_csv).read_text() == (finished / loss_csv).read_text()
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_stops_naming_iteration_and_terms_and_keeps_the_last_checkpoint(prepared, tmp_path,
+                                                                                           monkeypatch):
+    import stages.train_ensemble as stage
+    from ops.common import load_params
+    from privobfnet.trainer import NonFiniteLoss
+
+    root = _copy(prepared, tmp_path)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    real, calls = stage.ensemble_losses, []
+
+    def poisoned_at_step_3(*args, **kwargs):
+        losses = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            losses["image"] = losses["image"] * float("nan")
+            losses["total"] = losses["total"] + losses["image"]
+        return losses
+
+    monkeypatch.setattr(stage, "ensemble_losses", poisoned_at_step_3)
+    with pytest.raises(NonFiniteLoss, match=r"iteration 3: non-finite loss \(total=nan, .*image=nan"):
+        stage.main(load_params(root / "params.yaml"))
+    state = torch.load(root / "checkpoints/ensemble/last.pt", weights_only=True)
+    assert state["iteration"] == 2 and len(state["history"]) == 2  # the checkpoint before the bad step
+    assert not (root / "checkpoints/ensemble/final.pt").exists()
+    assert not (root / "reports/metrics/train_ensemble.json").exists()

@@ -39,7 +39,7 @@ def good_mask(value: int = 2) -> np.ndarray:
 def make_dataset() -> dict[str, list[dict]]:
     """train: a JPEG and a PNG with masks, a JPEG without; val: two JPEGs without scores."""
     write_jpeg(RAW / "t1.jpg", W, H, noise=True)
-    write_palette_mask(RAW / "t1_mask.png", good_mask(1))
+    write_palette_mask(RAW / "t1_mask.png", good_mask(2))  # a9_face_complete, t1's one label
     (RAW / "t2.png").parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (W, H), (10, 200, 30)).save(RAW / "t2.png")
     write_palette_mask(RAW / "t2_mask.png", good_mask(3))
@@ -88,10 +88,12 @@ def harness(tmp_path, monkeypatch, ci_config):
 
     monkeypatch.setattr(validate, "stage_run", fake_stage_run)
 
-    def run(records, *, skipped=None, validate_changes=None, **data_changes):
+    def run(records, *, skipped=None, validate_changes=None, attrs=None, **data_changes):
         manifests = {s: build_manifest(r, dataset="synthpriv", class_names=CLASSES) for s, r in records.items()}
         for split, n in (skipped or {}).items():
             manifests[split].attrs["skipped"] = n
+        for split, extra in (attrs or {}).items():
+            manifests[split].attrs.update(extra)
         monkeypatch.setattr(validate, "read_dataset", lambda data_cfg: manifests)
         data_changes.setdefault("splits", {"train": 3, "val": 2})
         cfg = with_changes(ci_config, "data", **data_changes)
@@ -122,7 +124,7 @@ def test_good_dataset_passes_and_writes_manifests(harness):
     assert train["image_id"].tolist() == ["t1", "t2", "t3"] and train["labels"].tolist()[1] == [0, 1, 1]
     assert train.attrs["class_names"] == CLASSES and "file_exists" not in train.columns
     report = Path("reports/validation.md").read_text()
-    assert "PASSED" in report and "FAIL" not in report and report.count("| pass |") == 2 * 13
+    assert "PASSED" in report and "FAIL" not in report and report.count("| pass |") == 2 * 17
     assert json.loads(Path("reports/metrics/validate.json").read_text()) == metrics
     assert harness.calls == [("validate", ["data", "validate"])] and harness.fake.logged == [metrics]
     assert not list(Path(harness.cfg.data.manifest_dir).glob(".*.tmp"))  # atomic writes left no temp file
@@ -149,16 +151,6 @@ def _truncated_jpeg(recs):
 def _jpeg_header_cut(recs):
     truncate_file(RAW / "t3.jpg", keep=0.3)
     return "t3.jpg", "image decodes", "not a readable image"
-
-
-def _rgba_png(recs):
-    Image.new("RGBA", (W, H), (1, 2, 3, 4)).save(RAW / "t2.png")
-    return "t2.png", "image decodes", "alpha channel"
-
-
-def _png_16bit(recs):
-    Image.fromarray(np.full((H, W), 40000, dtype=np.uint16)).save(RAW / "t2.png")
-    return "t2.png", "image decodes", "16-bit"
 
 
 def _bomb(recs):
@@ -196,6 +188,21 @@ def _mask_value(recs):
     return "t2_mask.png", "mask has the image's size", "mask label out of range"
 
 
+def _mask_class_not_labelled(recs):
+    write_palette_mask(RAW / "t1_mask.png", good_mask(3))  # a17_color painted, t1 labelled a9 only
+    return "t1_mask.png", "mask classes are among the image's labels", "a17_color (value 3) painted but not labelled"
+
+
+def _safe_with_another(recs):
+    recs["train"][2]["labels"] = [1, 0, 1]
+    return "t3.jpg", "a0_safe is not combined with another attribute", "labels = [1, 0, 1]"
+
+
+def _id_in_two_splits(recs):
+    recs["val"][0]["image_id"] = "t3"
+    return "t3.jpg", "image id is in no other split", "also in split 'val' (raw/v1.jpg)"
+
+
 def _mask_missing(recs):
     os.remove(RAW / "t1_mask.png")
     return "t1_mask.png", "mask file exists", "file missing"
@@ -207,8 +214,9 @@ def _manifest_size(recs):
 
 
 BAD_INPUTS = [
-    _dup_id, _missing_file, _truncated_jpeg, _jpeg_header_cut, _rgba_png, _png_16bit, _bomb,
-    _label_two, _label_length, _no_label, _score, _mask_size, _mask_value, _mask_missing, _manifest_size,
+    _dup_id, _missing_file, _truncated_jpeg, _jpeg_header_cut, _bomb, _label_two, _label_length, _no_label,
+    _score, _mask_size, _mask_value, _mask_class_not_labelled, _safe_with_another, _id_in_two_splits,
+    _mask_missing, _manifest_size,
 ]
 
 
@@ -334,3 +342,46 @@ def test_mlflow_run_mirrors_metrics_and_is_marked_failed(tmp_path, monkeypatch, 
     assert runs["status"].tolist() == ["FAILED"] and runs["tags.privobfnet.stage"].tolist() == ["validate"]
     assert runs["metrics.splits.train.failed_expectations"].tolist() == [1.0]
     assert runs["metrics.splits.val.rows"].tolist() == [2.0]
+
+
+def test_every_image_mode_passes_once_converted(harness):
+    Image.new("CMYK", (W, H), (10, 200, 30, 40)).save(RAW / "t1.jpg")  # Adobe-style CMYK JPEG
+    Image.new("RGBA", (W, H), (1, 2, 3, 4)).save(RAW / "t2.png")  # a screenshot with alpha
+    Image.fromarray(np.full((H, W), 40000, dtype=np.uint16)).save(RAW / "t3.png")
+    harness.records["train"][2]["path"] = str(RAW / "t3.png")
+    metrics = harness(harness.records)
+    assert metrics["success"] and metrics["splits"]["train"]["decoded"] == 3
+
+
+def test_splits_may_share_ids_only_where_the_data_set_nests_them(harness):
+    nested = [dict(r, split="train_aug") for r in harness.records["train"]]
+    records = {**harness.records, "train_aug": nested}
+    splits = {"train": 3, "val": 2, "train_aug": 3}
+    assert harness(records, dataset="voc", splits=splits)["success"]  # VOC's train lies in train_aug
+    with pytest.raises(validate.ValidationFailed) as failure:
+        harness(records, dataset="synthpriv", splits=splits)
+    block = failure_block(failure.value.summary, "image id is in no other split")
+    assert "`t1` `raw/t1.jpg`: also in split 'train_aug' (raw/t1.jpg)" in block and "3 of 3 rows" in block
+
+
+def test_a_split_left_empty_after_skipping_fails_naming_its_source(harness):
+    records = {**harness.records, "val": []}
+    source = "raw/annotations/instances_val2014.json"
+    with pytest.raises(validate.ValidationFailed) as failure:
+        harness(records, skipped={"val": 2}, attrs={"val": {"source": source}})
+    block = failure_block(failure.value.summary, "split has at least one row")
+    assert f"`{source}`" in block and "0 rows" in block
+    report = Path("reports/validation.md").read_text()
+    assert "| row count equals data.splits.val (2) minus 2 images without annotations | pass |" in report
+    assert not manifest_files(harness.cfg)
+
+
+@pytest.mark.parametrize("score, passes", [(-0.5, True), (-0.7, False)])
+def test_score_range_follows_the_rescale(harness, score, passes):
+    harness.records["train"][1]["privacy_score"] = score
+    if passes:
+        assert harness(harness.records, privacy_rescale="vpa")["success"]
+        return
+    with pytest.raises(validate.ValidationFailed) as failure:
+        harness(harness.records, privacy_rescale="vpa")
+    assert "privacy_score = -0.7" in failure_block(failure.value.summary, "privacy_score is in [-0.6, 1] or null")

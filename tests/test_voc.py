@@ -121,3 +121,30 @@ def test_missing_split_list_names_the_file(root):
     with pytest.raises(DataError, match="split list missing") as err:
         read_voc_split(str(root), "trainval", max_pixels=MAX_PIXELS)
     assert err.value.path == str(voc_dir(root) / "ImageSets" / "Segmentation" / "trainval.txt")
+
+
+def test_mask_classes_must_be_among_the_xml_labels(root):
+    from privobfnet.data.checks import row_checks, split_overlaps
+    from privobfnet.data.readers import SHARED_SPLITS
+
+    def checked(split):
+        df = read_voc_split(str(root), split, max_pixels=MAX_PIXELS)
+        return row_checks(df, max_pixels=MAX_PIXELS, allow_grayscale=True, decode_sample=0, seed=0)
+
+    good = checked("train_aug")
+    assert good["mask_classes_in_labels"].fillna(True).all() and good["mask_classes_in_labels"].isna().tolist() == [
+        False, True, False]  # 039 has no mask: nothing to check
+    # 2009_000001 is labelled bird (value 3); paint a cat (value 8) into its SBD mask
+    mask = np.full((32, 32), 3, dtype=np.uint8)
+    mask[:8, :8] = 8
+    write_gray_mask(voc_dir(root) / "SegmentationClassAug" / "2009_000001.png", mask)
+    bad = checked("train_aug")
+    assert bad["mask_classes_in_labels"].fillna(True).tolist() == [True, True, False]
+    error = bad["mask_label_error"][2]
+    assert error.startswith(str(voc_dir(root) / "SegmentationClassAug" / "2009_000001.png"))
+    assert "mask class not in the image's labels: cat (value 8) painted but not labelled" in error
+    # VOC's train lies inside SBD's train_aug by design; val shares nothing with either
+    manifests = {s: read_voc_split(str(root), s, max_pixels=MAX_PIXELS) for s in ("train", "val", "train_aug")}
+    overlaps = split_overlaps(manifests, allowed=SHARED_SPLITS["voc"])
+    assert all(overlaps[s].isna().all() for s in manifests)
+    assert split_overlaps(manifests)["train"].notna().all()  # without the design's exception they clash

@@ -8,17 +8,22 @@ Three-valued columns (pandas ``boolean``): True = checked and good, False = chec
 null = not checked. Null means "no mask for this row" for the mask columns, and "header read fine
 but the full decode was skipped" for ``decodes`` (see ``decode_sample``). Expectations therefore
 ignore nulls and fail on any False.
+
+``split_overlaps`` is the one check across splits: which rows share their image id with another
+split that the data set does not nest by design.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from privobfnet.data.errors import DataError
-from privobfnet.data.images import image_size, load_mask, load_rgb
+from privobfnet.data.images import IGNORE_INDEX, image_size, load_mask, load_rgb
+from privobfnet.data.vispr import SAFE_ID  # an image with nothing private: the label stands alone
 
 CHECK_COLUMNS = [
     "file_exists",
@@ -29,9 +34,12 @@ CHECK_COLUMNS = [
     "labels_length",
     "labels_binary",
     "n_labels",
+    "safe_alone",
     "mask_exists",
     "mask_matches_image",
     "mask_error",
+    "mask_classes_in_labels",
+    "mask_label_error",
 ]
 
 
@@ -72,36 +80,61 @@ def _check_image(path: object, *, decode: bool, max_pixels: int, allow_grayscale
 
 
 def _check_mask(
-    mask_path: object, image_wh: tuple[int, int], *, decode: bool, n_classes: int, max_pixels: int
+    mask_path: object,
+    image_wh: tuple[int, int],
+    labels: set[int],
+    *,
+    decode: bool,
+    class_names: list[str],
+    max_pixels: int,
 ) -> dict:
-    """mask_exists, mask_matches_image (size and values) and mask_error; nulls when no mask."""
+    """mask_exists, mask_matches_image (size and values), mask_error, and whether every class in
+    the mask is among the image's ``labels`` (mask_classes_in_labels, mask_label_error); nulls when
+    there is no mask, and for the classes when it was not decoded."""
+    unchecked = dict(mask_classes_in_labels=None, mask_label_error=None)
     if _is_missing(mask_path):
-        return dict(mask_exists=None, mask_matches_image=None, mask_error=None)
+        return dict(mask_exists=None, mask_matches_image=None, mask_error=None, **unchecked)
     mask_path = str(mask_path)
     if not os.path.isfile(mask_path):
         error = str(DataError(mask_path, "file missing"))
-        return dict(mask_exists=False, mask_matches_image=None, mask_error=error)
+        return dict(mask_exists=False, mask_matches_image=None, mask_error=error, **unchecked)
+    classes = None
     try:
         if decode:
-            height, width = load_mask(mask_path, n_classes=n_classes, max_pixels=max_pixels).shape
+            mask = load_mask(mask_path, n_classes=len(class_names), max_pixels=max_pixels)
+            height, width = mask.shape
+            classes = {int(v) - 1 for v in np.unique(mask) if v not in (0, IGNORE_INDEX)}
         else:  # header only: the size is checked, the values are not
-            width, height = image_size(mask_path, max_pixels=max_pixels)
+            width, height = image_size(mask_path, max_pixels=max_pixels, apply_exif=False)
     except DataError as exc:
-        return dict(mask_exists=True, mask_matches_image=False, mask_error=str(exc))
+        return dict(mask_exists=True, mask_matches_image=False, mask_error=str(exc), **unchecked)
+    if classes is not None:
+        stray = sorted(classes - labels)
+        unchecked = dict(mask_classes_in_labels=not stray, mask_label_error=None)
+        if stray:
+            names = ", ".join(f"{class_names[c]} (value {c + 1})" for c in stray)
+            detail = f"{names} painted but not labelled"
+            unchecked["mask_label_error"] = str(DataError(mask_path, "mask class not in the image's labels", detail))
     if (width, height) != tuple(image_wh):
         detail = f"mask is {width}x{height}, image is {image_wh[0]}x{image_wh[1]}"
         error = str(DataError(mask_path, "mask size differs from image size", detail))
-        return dict(mask_exists=True, mask_matches_image=False, mask_error=error)
-    return dict(mask_exists=True, mask_matches_image=True, mask_error=None)
+        return dict(mask_exists=True, mask_matches_image=False, mask_error=error, **unchecked)
+    return dict(mask_exists=True, mask_matches_image=True, mask_error=None, **unchecked)
 
 
-def _check_labels(labels: object, n_classes: int) -> dict:
-    """labels_length, labels_binary (every value 0 or 1) and n_labels (non-zero entries)."""
+def _check_labels(labels: object, class_names: list[str]) -> dict:
+    """labels_length, labels_binary (every value 0 or 1), n_labels (non-zero entries) and
+    safe_alone (a0_safe is not combined with another label; null where there is no a0_safe)."""
     values = [] if _is_missing(labels) else [int(v) for v in np.asarray(labels).ravel()]
+    n_labels = sum(1 for v in values if v != 0)
+    safe_alone = None
+    if SAFE_ID in class_names and len(values) == len(class_names):
+        safe_alone = not (values[class_names.index(SAFE_ID)] != 0 and n_labels > 1)
     return dict(
         labels_length=len(values),
         labels_binary=all(v in (0, 1) for v in values),
-        n_labels=sum(1 for v in values if v != 0),
+        n_labels=n_labels,
+        safe_alone=safe_alone,
     )
 
 
@@ -124,7 +157,7 @@ def row_checks(
         seed: picks the sample.
         decode_images: False reads headers only (``decodes`` null wherever the header is fine).
     """
-    n_classes = len(df.attrs["class_names"])
+    class_names = list(df.attrs["class_names"])
     if decode_images:
         decode = decode_selection(df["image_id"], decode_sample=decode_sample, seed=seed)
     else:
@@ -141,20 +174,47 @@ def row_checks(
         if image["size_matches_manifest"] is False:
             detail = f"file is {found[0]}x{found[1]}, manifest says {expected[0]}x{expected[1]}"
             image["size_error"] = str(DataError(path, "image size differs from the manifest", detail))
+        label_checks = _check_labels(labels, class_names)
+        present = set() if _is_missing(labels) else {i for i, v in enumerate(np.asarray(labels).ravel()) if v}
         # compare the mask with the real image size when it could be read, else with the manifest's
         mask = _check_mask(
-            mask_path, found or expected, decode=bool(full), n_classes=n_classes, max_pixels=max_pixels
+            mask_path, found or expected, present, decode=bool(full), class_names=class_names, max_pixels=max_pixels
         )
-        rows.append({**image, **_check_labels(labels, n_classes), **mask})
+        rows.append({**image, **label_checks, **mask})
     checks = pd.DataFrame.from_records(rows, columns=CHECK_COLUMNS, index=df.index)
     out = df.copy()
     out.attrs = dict(df.attrs)
     for column in ("file_exists", "labels_binary"):
         out[column] = checks[column].astype(bool)
-    for column in ("decodes", "size_matches_manifest", "mask_exists", "mask_matches_image"):
+    boolean = ("decodes", "size_matches_manifest", "safe_alone", "mask_exists", "mask_matches_image",
+               "mask_classes_in_labels")
+    for column in boolean:
         out[column] = checks[column].astype("boolean")
     for column in ("labels_length", "n_labels"):
         out[column] = checks[column].astype("int64")
-    for column in ("decode_error", "size_error", "mask_error"):
+    for column in ("decode_error", "size_error", "mask_error", "mask_label_error"):
         out[column] = checks[column].astype("string")
+    return out
+
+
+def split_overlaps(
+    manifests: Mapping[str, pd.DataFrame], *, allowed: Iterable[tuple[str, str]] = ()
+) -> dict[str, pd.Series]:
+    """Per split, per row: null, or a text naming the other splits that hold the same image id.
+
+    ``allowed``: pairs of splits that may share ids by the data set's design (VOC's train lies
+    inside SBD's train_aug); every other pair must be disjoint.
+    """
+    permitted = {frozenset(pair) for pair in allowed}
+    where: dict[str, list[tuple[str, str]]] = {}  # image id -> [(split, path)]
+    for split, df in manifests.items():
+        for image_id, path in zip(df["image_id"], df["path"]):
+            where.setdefault(str(image_id), []).append((split, str(path)))
+    out = {}
+    for split, df in manifests.items():
+        texts = []
+        for image_id in df["image_id"]:
+            others = [(s, p) for s, p in where[str(image_id)] if s != split and frozenset((s, split)) not in permitted]
+            texts.append("; ".join(f"also in split {s!r} ({p})" for s, p in others) or None)
+        out[split] = pd.Series(texts, index=df.index, dtype="string")
     return out

@@ -4,7 +4,8 @@ Layout under the data set root (e.g. ``data/raw/coco``)::
 
     {train2014,val2014}/COCO_<split>_<id:012d>.jpg
     annotations/instances_<split>.json
-    SegmentationClass/<split>/<image_id>.png      written by ``render_semantic_masks``
+    SegmentationClass/<split>/<image_id>.png          written by ``render_semantic_masks``
+    SegmentationClassFileOrder/<split>/<image_id>.png the same with ``overlap="file_order"``
 
 Conventions (those of the WSSS literature on COCO):
 - 80 classes, index = rank of the category id (1..90 with gaps) -> 0..79.
@@ -12,8 +13,11 @@ Conventions (those of the WSSS literature on COCO):
 - Images without any annotation have no label; they are left out of the manifest and counted in
   ``attrs["skipped"]`` (train2014: 82,783 images, 82,081 annotated; val2014: 40,504 / 40,137).
 - Semantic masks paint every instance, crowd regions included (with their class, as detectron2's
-  panoptic-to-semantic conversion does), in order of decreasing pixel area, so a small object
-  lying on a larger one stays visible; equal areas keep the file's annotation order.
+  panoptic-to-semantic conversion does). Where instances overlap, ``data.coco_overlap`` decides:
+  ``largest_first`` (default) paints in order of decreasing pixel area, so a small object lying
+  on a larger one stays visible (equal areas keep the file's order); ``file_order`` paints in the
+  order of the file's ``annotations`` list, so the later annotation wins. Each rule renders into
+  its own folder, so switching never leaves masks of the other rule behind.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ import tempfile
 
 import numpy as np
 import pandas as pd
+from typing import Literal
+
 from pycocotools.coco import COCO
 
 from privobfnet.data.errors import DataError
@@ -53,15 +59,20 @@ COCO_CATEGORIES = [
 COCO_CLASSES = [name for _, name in COCO_CATEGORIES]
 CATEGORY_INDEX = {cat_id: index for index, (cat_id, _) in enumerate(COCO_CATEGORIES)}
 
+Overlap = Literal["largest_first", "file_order"]
+MASK_FOLDERS = {"largest_first": "SegmentationClass", "file_order": "SegmentationClassFileOrder"}
+
 
 def instances_path(root: str | os.PathLike, split: str) -> str:
     """annotations/instances_<split>.json under ``root``."""
     return os.path.join(root, "annotations", f"instances_{split}.json")
 
 
-def mask_path_for(root: str | os.PathLike, split: str, image_id: int | str) -> str:
-    """SegmentationClass/<split>/<image_id>.png under ``root`` (it may not exist yet)."""
-    return os.path.join(root, "SegmentationClass", split, f"{image_id}.png")
+def mask_path_for(
+    root: str | os.PathLike, split: str, image_id: int | str, overlap: Overlap = "largest_first"
+) -> str:
+    """<overlap's folder>/<split>/<image_id>.png under ``root`` (it may not exist yet)."""
+    return os.path.join(root, MASK_FOLDERS[overlap], split, f"{image_id}.png")
 
 
 def load_coco(path: str | os.PathLike) -> COCO:
@@ -100,19 +111,24 @@ def image_labels(coco: COCO, image_id: int) -> list[int]:
     return sorted({CATEGORY_INDEX[a["category_id"]] for a in anns})
 
 
-def semantic_mask(coco: COCO, image_id: int) -> np.ndarray:
+def semantic_mask(coco: COCO, image_id: int, overlap: Overlap = "largest_first") -> np.ndarray:
     """(H, W) uint8 class mask of one image: 0 background, class index + 1 for each instance.
 
-    Polygons and RLE (crowd) segmentations are both decoded by ``annToMask``. Instances are
-    painted largest first, so where they overlap the smaller one wins.
+    Polygons and RLE (crowd) segmentations are both decoded by ``annToMask``. Where instances
+    overlap, ``largest_first`` lets the smaller one win and ``file_order`` the later annotation.
     """
+    if overlap not in MASK_FOLDERS:
+        raise ValueError(f"unknown overlap rule {overlap!r} (known: {', '.join(MASK_FOLDERS)})")
     info = coco.imgs[image_id]
     mask = np.zeros((info["height"], info["width"]), dtype=np.uint8)
     anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=None))
     binaries = [coco.annToMask(a) for a in anns]
     areas = [int(b.sum()) for b in binaries]
-    for order in sorted(range(len(anns)), key=lambda i: -areas[i]):  # stable: ties keep file order
-        mask[binaries[order] > 0] = CATEGORY_INDEX[anns[order]["category_id"]] + 1
+    order = range(len(anns))  # getAnnIds keeps the file's order
+    if overlap == "largest_first":
+        order = sorted(order, key=lambda i: -areas[i])  # stable: ties keep file order
+    for i in order:
+        mask[binaries[i] > 0] = CATEGORY_INDEX[anns[i]["category_id"]] + 1
     return mask
 
 
@@ -128,28 +144,35 @@ def _save_png_atomically(mask: np.ndarray, path: str) -> None:
             os.unlink(tmp)
 
 
-def render_semantic_masks(root: str | os.PathLike, split: str, *, overwrite: bool = False) -> int:
-    """Write SegmentationClass/<split>/<image_id>.png for every annotated image; returns how many.
+def render_semantic_masks(
+    root: str | os.PathLike, split: str, *, overwrite: bool = False, overlap: Overlap = "largest_first"
+) -> int:
+    """Write <overlap's folder>/<split>/<image_id>.png for every annotated image; returns how many.
 
     Existing PNGs are kept unless ``overwrite``; each write is atomic (temp file, then rename).
     """
     coco = load_coco(instances_path(root, split))
-    out_dir = os.path.join(root, "SegmentationClass", split)
+    out_dir = os.path.dirname(mask_path_for(root, split, 0, overlap))
     os.makedirs(out_dir, exist_ok=True)
     written = 0
     for image_id in sorted(coco.imgs):
         if not coco.imgToAnns.get(image_id):
             continue  # no annotation: not in the manifest either
-        path = mask_path_for(root, split, image_id)
+        path = mask_path_for(root, split, image_id, overlap)
         if os.path.exists(path) and not overwrite:
             continue
-        _save_png_atomically(semantic_mask(coco, image_id), path)
+        _save_png_atomically(semantic_mask(coco, image_id, overlap), path)
         written += 1
     return written
 
 
-def read_coco_split(root: str | os.PathLike, split: str, *, max_pixels: int) -> pd.DataFrame:
-    """Manifest of one COCO split (train2014, val2014); ``attrs["skipped"]`` counts unlabelled images."""
+def read_coco_split(
+    root: str | os.PathLike, split: str, *, max_pixels: int, overlap: Overlap = "largest_first"
+) -> pd.DataFrame:
+    """Manifest of one COCO split (train2014, val2014); ``attrs["skipped"]`` counts unlabelled images.
+
+    ``mask_path`` points at the masks rendered with the ``overlap`` rule (null until rendered).
+    """
     json_path = instances_path(root, split)
     coco = load_coco(json_path)
     records, skipped = [], 0
@@ -166,7 +189,7 @@ def read_coco_split(root: str | os.PathLike, split: str, *, max_pixels: int) -> 
                 "image size differs from its annotation file",
                 f"{width}x{height} on disk, {info.get('width')}x{info.get('height')} in {json_path}",
             )
-        mask_path = mask_path_for(root, split, image_id)
+        mask_path = mask_path_for(root, split, image_id, overlap)
         records.append(
             {
                 "image_id": str(image_id),
@@ -181,4 +204,5 @@ def read_coco_split(root: str | os.PathLike, split: str, *, max_pixels: int) -> 
         )
     df = build_manifest(records, dataset="coco", class_names=COCO_CLASSES)
     df.attrs["skipped"] = skipped
+    df.attrs["source"] = json_path
     return df

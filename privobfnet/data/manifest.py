@@ -15,7 +15,9 @@ mask_path       string       VOC-style class PNG (0 background, i+1 = class i, 2
 width, height   int64        image size from its header
 =============== ============ ======================================================
 
-``df.attrs`` carries ``dataset`` and ``class_names`` (pandas stores attrs in the parquet file).
+``df.attrs`` carries ``dataset`` and ``class_names`` (pandas stores attrs in the parquet file);
+the readers add ``skipped`` (images left out for lack of annotations) and ``source`` (the file
+the split was read from: its list or annotation file).
 """
 from __future__ import annotations
 

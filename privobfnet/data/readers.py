@@ -52,6 +52,13 @@ def relative_inside(root: str | os.PathLike, rel: str, source: str | os.PathLike
     return os.path.join(root, *parts.parts)
 
 
+# Splits that share images by the data set's design (VOC's train is part of SBD's train_aug, its
+# trainval is train + val); every other pair of splits must be disjoint.
+SHARED_SPLITS: dict[str, tuple[tuple[str, str], ...]] = {
+    "voc": (("train", "train_aug"), ("train", "trainval"), ("val", "trainval"), ("train_aug", "trainval")),
+}
+
+
 def dataset_root(data_cfg: DataConfig) -> str:
     """Where the download stage puts ``data_cfg.dataset``: ``<raw_dir>/<dataset>``."""
     return os.path.join(data_cfg.raw_dir, data_cfg.dataset)
@@ -70,7 +77,14 @@ def read_dataset(data_cfg: DataConfig) -> dict[str, pd.DataFrame]:
         from privobfnet.data.vispr import read_vispr_split
 
         def read(split: str) -> pd.DataFrame:
-            return read_vispr_split(root, split, dataset=data_cfg.dataset, max_pixels=max_pixels)
+            return read_vispr_split(
+                root,
+                split,
+                dataset=data_cfg.dataset,
+                max_pixels=max_pixels,
+                profile=data_cfg.privacy_profile,
+                rescale=data_cfg.privacy_rescale,
+            )
 
     elif data_cfg.dataset == "voc":
         from privobfnet.data.voc import read_voc_split
@@ -82,7 +96,7 @@ def read_dataset(data_cfg: DataConfig) -> dict[str, pd.DataFrame]:
         from privobfnet.data.coco import read_coco_split
 
         def read(split: str) -> pd.DataFrame:
-            return read_coco_split(root, split, max_pixels=max_pixels)
+            return read_coco_split(root, split, max_pixels=max_pixels, overlap=data_cfg.coco_overlap)
 
     else:
         raise ValueError(f"unknown data set {data_cfg.dataset!r}")

@@ -12,7 +12,8 @@ region is its rotated text-line box around the glyphs, not the glyph pixels. A l
 iff its visible region keeps at least ``min_region_pixels`` pixels after occlusion; smaller
 remnants are set to background. Safe images (no label left) are labelled a0_safe only.
 
-``write_synthpriv`` writes the VISPR layout (see ``privobfnet.data.vispr``) plus
+``write_synthpriv`` writes the VISPR layout (see ``privobfnet.data.vispr``; the user profiles in
+VPA's ``user_studies/user_profiles.tsv`` layout, so the real reader path is what runs) plus
 ``SegmentationClass/`` and ``SimulatedHumanParser/`` (the output of a SIMULATED human parser).
 """
 from __future__ import annotations
@@ -235,14 +236,29 @@ def user_preferences(n_profiles: int, seed: int) -> np.ndarray:
     return prefs
 
 
+def user_profiles_tsv(n_profiles: int, seed: int) -> str:
+    """``user_preferences`` in VPA's user_profiles.tsv layout (see ``privobfnet.data.vispr``).
+
+    No header; one row per attribute except a0_safe (VPA's file has none; the reader gives it the
+    lowest rating, 1, which is what ``user_preferences`` holds for it), fields = attribute id,
+    description, then one rating per profile printed as a float (``4.0``) as VPA prints them.
+    """
+    prefs = user_preferences(n_profiles, seed)
+    rows = [
+        "\t".join([a.attribute_id, a.description, *(repr(float(v)) for v in prefs[:, i])])
+        for i, a in enumerate(ATTRIBUTES)
+        if a.attribute_id != "a0_safe"
+    ]
+    return "\n".join(rows) + "\n"
+
+
 def _write_tables(root: Path, cfg: Config) -> None:
     rows = ["idx\tattribute_id\tgroup\tdescription"]
     rows += [f"{i}\t{a.attribute_id}\t{a.group}\t{a.description}" for i, a in enumerate(ATTRIBUTES)]
     (root / "attributes.tsv").write_text("\n".join(rows) + "\n")
-    prefs = user_preferences(cfg.synthpriv.n_user_profiles, cfg.seed)
-    rows = ["profile_id\t" + "\t".join(ATTRIBUTE_IDS)]
-    rows += [f"user_{u:03d}\t" + "\t".join(str(v) for v in row) for u, row in enumerate(prefs)]
-    (root / "user_profiles.tsv").write_text("\n".join(rows) + "\n")
+    (root / "user_studies").mkdir()
+    profiles = user_profiles_tsv(cfg.synthpriv.n_user_profiles, cfg.seed)
+    (root / "user_studies" / "user_profiles.tsv").write_text(profiles)
     meta = {
         "generator": "privobfnet.data.synthpriv",
         "seed": cfg.seed,

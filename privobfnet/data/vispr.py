@@ -3,11 +3,17 @@
 Layout under the data set root (e.g. ``data/raw/vispr``)::
 
     attributes.tsv                  idx, attribute_id, group, description (68 rows for VISPR)
-    user_profiles.tsv               profile_id, then one column per attribute_id, ratings 1..5
-    <split>.txt                     one image id per line (train2017.txt, ...)
+    user_studies/user_profiles.tsv  VPA's layout, no header: one row per attribute (67 for VISPR,
+                                    none for a0_safe), fields = attribute id, description, then
+                                    one float rating 1..5 per profile (30 profiles)
+    <split>.txt                     one image id (or annotations/<split>/<id>.json) per line
     annotations/<split>/<id>.json   {"id", "image_path" (relative to the root), "labels"}
     images/...                      the images the JSON files point at
     SegmentationClass/<id>.png      optional VOC-palette class masks (value = attribute idx + 1)
+
+Privacy score of an image (``privobfnet.data.privacy``): per profile the max of its ratings over
+the image's attributes, then the mean over profiles or one profile (``data.privacy_profile``),
+then ``data.privacy_rescale`` ((x - 1) / 4 to [0, 1] by default, VPA's (x - 2.5) / 2.5 optional).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import pandas as pd
 from privobfnet.data.errors import DataError
 from privobfnet.data.images import image_size
 from privobfnet.data.manifest import build_manifest, multi_hot
-from privobfnet.data.privacy import Pooling, privacy_score
+from privobfnet.data.privacy import Pooling, Profile, Rescale, privacy_score
 from privobfnet.data.readers import read_split_list, relative_inside
 
 ATTRIBUTE_COLUMNS = ["idx", "attribute_id", "group", "description"]
@@ -67,31 +73,73 @@ def read_attributes(path: str | os.PathLike) -> list[Attribute]:
     return attributes
 
 
+SAFE_ID = "a0_safe"
+LOWEST_RATING = 1.0  # "not private": what a0_safe, which VPA's profiles have no row for, is given
+RATING_RANGE = (1.0, 5.0)
+
+
+def profiles_path(root: str | os.PathLike) -> str:
+    """Where VPA's release keeps the profiles: ``<root>/user_studies/user_profiles.tsv``."""
+    return os.path.join(root, "user_studies", "user_profiles.tsv")
+
+
 def read_user_profiles(path: str | os.PathLike, attribute_ids: list[str]) -> np.ndarray:
-    """(n_profiles, n_attributes) float ratings 1..5, columns in ``attribute_ids`` order."""
-    table = _read_tsv(path)
-    if "profile_id" not in table.columns:
-        raise DataError(path, "user_profiles.tsv lacks the profile_id column")
-    columns = [c for c in table.columns if c != "profile_id"]
-    missing = [a for a in attribute_ids if a not in columns]
-    if missing:
-        raise DataError(path, "user_profiles.tsv lacks attribute columns", ", ".join(missing[:5]))
-    unknown = [c for c in columns if c not in attribute_ids]
-    if unknown:
-        raise DataError(path, "user_profiles.tsv has columns not in attributes.tsv", ", ".join(unknown[:5]))
-    if table.empty:
+    """(n_profiles, n_attributes) float ratings in 1..5, columns in ``attribute_ids`` order.
+
+    VPA's layout: no header, one row per attribute, tab-separated: attribute id, a free-text
+    description, then one float rating per profile (30 in VPA's release, printed like ``3.4``).
+    Rows are joined to ``attribute_ids`` by id, never by position; ``a0_safe`` may lack a row
+    (VPA's file has none) and then gets the lowest rating, 1. Every other attribute needs a row.
+    """
+    if not os.path.isfile(path):
+        old = os.path.join(os.path.dirname(os.path.dirname(path)), "user_profiles.tsv")
+        hint = f"found {old}: VPA's release keeps it under user_studies/" if os.path.isfile(old) else ""
+        raise DataError(path, "file missing", hint)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(path, "not UTF-8 text", str(exc)) from None
+    known = set(attribute_ids)
+    rows: dict[str, np.ndarray] = {}
+    n_profiles = None
+    for row_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        attribute_id = fields[0].strip()
+        if attribute_id not in known:
+            rule = "unknown attribute id in user profiles (not in attributes.tsv)"
+            raise DataError(path, rule, f"row {row_no}: {attribute_id!r}")
+        if attribute_id in rows:
+            raise DataError(path, "duplicate attribute row in user profiles", f"row {row_no}: {attribute_id!r}")
+        values = fields[2:]
+        if not values:
+            raise DataError(path, "user-profile row has no ratings", f"row {row_no}: {attribute_id!r}")
+        if n_profiles is None:
+            n_profiles = len(values)
+        elif len(values) != n_profiles:
+            detail = f"row {row_no} ({attribute_id}): {len(values)} ratings, earlier rows {n_profiles}"
+            raise DataError(path, "user-profile rows differ in their number of ratings", detail)
+        ratings = np.empty(len(values), dtype=np.float64)
+        for column, text in enumerate(values):
+            try:
+                value = float(text)
+            except ValueError:
+                value = float("nan")
+            if not RATING_RANGE[0] <= value <= RATING_RANGE[1]:  # NaN fails too
+                detail = f"row {row_no} ({attribute_id}), profile {column}: {text!r}"
+                raise DataError(path, "preference out of range 1..5", detail)
+            ratings[column] = value
+        rows[attribute_id] = ratings
+    if n_profiles is None:
         raise DataError(path, "user_profiles.tsv has no profiles")
-    ratings = table[attribute_ids].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isin(ratings, [1, 2, 3, 4, 5])  # NaN (not a number) is bad too
-    if bad.any():
-        row, col = (int(v) for v in np.argwhere(bad)[0])
-        value = table[attribute_ids[col]].iloc[row]
-        raise DataError(
-            path,
-            "preference out of range 1..5",
-            f"profile {table['profile_id'].iloc[row]!r}, {attribute_ids[col]}: {value!r}",
-        )
-    return ratings
+    missing = [a for a in attribute_ids if a not in rows and a != SAFE_ID]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise DataError(path, "user_profiles.tsv lacks rows for attributes", ", ".join(missing[:5]) + more)
+    lowest = np.full(n_profiles, LOWEST_RATING)
+    return np.stack([rows.get(a, lowest) for a in attribute_ids], axis=1)
 
 
 def read_annotation(path: str | os.PathLike, image_id: str) -> dict:
@@ -127,20 +175,28 @@ def read_vispr_split(
     dataset: str,
     max_pixels: int,
     pooling: Pooling = "max",
+    profile: Profile = "mean",
+    rescale: Rescale = "unit",
 ) -> pd.DataFrame:
     """Manifest of one split of a VISPR-layout data set (VISPR or SynthPriv, named by ``dataset``).
 
-    Labels are multi-hot in attributes.tsv order; ``privacy_score`` pools each user's ratings over
-    the image's attributes (``pooling``), averaged over users and rescaled to [0, 1]. Paths are
-    ``root`` joined with the JSON's ``image_path``, so they are relative when ``root`` is.
+    Labels are multi-hot in attributes.tsv order; ``privacy_score`` pools each profile's ratings
+    over the image's attributes (``pooling``), takes the mean over profiles or one ``profile``,
+    then applies ``rescale`` (``privobfnet.data.privacy``). Paths are ``root`` joined with the
+    JSON's ``image_path``, so they are relative when ``root`` is.
     """
     attributes = read_attributes(os.path.join(root, "attributes.tsv"))
     attribute_ids = [a.attribute_id for a in attributes]
     index_of = {a.attribute_id: a.idx for a in attributes}
-    preferences = read_user_profiles(os.path.join(root, "user_profiles.tsv"), attribute_ids)
+    preferences_file = profiles_path(root)
+    preferences = read_user_profiles(preferences_file, attribute_ids)
+    if profile != "mean" and not 0 <= profile < preferences.shape[0]:
+        detail = f"data.privacy_profile is {profile}; the file has profiles 0..{preferences.shape[0] - 1}"
+        raise DataError(preferences_file, "privacy profile index out of range", detail)
 
     records = []
-    for image_id in read_split_list(os.path.join(root, f"{split}.txt")):
+    split_file = os.path.join(root, f"{split}.txt")
+    for image_id in read_split_list(split_file):
         json_path = os.path.join(root, "annotations", split, f"{image_id}.json")
         record = read_annotation(json_path, image_id)
         unknown = [a for a in record["labels"] if a not in index_of]
@@ -156,7 +212,9 @@ def read_vispr_split(
                 "path": image_path,
                 "split": split,
                 "labels": multi_hot(indices, len(attribute_ids)),
-                "privacy_score": privacy_score(indices, preferences, pooling=pooling),
+                "privacy_score": privacy_score(
+                    indices, preferences, pooling=pooling, profile=profile, rescale=rescale
+                ),
                 "mask_path": mask_path if os.path.isfile(mask_path) else None,
                 "width": width,
                 "height": height,
@@ -164,4 +222,5 @@ def read_vispr_split(
         )
     df = build_manifest(records, dataset=dataset, class_names=attribute_ids)
     df.attrs["skipped"] = 0
+    df.attrs["source"] = split_file
     return df

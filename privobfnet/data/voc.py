@@ -88,4 +88,5 @@ def read_voc_split(root: str | os.PathLike, split: str, *, max_pixels: int) -> p
         )
     df = build_manifest(records, dataset="voc", class_names=VOC_CLASSES)
     df.attrs["skipped"] = 0
+    df.attrs["source"] = split_file
     return df

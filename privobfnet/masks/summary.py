@@ -35,13 +35,17 @@ class MaskRunStats:
 
 
 def summarize(stats: MaskRunStats, *, backend_names: dict[str, str], faces: dict[str, list] | None,
-              image_ids: list[str], wall_seconds: float, workers: int, resumed: bool) -> dict:
-    """The metrics: images/s (per backend: its images over its own seconds, i.e. per process) and
-    mask coverage (mean share of pixels >= 0.5) per backend, faces per image, counts."""
-    backends = {}
+              image_ids: list[str], wall_seconds: float, workers: int, resumed: bool) -> tuple[dict, dict]:
+    """-> (metrics, run facts). Metrics: mask coverage (mean share of pixels >= 0.5) per backend,
+    faces per image, counts: the same for every run over the same data. Run facts: what varies
+    from run to run: seconds and images/s (per backend: its images over its own seconds, i.e. per
+    process), how many images this run computed, whether it resumed."""
+    backends, speeds = {}, {}
     for kind, name in backend_names.items():
         n, seconds = stats.computed[kind], stats.seconds[kind]
-        entry = {"images": n, "seconds": round(seconds, 3), "images_per_s": round(n / seconds, 2) if seconds else None}
+        speeds[f"{kind}.{name}"] = {"images": n, "seconds": round(seconds, 3),
+                                    "images_per_s": round(n / seconds, 2) if seconds else None}
+        entry = {}
         if kind == "face":
             counts = [len((faces or {}).get(i, [])) for i in image_ids]
             entry["faces_per_image"] = round(float(np.mean(counts)), 4) if counts else None
@@ -51,11 +55,12 @@ def summarize(stats: MaskRunStats, *, backend_names: dict[str, str], faces: dict
             entry["coverage"] = round(float(np.mean(values)), 4) if values else None
         backends[f"{kind}.{name}"] = entry
     computed = stats.images_computed
-    return {
-        "images": len(image_ids), "computed": computed, "failed": len(stats.failed_ids), "resumed": resumed,
-        "wall_seconds": round(wall_seconds, 3), "workers": workers, "backends": backends,
-        "images_per_s": round(computed / wall_seconds, 2) if wall_seconds > 0 and computed else None,
+    metrics = {"images": len(image_ids), "failed": len(stats.failed_ids), "backends": backends}
+    run_facts = {
+        "computed": computed, "resumed": resumed, "wall_seconds": round(wall_seconds, 3), "workers": workers,
+        "backends": speeds, "images_per_s": round(computed / wall_seconds, 2) if wall_seconds > 0 and computed else None,
     }  # fmt: skip
+    return metrics, run_facts
 
 
 def failure_summary(failures: list[dict], *, n_failed: int, budget: int, failures_file: str, listed: int = 10) -> str:

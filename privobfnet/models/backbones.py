@@ -1,6 +1,7 @@
-"""Backbones behind one interface: image (B, 3, H, W) -> feature map (B, out_channels, H/8, W/8).
+"""Backbones behind one interface: image (B, 3, H, W) -> feature map (B, out_channels, H/os, W/os).
 
-Every backbone has ``out_channels`` and ``output_stride`` (8). ImageNet weights come from a local
+Every backbone has ``out_channels``, ``output_stride`` (8; EfficientNet-Lite0 16) and
+``input_norm``, the normalisation its ImageNet weights expect. ImageNet weights come from a local
 file (the ``weights`` stage puts them in ``data/weights/``); nothing is downloaded here.
 """
 from __future__ import annotations
@@ -12,11 +13,13 @@ import torch
 import torchvision
 from torch import nn
 
+from privobfnet.models.inputs import IMAGENET_NORM
+from privobfnet.models.lite0 import build_lite0
 from privobfnet.models.norm import keep_batchnorm_frozen
 from privobfnet.models.resnet38 import ResNet38, resnet38_imagenet_state
 from privobfnet.models.tiny import TinyBackbone
 
-BackboneName = Literal["tiny", "resnet38", "resnet50", "resnet101"]
+BackboneName = Literal["tiny", "resnet38", "resnet50", "resnet101", "lite0"]
 
 
 class TorchvisionResNet(nn.Module):
@@ -27,6 +30,7 @@ class TorchvisionResNet(nn.Module):
     """
 
     output_stride = 8
+    input_norm = IMAGENET_NORM
 
     def __init__(self, depth: Literal[50, 101], *, freeze_bn: bool = False):
         super().__init__()
@@ -78,6 +82,8 @@ def build_backbone(name: BackboneName, *, tiny_width: int = 32, pretrained: Opti
         if pretrained is not None:
             raise ValueError("the tiny backbone has no ImageNet weights; set train.pretrained to null")
         return TinyBackbone(width=tiny_width)
+    if name == "lite0":  # loads its weights strictly itself
+        return build_lite0(pretrained=pretrained)
     frozen = pretrained is not None
     if name == "resnet38":
         model: nn.Module = ResNet38(freeze_bn=frozen, frozen_prefixes=("conv1a", "b2.", "b2_") if frozen else ())

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from privobfnet.models.inputs import IMAGENET_NORM
+
 
 def conv_bn_relu(in_channels: int, out_channels: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     """3x3 convolution (padding keeps the size at stride 1), batch norm, ReLU."""
@@ -41,6 +43,8 @@ class TinyDilatedBody(nn.Module):
     """Image (B, 3, H, W) -> features (B, 4 * width, H/8, W/8); ``out_channels`` says how many."""
 
     DILATIONS = (1, 2, 4, 2)  # a 2-4-2 "sawtooth" avoids the gridding of a steadily rising rate
+    input_norm = IMAGENET_NORM
+    output_stride = 8
 
     def __init__(self, *, width: int):
         super().__init__()

@@ -3,8 +3,12 @@
 The head is four parallel 3x3 convolutions at rates 6, 12, 18 and 24, each mapping the backbone's
 features straight to class scores; their outputs are summed (kazuto1011/deeplab-pytorch's layout).
 Backbones: ResNet-101 (torchvision's, the last two stages dilated 2 and 4 instead of strided;
-with ImageNet weights its batch norm is frozen, as in the reference) or the small
-``TinyDilatedBody`` for the CPU profile (trained from scratch, batch norm trainable).
+with ImageNet weights its batch norm is frozen, as in the reference), the small
+``TinyDilatedBody`` for the CPU profile (trained from scratch, batch norm trainable), or
+EfficientNet-Lite0 at output stride 16 (ImageNet weights on CPU; batch norm and the stages up to
+stride 8 frozen). At output stride 16 the ASPP rates are halved (3, 6, 9, 12) so that each branch
+spans the same image area as the reference's at stride 8. Each body declares its input
+normalisation (``input_norm``) and ``output_stride``.
 """
 from __future__ import annotations
 
@@ -19,12 +23,12 @@ from torch import nn
 
 from privobfnet.config import DeeplabConfig
 from privobfnet.models.deeplab_tiny import TinyDilatedBody
+from privobfnet.models.inputs import IMAGENET_NORM
+from privobfnet.models.lite0 import LITE0_FROZEN_STAGES, EfficientNetLite0
 from privobfnet.models.norm import keep_batchnorm_frozen
 
 ASPP_RATES = (6, 12, 18, 24)
 ASPP_LR_MULT = 10.0  # the head learns from scratch; the reference gives it 10x the backbone's rate
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ASPP(nn.Module):
@@ -44,18 +48,26 @@ class ASPP(nn.Module):
         return sum(branch(x) for branch in self.branches)
 
 
+def aspp_rates(output_stride: int) -> tuple[int, ...]:
+    """The reference's rates (defined at output stride 8) rescaled to the body's feature cells."""
+    if output_stride not in (8, 16):
+        raise ValueError(f"DeepLabV2: output stride {output_stride} is not supported (8 or 16)")
+    return tuple(rate * 8 // output_stride for rate in ASPP_RATES)
+
+
 class DeepLabV2(nn.Module):
-    """Images (B, 3, H, W) in [0, 1] -> class scores (B, K, ceil(H/8), ceil(W/8))."""
+    """Images (B, 3, H, W) in [0, 1] -> class scores (B, K, ceil(H/os), ceil(W/os)), os the body's stride."""
 
     def __init__(self, body: nn.Module, *, body_channels: int, n_classes: int, freeze_bn: bool):
         super().__init__()
         self.body = body
-        self.aspp = ASPP(body_channels, n_classes)
+        self.aspp = ASPP(body_channels, n_classes, rates=aspp_rates(body.output_stride))
         self.n_classes = n_classes
         self.freeze_bn = freeze_bn
-        # ImageNet statistics for every backbone, so one input convention serves all of them
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # the body's own input normalisation (its ImageNet weights were trained with it)
+        mean, std = body.input_norm.tensors()
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
         if freeze_bn:
             for module in self.batch_norms():
                 module.requires_grad_(False)
@@ -74,10 +86,17 @@ class DeepLabV2(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
-        return self.aspp(self.body(x))  # (B, K, H/8, W/8)
+        return self.aspp(self.body(x))  # (B, K, H/os, W/os)
 
 
-def resnet101_body() -> nn.Sequential:
+class ResNet101Body(nn.Sequential):
+    """torchvision's ResNet-101 modules in sequence; ImageNet-normalised input, output stride 8."""
+
+    input_norm = IMAGENET_NORM
+    output_stride = 8
+
+
+def resnet101_body() -> ResNet101Body:
     """torchvision's ResNet-101 without pooling and classifier, output stride 8 (B, 2048, H/8, W/8).
 
     Module names match torchvision's state dict (``conv1``, ``layer1`` ...), so its ImageNet
@@ -85,7 +104,7 @@ def resnet101_body() -> nn.Sequential:
     """
     net = torchvision.models.resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
     names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-    return nn.Sequential(OrderedDict((name, getattr(net, name)) for name in names))
+    return ResNet101Body(OrderedDict((name, getattr(net, name)) for name in names))
 
 
 def load_resnet101_weights(body: nn.Sequential, path: str | os.PathLike) -> None:
@@ -108,6 +127,12 @@ def build_deeplab(cfg: DeeplabConfig, *, n_classes: int, load_pretrained: bool =
         # Frozen batch norm keeps ImageNet's statistics; without them it would be the identity
         # (mean 0, var 1) and 101 un-normalised layers diverge (NaN in the first steps on a GPU).
         return DeepLabV2(body, body_channels=2048, n_classes=n_classes, freeze_bn=cfg.pretrained is not None)
+    if cfg.backbone == "lite0":
+        frozen = cfg.pretrained is not None
+        lite0 = EfficientNetLite0(frozen_stages=LITE0_FROZEN_STAGES if frozen else 0, freeze_bn=frozen)
+        if cfg.pretrained and load_pretrained:
+            lite0.load_imagenet(cfg.pretrained)
+        return DeepLabV2(lite0, body_channels=lite0.out_channels, n_classes=n_classes, freeze_bn=frozen)
     if cfg.pretrained and load_pretrained:
         raise ValueError(f"deeplab.pretrained: the {cfg.backbone} backbone trains from scratch; set it to null")
     body = TinyDilatedBody(width=cfg.tiny_width)

@@ -13,10 +13,12 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from privobfnet.config import TrainConfig
 from privobfnet.models.backbones import BackboneName, build_backbone
 from privobfnet.models.heads import (
     AttentionFeatures, AttributeHead, CamHead, PrivacyHead, gate_by_prior_masks, mask_type_index, prior_masks_at,
 )
+from privobfnet.models.inputs import IMAGENET_NORM, renormalize_affine
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,11 @@ class ModelOutput:
 
 
 class PrivObfNet(nn.Module):
-    """One network of the ensemble: image + human/text masks -> CAMs, attribute logits, privacy score."""
+    """One network of the ensemble: image + human/text masks -> CAMs, attribute logits, privacy score.
+
+    Images come ImageNet-normalised (``inputs.normalize``'s default) whatever the backbone; a
+    backbone whose weights expect another normalisation (``input_norm``) gets them converted.
+    """
 
     def __init__(self, backbone: nn.Module, *, mask_types: Sequence[str], background_channel: bool,
                  feature_dim: int, use_mask_weighting: bool):
@@ -38,6 +44,11 @@ class PrivObfNet(nn.Module):
         self.n_classes = len(mask_types)
         self.use_mask_weighting = use_mask_weighting
         self.backbone = backbone
+        # (1, 3, 1, 1) affine map to the backbone's own normalisation; None when it is ImageNet's
+        scale, shift = (None, None) if backbone.input_norm == IMAGENET_NORM else renormalize_affine(
+            IMAGENET_NORM, backbone.input_norm)
+        self.register_buffer("input_scale", scale, persistent=False)
+        self.register_buffer("input_shift", shift, persistent=False)
         channel_types = list(mask_types) + (["none"] if background_channel else [])
         self.register_buffer("type_index", mask_type_index(channel_types), persistent=False)
         self.cam_head = CamHead(backbone.out_channels, len(channel_types))
@@ -47,7 +58,9 @@ class PrivObfNet(nn.Module):
 
     def forward(self, images: torch.Tensor, human_masks: torch.Tensor, text_masks: torch.Tensor, *,
                 heads: bool = True) -> ModelOutput:
-        """images (B, 3, H, W) normalised; masks (B, 1, H, W) in [0, 1]. ``heads=False``: CAMs only."""
+        """images (B, 3, H, W) ImageNet-normalised; masks (B, 1, H, W) in [0, 1]. ``heads=False``: CAMs only."""
+        if self.input_scale is not None:
+            images = images * self.input_scale + self.input_shift
         features = self.backbone(images)  # (B, D, h, w)
         logits = self.cam_head(features)  # (B, K, h, w)
         if self.use_mask_weighting:
@@ -61,7 +74,7 @@ class PrivObfNet(nn.Module):
         return ModelOutput(logits, class_logits, self.attribute_head(v), self.privacy_head(v))
 
     def cams(self, images: torch.Tensor, human_masks: torch.Tensor, text_masks: torch.Tensor) -> torch.Tensor:
-        """Mask-weighted CAMs of the attributes, (B, C, h, w) >= 0 at output stride 8."""
+        """Mask-weighted CAMs of the attributes, (B, C, h, w) >= 0 at the backbone's output stride."""
         return torch.relu(self(images, human_masks, text_masks, heads=False).cam_logits[:, : self.n_classes])
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -110,3 +123,20 @@ def load_ensemble(path: str | os.PathLike, device: str | torch.device = "cpu") -
         model.load_state_dict(checkpoint[key])
         models.append(model.to(device).eval())
     return models[0], models[1], meta
+
+
+NEW_LAYER_LR_MULT = 10.0  # heads learn 10x faster than the (pretrained) backbone
+
+
+def build_training(cfg: TrainConfig, mask_types: Sequence[str], device: torch.device):
+    """Model-Image, Model-Cropped (train mode, channels_last) and their SGD (lr x10 on new layers)."""
+    t = cfg
+    build = dict(backbone=t.backbone, tiny_width=t.tiny_width, pretrained=t.pretrained, mask_types=mask_types,
+                 background_channel=t.crop_target == "l2g", use_mask_weighting=t.use_mask_weighting)
+    model_image = build_model(**build).to(device, memory_format=torch.channels_last).train()
+    model_cropped = build_model(**build).to(device, memory_format=torch.channels_last).train()
+    groups = [*model_image.param_groups(), *model_cropped.param_groups()]
+    lr_mults = [1.0, NEW_LAYER_LR_MULT, 1.0, NEW_LAYER_LR_MULT]
+    optimizer = torch.optim.SGD([{"params": g, "lr_mult": m} for g, m in zip(groups, lr_mults)],
+                                lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    return model_image, model_cropped, optimizer

@@ -1,5 +1,13 @@
-"""Model inputs: an RGB image and its human/text masks resized to the network's square input."""
+"""Model inputs: an RGB image and its human/text masks resized to the network's square input.
+
+Each backbone declares the input normalisation its ImageNet weights were trained with
+(``input_norm``): torchvision's and ResNet-38's use ImageNet mean/std, EfficientNet-Lite0's
+TensorFlow weights ``(x - 127) / 128``. ``normalize`` applies one; the ensemble is fed ImageNet-
+normalised images and maps them to its backbone's convention with ``renormalize``.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -9,12 +17,37 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) uint8 -> float, ImageNet mean/std normalised, channels_last."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+@dataclass(frozen=True)
+class InputNorm:
+    """Per-channel ``(x - mean) / std`` of an RGB image with values in [0, 1]."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def tensors(self, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std), each of shape (1, 3, 1, 1)."""
+        return (torch.tensor(self.mean, device=device).view(1, 3, 1, 1),
+                torch.tensor(self.std, device=device).view(1, 3, 1, 1))
+
+
+IMAGENET_NORM = InputNorm(IMAGENET_MEAN, IMAGENET_STD)
+# TensorFlow's EfficientNet-Lite preprocessing, (x - 127) / 128 on 0..255 values
+TF_LITE_NORM = InputNorm((127 / 255,) * 3, (128 / 255,) * 3)
+
+
+def normalize(images: torch.Tensor, norm: InputNorm = IMAGENET_NORM) -> torch.Tensor:
+    """(B, 3, H, W) uint8 -> float, normalised with ``norm`` (ImageNet mean/std by default), channels_last."""
+    mean, std = norm.tensors(images.device)
     out = (images.float() / 255.0 - mean) / std
     return out.contiguous(memory_format=torch.channels_last)
+
+
+def renormalize_affine(source: InputNorm, target: InputNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift), each (1, 3, 1, 1), such that ``x * scale + shift`` turns ``source``-normalised
+    images into ``target``-normalised ones: x01 = x * s_src + m_src, then (x01 - m_tgt) / s_tgt."""
+    m_src, s_src = source.tensors()
+    m_tgt, s_tgt = target.tensors()
+    return s_src / s_tgt, (m_src - m_tgt) / s_tgt
 
 
 def mask_tensor(mask: np.ndarray | None, shape: tuple[int, int]) -> torch.Tensor:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from privobfnet.models.inputs import IMAGENET_NORM
 from privobfnet.models.norm import keep_batchnorm_frozen
 
 
@@ -84,6 +85,7 @@ class ResNet38(nn.Module):
     """
 
     output_stride = 8
+    input_norm = IMAGENET_NORM
 
     def __init__(self, *, width_divisor: int = 1, freeze_bn: bool = False, frozen_prefixes: tuple[str, ...] = ()):
         super().__init__()

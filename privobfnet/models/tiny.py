@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from privobfnet.models.inputs import IMAGENET_NORM
+
 
 def conv_bn_relu(in_channels: int, out_channels: int, *, stride: int = 1) -> nn.Sequential:
     """3x3 conv (no bias), BatchNorm, ReLU."""
@@ -40,6 +42,7 @@ class TinyBackbone(nn.Module):
     """Image -> features at output stride 8 with ``4 * width`` channels."""
 
     output_stride = 8
+    input_norm = IMAGENET_NORM
 
     def __init__(self, *, width: int = 32):
         super().__init__()

@@ -1,8 +1,8 @@
 """Decoding inputs upright and re-encoding outputs from pixels alone, written atomically.
 
-Decoding goes through ``privobfnet.data.images.load_rgb`` (mode conversions, corrupt files and the
-decompression-bomb guard, errors naming the file), then applies the EXIF orientation, which
-``load_rgb`` does not, so a phone photo comes out the way it looks.
+Decoding is ``privobfnet.data.images.load_rgb``: every mode to RGB, the EXIF orientation applied (a
+phone photo comes out the way it looks), corrupt files and decompression bombs refused with errors
+naming the file.
 
 Encoding builds a fresh image from the RGB array: nothing of the input's metadata (EXIF, GPS, XMP,
 IPTC, ICC profile, comments, PNG text chunks) can reach the output, because none of it is passed
@@ -17,52 +17,19 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from privobfnet.data.errors import DataError
 from privobfnet.data.images import load_rgb
 
-ORIENTATION_TAG = 0x0112  # EXIF Orientation
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 JPEG_QUALITY = 95
 
 
-def read_orientation(path: str | os.PathLike) -> int:
-    """The EXIF orientation (1..8) of an image file; 1 when absent, unreadable or out of range."""
-    try:
-        with Image.open(path) as img:
-            value = img.getexif().get(ORIENTATION_TAG, 1)
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError):
-        return 1  # load_rgb reports what is wrong with the file
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
-
-
-def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
-    """The (H, W, ...) array as it should be displayed, for EXIF orientation 1..8.
-
-    Same transforms as ``PIL.ImageOps.exif_transpose``: 2 mirror, 3 rotate 180, 4 flip, 5 transpose,
-    6 rotate 90 clockwise, 7 transverse, 8 rotate 90 counter-clockwise.
-    """
-    swap = (1, 0) + tuple(range(2, image.ndim))
-    transforms = {
-        1: lambda a: a,
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: a.transpose(swap),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: a.transpose(swap)[::-1, ::-1],
-        8: lambda a: np.rot90(a, 1),
-    }
-    if orientation not in transforms:
-        raise ValueError(f"EXIF orientation must be 1..8, got {orientation}")
-    return np.ascontiguousarray(transforms[orientation](image))
-
-
 def decode_upright(path: str | os.PathLike, *, max_pixels: int) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file, EXIF orientation applied; ``DataError`` naming the file."""
-    image = load_rgb(path, max_pixels=max_pixels)
-    return apply_orientation(image, read_orientation(path))
+    """(H, W, 3) uint8 RGB of an image file of any mode, EXIF orientation applied (``load_rgb``);
+    ``DataError`` naming the file and the rule it broke."""
+    return load_rgb(path, max_pixels=max_pixels)
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -127,5 +94,5 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
             os.unlink(tmp)
 
 
-__all__ = ["DataError", "apply_orientation", "check_outputs", "decode_upright", "encode", "output_format",
-           "output_path", "read_orientation", "write_atomic"]
+__all__ = ["DataError", "check_outputs", "decode_upright", "encode", "output_format", "output_path",
+           "write_atomic"]

@@ -1,0 +1,164 @@
+"""The training core both training stages share: setup, resume/checkpoint, lr, progress, loss curve.
+
+One set of names for both: a checkpoint holds ``fingerprint`` (what must match to resume),
+``iteration``, ``history`` (one dict per step: ``step``, ``lr`` and the loss terms, ``total``
+among them), ``models`` (name -> state dict), ``optimizer`` and ``rng`` (torch, CUDA). Per-step
+metrics go out as ``loss.<term>`` and ``lr`` through a callback the stage gives (asynchronous
+MLflow logging); the loss CSV has the history's columns. A non-finite loss stops training with
+:class:`NonFiniteLoss` before the step is applied, so the last good checkpoint stays in place.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from privobfnet.atomic import atomic_path
+
+RESUME_TAG = "privobfnet.resumed_from"  # the MLflow tag: the iteration a run resumed at (0: from scratch)
+StepLogger = Callable[[Mapping[str, float], int], None]  # (metrics, step) -> None
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss term became NaN or infinite; the message names the iteration and the terms."""
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    """A short hash of what a checkpoint must match to be resumed (params, data, ...)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def setup_torch(*, device: str, num_threads: int, seed: int, cudnn_benchmark: bool = False) -> torch.device:
+    """Threads, determinism flags and the seed; returns the device.
+
+    On CPU ``torch.use_deterministic_algorithms`` holds (resumed runs end bit-identical). cuDNN's
+    autotuner picks kernels by timing, so ``cudnn_benchmark`` trades run-to-run identity for speed.
+    """
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    target = torch.device(device)
+    if target.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+        # deterministic mode also fills every new tensor with NaN (to expose reads of uninitialised
+        # memory): ~30% of a lite0 training step on CPU (measured), and no kernel here reads it
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.backends.cudnn.benchmark = cudnn_benchmark and target.type == "cuda"
+    torch.manual_seed(seed)
+    return target
+
+
+def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's lr to ``lr`` times its ``lr_mult`` (1 where absent)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """torch.save through a temp file: a kill mid-write keeps the previous checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
+
+
+def training_state(*, run_fingerprint: str, iteration: int, history: list[dict], models: Mapping[str, nn.Module],
+                   optimizer: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
+    """Everything a resumed run needs to continue exactly where this one stands."""
+    return {
+        "fingerprint": run_fingerprint, "iteration": iteration, "history": history,
+        "models": {name: model.state_dict() for name, model in models.items()},
+        "optimizer": optimizer.state_dict(),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
+    }
+
+
+def resume(path: str | os.PathLike, *, run_fingerprint: str, models: Mapping[str, nn.Module],
+           optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, list[dict]]:
+    """Load ``path`` into the models and optimizer if its fingerprint matches -> (iteration, history)."""
+    path = Path(path)
+    if not path.exists():
+        return 0, []
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != run_fingerprint:
+        tqdm.write(f"{path} is from other params or data; starting over")
+        return 0, []
+    for name, model in models.items():
+        model.load_state_dict(state["models"][name])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if device.type == "cuda" and state["rng"]["cuda"] is not None:
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    tqdm.write(f"{path}: resuming at iteration {state['iteration']}")
+    return state["iteration"], list(state["history"])
+
+
+def loss_values(losses: Mapping[str, torch.Tensor], *, iteration: int,
+                last_good: str | os.PathLike) -> dict[str, float]:
+    """The loss terms as floats, ``total`` first; raises :class:`NonFiniteLoss` when any is NaN or infinite."""
+    values = {name: loss.item() for name, loss in sorted(losses.items(), key=lambda item: item[0] != "total")}
+    bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+    if bad:
+        terms = ", ".join(f"{name}={value}" for name, value in values.items())
+        raise NonFiniteLoss(f"iteration {iteration}: non-finite loss ({terms}); training stopped before this "
+                            f"step was applied; the last good checkpoint is {last_good} (if one was written)")
+    return values
+
+
+class Progress:
+    """The progress bar, the per-step metrics and the one training clock of a run."""
+
+    def __init__(self, desc: str, *, total: int, start: int, log_step: StepLogger | None = None):
+        self._bar = tqdm(total=total, initial=start, desc=desc, unit="it", mininterval=1.0, dynamic_ncols=True)
+        self._log_step = log_step
+        self._started = time.perf_counter()
+        self.steps = 0  # steps taken by this process (not counting those a resume skipped)
+
+    def replay(self, history: list[dict]) -> None:
+        """Send a resumed run's earlier steps to the step logger, so its curves are whole."""
+        for row in history:
+            self._emit(row)
+
+    def update(self, row: dict) -> None:
+        """One finished step: ``row`` is its history entry (``step``, ``lr``, loss terms)."""
+        self._emit(row)
+        self.steps += 1
+        self._bar.update(1)
+        self._bar.set_postfix(loss=f"{row['total']:.3f}", lr=f"{row['lr']:.2e}", refresh=False)
+
+    def _emit(self, row: dict) -> None:
+        if self._log_step is not None:
+            metrics = {f"loss.{k}": v for k, v in row.items() if k not in ("step", "lr", "epoch")}
+            self._log_step({**metrics, "lr": row["lr"]}, row["step"])
+
+    def close(self) -> float:
+        """Stop the clock; returns the seconds this process spent in the loop."""
+        self._bar.close()
+        return time.perf_counter() - self._started
+
+
+def loss_csv(history: list[dict]) -> str:
+    """The loss curve for ``dvc plots``: one row per step, the history's columns."""
+    columns = list(dict.fromkeys(key for row in history for key in row)) or ["step", "lr", "total"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return out.getvalue()
+
+
+FINAL_LOSS_SHARE = 20  # final_loss averages the last 1/20 of the steps: one step's loss is too noisy
+
+
+def final_loss(history: list[dict], total_steps: int) -> float | None:
+    """Mean total loss over the last ``total_steps // FINAL_LOSS_SHARE`` steps (None before any step)."""
+    tail = [row["total"] for row in history[-max(1, total_steps // FINAL_LOSS_SHARE):]]
+    return round(sum(tail) / len(tail), 4) if tail else None
