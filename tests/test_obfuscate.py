@@ -231,3 +231,18 @@ def test_redact_tally_counts_leaks_of_readable_strings_and_pixels_changed_outsid
     assert metrics["face_leak_rate"] == 0.0 and metrics["leaked_examples"] == ["a"]
     assert metrics["over_redaction"] == pytest.approx(20 / 50) and metrics["coverage"] == pytest.approx(20 / 50)
     assert RedactTally().metrics()["pii_leak_rate"] is None
+
+
+def test_a_chosen_attribute_keeps_pixels_a_stronger_unchosen_one_also_claims():
+    from privobfnet.inference import Prediction
+    from privobfnet.obfuscate.engine import attribute_mask
+
+    attention = np.zeros((2, 4, 4), np.float32)
+    attention[0, :, :2] = 0.6  # chosen
+    attention[1, :, 1:] = 0.9  # not chosen, stronger where they overlap (column 1)
+    argmax = np.stack([attention[0] > attention[1], attention[1] >= attention[0]]) & (attention > 0.25)
+    prediction = Prediction(0.5, np.array([0.8, 0.9], np.float32), attention, argmax)
+    prefs = Preferences(hide=("a",), bg_threshold=0.25, class_threshold=0.5)
+    assert attribute_mask(prediction, 0, prefs)[:, :2].all() and not prediction.masks[0][:, 1].any()
+    low = Preferences(hide=("a",), class_threshold=0.85)  # attribute not detected: nothing from it
+    assert not attribute_mask(prediction, 0, low).any()

@@ -149,6 +149,20 @@ def predict_image(model: LoadedModel, image: np.ndarray, detections: Detections,
                    device=device)
 
 
+def attribute_mask(prediction: Prediction, c: int, prefs: Preferences) -> np.ndarray:
+    """(H, W) bool: where attribute ``c`` is detected (probability >= class_threshold) and its
+    attention exceeds bg_threshold.
+
+    Not ``prediction.masks``: those give each pixel to one attribute (the argmax, for segmentation),
+    so a pixel of a chosen attribute that a non-chosen one outscores would stay visible. Measured
+    by the redact stage (default profile's model, class_threshold 0.05): PII / face leak rates
+    0.04 / 0.58 with the argmax masks, 0.0 / 0.17 with this rule.
+    """
+    if prediction.attribute_probs[c] < prefs.class_threshold:
+        return np.zeros(prediction.attention.shape[1:], bool)
+    return prediction.attention[c] > prefs.bg_threshold
+
+
 def detector_kinds(prefs: Preferences, model: LoadedModel | None) -> set[str]:
     """Which detectors an image needs: the model's priors, the chosen attributes' types, hide_all."""
     kinds = {"faces": "face", "text": "text", "people": "person"}
@@ -205,9 +219,9 @@ class Obfuscator:
             score = prediction.privacy_score
             found = {name: float(p) for name, p in zip(m.class_names, prediction.attribute_probs)
                      if p >= self.prefs.class_threshold}
-            for attribute in self.prefs.hide:
+            for attribute in self.prefs.hide:  # each chosen attribute on its own: see attribute_mask
                 c = m.class_names.index(attribute)
-                chosen[attribute] = (prediction.masks[c], m.mask_types[c])
+                chosen[attribute] = (attribute_mask(prediction, c, self.prefs), m.mask_types[c])
         start = time.perf_counter()
         area = hidden_area(chosen, self.prefs.hide_all, detections, shape, self.prefs.rules())
         out = apply_style(image, area.mask, self.prefs.style, color=self.prefs.color, block_px=self.prefs.block_px)
