@@ -190,6 +190,24 @@ class DeeplabConfig:
 
 
 @dataclass(frozen=True)
+class RedactConfig:
+    """Stage `redact`: obfuscate a split with default user preferences and measure what leaks."""
+
+    split: str
+    max_images: int = ranged(0)  # 0: every image of the split
+    hide: list[str]  # attribute ids the default preferences hide
+    baseline_hide_all: list[Literal["faces", "text", "people"]]  # the model-free baseline
+    style: Literal["solid", "pixelate", "blur"]
+    class_threshold: float = ranged(0, 1)
+    bg_threshold: float = ranged(0, 1)
+    min_overlap: float = ranged(0, 1)  # share of a text line / face box the attribute's mask must cover
+    dilate_px: int = ranged(0)
+    margin_px: int = ranged(0)
+    ocr_side: int = ranged(32)  # OCR recognition input (longer side) for the leak test
+    n_examples: int = ranged(0)  # images in reports/figures/redact_examples.png
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     uri: Optional[str]  # None: sqlite:///<project root>/mlflow.db
     experiment: str
@@ -207,6 +225,7 @@ class Config:
     train: TrainConfig
     pseudo_labels: PseudoLabelConfig
     deeplab: DeeplabConfig
+    redact: RedactConfig
     tracking: TrackingConfig
 
     def section_dict(self, *names: str) -> dict[str, Any]:
@@ -337,6 +356,8 @@ def _check(cfg: Config) -> None:
 
     if cfg.deeplab.labels == "pseudo" and cfg.deeplab.train_split not in cfg.data.splits:
         raise ConfigError(f"deeplab.train_split: {cfg.deeplab.train_split!r} is not in data.splits")
+    if cfg.redact.split not in cfg.data.splits:
+        raise ConfigError(f"redact.split: {cfg.redact.split!r} is not in data.splits")
 
 
 def parse_config(raw: dict[str, Any]) -> Config:
@@ -373,6 +394,7 @@ __all__ = [
     "ConfigError",
     "MasksConfig",
     "PseudoLabelConfig",
+    "RedactConfig",
     "DataConfig",
     "DeeplabConfig",
     "DownloadConfig",

@@ -60,9 +60,10 @@ def attention_at(cam_logits: torch.Tensor, n_classes: int, size: tuple[int, int]
 def attention_to_masks(attention: torch.Tensor, present: torch.Tensor, *, bg_threshold: float) -> torch.Tensor:
     """(C, H, W) attention in [0, 1] and (C,) bool -> (C, H, W) bool, argmax against a background score."""
     scores = attention * present[:, None, None]
-    background = torch.full_like(scores[:1], bg_threshold)
-    winner = torch.cat([background, scores]).argmax(dim=0)  # 0 = background
-    return torch.stack([winner == c + 1 for c in range(attention.shape[0])])
+    best, index = scores.max(dim=0)  # ties go to the first attribute, as argmax would
+    winner = torch.where(best > bg_threshold, index + 1, 0)  # 0 = background (it wins ties)
+    classes = torch.arange(1, attention.shape[0] + 1, device=attention.device)
+    return winner[None] == classes[:, None, None]  # one comparison, not C full-size ones stacked
 
 
 def overlay_attention(image: np.ndarray, attention: np.ndarray, color: Sequence[int] = (255, 40, 40),

@@ -258,7 +258,8 @@ def check_dataset_inputs(project: Path, runs) -> None:
                 "train_ensemble": {("train", "training"), ("test", "evaluation")},
                 "pseudo_labels": {("train", "pseudo_labels")},  # ci: eval_splits [train] -> one input
                 "train_deeplab": {("train", "training"), ("val", "evaluation")},
-                "evaluate": {("val", "evaluation"), ("test", "evaluation")}}
+                "evaluate": {("val", "evaluation"), ("test", "evaluation")},
+                "redact": {("test", "redaction")}}
     for run in runs:
         inputs = run.inputs.dataset_inputs if run.inputs else []
         seen = set()

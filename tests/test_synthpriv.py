@@ -214,3 +214,15 @@ def test_samples_figure(ci_config, tmp_path):
     assert any(ATTRIBUTE_IDS[samples[0].labels[-1]] in t for t in titles)
     fig.savefig(tmp_path / "samples.png")
     assert Image.open(tmp_path / "samples.png").size[0] > 500
+
+
+def test_samples_know_the_strings_they_drew(ci_config):
+    kinds = {a.attribute_id for a in synthpriv.ATTRIBUTES if a.mask_type == "text"}
+    with_text = 0
+    for index in range(30):
+        sample = synthpriv.generate_sample("test", index, ci_config)
+        assert {a for a, _ in sample.texts} <= set(sample.label_ids)  # only visible, labelled lines
+        assert all(text.strip() for _, text in sample.texts)
+        assert kinds & set(sample.label_ids) <= {a for a, _ in sample.texts}  # and every text label has one
+        with_text += bool(sample.texts)
+    assert with_text >= 10

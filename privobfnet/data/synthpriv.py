@@ -98,6 +98,8 @@ class Sample:
     person_mask: np.ndarray  # (H, W) bool: exact union of the people's visible silhouettes
     labels: tuple[int, ...]  # attribute indices present, sorted; (0,) for a safe image
     people_boxes: tuple[tuple[int, int, int, int], ...]  # (x0, y0, x1, y1), x1/y1 exclusive
+    # (attribute id, string) of every labelled text line left visible (>= min_region_pixels), drawing order
+    texts: tuple[tuple[str, str], ...] = ()
 
     @property
     def label_ids(self) -> tuple[str, ...]:
@@ -203,6 +205,9 @@ def generate_sample(split: str, index: int, cfg: Config) -> Sample:
         ys, xs = np.nonzero(owner_person == person)
         if len(xs):
             boxes.append((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+    owned = np.bincount(canvas.owner.ravel(), minlength=len(canvas.instances))
+    texts = tuple((inst.attribute, inst.text) for i, inst in enumerate(canvas.instances)
+                  if inst.text and inst.attribute and owned[i] >= min_region_pixels(canvas.size))
     return Sample(
         image_id=f"{split}_{index:05d}",
         image=soften(canvas.rgb, rng),
@@ -211,6 +216,7 @@ def generate_sample(split: str, index: int, cfg: Config) -> Sample:
         person_mask=owner_person >= 0,
         labels=labels or (0,),
         people_boxes=tuple(boxes),
+        texts=texts,
     )
 
 

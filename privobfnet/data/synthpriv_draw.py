@@ -43,6 +43,7 @@ class Instance:
     person: Optional[int] = None  # index of the drawn person it belongs to (parser silhouette)
     part: Optional[str] = None  # body part ("arm_l", "leg_r", ...) for missed-limb noise
     full_area: float = 0.0  # area as drawn, including what falls outside the frame
+    text: Optional[str] = None  # the string of a text line (the obfuscation tool's leak test reads it)
 
 
 class Canvas:
@@ -217,7 +218,8 @@ def draw_text_block(canvas: Canvas, rng: np.random.Generator, lines: list[str], 
         dy = -block_h / 2 + i * (line_h + gap) + line_h / 2
         dx = (rgba.width - block_w) / 2 if rng.random() < 0.5 or len(lines) == 1 else 0.0  # left-aligned
         ox, oy = rotate_offset(dx, dy, angle)
-        inst = canvas.new_instance(attribute, person=person, part=part, full_area=rgba.width * rgba.height)
+        inst = canvas.new_instance(attribute, person=person, part=part, full_area=rgba.width * rgba.height,
+                                   text=line)
         canvas.sprite(rgba, region, cx + ox, cy + oy, angle, inst)
     return block_w, block_h
 

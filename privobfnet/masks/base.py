@@ -16,6 +16,8 @@ class MaskResult:
 
     mask: np.ndarray  # (H, W) float32 in [0, 1], the image's size
     boxes: tuple[Box, ...] = field(default=())  # where the backend gives them (faces, text lines)
+    # text backends: each line's polygon, (K, 2) x/y in the image's pixels, in the order of ``boxes``
+    polygons: tuple[np.ndarray, ...] = field(default=())
 
 
 class MaskBackend(Protocol):

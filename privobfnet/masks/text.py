@@ -101,7 +101,8 @@ def _result(polygons: Sequence[np.ndarray], scores: Sequence[float], scale: floa
         x0, y0 = np.clip(polygon.min(0), 0, [w, h])
         x1, y1 = np.clip(polygon.max(0), 0, [w, h])
         boxes.append((float(x0), float(y0), float(x1), float(y1), float(score)))
-    return MaskResult(polygons_to_mask([p for p, _ in lines], shape, margin_px), tuple(boxes))
+    return MaskResult(polygons_to_mask([p for p, _ in lines], shape, margin_px), tuple(boxes),
+                      tuple(p for p, _ in lines))
 
 
 class RapidOCRText:

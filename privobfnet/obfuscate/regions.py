@@ -1,0 +1,192 @@
+"""Which pixels to hide: each chosen attribute's mask snapped to the detector regions of its mask type.
+
+Snapping rules (``SnapRules``; the attribute's mask is ``Prediction.masks[c]`` at full resolution):
+
+- **text** attribute: every OCR text-line polygon of which at least ``min_overlap`` of the pixels
+  lie in the attribute's mask is hidden whole, so no half-covered line stays readable. If the mask
+  covers no line (the OCR missed the text the model saw), the mask itself is hidden, dilated by
+  ``dilate_px``.
+- **human** attribute: every face box of which at least ``min_overlap`` lies in the mask is hidden
+  whole, and so is the person mask inside the attribute's mask dilated by ``dilate_px`` (the
+  attention snapped to the person's outline). If less than half of the mask lies on a detected
+  person (no person mask, or the segmenter missed them), the dilated mask is hidden as it is.
+- **none** (un-masked) attribute: the mask dilated by ``dilate_px``.
+- model-free ``hide_all``: ``faces`` every face box, ``text`` every text line, ``people`` every
+  pixel of the person mask (probability >= ``person_threshold``).
+
+Finally every hidden region grows by ``margin_px`` (an elliptic dilation of the union).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from privobfnet.masks.base import Box
+
+HIDE_ALL_KINDS = ("faces", "text", "people")
+
+
+@dataclass(frozen=True, eq=False)  # arrays inside
+class Detections:
+    """What the detectors found in one image (pixels of the image)."""
+
+    text_lines: tuple[np.ndarray, ...] = ()  # (K, 2) x/y polygons, one per OCR text line
+    faces: tuple[Box, ...] = ()  # x0, y0, x1, y1, score
+    person: np.ndarray | None = None  # (H, W) float person probability; None: not computed
+    text_mask: np.ndarray | None = None  # (H, W) float text prior as the masks stage makes it (model input)
+
+
+@dataclass(frozen=True)
+class SnapRules:
+    """How masks become hidden regions (see the module docstring)."""
+
+    min_overlap: float = 0.1  # share of a text line / face box the attribute's mask must cover
+    dilate_px: int = 8  # growth of un-masked attributes' masks (and of the fallbacks)
+    margin_px: int = 4  # growth of every hidden region
+    person_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class Region:
+    """One hidden region, for the report."""
+
+    source: str  # the attribute id, or faces / text / people for hide_all
+    kind: str  # text_line | face | person | mask
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive) before the margin
+
+
+@dataclass(frozen=True, eq=False)
+class HiddenArea:
+    """The union of the hidden regions (margin included) and the regions it came from."""
+
+    mask: np.ndarray  # (H, W) bool
+    regions: list[Region] = field(default_factory=list)
+
+
+def dilate(mask: np.ndarray, px: int) -> np.ndarray:
+    """(H, W) bool mask grown by ``px`` pixels (elliptic structuring element)."""
+    if px <= 0 or not mask.any():
+        return mask.astype(bool)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+
+
+def _box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def _int_box(box: Sequence[float], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Float x0, y0, x1, y1 -> the pixel box that covers it, clipped to the image."""
+    h, w = shape
+    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    return x0, y0, max(x0, x1), max(y0, y1)
+
+
+def polygon_patch(polygon: np.ndarray, shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """A polygon as (its pixel box, the filled bool patch of that box's size)."""
+    points = np.asarray(polygon, np.float64).reshape(-1, 2)
+    x0, y0, x1, y1 = _int_box((*points.min(0), *(points.max(0) + 1)), shape)
+    patch = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    if patch.size:
+        cv2.fillPoly(patch, [np.round(points - [x0, y0]).astype(np.int32)], 1)
+    return (x0, y0, x1, y1), patch.astype(bool)
+
+
+def share_covered(mask: np.ndarray, box: tuple[int, int, int, int], patch: np.ndarray | None = None) -> float:
+    """Share of a box's pixels (or of the patch's pixels inside the box) that ``mask`` covers."""
+    x0, y0, x1, y1 = box
+    inside = mask[y0:y1, x0:x1]
+    if patch is None:
+        return float(inside.mean()) if inside.size else 0.0
+    n = int(patch.sum())
+    return float((inside & patch).sum() / n) if n else 0.0
+
+
+def _paint_polygon(target: np.ndarray, box, patch) -> None:
+    x0, y0, x1, y1 = box
+    target[y0:y1, x0:x1] |= patch
+
+
+def snap_attribute(mask: np.ndarray, mask_type: str, detections: Detections, rules: SnapRules,
+                   source: str) -> tuple[np.ndarray, list[Region]]:
+    """One attribute's (H, W) bool mask -> (pixels to hide, regions) by the rule of its mask type."""
+    shape = mask.shape
+    hidden = np.zeros(shape, bool)
+    regions: list[Region] = []
+    if not mask.any():
+        return hidden, regions
+    if mask_type == "text":
+        for polygon in detections.text_lines:
+            box, patch = polygon_patch(polygon, shape)
+            if share_covered(mask, box, patch) >= rules.min_overlap:
+                _paint_polygon(hidden, box, patch)
+                regions.append(Region(source, "text_line", box))
+        if not regions:
+            hidden = dilate(mask, rules.dilate_px)
+            regions.append(Region(source, "mask", _box_of(hidden)))
+        return hidden, regions
+    if mask_type == "human":
+        for face in detections.faces:
+            box = _int_box(face[:4], shape)
+            if share_covered(mask, box) >= rules.min_overlap:
+                hidden[box[1]:box[3], box[0]:box[2]] = True
+                regions.append(Region(source, "face", box))
+        grown = dilate(mask, rules.dilate_px)
+        person = None if detections.person is None else detections.person >= rules.person_threshold
+        on_person = 0.0 if person is None else float((mask & person).sum() / mask.sum())
+        part = grown & person if person is not None else np.zeros(shape, bool)
+        if part.any():
+            hidden |= part
+            regions.append(Region(source, "person", _box_of(part)))
+        if on_person < 0.5:  # the segmenter missed what the model saw: hide the attention as it is
+            hidden |= grown
+            regions.append(Region(source, "mask", _box_of(grown)))
+        return hidden, regions
+    if mask_type == "none":
+        hidden = dilate(mask, rules.dilate_px)
+        return hidden, [Region(source, "mask", _box_of(hidden))]
+    raise ValueError(f"{source}: unknown mask type {mask_type!r}")
+
+
+def hide_all_regions(kinds: Sequence[str], detections: Detections, shape: tuple[int, int],
+                     rules: SnapRules) -> tuple[np.ndarray, list[Region]]:
+    """Model-free: every face box, text line or person pixel the detectors found."""
+    hidden = np.zeros(shape, bool)
+    regions: list[Region] = []
+    for kind in kinds:
+        if kind == "faces":
+            for face in detections.faces:
+                box = _int_box(face[:4], shape)
+                hidden[box[1]:box[3], box[0]:box[2]] = True
+                regions.append(Region("faces", "face", box))
+        elif kind == "text":
+            for polygon in detections.text_lines:
+                box, patch = polygon_patch(polygon, shape)
+                _paint_polygon(hidden, box, patch)
+                regions.append(Region("text", "text_line", box))
+        elif kind == "people":
+            if detections.person is None:
+                raise ValueError("hide_all people needs the person mask")
+            person = detections.person >= rules.person_threshold
+            if person.any():
+                hidden |= person
+                regions.append(Region("people", "person", _box_of(person)))
+        else:
+            raise ValueError(f"hide_all: unknown kind {kind!r} (known: {', '.join(HIDE_ALL_KINDS)})")
+    return hidden, regions
+
+
+def hidden_area(attribute_masks: dict[str, tuple[np.ndarray, str]], hide_all: Sequence[str],
+                detections: Detections, shape: tuple[int, int], rules: SnapRules) -> HiddenArea:
+    """Union of the snapped attribute regions (id -> (mask, mask type)) and the hide_all regions, plus margin."""
+    hidden, regions = hide_all_regions(hide_all, detections, shape, rules)
+    for attribute_id, (mask, mask_type) in attribute_masks.items():
+        part, found = snap_attribute(mask, mask_type, detections, rules, attribute_id)
+        hidden |= part
+        regions += found
+    return HiddenArea(dilate(hidden, rules.margin_px), regions)
