@@ -64,9 +64,15 @@ def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """torch.save through a temp file: a kill mid-write keeps the previous checkpoint."""
+    """torch.save through a temp file: a kill mid-write keeps the previous checkpoint.
+
+    Saved through a buffer: torch names the zip's inner folder after the file it writes to, and the
+    temp file's random name would make two identical checkpoints differ in their bytes.
+    """
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
     with atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def training_state(*, run_fingerprint: str, iteration: int, history: list[dict], models: Mapping[str, nn.Module],

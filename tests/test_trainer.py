@@ -96,3 +96,12 @@ def test_progress_sends_each_step_and_a_resumed_runs_history():
     progress.update({"step": 2, "epoch": 0, "lr": 0.1, "total": 1.5, "image": 0.2})
     assert progress.close() >= 0 and progress.steps == 1
     assert sent == [(1, {"loss.total": 2.0, "lr": 0.1}), (2, {"loss.total": 1.5, "loss.image": 0.2, "lr": 0.1})]
+
+
+def test_identical_states_give_byte_identical_checkpoint_files(tmp_path):
+    model, optimizer = _model_and_optimizer(0)
+    state = training_state(run_fingerprint="f", iteration=1, history=[], models={"net": model}, optimizer=optimizer,
+                           device=CPU)
+    save_checkpoint(tmp_path / "a" / "last.pt", state)
+    save_checkpoint(tmp_path / "b" / "last.pt", state)
+    assert (tmp_path / "a/last.pt").read_bytes() == (tmp_path / "b/last.pt").read_bytes()
