@@ -7,10 +7,8 @@ import random
 import re
 import socket
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -18,6 +16,7 @@ from privobfnet.config import DownloadConfig
 from privobfnet.data.errors import DataError
 from ops.fetch import (COMPLETE_MARKER, DATASETS, WEIGHTS, Checksum, ChecksumMismatch, DownloadError,
                           ManualDownloadRequired, download, fetch_dataset, fetch_weights, is_complete, resolve)
+from tests.conftest import local_http_server
 
 BODY = random.Random(0).randbytes(64 * 1024)
 MD5 = hashlib.md5(BODY).hexdigest()
@@ -59,15 +58,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.files, httpd.requests, httpd.cuts, httpd.ignore_range = {}, [], {}, False
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with local_http_server(_Handler, files={}, requests=[], cuts={}, ignore_range=False) as httpd:
+        yield httpd
 
 
 def _get(url, dest, checksum=Checksum("md5", MD5), retries=2, **kw):

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from PIL import Image
 
 from pipelines.ui_check import (CHROMIUM_FLAGS, DEPLOYMENT, FLOW, Page, active_crons, capture,
                                 wait_for_deployment)
+from tests.conftest import local_http_server
 
 # Renders late, as the single-page apps do once their data has come: the text after 0.8 s, then a
 # promotion dialog over a dark mask whose close button removes the dialog at once and the mask after a
@@ -63,15 +63,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.requests, httpd.deployments = [], []
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with local_http_server(_Handler, requests=[], deployments=[]) as httpd:
+        yield httpd
 
 
 @pytest.fixture(scope="module")
