@@ -2,8 +2,8 @@
 
 A and B are two project folders that ran the pipeline (two clones, two machines). For each stage's
 outputs (the files under ``data/manifests``, ``data/masks``, ``data/pseudo_labels``, the loss curves,
-``reports/metrics`` and ``reports/tables.md``) it says whether they are byte-identical, and for every
-metric that differs prints both values and the difference. ``reports/runs/`` (timings) is ignored.
+``reports/metrics``, the redaction examples and ``reports/tables.md``) it says whether they are
+byte-identical, and for every metric that differs prints both values and the difference. ``reports/runs/`` (timings) is ignored.
 Exit status 0 when everything is identical, 1 otherwise.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ COMPARED = {  # in pipeline order: the first stage whose outputs differ is where
                       "reports/metrics/pseudo_labels.json"],
     "train_deeplab": ["reports/plots/train_deeplab_loss.csv", "reports/metrics/train_deeplab.json"],
     "evaluate": ["reports/metrics/evaluate.json"],
+    "redact": ["reports/metrics/redact.json", "reports/figures/redact_examples.png"],
     "report": ["reports/tables.md"],
 }
 
