@@ -54,6 +54,7 @@ PROBABILITY = dict(low=0, high=1)
 VPA_PROFILES = 30  # user profiles in VPA's user_studies/user_profiles.tsv
 WEIGHTS_DIR = "data/weights"  # where the weights stage puts ImageNet weights
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
+SCHEDULER_PATTERN = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}")  # a Dask scheduler
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,7 +123,10 @@ class MasksConfig:
     face_backend: Literal["none", "mediapipe"]
     text_margin_px: int = ranged(0)  # dilation of the union of detected text-line polygons
     text_det_limit_side: int = ranged(32)  # OCR detector resizes the longer side to at most this
-    workers: int = ranged(1)  # worker processes
+    workers: int = ranged(1)  # worker processes (with scheduler null)
+    # null: the local worker pool above; "tcp://host:port": a dask.distributed scheduler whose workers
+    # compute the masks (README "The masks stage on Dask"); the stage still writes every output
+    scheduler: Optional[str]
     failure_budget: int = ranged(0)  # images allowed to fail before the stage fails
     out_dir: str
 
@@ -340,6 +344,9 @@ def _check(cfg: Config) -> None:
     deeplab = cfg.deeplab
     if len(deeplab.scale_range) != 2 or deeplab.scale_range[0] > deeplab.scale_range[1]:
         raise ConfigError(f"deeplab.scale_range: needs [min, max] with 0 < min <= max, got {deeplab.scale_range}")
+    scheduler = cfg.masks.scheduler
+    if scheduler is not None and not SCHEDULER_PATTERN.fullmatch(scheduler):
+        raise ConfigError(f"masks.scheduler: must be null or a Dask scheduler address tcp://host:port, got {scheduler!r}")
     if not cfg.data.splits:
         raise ConfigError("data.splits: at least one split is needed")
     train = cfg.train

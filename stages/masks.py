@@ -7,7 +7,9 @@ A kind of mask that no class of the data set uses (``load_mask_types``: no ``tex
 or COCO) is not computed: its files are all ones (no weighting), backend ``unused`` in the metrics.
 face_boxes is null with ``face_backend: none``.
 
-Runs over ``masks.workers`` spawned processes, each building its backends once. Resumable: a
+Runs over ``masks.workers`` spawned processes, each building its backends once, or, with
+``masks.scheduler`` (tcp://host:port), on that dask.distributed cluster's workers
+(``privobfnet.masks.cluster``; this process then writes the masks as they come back). Resumable: a
 killed run leaves finished masks (written atomically) and face records, and the next run with
 the same settings, manifests and code skips every mask that decodes at the right size. A run
 after a completed one (DVC re-runs the stage only when something changed) starts afresh.
@@ -33,6 +35,7 @@ from privobfnet.data.images import load_rgb
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.mask_types import load_mask_types
 from privobfnet.data.readers import dataset_root
+from privobfnet.masks.cluster import run_tasks_on_dask
 from privobfnet.masks.runner import (
     KINDS, MasksFailed, ResultLog, Settings, Task, backend_names, fingerprint, init_worker, prepare_out_dir,
     read_faces, read_valid_mask, run_tasks, sort_jsonl, worker_threads, write_fallbacks, write_index,
@@ -72,14 +75,18 @@ def main(cfg: Config) -> dict:
                             max_pixels=cfg.data.max_image_pixels)
         init_worker(settings)  # here too: fetches model files once and fails early on a bad setting
         # ---- run -------------------------------------------------------------------------------
-        start = time.perf_counter()
+        start, workers = time.perf_counter(), masks.workers
         with tqdm(total=len(tasks), desc="masks", unit="img", mininterval=2.0) as bar, \
                 ResultLog(out_dir, MaskRunStats(), faces, on_image=bar.update) as results:
-            run_tasks(tasks, settings, masks.workers, results)
+            if masks.scheduler is None:
+                run_tasks(tasks, settings, masks.workers, results)
+            else:  # the same results from a Dask cluster's workers; this process writes the masks
+                workers = run_tasks_on_dask(tasks, settings, masks.scheduler, results)
         stats = results.stats
         metrics, run_facts = summarize(stats, backend_names=backend_names(), faces=faces, resumed=resumed,
-                                       image_ids=[task.image_id for task in tasks], workers=masks.workers,
+                                       image_ids=[task.image_id for task in tasks], workers=workers,
                                        wall_seconds=time.perf_counter() - start)
+        run_facts["scheduler"] = masks.scheduler
         write_metrics("masks", metrics, run_facts)
         run.log_metrics(metrics)
         run.log_metrics(run_facts)

@@ -137,6 +137,9 @@ def test_use_profile_command(tmp_path):
     ("data.splits", {"train": 24, "val": 0, "test": 8}, r"data.splits.val: must be in \[1, inf\)"),
     ("synthpriv.safe_fraction", 1.5, r"synthpriv.safe_fraction: must be in \[0, 1\]"),
     ("masks.workers", 0, r"masks.workers: must be in \[1, inf\)"),
+    ("masks.scheduler", "localhost:8786", r"masks.scheduler: must be null or a Dask scheduler address tcp://host:port"),
+    ("masks.scheduler", "tcp://head node:8786", r"masks.scheduler: must be null or a Dask scheduler address"),
+    ("masks.scheduler", 8786, r"masks.scheduler: expected str, got 8786"),
     ("seed", -1, r"seed: must be in \[0, inf\)"),
     ("train.pretrained", "/tmp/weights.pth", r"train.pretrained: must be a file in data/weights/"),
 ])
@@ -156,5 +159,9 @@ def test_edges_of_ranges_are_accepted():
     raw["train"].update(momentum=0.0, weight_decay=0.0, num_threads=0, batch_size=24)
     raw["deeplab"].update(device="cuda:1", scale_range=[1.0, 1.0])
     raw["synthpriv"]["safe_fraction"] = 1.0
+    raw["masks"]["scheduler"] = "tcp://10.0.0.5:8786"
     cfg = parse_config(raw)
     assert cfg.deeplab.device == "cuda:1" and cfg.train.batch_size == 24
+    assert cfg.masks.scheduler == "tcp://10.0.0.5:8786"
+    raw["masks"]["scheduler"] = "tcp://[::1]:8786"
+    assert parse_config(raw).masks.scheduler == "tcp://[::1]:8786"

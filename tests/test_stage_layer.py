@@ -3,11 +3,13 @@ stage's ``deps`` in dvc.yaml cover every project module it imports (followed tra
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
+from privobfnet.config import MasksConfig
 from tests.conftest import REPO
 
 PROJECT_PACKAGES = ("privobfnet", "stages", "ops", "pipelines")
@@ -95,3 +97,11 @@ def test_the_checker_sees_a_missing_dep(tmp_path):
             "ops/tracking.py", "privobfnet/__init__.py"} <= names
     assert not covered(REPO / "privobfnet/trainer.py", ["privobfnet/models", "stages/train_deeplab.py"])
     assert covered(REPO / "privobfnet/models/norm.py", ["privobfnet/models"])
+
+
+def test_the_masks_stage_lists_every_masks_param_but_the_scheduler():
+    """Listed one by one (not `masks`) so that the Dask address is no reason to re-run: a new field
+    must still be added here."""
+    listed = {p for p in DVC["masks"]["params"] if isinstance(p, str) and p.startswith("masks.")}
+    fields = {f"masks.{f.name}" for f in dataclasses.fields(MasksConfig)}
+    assert listed == fields - {"masks.scheduler"}

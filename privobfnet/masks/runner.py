@@ -101,15 +101,34 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
 def process_image(task: Task) -> dict:
     """Masks of one image: reuse valid stored ones, compute the rest; errors are returned, not raised."""
     settings, backends = _WORKER["settings"], _WORKER["backends"]
+    stored = stored_masks(task, Path(settings.out_dir))
+    out, computed = compute_masks(task, missing_work(task, stored, backends), backends, settings.max_pixels)
+    for kind, mask in computed.items():
+        write_mask(Path(settings.out_dir) / kind / f"{task.image_id}.png", mask)
+    return with_coverage(out, {**stored, **computed})
+
+
+def stored_masks(task: Task, out_dir: Path) -> dict[str, np.ndarray | None]:
+    """kind -> the valid stored mask of this image, or None (missing, torn or of another size)."""
+    return {kind: read_valid_mask(out_dir / kind / f"{task.image_id}.png", (task.width, task.height))
+            for kind in KINDS}
+
+
+def missing_work(task: Task, stored: dict, backends) -> list[str]:
+    """What is left to compute for an image: mask kinds without a valid stored mask, and its faces."""
+    return [k for k in KINDS if stored[k] is None] + (["face"] if task.need_faces and "face" in backends else [])
+
+
+def compute_masks(task: Task, todo: list[str], backends, max_pixels: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """Run the backends ``todo`` names on one image -> (result without coverage, kind -> new uint8 mask).
+
+    Writes nothing: the caller stores the masks (a pool worker into out_dir, the stage for a Dask worker).
+    """
     out: dict = {"seconds": {}, "coverage": {}, "faces": None, "errors": []}
-    size = (task.width, task.height)
-    masks = {kind: read_valid_mask(Path(settings.out_dir) / kind / f"{task.image_id}.png", size)
-             for kind in KINDS}
-    todo = [k for k in KINDS if masks[k] is None]
-    todo += ["face"] if task.need_faces and "face" in backends else []
+    computed: dict[str, np.ndarray] = {}
     if todo:
         try:
-            image = load_rgb(task.path, max_pixels=settings.max_pixels)
+            image = load_rgb(task.path, max_pixels=max_pixels)
             if image.shape[:2] != (task.height, task.width):
                 h, w = image.shape[:2]
                 raise ValueError(f"image is {w}x{h}, the manifest says {task.width}x{task.height}")
@@ -130,8 +149,12 @@ def process_image(task: Task) -> dict:
         if kind == "face":
             out["faces"] = [[round(v, 2) for v in box[:4]] + [round(box[4], 4)] for box in result.boxes]
         else:
-            masks[kind] = mask_to_uint8(result.mask)
-            write_mask(Path(settings.out_dir) / kind / f"{task.image_id}.png", masks[kind])
+            computed[kind] = mask_to_uint8(result.mask)
+    return out, computed
+
+
+def with_coverage(out: dict, masks: dict[str, np.ndarray | None]) -> dict:
+    """The worker result with the coverage of each mask kind the image has (stored or new)."""
     out["coverage"] = {kind: coverage(m) for kind, m in masks.items() if m is not None}
     return out
 
@@ -175,7 +198,8 @@ def run_tasks(tasks: list[Task], settings: Settings, workers: int, on_result, *,
 def fingerprint(cfg: Config, needed: tuple[str, ...], manifest_files: list[Path]) -> str:
     """Hash of everything that decides the masks' content: settings, manifests, this code."""
     digest = hashlib.sha256()
-    settings = {k: v for k, v in asdict(cfg.masks).items() if k not in ("workers", "failure_budget")}
+    placement = ("workers", "scheduler", "failure_budget")  # where and how many: not what
+    settings = {k: v for k, v in asdict(cfg.masks).items() if k not in placement}
     digest.update(json.dumps([settings, cfg.data.dataset, cfg.data.raw_dir, needed], sort_keys=True).encode())
     code = sorted(Path(__file__).parent.glob("*.py"))  # this package, this module included
     for file in manifest_files + code:
