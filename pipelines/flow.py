@@ -4,6 +4,13 @@ DVC stays the one owner of caching and lineage: a stage whose deps did not chang
 itself. The stages run one at a time (parallel `dvc repro` calls fight over DVC's lock). Each
 task streams its stage's output into Prefect's logs and fails when the stage fails; a transient
 failure (DVC's lock held by another process, the stage killed by a signal) is retried.
+
+The stages themselves are no fan-out for a task runner: each is one `dvc repro` of work that needs
+the one before. The fan-out is inside the masks stage (its images over a dask.distributed cluster,
+``masks.scheduler``). With ``masks_cluster`` the flow provides that cluster: the masks stage runs
+in a subflow whose ``DaskTaskRunner`` (prefect-dask) starts the cluster (a LocalCluster, or any
+cluster class: dask_jobqueue, dask_kubernetes, ...) or connects to a running scheduler, and the
+stage's process is pointed at it (``PRIVOBFNET_MASKS_SCHEDULER``); the cluster closes with the subflow.
 """
 from __future__ import annotations
 
@@ -17,7 +24,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
+from prefect_dask import DaskTaskRunner
 
 from ops.common import PARAMS_FILE, load_params, resolve_profile, write_params
 from ops.stage_order import stage_order
@@ -25,6 +34,8 @@ from ops.tracking import PIPELINE_ID_ENV, flatten_numbers
 
 TRANSIENT_MARKERS = ("Unable to acquire lock", "lock is held", "database is locked")
 TAIL_LINES = 30
+MASKS_SCHEDULER_ENV = "PRIVOBFNET_MASKS_SCHEDULER"  # read by stages/masks.py: overrides masks.scheduler
+LOCAL_CLUSTER = "distributed.LocalCluster"
 
 
 class StageFailed(RuntimeError):
@@ -45,10 +56,11 @@ def _dvc_command() -> list[str]:
 
 
 @task(retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_if_transient, task_run_name="{stage}")
-def run_stage(stage: str, pipeline_id: str) -> dict[str, Any]:
-    """`dvc repro --single-item <stage>`, its output streamed to the run log; returns its metrics."""
+def run_stage(stage: str, pipeline_id: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`dvc repro --single-item <stage>` (``env`` added to its environment), its output streamed to
+    the run log; returns its metrics."""
     logger = get_run_logger()
-    env = dict(os.environ, **{PIPELINE_ID_ENV: pipeline_id})
+    env = dict(os.environ, **{PIPELINE_ID_ENV: pipeline_id}, **(env or {}))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.Popen(
         [*_dvc_command(), "repro", "--single-item", stage],
@@ -69,6 +81,25 @@ def run_stage(stage: str, pipeline_id: str) -> dict[str, Any]:
     return json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
 
 
+@flow(name="privobfnet-masks-on-dask")
+def masks_on_dask(pipeline_id: str) -> dict[str, Any]:
+    """The masks stage, its images computed on this subflow's Dask cluster (its DaskTaskRunner's)."""
+    address = FlowRunContext.get().task_runner.client.scheduler.address  # starts (or joins) the cluster
+    get_run_logger().info("masks on the Dask cluster at %s", address)
+    return run_stage("masks", pipeline_id, {MASKS_SCHEDULER_ENV: address})
+
+
+def dask_task_runner(masks_cluster: str, cluster_kwargs: dict[str, Any] | None, workers: int) -> DaskTaskRunner:
+    """A scheduler address (tcp://host:port) to join, or the dotted name of a cluster class to start
+    (a LocalCluster gets ``masks.workers`` processes of one thread unless ``cluster_kwargs`` say otherwise)."""
+    if masks_cluster.startswith("tcp://"):
+        if cluster_kwargs:
+            raise ValueError("masks_cluster_kwargs: not with a scheduler address (the cluster is already running)")
+        return DaskTaskRunner(address=masks_cluster)
+    defaults = {"n_workers": workers, "threads_per_worker": 1, "processes": True} if masks_cluster == LOCAL_CLUSTER else {}
+    return DaskTaskRunner(cluster_class=masks_cluster, cluster_kwargs={**defaults, **(cluster_kwargs or {})})
+
+
 def _use_profile(profile: str) -> None:
     """Write params.yaml from the profile unless it already holds that profile."""
     if not Path(PARAMS_FILE).exists() or load_params().profile != profile:
@@ -76,8 +107,14 @@ def _use_profile(profile: str) -> None:
 
 
 @flow(name="privobfnet-pipeline", log_prints=True)
-def pipeline(profile: str = "default", stages: list[str] | None = None) -> dict[str, Any]:
-    """Run the DVC stages in order on ``profile``; returns {stage: metrics}."""
+def pipeline(profile: str = "default", stages: list[str] | None = None, masks_cluster: str | None = None,
+             masks_cluster_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the DVC stages in order on ``profile``; returns {stage: metrics}.
+
+    ``masks_cluster``: None (the masks stage as params.yaml says), a Dask scheduler address, or a
+    cluster class such as ``distributed.LocalCluster`` (``masks_cluster_kwargs``: its arguments)
+    that the flow starts for the masks stage and closes after it.
+    """
     logger = get_run_logger()
     _use_profile(profile)
     run_id = flow_run.get_id() or uuid.uuid4().hex
@@ -90,8 +127,15 @@ def pipeline(profile: str = "default", stages: list[str] | None = None) -> dict[
     logger.info("pipeline %s: profile %s, stages %s", pipeline_id, profile, selected)
     progress = create_progress_artifact(0.0, key="privobfnet-progress", description=f"{pipeline_id}: starting")
     results: dict[str, Any] = {}
+    on_dask = None  # built before any stage runs: a mistyped cluster class fails the flow at once
+    if masks_cluster and "masks" in selected:
+        runner = dask_task_runner(masks_cluster, masks_cluster_kwargs, load_params().masks.workers)
+        on_dask = masks_on_dask.with_options(task_runner=runner)
     for n, stage in enumerate(selected, start=1):
-        results[stage] = run_stage(stage, pipeline_id)
+        if stage == "masks" and on_dask is not None:
+            results[stage] = on_dask(pipeline_id)
+        else:
+            results[stage] = run_stage(stage, pipeline_id)
         update_progress_artifact(progress, 100.0 * n / len(selected), description=f"{pipeline_id}: {stage} done")
     rows = [
         {"stage": stage, "metric": name, "value": round(value, 6)}

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
 from ops.tracking import project_root, stage_run
-from privobfnet.config import Config
+from privobfnet.config import SCHEDULER_PATTERN, Config
 from privobfnet.data.images import load_rgb
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.mask_types import load_mask_types
@@ -47,11 +47,16 @@ from privobfnet.masks.viz import MaskSample, masks_figure
 PARAM_SECTIONS = ["data", "masks"]
 FIGURE_PATH = Path("reports/figures/masks_samples.png")
 CACHE_ENV = "PRIVOBFNET_CACHE_DIR"  # model files (default <project root>/.cache)
+# a Dask scheduler that overrides masks.scheduler: the cluster the Prefect flow started for this run
+SCHEDULER_ENV = "PRIVOBFNET_MASKS_SCHEDULER"
 
 
 def main(cfg: Config) -> dict:
     """Compute (or resume) every image's masks; write index, metrics and figure. Returns the metrics."""
     out_dir, masks = Path(cfg.masks.out_dir), cfg.masks
+    scheduler = os.environ.get(SCHEDULER_ENV) or masks.scheduler
+    if scheduler is not None and not SCHEDULER_PATTERN.fullmatch(scheduler):
+        raise ValueError(f"${SCHEDULER_ENV}: {scheduler!r} is not a Dask scheduler address tcp://host:port")
     with stage_run("masks", cfg, PARAM_SECTIONS) as run:
         # ---- what to compute -------------------------------------------------------------------
         splits = {s: read_manifest(Path(cfg.data.manifest_dir) / f"{s}.parquet") for s in cfg.data.splits}
@@ -78,15 +83,15 @@ def main(cfg: Config) -> dict:
         start, workers = time.perf_counter(), masks.workers
         with tqdm(total=len(tasks), desc="masks", unit="img", mininterval=2.0) as bar, \
                 ResultLog(out_dir, MaskRunStats(), faces, on_image=bar.update) as results:
-            if masks.scheduler is None:
+            if scheduler is None:
                 run_tasks(tasks, settings, masks.workers, results)
             else:  # the same results from a Dask cluster's workers; this process writes the masks
-                workers = run_tasks_on_dask(tasks, settings, masks.scheduler, results)
+                workers = run_tasks_on_dask(tasks, settings, scheduler, results)
         stats = results.stats
         metrics, run_facts = summarize(stats, backend_names=backend_names(), faces=faces, resumed=resumed,
                                        image_ids=[task.image_id for task in tasks], workers=workers,
                                        wall_seconds=time.perf_counter() - start)
-        run_facts["scheduler"] = masks.scheduler
+        run_facts["scheduler"] = scheduler
         write_metrics("masks", metrics, run_facts)
         run.log_metrics(metrics)
         run.log_metrics(run_facts)

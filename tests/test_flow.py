@@ -1,7 +1,10 @@
 """The Prefect flow runs the DVC stages in order and never shows a failed stage as green."""
 from __future__ import annotations
 
+import json
+
 import mlflow
+import pandas as pd
 import pytest
 import networkx as nx
 from dvc.repo import Repo
@@ -10,8 +13,10 @@ from prefect.testing.utilities import prefect_test_harness
 
 from ops.stage_order import stage_order
 from pipelines.flow import StageFailed, pipeline
+from stages import masks as masks_stage
 from ops.tracking import STAGE_RUNS
 from tests.conftest import REPO, dvc
+from tests.test_masks import model_cache  # noqa: F401  (the session's model cache fixture)
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +64,26 @@ def test_failing_stage_fails_the_flow(project, harness):
 def test_unknown_stage_is_refused(project, harness):
     with pytest.raises(ValueError, match="unknown stage"):
         pipeline(profile="ci", stages=["nonsense"])
+
+
+@pytest.mark.slow
+def test_flow_runs_the_masks_stage_on_the_dask_cluster_it_starts(project, harness, model_cache,  # noqa: F811
+                                                                 monkeypatch):
+    monkeypatch.setenv(masks_stage.CACHE_ENV, str(model_cache))
+    selected = ["download", "validate", "masks"]
+    results = pipeline(profile="ci", stages=selected, masks_cluster="distributed.LocalCluster",
+                       masks_cluster_kwargs={"dashboard_address": None})
+    assert list(results) == selected and results["masks"]["failed"] == 0
+    facts = json.loads((project / "reports/runs/masks.json").read_text())
+    assert facts["scheduler"].startswith("tcp://127.0.0.1:") and facts["workers"] == 2  # ci: masks.workers 2
+    assert facts["computed"] == results["masks"]["images"] == len(pd.read_parquet(project / "data/masks/index.parquet"))
+    assert "masks" not in dvc("status", "masks").stdout.replace("Data and pipelines are up to date", "")
+
+
+def test_a_mistyped_masks_cluster_fails_before_any_stage(project, harness):
+    with pytest.raises(Exception, match="NoSuchCluster"):
+        pipeline(profile="ci", stages=["download", "masks"], masks_cluster="distributed.NoSuchCluster")
+    assert not (project / "data/raw").exists()
+    with pytest.raises(ValueError, match="not with a scheduler address"):
+        pipeline(profile="ci", stages=["masks"], masks_cluster="tcp://127.0.0.1:8786",
+                 masks_cluster_kwargs={"n_workers": 2})
