@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import dask
 import pytest
 from distributed import Client, LocalCluster
 
@@ -14,6 +15,8 @@ from privobfnet.config import parse_config
 from privobfnet.data.manifest import write_manifest
 from privobfnet.data.readers import dataset_root, read_dataset
 from privobfnet.data.synthpriv import write_synthpriv
+from privobfnet.masks.cluster import DIED, run_tasks_on_dask
+from privobfnet.masks.runner import Settings, Task
 from stages import masks as stage
 from tests.conftest import ci_params
 from tests.test_masks import model_cache  # noqa: F401  (the session's model cache fixture)
@@ -36,10 +39,20 @@ def small_synthpriv(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """Two worker processes of one thread each, as `dask worker --nworkers 2 --nthreads 1` starts."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+def local_cluster():
+    """Two worker processes of one thread each, as `dask worker --nworkers 2 --nthreads 1` starts; an
+    image that kills two workers fails (allowed-failures 1: the default 3 only makes the test longer)."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
         yield local
+
+
+@pytest.fixture
+def cluster(local_cluster):
+    """The module's cluster with both workers up (a test before may have killed one)."""
+    with Client(local_cluster.scheduler_address) as client:
+        client.wait_for_workers(2, timeout=60)
+    return local_cluster
 
 
 def run_stage(data_base: Path, workdir: Path, **masks) -> dict[str, bytes]:
@@ -131,3 +144,28 @@ def test_a_worker_killed_mid_run_loses_no_finished_image(small_synthpriv, cluste
     assert facts["resumed"] is True and facts["computed"] == N_IMAGES - 8  # the finished 8 were not redone
     assert all((in_tmp / "dask/masks/text" / f"{i}.png").stat().st_mtime_ns == mtimes[i] for i in logged)
     assert [name for name in local if local[name] != on_dask.get(name)] == [] and sorted(on_dask) == sorted(local)
+
+
+def crash_or_echo(task: Task, todo: list[str]) -> tuple[dict, dict]:
+    """A Dask task that kills its worker process (like a native crash) on the image called 'crash'."""
+    if task.image_id == "crash":
+        os._exit(3)
+    return {"seconds": {"text": 0.0}, "coverage": {}, "faces": None, "errors": []}, {}
+
+
+def test_an_image_that_kills_its_workers_fails_alone(small_synthpriv, cluster, model_cache, tmp_path):  # noqa: F811
+    cfg = parse_config(ci_params(small_synthpriv, data={"splits": SPLITS}))
+    settings = Settings(masks=cfg.masks, needed=("human", "text"), parser_dir=str(tmp_path), cache_dir=str(model_cache),
+                        out_dir=str(tmp_path), threads=1, max_pixels=cfg.data.max_image_pixels)
+    tasks = [Task(name, "train", "unused", 4, 4, False) for name in ["crash"] + [f"ok{i}" for i in range(7)]]
+    results: dict[str, list] = {}
+    workers = run_tasks_on_dask(tasks, settings, cluster.scheduler_address,
+                                lambda task, result: results.setdefault(task.image_id, []).append(result),
+                                worker=crash_or_echo)
+    assert sorted(results) == sorted(t.image_id for t in tasks) and all(len(r) == 1 for r in results.values())
+    assert results["crash"][0]["errors"] == [DIED]
+    # Dask blames every image processing on a worker that dies: one that shared a worker with the
+    # culprit at each of its deaths fails with it (as with the local pool, few: those in flight)
+    assert all(r[0]["errors"] in ([], [DIED]) for r in results.values())
+    assert sum(r[0]["errors"] == [] for r in results.values()) >= len(tasks) - 3
+    assert workers == 2  # the nannies restarted the dead workers

@@ -57,7 +57,7 @@ def remote_masks(task: Task, todo: list[str]) -> tuple[dict, dict]:
 
 
 def run_tasks_on_dask(tasks: list[Task], settings: Settings, address: str, on_result, *,
-                      worker_wait_s: float = 120.0, per_thread: int = 2) -> int:
+                      worker=remote_masks, worker_wait_s: float = 120.0, per_thread: int = 2) -> int:
     """``on_result(task, result)`` for every task, its new masks written first, computed on the
     cluster at ``address``; at most ``per_thread`` images in flight per worker thread.
 
@@ -83,7 +83,7 @@ def run_tasks_on_dask(tasks: list[Task], settings: Settings, address: str, on_re
                 if not todo:  # resumed: nothing left for this image
                     on_result(task, with_coverage(_empty(), stored))
                     continue
-                future = client.submit(remote_masks, task, todo, pure=False, key=f"masks-{run}-{task.image_id}")
+                future = client.submit(worker, task, todo, pure=False, key=f"masks-{run}-{task.image_id}")
                 held[future] = (task, stored)
                 running.add(future)
             if not held:
