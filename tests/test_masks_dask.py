@@ -169,3 +169,18 @@ def test_an_image_that_kills_its_workers_fails_alone(small_synthpriv, cluster, m
     assert all(r[0]["errors"] in ([], [DIED]) for r in results.values())
     assert sum(r[0]["errors"] == [] for r in results.values()) >= len(tasks) - 3
     assert workers == 2  # the nannies restarted the dead workers
+
+
+def test_a_scheduler_without_workers_fails_naming_it(tmp_path):
+    settings = Settings(masks=None, needed=(), parser_dir=None, cache_dir="unused", out_dir=str(tmp_path),
+                        threads=1, max_pixels=1)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
+        with pytest.raises(RuntimeError, match=f"no Dask worker joined {empty.scheduler_address} within 1 s"):
+            run_tasks_on_dask([Task("a", "train", "unused", 1, 1, False)], settings, empty.scheduler_address,
+                              lambda task, result: None, worker_wait_s=1)
+
+
+def test_a_bad_scheduler_in_the_environment_is_refused(small_synthpriv, in_tmp, monkeypatch):
+    monkeypatch.setenv(stage.SCHEDULER_ENV, "127.0.0.1:8786")
+    with pytest.raises(ValueError, match=r"\$PRIVOBFNET_MASKS_SCHEDULER: '127.0.0.1:8786' is not a Dask scheduler"):
+        run_stage(small_synthpriv, in_tmp / "bad")
