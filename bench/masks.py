@@ -55,7 +55,7 @@ def bench_stage(n_images: int, repeats: int) -> None:
 
     os.environ.setdefault(stage.CACHE_ENV, str(REPO / ".cache"))
     with tempfile.TemporaryDirectory() as tmp, \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         base = Path(tmp)
         params = resolve_profile("default", REPO / "profiles")
         val = max(1, n_images // 5)

@@ -72,7 +72,7 @@ def test_flow_runs_the_masks_stage_on_the_dask_cluster_it_starts(project, harnes
     monkeypatch.setenv(masks_stage.CACHE_ENV, str(model_cache))
     selected = ["download", "validate", "masks"]
     results = pipeline(profile="ci", stages=selected, masks_cluster="distributed.LocalCluster",
-                       masks_cluster_kwargs={"dashboard_address": None})
+                       masks_cluster_kwargs={"dashboard_address": ":0"})
     assert list(results) == selected and results["masks"]["failed"] == 0
     facts = json.loads((project / "reports/runs/masks.json").read_text())
     assert facts["scheduler"].startswith("tcp://127.0.0.1:") and facts["workers"] == 2  # ci: masks.workers 2

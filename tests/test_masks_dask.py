@@ -43,7 +43,7 @@ def local_cluster():
     """Two worker processes of one thread each, as `dask worker --nworkers 2 --nthreads 1` starts; an
     image that kills two workers fails (allowed-failures 1: the default 3 only makes the test longer)."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local:
         yield local
 
 
@@ -159,22 +159,20 @@ def test_an_image_that_kills_its_workers_fails_alone(small_synthpriv, cluster, m
                         out_dir=str(tmp_path), threads=1, max_pixels=cfg.data.max_image_pixels)
     tasks = [Task(name, "train", "unused", 4, 4, False) for name in ["crash"] + [f"ok{i}" for i in range(7)]]
     results: dict[str, list] = {}
-    workers = run_tasks_on_dask(tasks, settings, cluster.scheduler_address,
-                                lambda task, result: results.setdefault(task.image_id, []).append(result),
-                                worker=crash_or_echo)
+    run_tasks_on_dask(tasks, settings, cluster.scheduler_address,
+                      lambda task, result: results.setdefault(task.image_id, []).append(result), worker=crash_or_echo)
     assert sorted(results) == sorted(t.image_id for t in tasks) and all(len(r) == 1 for r in results.values())
     assert results["crash"][0]["errors"] == [DIED]
     # Dask blames every image processing on a worker that dies: one that shared a worker with the
     # culprit at each of its deaths fails with it (as with the local pool, few: those in flight)
     assert all(r[0]["errors"] in ([], [DIED]) for r in results.values())
     assert sum(r[0]["errors"] == [] for r in results.values()) >= len(tasks) - 3
-    assert workers == 2  # the nannies restarted the dead workers
 
 
 def test_a_scheduler_without_workers_fails_naming_it(tmp_path):
     settings = Settings(masks=None, needed=(), parser_dir=None, cache_dir="unused", out_dir=str(tmp_path),
                         threads=1, max_pixels=1)
-    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty:
         with pytest.raises(RuntimeError, match=f"no Dask worker joined {empty.scheduler_address} within 1 s"):
             run_tasks_on_dask([Task("a", "train", "unused", 1, 1, False)], settings, empty.scheduler_address,
                               lambda task, result: None, worker_wait_s=1)

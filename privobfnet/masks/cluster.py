@@ -51,7 +51,9 @@ class MaskBackends(WorkerPlugin):
 
 def remote_masks(task: Task, todo: list[str]) -> tuple[dict, dict]:
     """On a Dask worker: ``compute_masks`` with the worker's backends."""
-    plugin: MaskBackends = get_worker().plugins[PLUGIN_NAME]
+    plugin: MaskBackends | None = get_worker().plugins.get(PLUGIN_NAME)
+    if plugin is None or plugin.backends is None:  # joined later and failed its setup (its log says why)
+        raise RuntimeError("this Dask worker could not build the mask backends")
     with plugin.lock:
         return compute_masks(task, todo, plugin.backends, plugin.settings.max_pixels)
 
