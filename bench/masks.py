@@ -20,6 +20,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -74,7 +75,7 @@ def bench_stage(n_images: int, repeats: int) -> None:
               f"(human: {cfg.masks.human_backend}, text: {cfg.masks.text_backend}, faces: {cfg.masks.face_backend}), "
               f"{os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.2f}")
         print(f"{'run':<32} {'stage s':>8} {'compute s':>9} {'img/s':>6} {'speed-up':>8}")
-        reference = None
+        reference, computes = None, {name: [] for name, _ in runs}
         for n, (name, masks) in enumerate(runs * repeats):
             params["masks"].update({"workers": 1, "scheduler": None, **masks, "out_dir": str(base / f"masks{n}")})
             start = time.perf_counter()
@@ -82,7 +83,12 @@ def bench_stage(n_images: int, repeats: int) -> None:
             total = time.perf_counter() - start
             compute = json.loads((base / "reports/runs/masks.json").read_text())["wall_seconds"]
             reference = reference or compute
+            computes[name].append(compute)
             print(f"{name:<32} {total:>8.1f} {compute:>9.1f} {n_images / compute:>6.1f} {reference / compute:>7.2f}x")
+        medians = {name: statistics.median(seconds) for name, seconds in computes.items()}
+        one = medians[runs[0][0]]
+        print("median compute s over the repeats, speed-up against the median 1-process run: "
+              + ", ".join(f"{name}: {m:.1f} s, {one / m:.2f}x" for name, m in medians.items()))
         print(f"load average after: {os.getloadavg()[0]:.2f} (compute s: the images' part of the stage, "
               f"pool start and model loading included; speed-up against the first row)")
 
