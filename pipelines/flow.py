@@ -96,7 +96,9 @@ def dask_task_runner(masks_cluster: str, cluster_kwargs: dict[str, Any] | None, 
         if cluster_kwargs:
             raise ValueError("masks_cluster_kwargs: not with a scheduler address (the cluster is already running)")
         return DaskTaskRunner(address=masks_cluster)
-    defaults = {"n_workers": workers, "threads_per_worker": 1, "processes": True} if masks_cluster == LOCAL_CLUSTER else {}
+    defaults = {}
+    if masks_cluster == LOCAL_CLUSTER:
+        defaults = {"n_workers": workers, "threads_per_worker": 1, "processes": True}
     return DaskTaskRunner(cluster_class=masks_cluster, cluster_kwargs={**defaults, **(cluster_kwargs or {})})
 
 

@@ -130,7 +130,8 @@ def test_a_worker_killed_mid_run_loses_no_finished_image(small_synthpriv, cluste
     with pytest.raises(StageKilled):
         run_stage(small_synthpriv, in_tmp / "dask", scheduler=cluster.scheduler_address)
     assert len(set(logged)) == 8  # each image came back once, the lost worker's in-flight ones included
-    faces_logged = [json.loads(line)["image_id"] for line in (in_tmp / "dask/masks/faces.jsonl").read_text().splitlines()]
+    face_log = (in_tmp / "dask/masks/faces.jsonl").read_text().splitlines()
+    faces_logged = [json.loads(line)["image_id"] for line in face_log]
     assert sorted(faces_logged) == sorted(logged)
     assert all((in_tmp / "dask/masks/text" / f"{image_id}.png").exists() for image_id in logged)
 
