@@ -12,7 +12,8 @@ from tests.conftest import REPO
 
 PROJECT_PACKAGES = ("privobfnet", "stages", "ops", "pipelines")
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-STAGES = {name: spec["cmd"].split("python -m stages.", 1)[1].split()[0] for name, spec in DVC.items()}
+# a cmd is `python -m stages.<name>`, or `${<section>.launcher} -m stages.<name>` (the training stages)
+STAGES = {name: spec["cmd"].split(" -m stages.", 1)[1].split()[0] for name, spec in DVC.items()}
 
 
 def module_file(module: str) -> Path | None:
