@@ -135,26 +135,44 @@ def sync_batch_norms(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose backward all-reduces the gradient: each rank's loss depends on every rank's input."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class GlooSyncBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are those of the global batch, on CPU (gloo).
 
-    Per channel the ranks' sums, sums of squares and counts are all-reduced through
-    ``torch.distributed.nn.functional.all_reduce``, which all-reduces the gradients on the way back,
-    so the backward pass is that of batch norm over the global batch. Eval mode and a world of one
+    Per channel the ranks' sums and counts, then their squared deviations from the global mean, are
+    all-reduced by an autograd function that all-reduces their gradients on the way back, so the
+    backward pass is that of batch norm over the global batch. Eval mode and a world of one
     are plain BatchNorm2d.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _SumOverRanks.apply
         channels = x.shape[1]
         count = torch.full((1,), x.numel() // channels, dtype=x.dtype, device=x.device)
-        stats = all_reduce(torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), count]))
-        n = stats[-1]
-        mean = stats[:channels] / n  # (C,)
-        var = (stats[channels:2 * channels] / n - mean * mean).clamp_min(0)  # (C,), biased, as batch norm normalises
+        # two passes, as batch norm itself computes them: the mean, then the squared deviations from it
+        # (one pass of sums of squares loses digits where the mean is large against the spread)
+        sums = all_reduce(torch.cat([x.sum(dim=(0, 2, 3)), count]))
+        n = sums[-1]
+        mean = sums[:channels] / n  # (C,)
+        centred = x - mean.view(1, channels, 1, 1)
+        var = all_reduce((centred * centred).sum(dim=(0, 2, 3))) / n  # (C,), biased, as batch norm normalises
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -162,7 +180,7 @@ class GlooSyncBatchNorm2d(nn.BatchNorm2d):
                 self.running_mean.lerp_(mean.detach(), factor)
                 self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), factor)  # unbiased, as torch keeps it
         shape = (1, channels, 1, 1)
-        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        out = centred * torch.rsqrt(var.view(shape) + self.eps)
         return out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out
 
 

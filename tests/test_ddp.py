@@ -32,8 +32,10 @@ from tests.fixtures_masks import write_fixture_masks
 pytestmark = pytest.mark.slow
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-# |2-process - 1-process| allowed on each metric, each step's loss and each weight (measured: see
-# the README's "Training under torchrun"); float rounding of 12 SGD steps on 24 images
+# |2-process - 1-process| allowed on each metric, each step's loss and each weight. Measured at the
+# ensemble lr set below: at most ~1e-5 (metrics, losses). At the ci profile's lr 0.01 its loss spikes
+# amplify rounding ~10x a step (1e-7 at step 1, 1e-3 by step 6: measured), which only says training is
+# chaotic there, so the comparison trains at lr 0.001; DeepLab's ci settings agree to ~1e-6 as they are.
 TOLERANCE = 1e-3
 STAGES = {
     "train_ensemble": ("checkpoints/ensemble/final.pt", "checkpoints/ensemble/last.pt"),
@@ -55,7 +57,7 @@ def prepared(tmp_path_factory) -> Path:
         shutil.copy2(REPO / rel, root / rel)
     params = resolve_profile("ci", root / "profiles")
     # one thread per process (2 processes share 2 cores); a checkpoint every 2 steps leaves time to kill
-    params["train"].update(checkpoint_every=2, num_threads=1)
+    params["train"].update(checkpoint_every=2, num_threads=1, lr=0.001)
     params["deeplab"].update(labels="ground_truth", iterations=12, checkpoint_every=2, batch_size=4, crop_size=48,
                              tiny_width=8, num_threads=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
