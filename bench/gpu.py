@@ -7,8 +7,9 @@ TFLOP/s of a step (FLOPs counted with ``torch.utils.flop_counter.FlopCounterMode
 bench/train.py's grouped-convolution fix) and its ratio to a bf16 / fp32 8192^2 matmul measured
 in the same process, and peak memory. From the measured step times it prints the estimated wall
 time of each paper profile's full training on one device (and on N, assuming linear scaling,
-which is an upper bound). Random weights: speed does not depend on them. Without CUDA it says
-so and exits 0.
+which is an upper bound). Random weights, frozen as the ImageNet-initialised networks train
+(ResNet-38's conv1a, b2 and batch norm; ResNet-101's batch norm): speed does not depend on the
+values, so no weight file is needed. Without CUDA it says so and exits 0.
 
     python bench/gpu.py                       # fp32, channels_last, 10 timed steps each
     python bench/gpu.py --precision bf16 --cudnn-benchmark --steps 20
@@ -32,6 +33,7 @@ from ops.common import resolve_profile  # noqa: E402
 from privobfnet.config import parse_config  # noqa: E402
 from privobfnet.data.mask_types import load_mask_types  # noqa: E402
 from privobfnet.data.voc import VOC_CLASSES  # noqa: E402
+from privobfnet.models import backbones  # noqa: E402
 from privobfnet.models.deeplabv2 import build_deeplab, optimizer_param_groups  # noqa: E402
 from privobfnet.models.ensemble import build_training  # noqa: E402
 from privobfnet.models.training import ensemble_losses  # noqa: E402
@@ -117,7 +119,9 @@ def main() -> int:
     params = resolve_profile("paper_voc", REPO / "profiles")
     for section in ("train", "deeplab"):
         params[section].update(gpu)
-    params["train"]["pretrained"] = None  # random weights; build_deeplab below keeps the frozen batch norm
+    # the profile's pretrained path stays (it decides what is frozen); only reading the file is skipped:
+    # build_backbone then freezes ResNet-38 as trained and keeps its random weights
+    backbones.resnet38_imagenet_state = lambda path: None
     cfg = parse_config(params)
     device = setup_torch(device="cuda", num_threads=0, seed=0, cudnn_benchmark=args.cudnn_benchmark)
     peak = {"fp32": matmul_tflops(torch.float32, device), "bf16": matmul_tflops(torch.bfloat16, device)}

@@ -96,3 +96,28 @@ def test_the_checker_sees_a_missing_dep(tmp_path):
             "ops/tracking.py", "privobfnet/__init__.py"} <= names
     assert not covered(REPO / "privobfnet/trainer.py", ["privobfnet/models", "stages/train_deeplab.py"])
     assert covered(REPO / "privobfnet/models/norm.py", ["privobfnet/models"])
+
+
+def test_training_stages_start_through_their_launcher_param(tmp_path, monkeypatch):
+    """dvc.yaml runs `<launcher> -m stages.<name>`: plain python by default, torchrun when the param says so."""
+    import shutil
+    import subprocess
+    import sys
+
+    from dvc.repo import Repo
+
+    def commands(folder: Path, params: dict) -> dict[str, str]:
+        folder.mkdir()
+        shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")
+        (folder / "params.yaml").write_text(yaml.safe_dump(params))
+        subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+        subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=folder, check=True)
+        monkeypatch.chdir(folder)  # DVC reads the params of ${...} relative to the working directory
+        return {name: Repo(str(folder)).stage.collect(name)[0].cmd for name in ("train_ensemble", "train_deeplab")}
+
+    params = {**yaml.safe_load((REPO / "profiles" / "default.yaml").read_text()), "profile": "default"}
+    assert commands(tmp_path / "default", params) == {  # dvc.lock's cmd as before the param existed
+        "train_ensemble": "python -m stages.train_ensemble", "train_deeplab": "python -m stages.train_deeplab"}
+    params["deeplab"]["launcher"] = "torchrun --standalone --nproc_per_node 2"
+    assert commands(tmp_path / "torchrun", params)["train_deeplab"] == \
+        "torchrun --standalone --nproc_per_node 2 -m stages.train_deeplab"
