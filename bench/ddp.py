@@ -5,10 +5,11 @@ ground-truth masks), then runs each training stage as it would run from dvc.yaml
 on the same work (the same global batch, steps and data): 1 process x 1 thread, 1 process x 2
 threads, and ``torchrun --standalone --nproc_per_node 2`` with 1 thread each. Prints, per stage
 and form, the command's wall time and the training loop's own seconds (``reports/runs``), each
-as a ratio to the 1 process x 1 thread run measured in the same invocation.
+the least of ``--repeats`` runs (the least disturbed on a shared machine) and each as a ratio to
+the 1 process x 1 thread run measured in the same invocation.
 
     .venv/bin/python bench/ddp.py                 # ci sizes
-    .venv/bin/python bench/ddp.py --epochs 4 --iterations 60
+    .venv/bin/python bench/ddp.py --epochs 6 --iterations 300 --repeats 2
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def prepare(root: Path, *, epochs: int, iterations: int) -> Path:
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
                             capture_output=True, text=True).stdout.split("\0")
     for rel in filter(None, listed):
-        if rel.startswith(("params.yaml", "dvc.lock", "reports/", "checkpoints/", "data/")) or not (REPO / rel).is_file():
+        skipped = rel.startswith(("params.yaml", "dvc.lock", "reports/", "checkpoints/", "data/"))
+        if skipped or not (REPO / rel).is_file():
             continue
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, root / rel)
@@ -58,6 +60,7 @@ def prepare(root: Path, *, epochs: int, iterations: int) -> Path:
 def run(prepared: Path, work: Path, stage: str, ranks: int, threads: int) -> dict:
     """One stage run in a fresh copy of ``prepared`` -> wall and loop seconds."""
     root = work / f"{stage}-{ranks}x{threads}"
+    shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(prepared, root, symlinks=True)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["num_threads"] = params["deeplab"]["num_threads"] = threads
@@ -78,12 +81,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2, help="train.epochs (ci: 2, 12 steps of 4 images)")
     parser.add_argument("--iterations", type=int, default=20, help="deeplab.iterations (ci: 20 steps of 4 crops)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each form; the least time is kept")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ddp-") as tmp:
         prepared = prepare(Path(tmp) / "prepared", epochs=args.epochs, iterations=args.iterations)
-        report = {"cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in os.getloadavg()]}
+        report = {"cpus": os.cpu_count(), "epochs": args.epochs, "iterations": args.iterations,
+                  "repeats": args.repeats, "load_average_before": [round(x, 2) for x in os.getloadavg()]}
         for stage in ("train_ensemble", "train_deeplab"):
-            results = {form: run(prepared, Path(tmp), stage, *shape) for form, shape in FORMS.items()}
+            results = {}
+            for form, shape in FORMS.items():
+                runs = [run(prepared, Path(tmp), stage, *shape) for _ in range(args.repeats)]
+                results[form] = {key: min(r[key] for r in runs) for key in ("wall_s", "loop_s")}
             base = results["1 process x 1 thread"]
             for result in results.values():
                 result["wall_over_1x1"] = round(result["wall_s"] / base["wall_s"], 3)

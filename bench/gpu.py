@@ -147,7 +147,8 @@ def main() -> int:
         hours = (ensemble_steps * results["ensemble"]["seconds_per_step"]
                  + p.deeplab.iterations * results["deeplab"]["seconds_per_step"]) / 3600
         estimates[profile] = {"ensemble_steps": ensemble_steps, "deeplab_steps": p.deeplab.iterations,
-                              "hours_one_gpu": round(hours, 2), f"hours_{args.gpus}_gpus_linear": round(hours / args.gpus, 2)}
+                              "hours_one_gpu": round(hours, 2),
+                              f"hours_{args.gpus}_gpus_linear": round(hours / args.gpus, 2)}
     print(json.dumps({"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__, **gpu,
                       "matmul_tflops": {k: round(v, 1) for k, v in peak.items()}, "trainings": results,
                       "estimated_training_wall_time": estimates}, indent=2))

@@ -199,13 +199,11 @@ def mean_over_ranks(values: Mapping[str, torch.Tensor], world: World) -> dict[st
     return dict(zip(names, stacked / world.size))
 
 
-def sum_over_ranks(array: np.ndarray, world: World) -> np.ndarray:
-    """An integer array (a confusion matrix, a count) summed over the ranks; exact."""
+def sum_over_ranks(array: np.ndarray, world: World, device: torch.device) -> np.ndarray:
+    """An integer array (a confusion matrix, a count) summed over the ranks (on ``device``: nccl's); exact."""
     if not world.distributed:
         return array
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
-    if dist.get_backend() == "nccl":
-        tensor = tensor.cuda()
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
     dist.all_reduce(tensor)
     return tensor.cpu().numpy()
 

@@ -98,7 +98,8 @@ def training_state(*, run_fingerprint: str, iteration: int, history: list[dict],
                 "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
     }
     if world.distributed:
-        own = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+        own = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
         state["rank_rng"] = gather_blocks(own, world)
     return state
 

@@ -113,7 +113,7 @@ def main(cfg: Config) -> dict:
         block = world.block(len(eval_manifest))
         cm, n_eval = split_confusion(model, eval_manifest.iloc[block.start:block.stop],
                                      max_pixels=cfg.data.max_image_pixels, seg=seg, device=device)
-        cm, n_eval = sum_over_ranks(cm, world), int(sum_over_ranks(np.array([n_eval]), world)[0])
+        cm, n_eval = sum_over_ranks(cm, world, device), int(sum_over_ranks(np.array([n_eval]), world, device)[0])
         metrics = {**segmentation_scores(cm, class_names), "labels": deeplab.labels, "eval_split": deeplab.eval_split,
                    "eval_images": n_eval, "train_images": len(samples), "iterations": deeplab.iterations,
                    "final_loss": final_loss(history, deeplab.iterations)}
