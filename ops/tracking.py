@@ -130,6 +130,30 @@ class StageRun:
         self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
 
+class NoRun:
+    """What ranks other than 0 log through under torchrun: nothing (rank 0 records the one run)."""
+
+    run_id = None
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        pass
+
+    def log_step(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_manifests(self, manifest_dir: str | os.PathLike, dataset: str, contexts: Mapping[str, str]) -> None:
+        pass
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
+
+
 def flatten_numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Numeric leaves of a nested dict (bools and None are skipped)."""
     out: dict[str, float] = {}
@@ -168,8 +192,15 @@ def pipeline_parent(client: Any, experiment_id: str, pid: str, tags: Mapping[str
 
 
 @contextmanager
-def stage_run(stage: str, cfg: Config, param_sections: list[str]) -> Iterator[StageRun]:
-    """One MLflow run for one execution of ``stage``; marked FAILED if the block raises."""
+def stage_run(stage: str, cfg: Config, param_sections: list[str], *,
+              record: bool = True) -> Iterator[StageRun | NoRun]:
+    """One MLflow run for one execution of ``stage``; marked FAILED if the block raises.
+
+    ``record=False`` (ranks other than 0 under torchrun): a :class:`NoRun`, MLflow untouched.
+    """
+    if not record:
+        yield NoRun()
+        return
     import mlflow  # imported here: the library and params loading must not pay for it
 
     root = project_root()

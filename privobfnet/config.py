@@ -55,6 +55,21 @@ VPA_PROFILES = 30  # user profiles in VPA's user_studies/user_profiles.tsv
 WEIGHTS_DIR = "data/weights"  # where the weights stage puts ImageNet weights
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 SCHEDULER_PATTERN = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}")  # a Dask scheduler
+LAUNCHERS = ("python", "python3", "torchrun")
+
+
+def launcher_world_size(launcher: str) -> int | None:
+    """The processes ``launcher`` starts when it says (torchrun's --nnodes x --nproc_per_node), else None."""
+    words = launcher.split()
+    if Path(words[0]).name != "torchrun":
+        return 1
+    options = {}
+    for i, word in enumerate(words):
+        name, _, value = word.partition("=")
+        if name in ("--nnodes", "--nproc_per_node", "--nproc-per-node"):
+            options[name.replace("-", "_")] = value or (words[i + 1] if i + 1 < len(words) else "")
+    nnodes, nproc = options.get("__nnodes", "1"), options.get("__nproc_per_node", "1")
+    return int(nnodes) * int(nproc) if nnodes.isdigit() and nproc.isdigit() else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,6 +174,13 @@ class TrainConfig:
     checkpoint_every: int = ranged(1)  # iterations between checkpoints
     num_threads: int = ranged(0)  # torch CPU threads (0: torch's default)
     device: str
+    # how dvc.yaml starts the stage: `<launcher> -m stages.<stage>`; "python" (one process) or torchrun with
+    # its options, e.g. "torchrun --standalone --nproc_per_node 4"; batch_size is the global batch (README)
+    # (params.yaml must still name them; the defaults let checkpoints written before they existed load)
+    launcher: str = "python"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward and loss (weights, grads, SGD stay fp32)
+    channels_last: bool = True  # models and their inputs in channels-last memory format
+    cudnn_benchmark: bool = False  # cuDNN picks kernels by timing: faster on GPU, not run-to-run identical
 
 
 @dataclass(frozen=True)
@@ -191,6 +213,13 @@ class DeeplabConfig:
     poly_power: float = ranged(0)
     num_threads: int = ranged(0)
     device: str
+    # how dvc.yaml starts the stage: `<launcher> -m stages.<stage>`; "python" (one process) or torchrun with
+    # its options, e.g. "torchrun --standalone --nproc_per_node 4"; batch_size is the global batch (README)
+    # (params.yaml must still name them; the defaults let checkpoints written before they existed load)
+    launcher: str = "python"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward and loss (weights, grads, SGD stay fp32)
+    channels_last: bool = True  # models and their inputs in channels-last memory format
+    cudnn_benchmark: bool = False  # cuDNN picks kernels by timing: faster on GPU, not run-to-run identical
 
 
 @dataclass(frozen=True)
@@ -330,6 +359,13 @@ def _check_range(value: Any, allowed: Range, key: str) -> None:
 def _check(cfg: Config) -> None:
     """Cross-field rules that types and ranges alone cannot express (every check of the params is here)."""
     for section in ("train", "deeplab"):
+        launcher, batch_size = getattr(cfg, section).launcher, getattr(cfg, section).batch_size
+        if not launcher.split() or Path(launcher.split()[0]).name not in LAUNCHERS:
+            raise ConfigError(f"{section}.launcher: must start with one of {list(LAUNCHERS)}, got {launcher!r}")
+        world_size = launcher_world_size(launcher)
+        if world_size is not None and batch_size % world_size:
+            raise ConfigError(f"{section}.batch_size: the global batch ({batch_size}) must split evenly over the "
+                              f"{world_size} processes {section}.launcher starts")
         device = getattr(cfg, section).device
         if not DEVICE_PATTERN.fullmatch(device):
             raise ConfigError(f"{section}.device: must be cpu, cuda or cuda:N, got {device!r}")

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from privobfnet.config import Config
 from privobfnet.data.errors import DataError
 from privobfnet.data.images import load_mask, load_rgb
+from privobfnet.distributed import SINGLE, World
 from privobfnet.metrics import confusion_matrix
 from privobfnet.seg_classes import BACKGROUND, SegmentationClasses  # noqa: F401  (BACKGROUND re-exported)
 from privobfnet.segmentation import batch_keys, predict_segmentation, random_scale_crop_flip
@@ -55,15 +56,21 @@ class TrainingSamples(Dataset):
 
 
 class IterationBatches:
-    """Batch sampler over iterations ``start``..``total``-1 (one batch of keys each)."""
+    """Batch sampler over iterations ``start``..``total``-1 (one batch of keys each).
 
-    def __init__(self, *, n_images: int, batch_size: int, seed: int, start: int, total: int):
+    ``batch_size`` is the global batch; under torchrun each rank yields its slice of it
+    (``World.share``), so every rank's order is a function of (seed, iteration, rank, world size)
+    and each sample's augmentation (seeded by its key) does not depend on the world size.
+    """
+
+    def __init__(self, *, n_images: int, batch_size: int, seed: int, start: int, total: int, world: World = SINGLE):
         self.n_images, self.batch_size, self.seed = n_images, batch_size, seed
-        self.start, self.total = start, total
+        self.start, self.total, self.world = start, total, world
 
     def __iter__(self):
         for iteration in range(self.start, self.total):
-            yield batch_keys(n_images=self.n_images, batch_size=self.batch_size, iteration=iteration, seed=self.seed)
+            keys = batch_keys(n_images=self.n_images, batch_size=self.batch_size, iteration=iteration, seed=self.seed)
+            yield self.world.share(keys)
 
     def __len__(self) -> int:
         return self.total - self.start

@@ -67,6 +67,7 @@ class SplitData:
         self._masks = [masks[i] for i in self.image_ids]
         self._size, self._max_pixels = cfg.train.input_size, cfg.data.max_image_pixels
         self._grayscale = cfg.data.allow_grayscale
+        self._memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         fits = len(self) * CACHED_BYTES_PER_PIXEL * self._size ** 2 <= self.CACHE_BYTES
         self._cache: dict[int, tuple] | None = {} if fits else None
 
@@ -89,12 +90,19 @@ class SplitData:
         rgb, human, text = zip(*(self._sample(i) for i in indices))
         return torch.stack(rgb), torch.stack(human).float() / 255, torch.stack(text).float() / 255
 
-    def batch(self, indices: list[int], device: torch.device, generator: torch.Generator) -> Batch:
-        """A training batch: samples stacked, each flipped horizontally with probability 1/2, normalised."""
-        rgb, human, text = self.stack(indices)  # (B, 3, S, S) uint8, (B, 1, S, S) float x2
+    def batch(self, indices: list[int], device: torch.device, generator: torch.Generator, *,
+              rows: slice = slice(None)) -> Batch:
+        """A training batch: samples stacked, each flipped horizontally with probability 1/2, normalised.
+
+        ``rows``: the part of the global batch ``indices`` this process trains on (torchrun); the
+        flips are drawn for the whole global batch, so each sample's flip does not depend on the world size.
+        """
         flip = torch.rand(len(indices), generator=generator) < FLIP_PROBABILITY
+        indices, flip = indices[rows], flip[rows]
+        rgb, human, text = self.stack(indices)  # (B, 3, S, S) uint8, (B, 1, S, S) float x2
         rgb[flip], human[flip], text[flip] = rgb[flip].flip(-1), human[flip].flip(-1), text[flip].flip(-1)
-        return Batch(normalize(rgb.to(device)), human.to(device), text.to(device),
+        images = normalize(rgb.to(device)).contiguous(memory_format=self._memory_format)
+        return Batch(images, human.to(device), text.to(device),
                      self.labels[indices].to(device), self.scores[indices].to(device))
 
 
@@ -110,15 +118,19 @@ def load_split(cfg: Config, split: str) -> SplitData:
 
 
 @torch.no_grad()
-def predict_split(model, data: SplitData, device: torch.device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Model-Image on every image of a split -> (N, C) attribute probabilities, (N,) privacy scores."""
+def predict_split(model, data: SplitData, device: torch.device, batch_size: int, *,
+                  rows: range | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Model-Image on every image of a split (or on ``rows`` of it) -> (N, C) attribute probabilities, (N,) scores."""
     model.eval()
+    rows = range(len(data)) if rows is None else rows
     probs, scores = [], []
-    for start in range(0, len(data), batch_size):
-        rgb, human, text = data.stack(list(range(start, min(start + batch_size, len(data)))))
+    for start in range(rows.start, rows.stop, batch_size):
+        rgb, human, text = data.stack(list(range(start, min(start + batch_size, rows.stop))))
         out = model(normalize(rgb.to(device)), human.to(device), text.to(device))
-        probs.append(torch.sigmoid(out.attribute_logits).cpu())
-        scores.append(out.privacy.cpu())
+        probs.append(torch.sigmoid(out.attribute_logits).float().cpu())
+        scores.append(out.privacy.float().cpu())
+    if not probs:  # an empty block (more ranks than images)
+        return np.zeros((0, len(data.class_names)), np.float32), np.zeros(0, np.float32)
     return torch.cat(probs).numpy(), torch.cat(scores).numpy()
 
 

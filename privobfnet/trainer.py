@@ -9,6 +9,7 @@ MLflow logging); the loss CSV has the history's columns. A non-finite loss stops
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -24,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from privobfnet.atomic import atomic_path
+from privobfnet.distributed import SINGLE, World, from_main, gather_blocks
 
 RESUME_TAG = "privobfnet.resumed_from"  # the MLflow tag: the iteration a run resumed at (0: from scratch)
 StepLogger = Callable[[Mapping[str, float], int], None]  # (metrics, step) -> None
@@ -57,6 +59,13 @@ def setup_torch(*, device: str, num_threads: int, seed: int, cudnn_benchmark: bo
     return target
 
 
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast of forward and loss when ``precision`` is "bf16"; fp32: no context at all."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set every parameter group's lr to ``lr`` times its ``lr_mult`` (1 where absent)."""
     for group in optimizer.param_groups:
@@ -76,34 +85,60 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
 
 
 def training_state(*, run_fingerprint: str, iteration: int, history: list[dict], models: Mapping[str, nn.Module],
-                   optimizer: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
-    """Everything a resumed run needs to continue exactly where this one stands."""
-    return {
+                   optimizer: torch.optim.Optimizer, device: torch.device, world: World = SINGLE) -> dict[str, Any]:
+    """Everything a resumed run needs to continue exactly where this one stands.
+
+    Under torchrun every rank calls it (it gathers each rank's RNG state, ``rank_rng``); rank 0 saves it.
+    """
+    state = {
         "fingerprint": run_fingerprint, "iteration": iteration, "history": history,
         "models": {name: model.state_dict() for name, model in models.items()},
         "optimizer": optimizer.state_dict(),
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
     }
+    if world.distributed:
+        own = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+        state["rank_rng"] = gather_blocks(own, world)
+    return state
 
 
-def resume(path: str | os.PathLike, *, run_fingerprint: str, models: Mapping[str, nn.Module],
-           optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, list[dict]]:
-    """Load ``path`` into the models and optimizer if its fingerprint matches -> (iteration, history)."""
-    path = Path(path)
+def _matching_state(path: Path, run_fingerprint: str) -> dict[str, Any] | None:
     if not path.exists():
-        return 0, []
+        return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("fingerprint") != run_fingerprint:
         tqdm.write(f"{path} is from other params or data; starting over")
+        return None
+    return state
+
+
+def resume(path: str | os.PathLike, *, run_fingerprint: str, models: Mapping[str, nn.Module],
+           optimizer: torch.optim.Optimizer, device: torch.device, world: World = SINGLE) -> tuple[int, list[dict]]:
+    """Load ``path`` into the models and optimizer if its fingerprint matches -> (iteration, history).
+
+    Under torchrun rank 0 reads the file and sends it to every rank (no shared file system needed);
+    each rank gets its own RNG state back when the world size is the checkpoint's.
+    """
+    path = Path(path)
+    state = from_main(_matching_state(path, run_fingerprint) if world.is_main else None, world)
+    if state is None:
         return 0, []
     for name, model in models.items():
         model.load_state_dict(state["models"][name])
     optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if device.type == "cuda" and state["rng"]["cuda"] is not None:
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    tqdm.write(f"{path}: resuming at iteration {state['iteration']}")
+    rank_rng = state.get("rank_rng")
+    if world.distributed and rank_rng is not None and len(rank_rng) == world.size:
+        torch.set_rng_state(rank_rng[world.rank]["torch"])
+        if device.type == "cuda" and rank_rng[world.rank]["cuda"] is not None:
+            torch.cuda.set_rng_state(rank_rng[world.rank]["cuda"], device)
+    else:
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    if world.is_main:
+        tqdm.write(f"{path}: resuming at iteration {state['iteration']}")
     return state["iteration"], list(state["history"])
 
 
@@ -122,8 +157,10 @@ def loss_values(losses: Mapping[str, torch.Tensor], *, iteration: int,
 class Progress:
     """The progress bar, the per-step metrics and the one training clock of a run."""
 
-    def __init__(self, desc: str, *, total: int, start: int, log_step: StepLogger | None = None):
-        self._bar = tqdm(total=total, initial=start, desc=desc, unit="it", mininterval=1.0, dynamic_ncols=True)
+    def __init__(self, desc: str, *, total: int, start: int, log_step: StepLogger | None = None, show: bool = True):
+        """``show``: draw the bar (under torchrun only rank 0 does)."""
+        self._bar = tqdm(total=total, initial=start, desc=desc, unit="it", mininterval=1.0, dynamic_ncols=True,
+                         disable=not show)
         self._log_step = log_step
         self._started = time.perf_counter()
         self.steps = 0  # steps taken by this process (not counting those a resume skipped)

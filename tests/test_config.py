@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from privobfnet.config import ConfigError, merge, parse_config
+from privobfnet.config import ConfigError, launcher_world_size, merge, parse_config
 from ops.common import load_params, resolve_profile, write_params
 from tests.conftest import REPO
 
@@ -165,3 +165,26 @@ def test_edges_of_ranges_are_accepted():
     assert cfg.masks.scheduler == "tcp://10.0.0.5:8786"
     raw["masks"]["scheduler"] = "tcp://[::1]:8786"
     assert parse_config(raw).masks.scheduler == "tcp://[::1]:8786"
+
+
+@pytest.mark.parametrize("section,launcher,message", [
+    ("train", "srun python", r"train.launcher: must start with one of \['python', 'python3', 'torchrun'\]"),
+    ("train", "torchrun --standalone --nproc_per_node 3",
+     r"train.batch_size: the global batch \(4\) must split evenly over the 3 processes train.launcher starts"),
+    ("deeplab", "torchrun --nnodes=2 --nproc-per-node=3 --rdzv-endpoint=h:29400",
+     r"deeplab.batch_size: the global batch \(4\) must split evenly over the 6 processes"),
+])
+def test_a_launcher_is_python_or_torchrun_and_its_ranks_split_the_global_batch(section, launcher, message):
+    raw = resolve_profile("ci", REPO / "profiles")
+    raw[section]["launcher"] = launcher
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_launchers_whose_world_splits_the_batch_or_is_elastic_are_accepted():
+    raw = resolve_profile("ci", REPO / "profiles")
+    raw["train"]["launcher"] = "/opt/venv/bin/torchrun --standalone --nproc_per_node 2"
+    raw["deeplab"]["launcher"] = "torchrun --nnodes 1:4 --nproc_per_node 4 --rdzv-endpoint h:29400"  # elastic: unknown
+    cfg = parse_config(raw)
+    assert launcher_world_size(cfg.train.launcher) == 2 and launcher_world_size(cfg.deeplab.launcher) is None
+    assert launcher_world_size("python") == 1

@@ -14,7 +14,8 @@ from tests.conftest import REPO
 
 PROJECT_PACKAGES = ("privobfnet", "stages", "ops", "pipelines")
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-STAGES = {name: spec["cmd"].split("python -m stages.", 1)[1].split()[0] for name, spec in DVC.items()}
+# a cmd is `python -m stages.<name>`, or `${<section>.launcher} -m stages.<name>` (the training stages)
+STAGES = {name: spec["cmd"].split(" -m stages.", 1)[1].split()[0] for name, spec in DVC.items()}
 
 
 def module_file(module: str) -> Path | None:
@@ -105,3 +106,28 @@ def test_the_masks_stage_lists_every_masks_param_but_the_scheduler():
     listed = {p for p in DVC["masks"]["params"] if isinstance(p, str) and p.startswith("masks.")}
     fields = {f"masks.{f.name}" for f in dataclasses.fields(MasksConfig)}
     assert listed == fields - {"masks.scheduler"}
+
+
+def test_training_stages_start_through_their_launcher_param(tmp_path, monkeypatch):
+    """dvc.yaml runs `<launcher> -m stages.<name>`: plain python by default, torchrun when the param says so."""
+    import shutil
+    import subprocess
+    import sys
+
+    from dvc.repo import Repo
+
+    def commands(folder: Path, params: dict) -> dict[str, str]:
+        folder.mkdir()
+        shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")
+        (folder / "params.yaml").write_text(yaml.safe_dump(params))
+        subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+        subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=folder, check=True)
+        monkeypatch.chdir(folder)  # DVC reads the params of ${...} relative to the working directory
+        return {name: Repo(str(folder)).stage.collect(name)[0].cmd for name in ("train_ensemble", "train_deeplab")}
+
+    params = {**yaml.safe_load((REPO / "profiles" / "default.yaml").read_text()), "profile": "default"}
+    assert commands(tmp_path / "default", params) == {  # dvc.lock's cmd as before the param existed
+        "train_ensemble": "python -m stages.train_ensemble", "train_deeplab": "python -m stages.train_deeplab"}
+    params["deeplab"]["launcher"] = "torchrun --standalone --nproc_per_node 2"
+    assert commands(tmp_path / "torchrun", params)["train_deeplab"] == \
+        "torchrun --standalone --nproc_per_node 2 -m stages.train_deeplab"

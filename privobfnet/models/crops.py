@@ -29,10 +29,11 @@ def sample_crop_boxes(n_images: int, n_crops: int, image_size: tuple[int, int], 
     return torch.stack([x0, y0, x0 + crop_size, y0 + crop_size], dim=-1)
 
 
-def cut_crops(tensor: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+def cut_crops(tensor: torch.Tensor, boxes: torch.Tensor, *,
+              memory_format: torch.memory_format = torch.channels_last) -> torch.Tensor:
     """(B, ch, H, W) and (B, N, 4) equal-size boxes -> (B * N, ch, crop, crop), image-major order."""
     crops = [tensor[b, :, y0:y1, x0:x1] for b in range(boxes.shape[0]) for x0, y0, x1, y1 in boxes[b].tolist()]
-    return torch.stack(crops).contiguous(memory_format=torch.channels_last)
+    return torch.stack(crops).contiguous(memory_format=memory_format)
 
 
 def align_to_crops(global_map: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],

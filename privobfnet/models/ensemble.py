@@ -129,12 +129,13 @@ NEW_LAYER_LR_MULT = 10.0  # heads learn 10x faster than the (pretrained) backbon
 
 
 def build_training(cfg: TrainConfig, mask_types: Sequence[str], device: torch.device):
-    """Model-Image, Model-Cropped (train mode, channels_last) and their SGD (lr x10 on new layers)."""
+    """Model-Image, Model-Cropped (train mode, ``channels_last`` as configured) and their SGD (lr x10 on new layers)."""
     t = cfg
     build = dict(backbone=t.backbone, tiny_width=t.tiny_width, pretrained=t.pretrained, mask_types=mask_types,
                  background_channel=t.crop_target == "l2g", use_mask_weighting=t.use_mask_weighting)
-    model_image = build_model(**build).to(device, memory_format=torch.channels_last).train()
-    model_cropped = build_model(**build).to(device, memory_format=torch.channels_last).train()
+    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+    model_image = build_model(**build).to(device, memory_format=memory_format).train()
+    model_cropped = build_model(**build).to(device, memory_format=memory_format).train()
     groups = [*model_image.param_groups(), *model_cropped.param_groups()]
     lr_mults = [1.0, NEW_LAYER_LR_MULT, 1.0, NEW_LAYER_LR_MULT]
     optimizer = torch.optim.SGD([{"params": g, "lr_mult": m} for g, m in zip(groups, lr_mults)],

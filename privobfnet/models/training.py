@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from privobfnet.config import TrainConfig
+from privobfnet.distributed import SINGLE, World, unwrap
 from privobfnet.losses import (
     attribute_loss, cropped_loss, image_loss, l2g_crop_target, paper_crop_target, privacy_loss, total_loss,
 )
@@ -29,22 +30,28 @@ class Batch:
 
 
 def ensemble_losses(model_image: PrivObfNet, model_cropped: PrivObfNet, batch: Batch, cfg: TrainConfig, *,
-                    generator: torch.Generator) -> dict[str, torch.Tensor]:
+                    generator: torch.Generator, world: World = SINGLE) -> dict[str, torch.Tensor]:
     """The enabled loss terms and their weighted sum under "total" (eq. 1).
 
     With ``use_cropped`` off (Table 4's "Attention(Image)" rows) Model-Cropped is not run and
     eq. 3's multilabel soft margin is applied to Model-Image's own pooled CAM instead, so its CAM
-    still learns from the labels.
+    still learns from the labels. Under torchrun the models are DDP-wrapped, ``batch`` is this
+    rank's part of the global batch and the crops are drawn for the global batch, then sliced.
     """
     out = model_image(batch.images, batch.human_masks, batch.text_masks)
-    n_classes = model_image.n_classes
+    net_image = unwrap(model_image)
+    n_classes = net_image.n_classes
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     losses: dict[str, torch.Tensor] = {}
     if cfg.use_cropped:
         size = tuple(batch.images.shape[-2:])
-        boxes = sample_crop_boxes(batch.images.shape[0], cfg.n_crops, size, cfg.crop_size, generator=generator,
-                                  corners=cfg.crop_target == "l2g")  # (B, N, 4)
-        crop_human, crop_text = cut_crops(batch.human_masks, boxes), cut_crops(batch.text_masks, boxes)
-        crop_out = model_cropped(cut_crops(batch.images, boxes), crop_human, crop_text, heads=False)
+        global_batch = batch.images.shape[0] * world.size
+        boxes = sample_crop_boxes(global_batch, cfg.n_crops, size, cfg.crop_size, generator=generator,
+                                  corners=cfg.crop_target == "l2g")[world.rows(global_batch)]  # (B, N, 4)
+        crop_human = cut_crops(batch.human_masks, boxes, memory_format=memory_format)
+        crop_text = cut_crops(batch.text_masks, boxes, memory_format=memory_format)
+        crop_out = model_cropped(cut_crops(batch.images, boxes, memory_format=memory_format), crop_human, crop_text,
+                                 heads=False)
         crop_labels = batch.labels.repeat_interleave(cfg.n_crops, dim=0)  # (B*N, C)
         losses["cropped"] = cropped_loss(crop_out.class_logits, crop_labels)  # eq. 3
         crop_hw = tuple(crop_out.cam_logits.shape[-2:])
@@ -53,9 +60,9 @@ def ensemble_losses(model_image: PrivObfNet, model_cropped: PrivObfNet, batch: B
             target = paper_crop_target(crop_out.cam_logits, n_classes)
             losses["image"] = image_loss(aligned[:, :n_classes], target)  # eq. 2
         else:
-            if model_image.use_mask_weighting:
+            if net_image.use_mask_weighting:
                 priors = prior_masks_at(crop_human, crop_text, crop_hw)  # (B*N, 3, h, w)
-                fg_gate = priors[:, model_image.type_index[:n_classes]]  # (B*N, C, h, w)
+                fg_gate = priors[:, net_image.type_index[:n_classes]]  # (B*N, C, h, w)
                 bg_gate = 1.0 - priors[:, 1:].amax(dim=1, keepdim=True)  # outside every prior mask
             else:
                 fg_gate = torch.ones_like(aligned[:, :n_classes])
