@@ -44,9 +44,9 @@ class Range:
 
 
 def ranged(low: float | None = None, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False) -> Any:
+           high_open: bool = False, default: Any = dataclasses.MISSING) -> Any:
     """A dataclass field whose value (or every element, for lists) must lie in the range."""
-    return dataclasses.field(metadata={"range": Range(low, high, low_open, high_open)})
+    return dataclasses.field(default=default, metadata={"range": Range(low, high, low_open, high_open)})
 
 
 POSITIVE = dict(low=0, low_open=True)
@@ -181,6 +181,8 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward and loss (weights, grads, SGD stay fp32)
     channels_last: bool = True  # models and their inputs in channels-last memory format
     cudnn_benchmark: bool = False  # cuDNN picks kernels by timing: faster on GPU, not run-to-run identical
+    # ImageNet-pretrained lite0 only: the stem and this many first block stages keep their weights
+    lite0_frozen_stages: int = ranged(0, 7, default=3)
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ class DeeplabConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward and loss (weights, grads, SGD stay fp32)
     channels_last: bool = True  # models and their inputs in channels-last memory format
     cudnn_benchmark: bool = False  # cuDNN picks kernels by timing: faster on GPU, not run-to-run identical
+    lite0_frozen_stages: int = ranged(0, 7, default=3)  # as train.lite0_frozen_stages
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,21 @@ def test_deeplab_with_lite0_runs_forward_backward_and_reloads(weights_file, tmp_
     torch.testing.assert_close(loaded(image), model.eval()(image))
     scratch = build_deeplab(dataclasses.replace(cfg, pretrained=None), n_classes=4)
     assert not scratch.freeze_bn and all(p.requires_grad for p in scratch.body.parameters())
+
+
+@pytest.mark.parametrize("frozen_stages", [0, 5])
+def test_the_frozen_stage_count_is_a_param_of_both_trainings(weights_file, frozen_stages):
+    """train.lite0_frozen_stages and deeplab.lite0_frozen_stages reach the pretrained backbone."""
+    from privobfnet.models.ensemble import build_training
+    from tests.test_models import _train_cfg as train_config
+
+    def trainable_stages(net: EfficientNetLite0) -> list[int]:
+        return [i for i, stage in enumerate(net.net.blocks) if any(p.requires_grad for p in stage.parameters())]
+
+    cfg = train_config(backbone="lite0", pretrained=str(weights_file), lite0_frozen_stages=frozen_stages)
+    model_image, model_cropped, _ = build_training(cfg, MASK_TYPES, torch.device("cpu"))
+    assert trainable_stages(model_image.backbone) == trainable_stages(model_cropped.backbone) == \
+        list(range(frozen_stages, 7))
+    deeplab = build_deeplab(deeplab_config(backbone="lite0", pretrained=str(weights_file),
+                                           lite0_frozen_stages=frozen_stages), n_classes=4)
+    assert trainable_stages(deeplab.body) == list(range(frozen_stages, 7))

@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 
 from privobfnet.models.inputs import IMAGENET_NORM
-from privobfnet.models.lite0 import build_lite0
+from privobfnet.models.lite0 import LITE0_FROZEN_STAGES, build_lite0
 from privobfnet.models.norm import keep_batchnorm_frozen
 from privobfnet.models.resnet38 import ResNet38, resnet38_imagenet_state
 from privobfnet.models.tiny import TinyBackbone
@@ -73,7 +73,8 @@ def torchvision_imagenet_state(path: str | os.PathLike) -> dict[str, torch.Tenso
     return out
 
 
-def build_backbone(name: BackboneName, *, tiny_width: int = 32, pretrained: Optional[str] = None) -> nn.Module:
+def build_backbone(name: BackboneName, *, tiny_width: int = 32, pretrained: Optional[str] = None,
+                   lite0_frozen_stages: int = LITE0_FROZEN_STAGES) -> nn.Module:
     """The named backbone, with ImageNet weights loaded from ``pretrained`` (a local file) if given.
 
     Raises ValueError when the file's keys do not match the backbone (a wrong or damaged file).
@@ -83,7 +84,7 @@ def build_backbone(name: BackboneName, *, tiny_width: int = 32, pretrained: Opti
             raise ValueError("the tiny backbone has no ImageNet weights; set train.pretrained to null")
         return TinyBackbone(width=tiny_width)
     if name == "lite0":  # loads its weights strictly itself
-        return build_lite0(pretrained=pretrained)
+        return build_lite0(pretrained=pretrained, frozen_stages=lite0_frozen_stages)
     frozen = pretrained is not None
     if name == "resnet38":
         model: nn.Module = ResNet38(freeze_bn=frozen, frozen_prefixes=("conv1a", "b2.", "b2_") if frozen else ())

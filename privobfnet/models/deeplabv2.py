@@ -24,7 +24,7 @@ from torch import nn
 from privobfnet.config import DeeplabConfig
 from privobfnet.models.deeplab_tiny import TinyDilatedBody
 from privobfnet.models.inputs import IMAGENET_NORM
-from privobfnet.models.lite0 import LITE0_FROZEN_STAGES, EfficientNetLite0
+from privobfnet.models.lite0 import EfficientNetLite0
 from privobfnet.models.norm import keep_batchnorm_frozen
 
 ASPP_RATES = (6, 12, 18, 24)
@@ -129,7 +129,7 @@ def build_deeplab(cfg: DeeplabConfig, *, n_classes: int, load_pretrained: bool =
         return DeepLabV2(body, body_channels=2048, n_classes=n_classes, freeze_bn=cfg.pretrained is not None)
     if cfg.backbone == "lite0":
         frozen = cfg.pretrained is not None
-        lite0 = EfficientNetLite0(frozen_stages=LITE0_FROZEN_STAGES if frozen else 0, freeze_bn=frozen)
+        lite0 = EfficientNetLite0(frozen_stages=cfg.lite0_frozen_stages if frozen else 0, freeze_bn=frozen)
         if cfg.pretrained and load_pretrained:
             lite0.load_imagenet(cfg.pretrained)
         return DeepLabV2(lite0, body_channels=lite0.out_channels, n_classes=n_classes, freeze_bn=frozen)

@@ -19,6 +19,7 @@ from privobfnet.models.heads import (
     AttentionFeatures, AttributeHead, CamHead, PrivacyHead, gate_by_prior_masks, mask_type_index, prior_masks_at,
 )
 from privobfnet.models.inputs import IMAGENET_NORM, renormalize_affine
+from privobfnet.models.lite0 import LITE0_FROZEN_STAGES
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,11 @@ def feature_dim_for(out_channels: int) -> int:
 
 
 def build_model(*, backbone: BackboneName, tiny_width: int, pretrained: Optional[str], mask_types: Sequence[str],
-                background_channel: bool, use_mask_weighting: bool) -> PrivObfNet:
+                background_channel: bool, use_mask_weighting: bool,
+                lite0_frozen_stages: int = LITE0_FROZEN_STAGES) -> PrivObfNet:
     """One ``PrivObfNet`` (random heads; backbone from ImageNet weights when ``pretrained``)."""
-    trunk = build_backbone(backbone, tiny_width=tiny_width, pretrained=pretrained)
+    trunk = build_backbone(backbone, tiny_width=tiny_width, pretrained=pretrained,
+                           lite0_frozen_stages=lite0_frozen_stages)
     return PrivObfNet(trunk, mask_types=mask_types, background_channel=background_channel,
                       feature_dim=feature_dim_for(trunk.out_channels), use_mask_weighting=use_mask_weighting)
 
@@ -132,7 +135,8 @@ def build_training(cfg: TrainConfig, mask_types: Sequence[str], device: torch.de
     """Model-Image, Model-Cropped (train mode, ``channels_last`` as configured) and their SGD (lr x10 on new layers)."""
     t = cfg
     build = dict(backbone=t.backbone, tiny_width=t.tiny_width, pretrained=t.pretrained, mask_types=mask_types,
-                 background_channel=t.crop_target == "l2g", use_mask_weighting=t.use_mask_weighting)
+                 background_channel=t.crop_target == "l2g", use_mask_weighting=t.use_mask_weighting,
+                 lite0_frozen_stages=t.lite0_frozen_stages)
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     model_image = build_model(**build).to(device, memory_format=memory_format).train()
     model_cropped = build_model(**build).to(device, memory_format=memory_format).train()
