@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from privobfnet.config import PseudoLabelConfig
 from privobfnet.crf import dense_crf, scores_to_probs
-from privobfnet.metrics import confusion_matrix, segmentation_scores
+from privobfnet.metrics import background_everywhere, confusion_matrix, segmentation_scores
 from privobfnet.models.ensemble import PrivObfNet, build_model
 from privobfnet.models.inputs import mask_tensor, normalize
 from privobfnet.seg_classes import BACKGROUND, SegmentationClasses
@@ -145,5 +145,7 @@ class CamScores:
         swept = {f"{t:.2f}": segmentation_scores(cm, self.names)["miou"] for t, cm in self.sweep.items()}
         scored = {t: m for t, m in swept.items() if m is not None}
         return {"cam_miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"],
+                "background_everywhere_miou":
+                    segmentation_scores(background_everywhere(self.chosen), self.names)["miou"],
                 "per_class_iou": scores["per_class_iou"], "sweep_miou": swept,
                 "best_bg_threshold": float(max(scored, key=scored.get)) if scored else None}

@@ -76,6 +76,12 @@ def segmentation_class_list(evaluate: dict, pseudo: dict) -> list[str]:
     return []
 
 
+def _baseline(evaluate: dict, split: str, key: str, scale: float, digits: int) -> str:
+    """A trivial baseline of evaluate.json (``baselines.<split>.<key>``), or how to get it."""
+    value = evaluate.get("baselines", {}).get(split, {}).get(key)
+    return "missing (re-run `evaluate`)" if value is None else _fmt(value, scale, digits)
+
+
 def table2(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
     split = cfg.train.eval_split
     ours = evaluate.get("privacy", {}).get(split, {})
@@ -88,6 +94,8 @@ def table2(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
     if single:
         one = {k: over_seeds(single, lambda e, k=k: dig(e, "privacy", split, k)) for k in keys}
         rows.append([f"ours: single model, Model-Cropped off ({split})", *(mark(one[k], ens[k]) for k in keys)])
+    rows.append([f"trivial baseline: the training split's mean score for every image ({split})",
+                 _baseline(evaluate, split, "mean_score_l1", 1, 2), "-", "-"])
     return "\n\n".join(["## Table 2: privacy score (L1 error / Pearson / Spearman)",
                         _table(["method", "L1", "Pearson", "Spearman"], rows),
                         "Paper rows: VISPR test set. "
@@ -113,6 +121,10 @@ def table3(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
         our_rows.append([label, format_spread(ens, 100, 1)])
         if single:
             our_rows.append([f"{label}, single model (Model-Cropped off)", mark(attr(single, (key,)), ens, 100, 1)])
+    our_rows.append(["trivial baseline, **mean**: every attribute absent",
+                     _baseline(evaluate, split, "always_absent_mean_accuracy", 100, 1)])
+    our_rows.append(["trivial baseline, **mAP**: one constant score (AP = each class's positive rate)",
+                     _baseline(evaluate, split, "constant_map", 100, 1)])
     return "\n\n".join([
         "## Table 3: attribute accuracy (%)",
         "Paper (VISPR, attributes with > 300 training images):", _table(["attribute", "accuracy"], paper_rows),
@@ -175,6 +187,8 @@ def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict], s
                      format_spread(cam, 100, 1)])
         rows.append([f"ours: masks-only baseline, untrained Model-Image's pseudo-labels ({train_split})", "I+S", "-",
                      "-", mark(free, cam, 100, 1) if free else "missing (re-run `pseudo_labels`)"])
+        rows.append([f"trivial baseline: background everywhere ({train_split})", "-", "-", "-",
+                     _fmt(scores.get("background_everywhere_miou"), 100, 1)])
         if single:
             one = over_seeds(single, lambda e: dig(e, "cam_miou", train_split))
             rows.append([f"ours: single model's CAM pseudo-labels, Model-Cropped off ({train_split})", "I+S", "-",
@@ -182,6 +196,8 @@ def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict], s
     one = over_seeds(single, lambda e: dig(e, "segmentation", split, "miou"))
     rows.append([f"ours: single model, Model-Cropped off ({split})", "I+S", "-", "-",
                  mark(one, ours, 100, 1) if single else "missing (`make ablation`)"])
+    rows.append([f"trivial baseline: background everywhere ({split})", "-", "-", "-",
+                 _baseline(evaluate, split, "background_everywhere_miou", 100, 1)])
     top = over_seeds(ceiling, lambda e: dig(e, "segmentation", split, "miou"))
     rows.append([f"ours: fully supervised ceiling ({split})", "full", "-", "-",
                  format_spread(top, 100, 1) if ceiling else "missing (`make ablation`)"])

@@ -18,7 +18,8 @@ from privobfnet.data.images import load_rgb
 from privobfnet.data.manifest import read_manifest
 from privobfnet.deeplab_data import read_truth, split_confusion
 from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, ensemble_metrics, load_split, predict_split
-from privobfnet.metrics import segmentation_scores
+from privobfnet.eval_metrics import trivial_baselines
+from privobfnet.metrics import background_everywhere, segmentation_scores
 from privobfnet.models.deeplabv2 import load_deeplab
 from privobfnet.models.ensemble import load_ensemble
 from privobfnet.seg_classes import SegmentationClasses
@@ -51,13 +52,18 @@ def main(cfg: Config) -> dict:
         eval_manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{cfg.deeplab.eval_split}.parquet")
         seg = SegmentationClasses.from_label_names(eval_manifest.attrs["class_names"], class_names)
         metrics: dict = {"splits": evaluated_splits(cfg), "crf": False, "segmentation": {}, "privacy": {},
-                         "attributes": {}}
+                         "attributes": {}, "baselines": {}}
+        train_scores = load_split(cfg, cfg.train.train_split).scores.numpy()
         for split in metrics["splits"]:
             manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet")
             cm, n_images = split_confusion(deeplab, manifest, max_pixels=max_pixels, seg=seg, device=device)
+            data = load_split(cfg, split)
+            baselines = trivial_baselines(data.labels.numpy(), data.scores.numpy(), train_scores)
             if n_images:
                 metrics["segmentation"][split] = {**segmentation_scores(cm, class_names), "images": n_images}
-            data = load_split(cfg, split)
+                baselines["background_everywhere_miou"] = segmentation_scores(background_everywhere(cm),
+                                                                              class_names)["miou"]
+            metrics["baselines"][split] = baselines
             ensemble = ensemble_metrics(*predict_split(model_image, data, device, cfg.train.batch_size), data)
             metrics["privacy"][split] = ensemble["privacy"]
             metrics["attributes"][split] = {"mean_accuracy": ensemble["attribute_mean_accuracy"],

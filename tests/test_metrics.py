@@ -89,3 +89,24 @@ def test_miou_matches_torchmetrics_with_ignore_and_absent_classes(seed):
     assert present.sum() < n_classes  # the case under test: some classes are absent
     np.testing.assert_allclose(iou[present], per_class.compute().numpy()[present], atol=1e-6)
     assert pixel_accuracy(cm) == pytest.approx(float(accuracy.compute()), abs=1e-6)
+
+
+def test_background_everywhere_moves_every_true_pixel_to_the_background_column():
+    from privobfnet.metrics import background_everywhere
+    cm = np.array([[50, 5, 0], [10, 20, 0], [0, 0, 0]])  # class 2 absent from truth and predictions
+    out = background_everywhere(cm)
+    np.testing.assert_array_equal(out, [[55, 0, 0], [30, 0, 0], [0, 0, 0]])
+    scores = segmentation_scores(out, ["background", "a", "b"])
+    # background IoU 55 / (55 + 30); class a: IoU 0; class b absent: not averaged
+    assert scores["miou"] == pytest.approx((55 / 85 + 0.0) / 2)
+
+
+def test_trivial_baselines_of_a_split():
+    from privobfnet.eval_metrics import trivial_baselines
+    labels = np.array([[1, 0], [0, 0], [1, 1], [0, 0]])
+    scores = np.array([0.2, 0.4, np.nan, 1.0])
+    out = trivial_baselines(labels, scores, train_scores=np.array([0.5, np.nan, 0.3]))  # train mean 0.4
+    assert out["always_absent_mean_accuracy"] == pytest.approx(5 / 8)
+    assert out["constant_map"] == pytest.approx((2 / 4 + 1 / 4) / 2)  # each class's positive rate
+    assert out["mean_score_l1"] == pytest.approx((0.2 + 0.0 + 0.6) / 3)
+    assert trivial_baselines(labels, scores, train_scores=np.array([np.nan]))["mean_score_l1"] is None

@@ -13,6 +13,8 @@ def _evaluate_metrics():
         "privacy": {"test": {"l1": 0.123, "pearson": 0.456, "spearman": 0.789}},
         "attributes": {"test": {"mean_accuracy": 0.9, "map": 0.75, "accuracy": {"a9_face_complete": 0.95}}},
         "segmentation": {"val": {"miou": 0.4321}},
+        "baselines": {"test": {"mean_score_l1": 0.2468, "always_absent_mean_accuracy": 0.787, "constant_map": 0.21},
+                      "val": {"background_everywhere_miou": 0.057}},
     }
 
 
@@ -27,7 +29,8 @@ def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("reports/metrics").mkdir(parents=True)
     Path("reports/metrics/evaluate.json").write_text(json.dumps(_evaluate_metrics()))
-    Path("reports/metrics/pseudo_labels.json").write_text(json.dumps({"splits": {"train": {"cam_miou": 0.5}}}))
+    Path("reports/metrics/pseudo_labels.json").write_text(json.dumps({"splits": {"train": {"cam_miou": 0.5,
+                                                                                          "background_everywhere_miou": 0.055}}}))
     only_image = {"use_cropped": False, "use_privacy": False, "use_attribute": False}
     single = {"use_cropped": False, "use_privacy": True, "use_attribute": True}
     other_reading = {**_experiment(only_image, pearson=0.99), "crop_target": "l2g"}  # not this profile's rows
@@ -49,6 +52,12 @@ def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
     assert "pseudo-label CRF off, DeepLab CRF off" in tables and "seed 0" in tables
     assert metrics == {"ablation_experiments": 4, "table4_rows_missing": 3}
     assert "run `make ablation`" in tables
+    # the trivial baselines beside the model's numbers
+    assert "| trivial baseline: the training split's mean score for every image (test) | 0.25 | - | - |" in tables
+    assert "| trivial baseline, **mean**: every attribute absent | 78.7 |" in tables
+    assert "AP = each class's positive rate) | 21.0 |" in tables
+    assert "| trivial baseline: background everywhere (train) | - | - | - | 5.5 |" in tables
+    assert "| trivial baseline: background everywhere (val) | - | - | - | 5.7 |" in tables
 
 
 def test_parse_experiments_reads_dvc_exp_show_json():
