@@ -29,8 +29,8 @@ def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("reports/metrics").mkdir(parents=True)
     Path("reports/metrics/evaluate.json").write_text(json.dumps(_evaluate_metrics()))
-    Path("reports/metrics/pseudo_labels.json").write_text(json.dumps({"splits": {"train": {"cam_miou": 0.5,
-                                                                                          "background_everywhere_miou": 0.055}}}))
+    pseudo = {"splits": {"train": {"cam_miou": 0.5, "background_everywhere_miou": 0.055}}}
+    Path("reports/metrics/pseudo_labels.json").write_text(json.dumps(pseudo))
     only_image = {"use_cropped": False, "use_privacy": False, "use_attribute": False}
     single = {"use_cropped": False, "use_privacy": True, "use_attribute": True}
     other_reading = {**_experiment(only_image, pearson=0.99), "crop_target": "l2g"}  # not this profile's rows
