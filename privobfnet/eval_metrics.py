@@ -76,26 +76,3 @@ def privacy_metrics(predicted: np.ndarray, target: np.ndarray) -> dict[str, floa
     p, t = predicted[known], target[known]
     return {"l1": float(np.abs(p - t).mean()), "pearson": pearson(p, t), "spearman": spearman(p, t),
             "n_scored": int(known.sum())}
-
-
-def trivial_baselines(labels: np.ndarray, scores: np.ndarray, train_scores: np.ndarray) -> dict[str, float | None]:
-    """What a model that looks at no image scores on a split, to print beside every model metric.
-
-    labels (N, C) multi-hot, scores (N,) the split's privacy scores, train_scores the training split's
-    (NaN where unknown). ``always_absent_mean_accuracy``: every attribute predicted absent;
-    ``constant_map``: mAP of one constant probability (each class's AP is then its positive rate);
-    ``mean_score_l1``: the training split's mean privacy score predicted for every image (its Pearson
-    is undefined).
-    """
-    labels = np.asarray(labels, dtype=np.float64)
-    known_train = np.asarray(train_scores, dtype=np.float64)
-    known_train = known_train[~np.isnan(known_train)]
-    scores = np.asarray(scores, dtype=np.float64)
-    known = scores[~np.isnan(scores)]
-    mean_score = float(known_train.mean()) if known_train.size else math.nan
-    l1 = float(np.abs(known - mean_score).mean()) if known.size and known_train.size else math.nan
-    return {
-        "always_absent_mean_accuracy": float((labels == 0).mean()) if labels.size else None,
-        "constant_map": mean_average_precision(np.zeros_like(labels), labels)[0] if labels.size else None,
-        "mean_score_l1": None if math.isnan(l1) else l1,
-    }

@@ -73,14 +73,6 @@ def pixel_accuracy(cm: np.ndarray | torch.Tensor) -> float:
     return float(np.trace(cm) / total) if total > 0 else float("nan")
 
 
-def background_everywhere(cm: np.ndarray | torch.Tensor) -> np.ndarray:
-    """The confusion matrix the trivial baseline would get on the same pixels: each predicted background."""
-    cm = np.asarray(cm.cpu() if isinstance(cm, torch.Tensor) else cm)
-    out = np.zeros_like(cm)
-    out[:, 0] = cm.sum(axis=1)  # cm[t, p]: every true pixel of class t lands in column 0
-    return out
-
-
 def segmentation_scores(cm: np.ndarray | torch.Tensor, class_names: list[str]) -> dict:
     """mIoU, pixel accuracy and per-class IoU by name (None where the class is absent), JSON-ready."""
     miou, iou = miou_from_confusion(cm)

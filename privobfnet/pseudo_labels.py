@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from privobfnet.config import PseudoLabelConfig
 from privobfnet.crf import dense_crf, scores_to_probs
-from privobfnet.metrics import background_everywhere, confusion_matrix, segmentation_scores
+from privobfnet.baselines import background_everywhere
+from privobfnet.metrics import confusion_matrix, segmentation_scores
 from privobfnet.models.ensemble import PrivObfNet, build_model
 from privobfnet.models.inputs import mask_tensor, normalize
 from privobfnet.seg_classes import BACKGROUND, SegmentationClasses

@@ -18,8 +18,8 @@ from privobfnet.data.images import load_rgb
 from privobfnet.data.manifest import read_manifest
 from privobfnet.deeplab_data import read_truth, split_confusion
 from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, ensemble_metrics, load_split, predict_split
-from privobfnet.eval_metrics import trivial_baselines
-from privobfnet.metrics import background_everywhere, segmentation_scores
+from privobfnet.baselines import background_everywhere, trivial_baselines
+from privobfnet.metrics import segmentation_scores
 from privobfnet.models.deeplabv2 import load_deeplab
 from privobfnet.models.ensemble import load_ensemble
 from privobfnet.seg_classes import SegmentationClasses

@@ -92,7 +92,7 @@ def test_miou_matches_torchmetrics_with_ignore_and_absent_classes(seed):
 
 
 def test_background_everywhere_moves_every_true_pixel_to_the_background_column():
-    from privobfnet.metrics import background_everywhere
+    from privobfnet.baselines import background_everywhere
     cm = np.array([[50, 5, 0], [10, 20, 0], [0, 0, 0]])  # class 2 absent from truth and predictions
     out = background_everywhere(cm)
     np.testing.assert_array_equal(out, [[55, 0, 0], [30, 0, 0], [0, 0, 0]])
@@ -102,7 +102,7 @@ def test_background_everywhere_moves_every_true_pixel_to_the_background_column()
 
 
 def test_trivial_baselines_of_a_split():
-    from privobfnet.eval_metrics import trivial_baselines
+    from privobfnet.baselines import trivial_baselines
     labels = np.array([[1, 0], [0, 0], [1, 1], [0, 0]])
     scores = np.array([0.2, 0.4, np.nan, 1.0])
     out = trivial_baselines(labels, scores, train_scores=np.array([0.5, np.nan, 0.3]))  # train mean 0.4
