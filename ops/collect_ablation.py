@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+import yaml
+
 from ops.common import atomic_write_text
 
 ABLATION_FILE = Path("reports/ablation.json")
@@ -33,7 +35,21 @@ def _walk(node: Any) -> Iterator[dict]:
             yield from _walk(value)
 
 
-def parse_experiments(exp_show: Any) -> list[dict]:
+VARIED = (("seed",), *(("train", key) for key in SWITCHES), ("deeplab", "labels"))  # what the experiments change
+
+
+def _fixed_params(params: dict) -> dict:
+    """params.yaml less the keys `make ablation` and `make seeds` vary: equal for runs of one configuration."""
+    fixed = json.loads(json.dumps(params))
+    for *sections, key in VARIED:
+        node = fixed
+        for section in sections:
+            node = node.get(section, {})
+        node.pop(key, None)
+    return fixed
+
+
+def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict]:
     """Finished experiments -> [{name, seed, switches, profile, metrics}]: evaluate's metrics, pseudo_labels' CAM
     mIoU and its masks-only baseline."""
     rows = []
@@ -46,6 +62,8 @@ def parse_experiments(exp_show: Any) -> list[dict]:
         train = params.get("train", {})
         if not metrics or not all(key in train for key in SWITCHES):
             continue
+        if reference is not None and _fixed_params(params) != _fixed_params(reference):
+            continue  # another configuration (an older commit's profile, other sizes): not a row of these tables
         rows.append({
             "name": record.get("name") or data.get("rev", "")[:7],
             "rev": data.get("rev"),
@@ -73,7 +91,8 @@ def main() -> int:
     if done.returncode != 0:
         print(done.stderr, file=sys.stderr)
         return done.returncode
-    rows = parse_experiments(json.loads(done.stdout or "[]"))
+    reference = yaml.safe_load(Path("params.yaml").read_text())
+    rows = parse_experiments(json.loads(done.stdout or "[]"), reference)
     atomic_write_text(ABLATION_FILE, json.dumps({"experiments": rows}, indent=2, sort_keys=True) + "\n")
     print(f"{ABLATION_FILE}: {len(rows)} finished experiments")
     return 0

@@ -92,3 +92,21 @@ def test_committed_tables_are_regenerated_byte_identical_from_the_committed_metr
                                     read("reports/ablation.json")["experiments"])
     assert tables == (REPO / "reports/tables.md").read_text()
     assert metrics == read("reports/metrics/report.json")
+
+
+def test_only_experiments_of_the_workspace_configuration_are_collected():
+    """Runs of an older profile (other sizes, another backbone) are no rows of today's tables; runs that differ
+    only in the seed, the Table 4 switches or the DeepLab labels are."""
+    def record(rev, seed, backbone, labels="pseudo", use_cropped=True):
+        train = {"backbone": backbone, "use_cropped": use_cropped, "use_privacy": True, "use_attribute": True,
+                 "use_mask_weighting": True}
+        params = {"profile": "default", "seed": seed, "train": train, "deeplab": {"labels": labels, "lr": 0.001}}
+        metrics = {"reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": seed / 10}}}}}
+        return {"rev": rev, "name": rev, "data": {"rev": rev, "params": {"params.yaml": {"data": params}},
+                                                   "metrics": metrics}}
+    workspace = record("w", 0, "lite0")["data"]["params"]["params.yaml"]["data"]
+    shown = [record("a", 1, "lite0"), record("b", 2, "lite0", labels="ground_truth"),
+             record("c", 0, "lite0", use_cropped=False), record("old", 1, "tiny")]
+    rows = parse_experiments(shown, workspace)
+    assert sorted(r["name"] for r in rows) == ["a", "b", "c"]
+    assert len(parse_experiments(shown)) == 4  # without a reference: every finished run
