@@ -106,7 +106,7 @@ def test_only_experiments_of_the_workspace_configuration_are_collected():
                                                    "metrics": metrics}}
     workspace = record("w", 0, "lite0")["data"]["params"]["params.yaml"]["data"]
     shown = [record("a", 1, "lite0"), record("b", 2, "lite0", labels="ground_truth"),
-             record("c", 0, "lite0", use_cropped=False), record("old", 1, "tiny")]
+             record("c", 0, "lite0", use_cropped=False), record("old", 3, "tiny")]
     rows = parse_experiments(shown, workspace)
     assert sorted(r["name"] for r in rows) == ["a", "b", "c"]
     assert len(parse_experiments(shown)) == 4  # without a reference: every finished run
