@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ops.common import resolve_profile  # noqa: E402
+from ops.project_copy import copy_sources  # noqa: E402
 from privobfnet.config import parse_config  # noqa: E402
 from tests.fixtures_masks import write_fixture_masks  # noqa: E402
 
@@ -38,14 +39,7 @@ FORMS = {"1 process x 1 thread": (1, 1), "1 process x 2 threads": (1, 2), "2 pro
 
 def prepare(root: Path, *, epochs: int, iterations: int) -> Path:
     """A ci project copy with its data and stand-in masks at ``root``."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout.split("\0")
-    for rel in filter(None, listed):
-        skipped = rel.startswith(("params.yaml", "dvc.lock", "reports/", "checkpoints/", "data/"))
-        if skipped or not (REPO / rel).is_file():
-            continue
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, root / rel)
+    copy_sources(REPO, root)
     params = resolve_profile("ci", root / "profiles")
     params["train"].update(epochs=epochs, lr_decay_epoch=max(1, epochs // 2), checkpoint_every=1000)
     params["deeplab"].update(labels="ground_truth", iterations=iterations, checkpoint_every=1000)

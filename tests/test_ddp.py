@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from ops.common import resolve_profile
+from ops.project_copy import copy_sources
 from ops.tracking import STAGE_RUNS
 from privobfnet.config import parse_config
 from tests.conftest import REPO
@@ -47,14 +48,7 @@ STAGES = {
 def prepared(tmp_path_factory) -> Path:
     """A project copy on the ci profile with SynthPriv, its manifests and stand-in masks (built once)."""
     root = tmp_path_factory.mktemp("ddp") / "project"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout.split("\0")
-    for rel in filter(None, listed):
-        skipped = rel.startswith(("params.yaml", "dvc.lock", "reports/", "checkpoints/", "data/"))
-        if skipped or not (REPO / rel).is_file():
-            continue
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, root / rel)
+    copy_sources(REPO, root)
     params = resolve_profile("ci", root / "profiles")
     # one thread per process (2 processes share 2 cores); a checkpoint every 2 steps leaves time to kill
     params["train"].update(checkpoint_every=2, num_threads=1, lr=0.001)

@@ -21,6 +21,7 @@ from privobfnet.eval_metrics import (
     attribute_accuracy, average_precision, mean_average_precision, pearson, privacy_metrics, spearman,
 )
 from ops.common import resolve_profile
+from ops.project_copy import copy_sources
 from ops.tracking import STAGE_RUNS
 from tests.conftest import REPO
 from privobfnet.config import parse_config
@@ -84,14 +85,7 @@ def test_lr_steps_down_at_the_decay_epoch_and_nan_becomes_null():
 def prepared(tmp_path_factory) -> Path:
     """A project copy with the ci profile, its SynthPriv manifests and stand-in masks (built once)."""
     root = tmp_path_factory.mktemp("ensemble") / "project"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout.split("\0")
-    for rel in filter(None, listed):
-        skipped = rel.startswith(("params.yaml", "dvc.lock", "reports/", "checkpoints/", "data/"))
-        if skipped or not (REPO / rel).is_file():
-            continue
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, root / rel)
+    copy_sources(REPO, root)
     params = resolve_profile("ci", root / "profiles")
     params["train"]["checkpoint_every"] = 2  # leaves time to kill a run between two checkpoints
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
