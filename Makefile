@@ -16,7 +16,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install paddle-venv run test test-paddle test-fast profile dag status ablation ablation-resume seeds prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
+.PHONY: install paddle-venv run test test-paddle test-fast profile dag status ablation ablation-resume seeds hypotheses prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
 
 install: $(STAMP)
 
@@ -77,7 +77,7 @@ ABLATION := \
   "-S train.use_cropped=false -S train.use_privacy=true -S train.use_attribute=false" \
   "-S train.use_cropped=false -S train.use_privacy=false -S train.use_attribute=true" \
   "-S train.use_cropped=false -S train.use_privacy=true -S train.use_attribute=true" \
-  "-S train.use_cropped=true -S train.use_privacy=true -S train.use_attribute=true" \
+  "$(ENSEMBLE_SWITCHES)" \
   "-S deeplab.labels=ground_truth"
 ablation: $(STAMP) params.yaml
 	for switches in $(ABLATION); do $(BIN)/dvc exp run --queue $$switches || exit 1; done
@@ -90,12 +90,25 @@ ablation-resume: $(STAMP) params.yaml
 	$(BIN)/python -m ops.collect_ablation
 	$(BIN)/dvc repro report
 
+## hypotheses: why Model-Cropped does not help, as queued DVC experiments over the same seeds: L2G's processed
+## target instead of the paper's reading of eq. 2, smaller crops, eq. 2's loss weight 1 instead of 10; collected
+## and reported like `make seeds` (tables.md: "Model-Cropped, judged")
+ENSEMBLE_SWITCHES := -S train.use_cropped=true -S train.use_privacy=true -S train.use_attribute=true
+HYPOTHESES := \
+  "-S train.crop_target=l2g" \
+  "-S train.crop_size=160" \
+  "-S train.loss_weights.image=1.0"
+hypotheses: $(STAMP) params.yaml
+	for seed in $(SEEDS); do for change in $(HYPOTHESES); do \
+	  $(BIN)/dvc exp run --queue -S seed=$$seed $(ENSEMBLE_SWITCHES) $$change || exit 1; done; done
+	$(MAKE) ablation-resume
+
 ## seeds: 3 seeds of the ensemble, the single model (Model-Cropped off) and the ground-truth ceiling
 ## as queued DVC experiments, then collected (reports/ablation.json, with each run's seed) and reported:
 ## tables.md prints mean +- std over the seeds and marks differences smaller than their spread n.s.
 SEEDS ?= 0 1 2
 SEED_VARIANTS := \
-  "-S train.use_cropped=true -S train.use_privacy=true -S train.use_attribute=true" \
+  "$(ENSEMBLE_SWITCHES)" \
   "-S train.use_cropped=false -S train.use_privacy=true -S train.use_attribute=true" \
   "-S deeplab.labels=ground_truth"
 seeds: $(STAMP) params.yaml

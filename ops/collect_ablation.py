@@ -2,7 +2,8 @@
 
 `make ablation` queues one `dvc exp run` per row of the paper's Table 4 (the switches
 train.use_cropped / use_privacy / use_attribute), `make seeds` three seeds of the ensemble, the
-single model and the ground-truth ceiling; both run the queue, then call this to read every
+single model and the ground-truth ceiling, `make hypotheses` three seeds of each variant of
+Model-Cropped's training (crop target, crop size, loss weight); all run the queue, then call this to read every
 finished experiment's params (switches, seed) and metrics from `dvc exp show --json`. The report
 stage depends on reports/ablation.json, so `dvc repro` rewrites tables.md when new rows arrive;
 it groups runs that differ only in their seed (``privobfnet.seeds``).
@@ -35,11 +36,14 @@ def _walk(node: Any) -> Iterator[dict]:
             yield from _walk(value)
 
 
-VARIED = (("seed",), *(("train", key) for key in SWITCHES), ("deeplab", "labels"))  # what the experiments change
+# what the ensemble's hypotheses (`make hypotheses`) change in Model-Cropped's training
+HYPOTHESES = ("crop_target", "crop_size", "loss_weights")
+VARIED = (("seed",), *(("train", key) for key in SWITCHES + HYPOTHESES), ("deeplab", "labels"))  # what runs change
 
 
 def _fixed_params(params: dict) -> dict:
-    """params.yaml less the keys `make ablation` and `make seeds` vary: equal for runs of one configuration."""
+    """params.yaml less the keys `make ablation`, `make seeds` and `make hypotheses` vary: equal for runs of one
+    configuration."""
     fixed = json.loads(json.dumps(params))
     for *sections, key in VARIED:
         node = fixed
@@ -72,6 +76,8 @@ def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict
             "switches": {key: bool(train[key]) for key in SWITCHES},
             "deeplab_labels": params.get("deeplab", {}).get("labels"),
             "crop_target": train.get("crop_target"),
+            "crop_size": train.get("crop_size"),
+            "loss_weights": train.get("loss_weights"),
             "privacy": metrics.get("privacy", {}),
             "attributes": metrics.get("attributes", {}),
             "segmentation": metrics.get("segmentation", {}),

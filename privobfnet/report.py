@@ -46,11 +46,21 @@ SEEDS_NOTE = (f"Ours with several seeds (`make seeds`): mean ± sample std (n se
               "difference to the row it is compared with is smaller than its spread sqrt(std_a² + std_b²).")
 
 
-def _matches(experiments: list[dict], switches: dict[str, bool], crop_target: str) -> list[dict]:
-    """The finished pseudo-label experiments with these switches (mask weighting on, same crop target), all seeds."""
+def _variant(experiment: dict, cfg: Config) -> tuple:
+    """How an experiment trained Model-Cropped: (crop target, crop size, loss weights); the profile's where it did
+    not record them (a row collected before they could vary)."""
+    train = cfg.train
+    return (experiment.get("crop_target") or train.crop_target, experiment.get("crop_size") or train.crop_size,
+            tuple(sorted((experiment.get("loss_weights") or train.loss_weights).items())))
+
+
+def _matches(experiments: list[dict], switches: dict[str, bool], cfg: Config, variant: Optional[tuple] = None
+             ) -> list[dict]:
+    """The finished pseudo-label experiments with these switches (mask weighting on) that trained Model-Cropped as
+    ``variant`` (default: as the profile does), all seeds."""
+    variant = variant or _variant({}, cfg)
     return [e for e in experiments if e["deeplab_labels"] != "ground_truth" and e["switches"]["use_mask_weighting"]
-            and e.get("crop_target", crop_target) == crop_target
-            and all(e["switches"][k] == v for k, v in switches.items())]
+            and _variant(e, cfg) == variant and all(e["switches"][k] == v for k, v in switches.items())]
 
 
 def _ours(group: list[dict], read: Callable[[dict], Optional[float]], workspace: Any = None,
@@ -86,8 +96,8 @@ def table2(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
     split = cfg.train.eval_split
     ours = evaluate.get("privacy", {}).get(split, {})
     rows = [[name, _fmt(l1), _fmt(p), _fmt(s)] for name, (l1, p, s) in paper.TABLE2_PRIVACY_SCORE.items()]
-    ensemble = _matches(experiments, ENSEMBLE, cfg.train.crop_target)
-    single = _matches(experiments, SINGLE, cfg.train.crop_target)
+    ensemble = _matches(experiments, ENSEMBLE, cfg)
+    single = _matches(experiments, SINGLE, cfg)
     keys = ("l1", "pearson", "spearman")
     ens = {k: _ours(ensemble, lambda e, k=k: dig(e, "privacy", split, k), ours.get(k), True) for k in keys}
     rows.append([f"**PrivObfNet, ours** ({cfg.data.dataset} {split})", *(format_spread(ens[k]) for k in keys)])
@@ -107,8 +117,8 @@ def table3(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
     ours = evaluate.get("attributes", {}).get(split, {})
     paper_rows = [[name, _fmt(acc, digits=1)] for name, acc in paper.TABLE3_ATTRIBUTE_ACCURACY.items()]
     paper_rows.append(["**mean**", _fmt(paper.TABLE3_MEAN_ACCURACY, digits=1)])
-    ensemble = _matches(experiments, ENSEMBLE, cfg.train.crop_target)
-    single = _matches(experiments, SINGLE, cfg.train.crop_target)
+    ensemble = _matches(experiments, ENSEMBLE, cfg)
+    single = _matches(experiments, SINGLE, cfg)
 
     def attr(group, keys, workspace=None, use_workspace=False):
         return _ours(group, lambda e: dig(e, "attributes", split, *keys), workspace, use_workspace)
@@ -140,11 +150,11 @@ def table4(cfg: Config, experiments: list[dict], seg_classes: list[str]) -> tupl
                "spearman": lambda e: dig(e, "privacy", split, "spearman"),
                "cam": lambda e: dig(e, "cam_miou", cam_split),
                "seg": lambda e: dig(e, "segmentation", seg_split, "miou")}
-    full = _matches(experiments, ENSEMBLE, cfg.train.crop_target)
+    full = _matches(experiments, ENSEMBLE, cfg)
     reference = {k: over_seeds(full, read) for k, read in readers.items()}  # the last row, the full model
     rows, missing = [], []
     for label, switches, (p, s) in paper.TABLE4_ABLATION:
-        group = _matches(experiments, switches, cfg.train.crop_target)
+        group = _matches(experiments, switches, cfg)
         if not group:
             missing.append(label)
             rows.append([label, _fmt(p), _fmt(s), "-", "-", "-", "-", "missing"])
@@ -173,8 +183,8 @@ def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict], s
     split = cfg.deeplab.eval_split
     rows = [[name, sup, _fmt(voc, digits=1), _fmt(coco, digits=1), "-"]
             for name, (sup, voc, coco) in paper.TABLE5_MIOU.items()]
-    ensemble = _matches(experiments, ENSEMBLE, cfg.train.crop_target)
-    single = _matches(experiments, SINGLE, cfg.train.crop_target)
+    ensemble = _matches(experiments, ENSEMBLE, cfg)
+    single = _matches(experiments, SINGLE, cfg)
     ceiling = [e for e in experiments if e["deeplab_labels"] == "ground_truth"]
     workspace = evaluate.get("segmentation", {}).get(split, {}).get("miou")
     ours = _ours(ensemble, lambda e: dig(e, "segmentation", split, "miou"), workspace, True)
@@ -211,6 +221,53 @@ def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict], s
                                     classes=seg_classes, kind="Segmentation")])
 
 
+def _describe(variant: tuple, cfg: Config) -> str:
+    target, size, weights = variant
+    weights = dict(weights)
+    return (f"ensemble: {target} crop target, {cfg.train.n_crops} crops of {size}, loss weights image (eq. 2) "
+            f"{weights.get('image', 0):g} / cropped {weights.get('cropped', 0):g}")
+
+
+def ensemble_table(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict]) -> str:
+    """Model-Cropped judged: each way of training the ensemble (`make seeds`, `make hypotheses`) beside the single
+    model and the trivial baselines, with significance against the single model."""
+    split, cam_split, seg_split = cfg.train.eval_split, cfg.deeplab.train_split, cfg.deeplab.eval_split
+    readers = [lambda e: dig(e, "cam_miou", cam_split), lambda e: dig(e, "segmentation", seg_split, "miou"),
+               lambda e: dig(e, "attributes", split, "map"), lambda e: dig(e, "privacy", split, "pearson")]
+    scales = [(100, 1), (100, 1), (100, 1), (1, 2)]
+    single = _matches(experiments, SINGLE, cfg)
+    reference = [over_seeds(single, read) for read in readers]
+    rows = [["single model (Model-Cropped off)", *(format_spread(r, *f) for r, f in zip(reference, scales)),
+             ", ".join(e["name"] for e in one_per_seed(single)) or "missing (`make seeds`)"]]
+    profile = _variant({}, cfg)
+    variants = {_variant(e, cfg) for e in experiments if e["deeplab_labels"] != "ground_truth"
+                and all(e["switches"][k] == v for k, v in ENSEMBLE.items())}
+    for variant in sorted(variants, key=lambda v: (v != profile, str(v))):
+        group = _matches(experiments, ENSEMBLE, cfg, variant)
+        if not group:
+            continue
+        label = _describe(variant, cfg) + (" **(the profile)**" if variant == profile else "")
+        ours = [mark(over_seeds(group, read), ref, *f) for read, ref, f in zip(readers, reference, scales)]
+        rows.append([label, *ours, ", ".join(e["name"] for e in one_per_seed(group))])
+    masks_only = over_seeds(_matches(experiments, ENSEMBLE, cfg), lambda e: dig(e, "masks_only_cam_miou", cam_split))
+    rows.append(["trivial baselines: masks-only CAM / background everywhere / constant score",
+                 format_spread(masks_only, 100, 1) if masks_only else "-",
+                 _baseline(evaluate, seg_split, "background_everywhere_miou", 100, 1),
+                 _baseline(evaluate, split, "constant_map", 100, 1), "-", ""])
+    header = ["training", f"CAM mIoU % ({cam_split})", f"DeepLab mIoU % ({seg_split})", f"mAP % ({split})",
+              f"Pearson ({split})", "experiments"]
+    return "\n\n".join([
+        "## Model-Cropped, judged: the ensemble's variants against the single model",
+        _table(header, rows),
+        f"Each ensemble row is one way of training Model-Cropped (`make seeds` runs the profile's, `make hypotheses` "
+        f"the others), over its seeds; {NOT_SIGNIFICANT} marks a difference to the single model smaller than its "
+        "spread. The paper's reading of eq. 2 (`paper`) makes Model-Cropped's ReLU'd CAM logits, unnormalised, the "
+        "target of Model-Image's softmax; L2G's (`l2g`) processes them first (per-class max-normalised, absent "
+        "classes out, argmax class only, thresholded to 0/1, gated by the human/text masks). The Pearson baseline "
+        "is undefined (a constant score has no correlation). "
+        + _protocol(cfg, split, classes=segmentation_class_list(evaluate, pseudo), kind="Segmentation (mIoU columns)")])
+
+
 def render_tables(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict]) -> tuple[str, dict]:
     """-> (tables.md's text, the report's metrics: experiments used, Table 4 rows missing)."""
     experiments = [e for e in experiments if e.get("profile") == cfg.profile]
@@ -219,5 +276,6 @@ def render_tables(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[d
     parts = [f"# PrivObfNet: the paper's tables beside ours (profile `{cfg.profile}`)",
              "Generated by the `report` stage from reports/metrics/*.json and reports/ablation.json.",
              table2(cfg, evaluate, experiments), table3(cfg, evaluate, experiments), ablation,
-             table5(cfg, evaluate, pseudo, experiments, seg_classes)]
+             table5(cfg, evaluate, pseudo, experiments, seg_classes),
+             ensemble_table(cfg, evaluate, pseudo, experiments)]
     return "\n\n".join(parts) + "\n", {"ablation_experiments": len(experiments), "table4_rows_missing": missing}

@@ -96,17 +96,49 @@ def test_committed_tables_are_regenerated_byte_identical_from_the_committed_metr
 
 def test_only_experiments_of_the_workspace_configuration_are_collected():
     """Runs of an older profile (other sizes, another backbone) are no rows of today's tables; runs that differ
-    only in the seed, the Table 4 switches or the DeepLab labels are."""
-    def record(rev, seed, backbone, labels="pseudo", use_cropped=True):
+    only in the seed, the Table 4 switches, the DeepLab labels or Model-Cropped's training are."""
+    def record(rev, seed, backbone, labels="pseudo", use_cropped=True, **hypothesis):
         train = {"backbone": backbone, "use_cropped": use_cropped, "use_privacy": True, "use_attribute": True,
-                 "use_mask_weighting": True}
+                 "use_mask_weighting": True, "crop_target": "paper", "crop_size": 224,
+                 "loss_weights": {"image": 10.0, "cropped": 1.0}, **hypothesis}
         params = {"profile": "default", "seed": seed, "train": train, "deeplab": {"labels": labels, "lr": 0.001}}
         metrics = {"reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": seed / 10}}}}}
         return {"rev": rev, "name": rev, "data": {"rev": rev, "params": {"params.yaml": {"data": params}},
                                                    "metrics": metrics}}
     workspace = record("w", 0, "lite0")["data"]["params"]["params.yaml"]["data"]
     shown = [record("a", 1, "lite0"), record("b", 2, "lite0", labels="ground_truth"),
-             record("c", 0, "lite0", use_cropped=False), record("old", 3, "tiny")]
+             record("c", 0, "lite0", use_cropped=False), record("old", 3, "tiny"),
+             record("h", 1, "lite0", crop_target="l2g", crop_size=160, loss_weights={"image": 1.0, "cropped": 1.0})]
     rows = parse_experiments(shown, workspace)
-    assert sorted(r["name"] for r in rows) == ["a", "b", "c"]
-    assert len(parse_experiments(shown)) == 4  # without a reference: every finished run
+    assert sorted(r["name"] for r in rows) == ["a", "b", "c", "h"]  # `make hypotheses` varies Model-Cropped's training
+    assert [(r["crop_target"], r["crop_size"], r["loss_weights"]["image"]) for r in rows if r["name"] == "h"] == [
+        ("l2g", 160, 1.0)]
+    assert len(parse_experiments(shown)) == 5  # without a reference: every finished run
+
+
+def test_ensemble_table_groups_model_cropped_variants_over_seeds_against_the_single_model(ci_config):
+    from privobfnet.report import ensemble_table
+
+    ensemble = {"use_cropped": True, "use_privacy": True, "use_attribute": True}
+    single = {"use_cropped": False, "use_privacy": True, "use_attribute": True}
+
+    def run(switches, seed, miou, **variant):
+        return {**_experiment(switches, miou=miou), "name": f"e{seed}{miou}", "seed": seed, **variant}
+
+    profile_weights = dict(ci_config.train.loss_weights)
+    experiments = [run(single, s, m) for s, m in ((0, 0.40), (1, 0.42), (2, 0.44))]
+    experiments += [run(ensemble, s, m) for s, m in ((0, 0.30), (1, 0.32), (2, 0.34))]  # the profile's, unrecorded
+    experiments += [run(ensemble, s, m, crop_target="l2g", crop_size=ci_config.train.crop_size,
+                        loss_weights=profile_weights) for s, m in ((0, 0.38), (1, 0.46), (2, 0.42))]
+    experiments += [run(ensemble, 0, 0.2, loss_weights={**profile_weights, "image": 1.0})]
+    text = ensemble_table(ci_config, _evaluate_metrics(), {}, experiments)
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in text.splitlines()
+            if line.startswith("| ")}
+    assert rows["single model (Model-Cropped off)"][:1] == ["21.0 ± 1.0 (n=3)"]  # CAM mIoU = miou / 2
+    profile = next(v for k, v in rows.items() if "(the profile)" in k)
+    assert profile[0] == "16.0 ± 1.0 (n=3)" and "paper crop target" in next(k for k in rows if "(the profile)" in k)
+    l2g = next(v for k, v in rows.items() if "l2g crop target" in k)
+    assert l2g[0] == "21.0 ± 2.0 (n=3) n.s." and l2g[-1].startswith("e00.38")  # within the single model's spread
+    one_seed = next(v for k, v in rows.items() if "image (eq. 2) 1 /" in k)
+    assert one_seed[0] == "10.0"  # one seed: no spread, no mark
+    assert rows["trivial baselines: masks-only CAM / background everywhere / constant score"][1:3] == ["5.7", "21.0"]
