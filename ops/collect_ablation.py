@@ -24,16 +24,19 @@ ABLATION_FILE = Path("reports/ablation.json")
 SWITCHES = ("use_cropped", "use_privacy", "use_attribute", "use_mask_weighting")
 
 
-def _walk(node: Any) -> Iterator[dict]:
-    """Every experiment record (with data.params / data.metrics) in `dvc exp show --json` output."""
+def _walk(node: Any, inside: bool = False) -> Iterator[dict]:
+    """Every experiment record (with data.params / data.metrics) under an ``experiments`` key of `dvc exp show
+    --json` output. The workspace and the commits themselves are no rows: a commit's metrics can predate its
+    params (a profile edited and committed before the pipeline re-ran), which made an old tiny run pass for the
+    seed-0 ensemble of the lite0 profile."""
     if isinstance(node, dict):
-        if isinstance(node.get("data"), dict) and "params" in node["data"]:
+        if inside and isinstance(node.get("data"), dict) and "params" in node["data"]:
             yield node
-        for value in node.values():
-            yield from _walk(value)
+        for key, value in node.items():
+            yield from _walk(value, inside or key == "experiments")
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value)
+            yield from _walk(value, inside)
 
 
 # what the ensemble's hypotheses (`make hypotheses`) change in Model-Cropped's training
@@ -71,6 +74,7 @@ def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict
         rows.append({
             "name": record.get("name") or data.get("rev", "")[:7],
             "rev": data.get("rev"),
+            "timestamp": data.get("timestamp"),
             "profile": params.get("profile"),
             "seed": params.get("seed"),
             "switches": {key: bool(train[key]) for key in SWITCHES},
@@ -85,8 +89,8 @@ def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict
             "masks_only_cam_miou": {split: scores.get("masks_only_cam_miou")
                                     for split, scores in (pseudo.get("splits") or {}).items()},
         })
-    # the workspace and HEAD (or two commits) can hold the same results: keep one of each
-    unique = {json.dumps({k: v for k, v in row.items() if k not in ("name", "rev")}, sort_keys=True): row
+    # an experiment listed under two commits (or re-run from the run cache) holds the same results: keep one
+    unique = {json.dumps({k: v for k, v in row.items() if k not in ("name", "rev", "timestamp")}, sort_keys=True): row
               for row in rows}
     return list(unique.values())
 

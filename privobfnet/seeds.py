@@ -58,10 +58,13 @@ def mark(value: Optional[Spread], reference: Optional[Spread], scale: float = 1.
 
 
 def one_per_seed(experiments: list[dict]) -> list[dict]:
-    """The last experiment of each seed, in seed order (an experiment without a seed counts as one seed)."""
+    """The newest experiment of each seed (by its ``timestamp``; the last listed where none is recorded), in seed
+    order (an experiment without a seed counts as one seed)."""
     by_seed: dict[Any, dict] = {}
     for experiment in experiments:
-        by_seed[experiment.get("seed")] = experiment
+        kept = by_seed.get(experiment.get("seed"))
+        if kept is None or (experiment.get("timestamp") or "") >= (kept.get("timestamp") or ""):
+            by_seed[experiment.get("seed")] = experiment
     return [by_seed[s] for s in sorted(by_seed, key=lambda s: (s is None, s if s is not None else 0))]
 
 

@@ -69,11 +69,14 @@ def test_parse_experiments_reads_dvc_exp_show_json():
         return {"rev": rev, "name": name, "data": {"rev": rev, "params": {"params.yaml": {"data": {
             "profile": "default", "seed": 2, "train": train, "deeplab": {"labels": "pseudo"}}}}, "metrics": metrics}}
     unfinished = {"rev": "u", "name": "queued", "data": {"rev": "u", "params": {}, "metrics": {}}}
-    shown = [{**record("workspace", None, True, 0.8), "experiments": [
-        {"revs": [record("abc", "exp-1", False, 0.7), unfinished]}]}, record("head", "main", True, 0.8)]
+    shown = [{**record("workspace", None, True, 0.3), "experiments": None},
+             {**record("head", "main", True, 0.3), "experiments": [  # a commit whose metrics predate its params
+                 {"revs": [record("abc", "exp-1", False, 0.7), unfinished]},
+                 {"revs": [record("def", "exp-2", True, 0.8)]}]},
+             {**record("older", None, True, 0.3), "experiments": [{"revs": [record("def", "exp-2", True, 0.8)]}]}]
     rows = parse_experiments(shown)
     assert sorted((r["switches"]["use_cropped"], r["privacy"]["test"]["pearson"]) for r in rows) == [
-        (False, 0.7), (True, 0.8)]  # workspace and HEAD held the same results: one row
+        (False, 0.7), (True, 0.8)]  # experiments only, not the commits or the workspace; exp-2 listed twice: one row
     assert sorted(r["cam_miou"]["train"] for r in rows) == [0.175, 0.2]
     assert all(r["seed"] == 2 and r["masks_only_cam_miou"] == {"train": 0.1} for r in rows)
 
@@ -109,11 +112,12 @@ def test_only_experiments_of_the_workspace_configuration_are_collected():
     shown = [record("a", 1, "lite0"), record("b", 2, "lite0", labels="ground_truth"),
              record("c", 0, "lite0", use_cropped=False), record("old", 3, "tiny"),
              record("h", 1, "lite0", crop_target="l2g", crop_size=160, loss_weights={"image": 1.0, "cropped": 1.0})]
-    rows = parse_experiments(shown, workspace)
+    listed = [{"rev": "workspace", "experiments": [{"revs": shown}]}]
+    rows = parse_experiments(listed, workspace)
     assert sorted(r["name"] for r in rows) == ["a", "b", "c", "h"]  # `make hypotheses` varies Model-Cropped's training
     assert [(r["crop_target"], r["crop_size"], r["loss_weights"]["image"]) for r in rows if r["name"] == "h"] == [
         ("l2g", 160, 1.0)]
-    assert len(parse_experiments(shown)) == 5  # without a reference: every finished run
+    assert len(parse_experiments(listed)) == 5  # without a reference: every finished run
 
 
 def test_ensemble_table_groups_model_cropped_variants_over_seeds_against_the_single_model(ci_config):

@@ -75,3 +75,9 @@ def test_report_prints_mean_std_over_seeds_and_marks_not_significant(ci_config):
     assert "| + Priv + Attr | 0.85 | 0.83 | 0.51 ± 0.01 (n=3) | 0.41 ± 0.01 (n=3) | 41.0 ± 2.0 (n=3) n.s. |" in tables
     assert "*Segmentation classes* (2): `background`, `a9`" in tables
     assert "*Attribute classes* (1): `a9`" in tables
+
+
+def test_one_run_per_seed_the_newest_by_timestamp_wins_whatever_the_listing_order():
+    runs = [{"seed": 0, "v": 0.2, "timestamp": "2026-12-02T09:00:00"},
+            {"seed": 0, "v": 0.1, "timestamp": "2026-11-30T12:00:00"}]  # an older run listed later
+    assert [r["v"] for r in one_per_seed(runs)] == [0.2]
