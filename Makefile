@@ -72,6 +72,8 @@ profile: $(STAMP)
 
 ## ablation: the paper's Table 4 rows and the fully supervised ceiling as queued DVC experiments
 ## (each runs the whole pipeline in a temporary copy), then collect them for the report stage.
+# the full model's switches (paper Table 4's last row), shared by ablation, seeds and hypotheses
+ENSEMBLE_SWITCHES := -S train.use_cropped=true -S train.use_privacy=true -S train.use_attribute=true
 ABLATION := \
   "-S train.use_cropped=false -S train.use_privacy=false -S train.use_attribute=false" \
   "-S train.use_cropped=false -S train.use_privacy=true -S train.use_attribute=false" \
@@ -93,7 +95,6 @@ ablation-resume: $(STAMP) params.yaml
 ## hypotheses: why Model-Cropped does not help, as queued DVC experiments over the same seeds: L2G's processed
 ## target instead of the paper's reading of eq. 2, smaller crops, eq. 2's loss weight 1 instead of 10; collected
 ## and reported like `make seeds` (tables.md: "Model-Cropped, judged")
-ENSEMBLE_SWITCHES := -S train.use_cropped=true -S train.use_privacy=true -S train.use_attribute=true
 HYPOTHESES := \
   "-S train.crop_target=l2g" \
   "-S train.crop_size=160" \
