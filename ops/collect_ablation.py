@@ -6,10 +6,13 @@ single model and the ground-truth ceiling, `make hypotheses` three seeds of each
 Model-Cropped's training (crop target, crop size, loss weight); all run the queue, then call this to read every
 finished experiment's params (switches, seed) and metrics from `dvc exp show --json`. The report
 stage depends on reports/ablation.json, so `dvc repro` rewrites tables.md when new rows arrive;
-it groups runs that differ only in their seed (``privobfnet.seeds``).
+it groups runs that differ only in their seed (``privobfnet.seeds``). DVC keeps experiments as local git refs, so
+the rows already in reports/ablation.json that are of today's configuration stay: a fresh clone, which lists no
+experiment, keeps the committed results and adds its own.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -42,18 +45,27 @@ def _walk(node: Any, inside: bool = False) -> Iterator[dict]:
 # what the ensemble's hypotheses (`make hypotheses`) change in Model-Cropped's training
 HYPOTHESES = ("crop_target", "crop_size", "loss_weights")
 VARIED = (("seed",), *(("train", key) for key in SWITCHES + HYPOTHESES), ("deeplab", "labels"))  # what runs change
+# recorded per row, not part of the configuration: DeepLab's training length changes only the DeepLab numbers, so a
+# run at other iterations still gives its CAMs, attributes and privacy scores; the report reads its DeepLab mIoU
+# only at the profile's iterations
+RECORDED = (("deeplab", "iterations"),)
 
 
 def _fixed_params(params: dict) -> dict:
-    """params.yaml less the keys `make ablation`, `make seeds` and `make hypotheses` vary: equal for runs of one
-    configuration."""
+    """params.yaml less the keys `make ablation`, `make seeds` and `make hypotheses` vary (and those only recorded):
+    equal for runs of one configuration."""
     fixed = json.loads(json.dumps(params))
-    for *sections, key in VARIED:
+    for *sections, key in VARIED + RECORDED:
         node = fixed
         for section in sections:
             node = node.get(section, {})
         node.pop(key, None)
     return fixed
+
+
+def configuration(params: dict) -> str:
+    """A short fingerprint of ``_fixed_params``: rows with equal fingerprints are runs of one configuration."""
+    return hashlib.sha256(json.dumps(_fixed_params(params), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict]:
@@ -69,9 +81,10 @@ def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict
         train = params.get("train", {})
         if not metrics or not all(key in train for key in SWITCHES):
             continue
-        if reference is not None and _fixed_params(params) != _fixed_params(reference):
+        if reference is not None and configuration(params) != configuration(reference):
             continue  # another configuration (an older commit's profile, other sizes): not a row of these tables
         rows.append({
+            "configuration": configuration(params),
             "name": record.get("name") or data.get("rev", "")[:7],
             "rev": data.get("rev"),
             "timestamp": data.get("timestamp"),
@@ -79,6 +92,7 @@ def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict
             "seed": params.get("seed"),
             "switches": {key: bool(train[key]) for key in SWITCHES},
             "deeplab_labels": params.get("deeplab", {}).get("labels"),
+            "deeplab_iterations": params.get("deeplab", {}).get("iterations"),
             "crop_target": train.get("crop_target"),
             "crop_size": train.get("crop_size"),
             "loss_weights": train.get("loss_weights"),
@@ -89,10 +103,23 @@ def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict
             "masks_only_cam_miou": {split: scores.get("masks_only_cam_miou")
                                     for split, scores in (pseudo.get("splits") or {}).items()},
         })
-    # an experiment listed under two commits (or re-run from the run cache) holds the same results: keep one
+    return _unique(rows)
+
+
+def _unique(rows: list[dict]) -> list[dict]:
+    """An experiment listed under two commits, re-run from the run cache or collected twice holds the same results:
+    keep one (the last listed)."""
     unique = {json.dumps({k: v for k, v in row.items() if k not in ("name", "rev", "timestamp")}, sort_keys=True): row
               for row in rows}
     return list(unique.values())
+
+
+def merge(collected: list[dict], rows: list[dict], reference: dict) -> tuple[list[dict], int]:
+    """Rows already collected (reports/ablation.json) that are of the reference's configuration, then the rows
+    collected now. DVC keeps experiments as local git refs: a fresh clone lists none, and without the committed
+    rows a collection there would empty the tables. -> (rows, how many earlier rows were kept)"""
+    kept = [row for row in collected if row.get("configuration") == configuration(reference)]
+    return _unique(kept + rows), len(kept)
 
 
 def main() -> int:
@@ -102,9 +129,16 @@ def main() -> int:
         print(done.stderr, file=sys.stderr)
         return done.returncode
     reference = yaml.safe_load(Path("params.yaml").read_text())
-    rows = parse_experiments(json.loads(done.stdout or "[]"), reference)
+    listed = parse_experiments(json.loads(done.stdout or "[]"), reference)
+    try:
+        collected = json.loads(ABLATION_FILE.read_text())["experiments"] if ABLATION_FILE.exists() else []
+    except (ValueError, KeyError, TypeError) as error:
+        print(f"{ABLATION_FILE}: not an ablation file ({error!r}); fix or remove it", file=sys.stderr)
+        return 1
+    rows, kept = merge(collected, listed, reference)
     atomic_write_text(ABLATION_FILE, json.dumps({"experiments": rows}, indent=2, sort_keys=True) + "\n")
-    print(f"{ABLATION_FILE}: {len(rows)} finished experiments")
+    print(f"{ABLATION_FILE}: {len(rows)} finished experiments ({len(listed)} listed by `dvc exp show`, {kept} of "
+          f"{len(collected)} already collected kept: the others are another configuration)")
     return 0
 
 

@@ -63,6 +63,22 @@ def _matches(experiments: list[dict], switches: dict[str, bool], cfg: Config, va
             and _variant(e, cfg) == variant and all(e["switches"][k] == v for k, v in switches.items())]
 
 
+def _deeplab_miou(cfg: Config, split: str) -> Callable[[dict], Optional[float]]:
+    """Reads an experiment's DeepLab mIoU on ``split``, where it trained DeepLab for the profile's iterations (a row
+    that does not record them was collected when collection still required the profile's); None elsewhere."""
+    def read(experiment: dict) -> Optional[float]:
+        if experiment.get("deeplab_iterations", cfg.deeplab.iterations) != cfg.deeplab.iterations:
+            return None
+        return dig(experiment, "segmentation", split, "miou")
+    return read
+
+
+def _deeplab_note(cfg: Config) -> str:
+    return (f"DeepLab numbers come only from runs at the profile's {cfg.deeplab.iterations} DeepLab iterations; a "
+            "run at other iterations (collected before the profile changed them) still gives its CAM, attribute and "
+            "privacy numbers.")
+
+
 def _ours(group: list[dict], read: Callable[[dict], Optional[float]], workspace: Any = None,
           use_workspace: bool = False) -> Optional[Spread]:
     """A number of ours: over the group's seeds where it has several (or no workspace run), else the workspace's."""
@@ -149,7 +165,7 @@ def table4(cfg: Config, experiments: list[dict], seg_classes: list[str]) -> tupl
     readers = {"pearson": lambda e: dig(e, "privacy", split, "pearson"),
                "spearman": lambda e: dig(e, "privacy", split, "spearman"),
                "cam": lambda e: dig(e, "cam_miou", cam_split),
-               "seg": lambda e: dig(e, "segmentation", seg_split, "miou")}
+               "seg": _deeplab_miou(cfg, seg_split)}
     full = _matches(experiments, ENSEMBLE, cfg)
     reference = {k: over_seeds(full, read) for k, read in readers.items()}  # the last row, the full model
     rows, missing = [], []
@@ -174,7 +190,7 @@ def table4(cfg: Config, experiments: list[dict], seg_classes: list[str]) -> tupl
         "each row's Model-Image against ground truth, and DeepLabV2 trained on them. In the rows without "
         "+ Priv the privacy loss (eq. 4) is off, so the privacy head that gives our P and S is untrained; "
         f"the paper does not say how it scored privacy in those rows. {NOT_SIGNIFICANT} compares a row with the "
-        "last (full) row.",
+        f"last (full) row. {_deeplab_note(cfg)}",
         _protocol(cfg, split, " Paper rows: VISPR.", classes=seg_classes, kind="Segmentation (mIoU columns)")]), \
         len(missing)
 
@@ -187,7 +203,7 @@ def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict], s
     single = _matches(experiments, SINGLE, cfg)
     ceiling = [e for e in experiments if e["deeplab_labels"] == "ground_truth"]
     workspace = evaluate.get("segmentation", {}).get(split, {}).get("miou")
-    ours = _ours(ensemble, lambda e: dig(e, "segmentation", split, "miou"), workspace, True)
+    ours = _ours(ensemble, _deeplab_miou(cfg, split), workspace, True)
     rows.append([f"**PrivObfNet, ours** ({cfg.data.dataset} {split})", "I+S", "-", "-", format_spread(ours, 100, 1)])
     for train_split, scores in pseudo.get("splits", {}).items():
         cam = _ours(ensemble, lambda e: dig(e, "cam_miou", train_split), scores.get("cam_miou"), True)
@@ -203,20 +219,20 @@ def table5(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[dict], s
             one = over_seeds(single, lambda e: dig(e, "cam_miou", train_split))
             rows.append([f"ours: single model's CAM pseudo-labels, Model-Cropped off ({train_split})", "I+S", "-",
                          "-", mark(one, cam, 100, 1)])
-    one = over_seeds(single, lambda e: dig(e, "segmentation", split, "miou"))
+    one = over_seeds(single, _deeplab_miou(cfg, split))
     rows.append([f"ours: single model, Model-Cropped off ({split})", "I+S", "-", "-",
-                 mark(one, ours, 100, 1) if single else "missing (`make ablation`)"])
+                 mark(one, ours, 100, 1) if one else "missing (`make seeds`)"])
     rows.append([f"trivial baseline: background everywhere ({split})", "-", "-", "-",
                  _baseline(evaluate, split, "background_everywhere_miou", 100, 1)])
-    top = over_seeds(ceiling, lambda e: dig(e, "segmentation", split, "miou"))
+    top = over_seeds(ceiling, _deeplab_miou(cfg, split))
     rows.append([f"ours: fully supervised ceiling ({split})", "full", "-", "-",
-                 format_spread(top, 100, 1) if ceiling else "missing (`make ablation`)"])
+                 format_spread(top, 100, 1) if top else "missing (`make seeds`)"])
     return "\n\n".join(["## Table 5: DeepLabV2 mIoU (%) trained on CAM pseudo-labels",
                         _table(["method", "sup.", "VOC test", "COCO val", "ours"], rows),
                         "Paper rows: VOC 2012 test / COCO 2014 val, DeepLabV2-ResNet101. The masks-only baseline "
                         "is what the prior masks and the true image labels give for free: the same protocol with "
                         f"an untrained, randomly initialised Model-Image ({NOT_SIGNIFICANT} against the CAM "
-                        f"pseudo-labels); the single model's rows are compared with ours. "
+                        f"pseudo-labels); the single model's rows are compared with ours. {_deeplab_note(cfg)} "
                         + _protocol(cfg, split, f" Background threshold {cfg.pseudo_labels.bg_threshold}.",
                                     classes=seg_classes, kind="Segmentation")])
 
@@ -232,7 +248,7 @@ def ensemble_table(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[
     """Model-Cropped judged: each way of training the ensemble (`make seeds`, `make hypotheses`) beside the single
     model and the trivial baselines, with significance against the single model."""
     split, cam_split, seg_split = cfg.train.eval_split, cfg.deeplab.train_split, cfg.deeplab.eval_split
-    readers = [lambda e: dig(e, "cam_miou", cam_split), lambda e: dig(e, "segmentation", seg_split, "miou"),
+    readers = [lambda e: dig(e, "cam_miou", cam_split), _deeplab_miou(cfg, seg_split),
                lambda e: dig(e, "attributes", split, "map"), lambda e: dig(e, "privacy", split, "pearson")]
     scales = [(100, 1), (100, 1), (100, 1), (1, 2)]
     single = _matches(experiments, SINGLE, cfg)
@@ -264,7 +280,7 @@ def ensemble_table(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[
         "spread. The paper's reading of eq. 2 (`paper`) makes Model-Cropped's ReLU'd CAM logits, unnormalised, the "
         "target of Model-Image's softmax; L2G's (`l2g`) processes them first (per-class max-normalised, absent "
         "classes out, argmax class only, thresholded to 0/1, gated by the human/text masks). The Pearson baseline "
-        "is undefined (a constant score has no correlation). "
+        f"is undefined (a constant score has no correlation). {_deeplab_note(cfg)} "
         + _protocol(cfg, split, classes=segmentation_class_list(evaluate, pseudo), kind="Segmentation (mIoU columns)")])
 
 

@@ -146,3 +146,51 @@ def test_ensemble_table_groups_model_cropped_variants_over_seeds_against_the_sin
     one_seed = next(v for k, v in rows.items() if "image (eq. 2) 1 /" in k)
     assert one_seed[0] == "10.0"  # one seed: no spread, no mark
     assert rows["trivial baselines: masks-only CAM / background everywhere / constant score"][1:3] == ["5.7", "21.0"]
+
+
+def test_collection_keeps_committed_rows_of_the_configuration_and_records_deeplab_iterations():
+    """A fresh clone lists no experiment (DVC keeps them as local refs): the committed rows of today's configuration
+    stay, those of another configuration go, and a run listed again is one row. DeepLab's iterations are recorded,
+    not part of the configuration."""
+    from ops.collect_ablation import configuration, merge
+
+    def params(iterations=800, backbone="lite0", seed=0):
+        return {"profile": "default", "seed": seed, "deeplab": {"labels": "pseudo", "iterations": iterations},
+                "train": {"backbone": backbone, "use_cropped": True, "use_privacy": True, "use_attribute": True,
+                          "use_mask_weighting": True}}
+
+    def record(rev, **kw):
+        metrics = {"reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": 0.5}}}}}
+        return {"rev": rev, "name": rev, "data": {"rev": rev, "params": {"params.yaml": {"data": params(**kw)}},
+                                                   "metrics": metrics}}
+
+    reference = params()
+    assert configuration(params(iterations=300)) == configuration(reference) != configuration(params(backbone="tiny"))
+    assert configuration(params(seed=2)) == configuration(reference)
+    listed = parse_experiments([{"experiments": [{"revs": [record("new", seed=1)]}]}], reference)
+    assert [(r["name"], r["deeplab_iterations"], r["configuration"]) for r in listed] == [
+        ("new", 800, configuration(reference))]
+    committed = parse_experiments([{"experiments": [{"revs": [
+        record("old", iterations=300), record("tiny", backbone="tiny"), record("new", seed=1)]}]}])
+    rows, kept = merge(committed, listed, reference)
+    assert sorted(r["name"] for r in rows) == ["new", "old"] and kept == 2  # "new" was committed and listed again
+    assert merge([], [], reference) == ([], 0)
+
+
+def test_deeplab_numbers_are_read_only_at_the_profiles_iterations(ci_config):
+    """A run at other DeepLab iterations gives its CAM mIoU but no DeepLab mIoU; the ceiling of such runs only is
+    missing, not a number of another training length."""
+    from privobfnet.report import table5
+
+    single = {"use_cropped": False, "use_privacy": True, "use_attribute": True}
+    now = ci_config.deeplab.iterations
+    experiments = [{**_experiment({}, labels="ground_truth", miou=0.9), "deeplab_iterations": now + 100},
+                   {**_experiment(single, miou=0.4), "seed": 0, "deeplab_iterations": now + 100},
+                   {**_experiment(single, miou=0.2), "seed": 1, "deeplab_iterations": now}]
+    text = table5(ci_config, _evaluate_metrics(), {"splits": {"train": {"cam_miou": 0.1}}}, experiments, [])
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[-1].rstrip(" |") for line in text.splitlines()
+            if line.startswith("| ")}
+    assert rows["ours: fully supervised ceiling (val)"] == "missing (`make seeds`)"
+    assert rows["ours: single model, Model-Cropped off (val)"].startswith("20.0")  # seed 0's 40.0 is not read
+    assert rows["ours: single model's CAM pseudo-labels, Model-Cropped off (train)"].startswith("15.0 ± 7.1 (n=2)")
+    assert f"at the profile's {now} DeepLab iterations" in text
