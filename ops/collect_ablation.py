@@ -31,9 +31,11 @@ def _walk(node: Any, inside: bool = False) -> Iterator[dict]:
     """Every experiment record (with data.params / data.metrics) under an ``experiments`` key of `dvc exp show
     --json` output. The workspace and the commits themselves are no rows: a commit's metrics can predate its
     params (a profile edited and committed before the pipeline re-ran), which made an old tiny run pass for the
-    seed-0 ensemble of the lite0 profile."""
+    seed-0 ensemble of the lite0 profile. A running experiment is listed with its temporary copy's data (rev
+    "workspace"), whose metrics are the baseline's until it writes its own: no row either."""
     if isinstance(node, dict):
-        if inside and isinstance(node.get("data"), dict) and "params" in node["data"]:
+        if inside and isinstance(node.get("data"), dict) and "params" in node["data"] \
+                and node["data"].get("rev") != "workspace":  # a running experiment: its copy's metrics, not its own
             yield node
         for key, value in node.items():
             yield from _walk(value, inside or key == "experiments")
@@ -115,10 +117,13 @@ def _unique(rows: list[dict]) -> list[dict]:
 
 
 def merge(collected: list[dict], rows: list[dict], reference: dict) -> tuple[list[dict], int]:
-    """Rows already collected (reports/ablation.json) that are of the reference's configuration, then the rows
-    collected now. DVC keeps experiments as local git refs: a fresh clone lists none, and without the committed
-    rows a collection there would empty the tables. -> (rows, how many earlier rows were kept)"""
-    kept = [row for row in collected if row.get("configuration") == configuration(reference)]
+    """Rows already collected (reports/ablation.json) that are of the reference's configuration and that DVC no
+    longer lists (what it lists now replaces its earlier row), then the rows collected now. DVC keeps experiments
+    as local git refs: a fresh clone lists none, and without the committed rows a collection there would empty the
+    tables. -> (rows, how many earlier rows were kept)"""
+    listed = {row["name"] for row in rows}
+    kept = [row for row in collected
+            if row.get("configuration") == configuration(reference) and row.get("name") not in listed]
     return _unique(kept + rows), len(kept)
 
 

@@ -69,9 +69,11 @@ def test_parse_experiments_reads_dvc_exp_show_json():
         return {"rev": rev, "name": name, "data": {"rev": rev, "params": {"params.yaml": {"data": {
             "profile": "default", "seed": 2, "train": train, "deeplab": {"labels": "pseudo"}}}}, "metrics": metrics}}
     unfinished = {"rev": "u", "name": "queued", "data": {"rev": "u", "params": {}, "metrics": {}}}
+    running = record("r", "running", False, 0.9)
+    running["data"]["rev"] = "workspace"  # as `dvc exp show` lists a running experiment: its copy's metrics
     shown = [{**record("workspace", None, True, 0.3), "experiments": None},
              {**record("head", "main", True, 0.3), "experiments": [  # a commit whose metrics predate its params
-                 {"revs": [record("abc", "exp-1", False, 0.7), unfinished]},
+                 {"revs": [record("abc", "exp-1", False, 0.7), unfinished, running]},
                  {"revs": [record("def", "exp-2", True, 0.8)]}]},
              {**record("older", None, True, 0.3), "experiments": [{"revs": [record("def", "exp-2", True, 0.8)]}]}]
     rows = parse_experiments(shown)
@@ -173,7 +175,9 @@ def test_collection_keeps_committed_rows_of_the_configuration_and_records_deepla
     committed = parse_experiments([{"experiments": [{"revs": [
         record("old", iterations=300), record("tiny", backbone="tiny"), record("new", seed=1)]}]}])
     rows, kept = merge(committed, listed, reference)
-    assert sorted(r["name"] for r in rows) == ["new", "old"] and kept == 2  # "new" was committed and listed again
+    assert sorted(r["name"] for r in rows) == ["new", "old"] and kept == 1  # "new" was committed and listed again
+    stale = [{**committed[-1], "privacy": {"test": {"pearson": 0.1}}}]  # collected while it ran, before its metrics
+    assert [r["privacy"]["test"]["pearson"] for r in merge(stale, listed, reference)[0]] == [0.5]
     assert merge([], [], reference) == ([], 0)
 
 
