@@ -32,9 +32,12 @@ def _walk(node: Any, inside: bool = False) -> Iterator[dict]:
     --json` output. The workspace and the commits themselves are no rows: a commit's metrics can predate its
     params (a profile edited and committed before the pipeline re-ran), which made an old tiny run pass for the
     seed-0 ensemble of the lite0 profile. A running experiment is listed with its temporary copy's data (rev
-    "workspace"), whose metrics are the baseline's until it writes its own: no row either."""
+    "workspace"), whose metrics are the baseline's until it writes its own, and a failed one (an ``error``, its
+    executor's state "failed") with the baseline's: no rows either."""
     if isinstance(node, dict):
-        if inside and isinstance(node.get("data"), dict) and "params" in node["data"] \
+        if (node.get("executor") or {}).get("state") not in (None, "success"):
+            return  # queued, running or failed (killed): its listed metrics are the baseline's, not its own
+        if inside and isinstance(node.get("data"), dict) and "params" in node["data"] and not node.get("error") \
                 and node["data"].get("rev") != "workspace":  # a running experiment: its copy's metrics, not its own
             yield node
         for key, value in node.items():
