@@ -31,14 +31,12 @@ def _walk(node: Any, inside: bool = False) -> Iterator[dict]:
     """Every experiment record (with data.params / data.metrics) under an ``experiments`` key of `dvc exp show
     --json` output. The workspace and the commits themselves are no rows: a commit's metrics can predate its
     params (a profile edited and committed before the pipeline re-ran), which made an old tiny run pass for the
-    seed-0 ensemble of the lite0 profile. A running experiment is listed with its temporary copy's data (rev
-    "workspace"), whose metrics are the baseline's until it writes its own, and a failed one (an ``error``, its
-    executor's state "failed") with the baseline's: no rows either."""
+    seed-0 ensemble of the lite0 profile. Nor is an experiment whose executor is queued, running or failed (a
+    killed run): DVC lists it with the baseline's metrics, or its temporary copy's before it writes its own."""
     if isinstance(node, dict):
         if (node.get("executor") or {}).get("state") not in (None, "success"):
-            return  # queued, running or failed (killed): its listed metrics are the baseline's, not its own
-        if inside and isinstance(node.get("data"), dict) and "params" in node["data"] and not node.get("error") \
-                and node["data"].get("rev") != "workspace":  # a running experiment: its copy's metrics, not its own
+            return
+        if inside and isinstance(node.get("data"), dict) and "params" in node["data"]:
             yield node
         for key, value in node.items():
             yield from _walk(value, inside or key == "experiments")
@@ -77,6 +75,7 @@ def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict
     """Finished experiments -> [{name, seed, switches, profile, metrics}]: evaluate's metrics, pseudo_labels' CAM
     mIoU and its masks-only baseline."""
     rows = []
+    wanted = None if reference is None else configuration(reference)
     for record in _walk(exp_show):
         data = record["data"]
         params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
@@ -86,10 +85,11 @@ def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict
         train = params.get("train", {})
         if not metrics or not all(key in train for key in SWITCHES):
             continue
-        if reference is not None and configuration(params) != configuration(reference):
+        fingerprint = configuration(params)
+        if wanted is not None and fingerprint != wanted:
             continue  # another configuration (an older commit's profile, other sizes): not a row of these tables
         rows.append({
-            "configuration": configuration(params),
+            "configuration": fingerprint,
             "name": record.get("name") or data.get("rev", "")[:7],
             "rev": data.get("rev"),
             "timestamp": data.get("timestamp"),
@@ -124,9 +124,8 @@ def merge(collected: list[dict], rows: list[dict], reference: dict) -> tuple[lis
     longer lists (what it lists now replaces its earlier row), then the rows collected now. DVC keeps experiments
     as local git refs: a fresh clone lists none, and without the committed rows a collection there would empty the
     tables. -> (rows, how many earlier rows were kept)"""
-    listed = {row["name"] for row in rows}
-    kept = [row for row in collected
-            if row.get("configuration") == configuration(reference) and row.get("name") not in listed]
+    listed, wanted = {row["name"] for row in rows}, configuration(reference)
+    kept = [row for row in collected if row.get("configuration") == wanted and row.get("name") not in listed]
     return _unique(kept + rows), len(kept)
 
 
@@ -146,7 +145,7 @@ def main() -> int:
     rows, kept = merge(collected, listed, reference)
     atomic_write_text(ABLATION_FILE, json.dumps({"experiments": rows}, indent=2, sort_keys=True) + "\n")
     print(f"{ABLATION_FILE}: {len(rows)} finished experiments ({len(listed)} listed by `dvc exp show`, {kept} of "
-          f"{len(collected)} already collected kept: the others are another configuration)")
+          f"{len(collected)} already collected kept: the others are listed again or of another configuration)")
     return 0
 
 

@@ -69,12 +69,12 @@ def test_parse_experiments_reads_dvc_exp_show_json():
         return {"rev": rev, "name": name, "data": {"rev": rev, "params": {"params.yaml": {"data": {
             "profile": "default", "seed": 2, "train": train, "deeplab": {"labels": "pseudo"}}}}, "metrics": metrics}}
     unfinished = {"rev": "u", "name": "queued", "data": {"rev": "u", "params": {}, "metrics": {}}}
-    running = record("r", "running", False, 0.9)
-    running["data"]["rev"] = "workspace"  # as `dvc exp show` lists a running experiment: its copy's metrics
+    running = record("workspace", "running", False, 0.9)  # as `dvc exp show` lists a running one: its copy's data
     failed = {**record("f", "killed", False, 0.9), "error": {"msg": "Experiment run failed", "type": ""}}
     shown = [{**record("workspace", None, True, 0.3), "experiments": None},
              {**record("head", "main", True, 0.3), "experiments": [  # a commit whose metrics predate its params
-                 {"revs": [record("abc", "exp-1", False, 0.7), unfinished, running]},
+                 {"revs": [record("abc", "exp-1", False, 0.7), unfinished]},
+                 {"executor": {"state": "running"}, "revs": [running]},
                  {"executor": {"state": "failed"}, "revs": [failed]},
                  {"executor": {"state": "failed"}, "revs": [record("g", "failed-run", False, 0.9)]},
                  {"revs": [record("def", "exp-2", True, 0.8)]}]},
