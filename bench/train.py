@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from privobfnet.config import parse_config  # noqa: E402
+from privobfnet.config import WEIGHTS_DIR, parse_config  # noqa: E402
 from privobfnet.data.mask_types import load_mask_types  # noqa: E402
 from privobfnet.data.synthpriv import ATTRIBUTE_IDS  # noqa: E402
 from privobfnet.models.training import Batch, ensemble_losses  # noqa: E402
@@ -105,7 +105,7 @@ def with_backbone(params: dict, backbone: str) -> tuple[dict, str | None]:
     train = dict(params["train"])
     if backbone != train["backbone"]:
         train["backbone"] = backbone
-        train["pretrained"] = f"data/weights/{WEIGHTS[backbone].file}" if backbone in WEIGHTS else None
+        train["pretrained"] = f"{WEIGHTS_DIR}/{WEIGHTS[backbone].file}" if backbone in WEIGHTS else None
     pretrained, override = train["pretrained"], None
     if pretrained and not (REPO / pretrained).exists():
         if backbone in WEIGHTS and WEIGHTS[backbone].package is not None:

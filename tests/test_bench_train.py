@@ -28,8 +28,9 @@ def test_without_the_weights_stage_the_wheels_file_is_read_and_the_params_still_
 def test_after_the_weights_stage_its_file_is_used(tmp_path):
     bench = _bench(tmp_path)
     params = resolve_profile("default")
-    (tmp_path / params["train"]["pretrained"]).parent.mkdir(parents=True)
-    (tmp_path / params["train"]["pretrained"]).touch()
+    weights = tmp_path / params["train"]["pretrained"]
+    weights.parent.mkdir(parents=True)
+    weights.touch()
     assert bench.with_backbone(params, "lite0") == (params, None)
 
 
