@@ -16,7 +16,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install paddle-venv run test test-paddle test-fast profile dag status ablation ablation-resume seeds hypotheses prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
+.PHONY: install paddle-venv run test lint test-paddle test-fast profile dag status ablation ablation-resume seeds hypotheses prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
 
 install: $(STAMP)
 
@@ -53,7 +53,7 @@ run: $(STAMP) params.yaml
 
 ## test: the whole suite, slow tests included (what CI runs), then the PaddleOCR backend's tests
 ## in .venv-paddle
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -m "not paddle"
 	$(MAKE) test-paddle
 
@@ -61,6 +61,11 @@ test: $(STAMP)
 ## skip, if PaddleOCR is missing there
 test-paddle: $(PADDLE_STAMP)
 	$(PADDLE_BIN)/python -m pytest -q -m paddle --require-paddle $(PADDLE_TESTS)
+
+## lint: ruff's formatter and linter (configured in pyproject.toml), as CI runs them
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 ## test-fast: unit tests only, for quick iterations
 test-fast: $(STAMP)

@@ -11,6 +11,7 @@ the 1 process x 1 thread run measured in the same invocation.
     .venv/bin/python bench/ddp.py                 # ci sizes
     .venv/bin/python bench/ddp.py --epochs 6 --iterations 300 --repeats 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,11 @@ from privobfnet.config import parse_config  # noqa: E402
 from tests.fixtures_masks import write_fixture_masks  # noqa: E402
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-FORMS = {"1 process x 1 thread": (1, 1), "1 process x 2 threads": (1, 2), "2 processes x 1 thread": (2, 1)}
+FORMS = {
+    "1 process x 1 thread": (1, 1),
+    "1 process x 2 threads": (1, 2),
+    "2 processes x 1 thread": (2, 1),
+}
 
 
 def prepare(root: Path, *, epochs: int, iterations: int) -> Path:
@@ -46,7 +51,13 @@ def prepare(root: Path, *, epochs: int, iterations: int) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PYTHONPATH=str(root))
     for stage in ("download", "validate"):
-        subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}"],
+            cwd=root,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     write_fixture_masks(parse_config(params), root)
     return root
 
@@ -59,28 +70,49 @@ def run(prepared: Path, work: Path, stage: str, ranks: int, threads: int) -> dic
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["num_threads"] = params["deeplab"]["num_threads"] = threads
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=str(threads),
-               MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
-    command = [sys.executable, "-m", f"stages.{stage}"] if ranks == 1 else [*TORCHRUN, "-m", f"stages.{stage}"]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(root),
+        OMP_NUM_THREADS=str(threads),
+        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
+    )
+    command = (
+        [sys.executable, "-m", f"stages.{stage}"]
+        if ranks == 1
+        else [*TORCHRUN, "-m", f"stages.{stage}"]
+    )
     started = time.perf_counter()
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     facts = json.loads((root / f"reports/runs/{stage}.json").read_text())
     return {"wall_s": round(wall, 2), "loop_s": facts["train_seconds"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2, help="train.epochs (ci: 2, 12 steps of 4 images)")
-    parser.add_argument("--iterations", type=int, default=20, help="deeplab.iterations (ci: 20 steps of 4 crops)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each form; the least time is kept")
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="train.epochs (ci: 2, 12 steps of 4 images)"
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=20, help="deeplab.iterations (ci: 20 steps of 4 crops)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each form; the least time is kept"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ddp-") as tmp:
         prepared = prepare(Path(tmp) / "prepared", epochs=args.epochs, iterations=args.iterations)
-        report = {"cpus": os.cpu_count(), "epochs": args.epochs, "iterations": args.iterations,
-                  "repeats": args.repeats, "load_average_before": [round(x, 2) for x in os.getloadavg()]}
+        report = {
+            "cpus": os.cpu_count(),
+            "epochs": args.epochs,
+            "iterations": args.iterations,
+            "repeats": args.repeats,
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        }
         for stage in ("train_ensemble", "train_deeplab"):
             results = {}
             for form, shape in FORMS.items():

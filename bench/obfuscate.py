@@ -15,6 +15,7 @@ lists OCR detection input sizes (longer side) to trade, on the 640 x 480 documen
 test images: for each, detection ms and the share of the strings the reader (detection +
 recognition at 960) reads before that it still reads after --hide-all text (the leak rate).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,23 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ops.common import resolve_profile
+from ops.obfuscate_example import document
 from privobfnet.config import parse_config
 from privobfnet.data.mask_types import load_mask_types
 from privobfnet.data.synthpriv import ATTRIBUTE_IDS, generate_sample
+from privobfnet.masks.text import rapidocr_model_path
 from privobfnet.models.ensemble import build_model, ensemble_checkpoint, model_meta
-from privobfnet.obfuscate import Obfuscator, Preferences, TextReader, build_detectors, load_model, obfuscate_file
+from privobfnet.obfuscate import (
+    Obfuscator,
+    Preferences,
+    TextReader,
+    build_detectors,
+    load_model,
+    obfuscate_file,
+)
 from privobfnet.obfuscate.detect import DEFAULT_OCR_SIDE
 from privobfnet.obfuscate.evaluation import strings_read
-from privobfnet.masks.text import rapidocr_model_path
-from ops.common import resolve_profile
-from ops.obfuscate_example import document
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["decode", "ocr", "face_person", "model", "compose", "encode", "verify"]
@@ -49,10 +57,27 @@ def default_checkpoint(folder: Path) -> Path:
         return trained
     t = parse_config(resolve_profile("default", REPO / "profiles")).train
     types = load_mask_types("synthpriv", ATTRIBUTE_IDS)
-    nets = [build_model(backbone=t.backbone, tiny_width=t.tiny_width, pretrained=None, mask_types=types,
-                        background_channel=False, use_mask_weighting=True) for _ in range(2)]
-    meta = model_meta(backbone=t.backbone, tiny_width=t.tiny_width, mask_types=types, class_names=ATTRIBUTE_IDS,
-                      background_channel=False, use_mask_weighting=True, input_size=t.input_size, dataset="synthpriv")
+    nets = [
+        build_model(
+            backbone=t.backbone,
+            tiny_width=t.tiny_width,
+            pretrained=None,
+            mask_types=types,
+            background_channel=False,
+            use_mask_weighting=True,
+        )
+        for _ in range(2)
+    ]
+    meta = model_meta(
+        backbone=t.backbone,
+        tiny_width=t.tiny_width,
+        mask_types=types,
+        class_names=ATTRIBUTE_IDS,
+        background_channel=False,
+        use_mask_weighting=True,
+        input_size=t.input_size,
+        dataset="synthpriv",
+    )
     torch.save(ensemble_checkpoint(*nets, meta), folder / "final.pt")
     return folder / "final.pt"
 
@@ -61,9 +86,15 @@ def reference_ms(images: list[np.ndarray], threads: int) -> float:
     """Median ms of rapidocr's text detection at its own default settings (the OCR floor)."""
     from rapidocr import RapidOCR
 
-    engine = RapidOCR(params={"Global.use_cls": False, "Global.use_rec": False, "Global.log_level": "error",
-                              "Det.model_path": str(rapidocr_model_path()),
-                              "EngineConfig.onnxruntime.intra_op_num_threads": threads})
+    engine = RapidOCR(
+        params={
+            "Global.use_cls": False,
+            "Global.use_rec": False,
+            "Global.log_level": "error",
+            "Det.model_path": str(rapidocr_model_path()),
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+        }
+    )
     engine(images[0][:, :, ::-1].copy(), use_cls=False, use_rec=False)
     times = []
     for image in images:
@@ -76,10 +107,16 @@ def reference_ms(images: list[np.ndarray], threads: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1, help="as `privobfnet obfuscate --threads` (default 1)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="as `privobfnet obfuscate --threads` (default 1)"
+    )
     parser.add_argument("--ocr-side", type=int, default=DEFAULT_OCR_SIDE)
-    parser.add_argument("--sweep", default="", help="OCR detection sizes to compare, e.g. 320,480,640,960")
-    parser.add_argument("--synthpriv", type=int, default=40, help="SynthPriv test images in the sweep")
+    parser.add_argument(
+        "--sweep", default="", help="OCR detection sizes to compare, e.g. 320,480,640,960"
+    )
+    parser.add_argument(
+        "--synthpriv", type=int, default=40, help="SynthPriv test images in the sweep"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cache_dir = os.environ.get("PRIVOBFNET_CACHE_DIR") or str(REPO / ".cache")
@@ -92,24 +129,45 @@ def main() -> None:
         checkpoint = default_checkpoint(folder)
         model = load_model(checkpoint)
         prefs = Preferences(hide=("a19_name_full", "a49_phone"), hide_all=("faces",))
-        detectors = build_detectors({"text", "face", "person"}, cache_dir=cache_dir, text_limit_side=args.ocr_side,
-                                    threads=args.threads)
+        detectors = build_detectors(
+            {"text", "face", "person"},
+            cache_dir=cache_dir,
+            text_limit_side=args.ocr_side,
+            threads=args.threads,
+        )
         reader = TextReader(threads=args.threads)  # the red team at its own (larger) size
         obfuscator = Obfuscator(prefs, detectors=detectors, model=model, reader=reader)
-        obfuscate_file(obfuscator, folder / "doc000.jpg", folder / "out" / "warm.jpg", max_pixels=10**8, verify=True)
-        records = [obfuscate_file(obfuscator, folder / f"doc{n:03d}.jpg", folder / "out" / f"doc{n:03d}.jpg",
-                                  max_pixels=10**8, verify=True) for n in range(args.images)]
+        obfuscate_file(
+            obfuscator,
+            folder / "doc000.jpg",
+            folder / "out" / "warm.jpg",
+            max_pixels=10**8,
+            verify=True,
+        )
+        records = [
+            obfuscate_file(
+                obfuscator,
+                folder / f"doc{n:03d}.jpg",
+                folder / "out" / f"doc{n:03d}.jpg",
+                max_pixels=10**8,
+                verify=True,
+            )
+            for n in range(args.images)
+        ]
         failed = [r["error"] for r in records if r["error"]]
         if failed:
             raise SystemExit(f"benchmark images failed: {failed[:3]}")
         reference = reference_ms([image for image, _ in docs], args.threads)
-    print(f"{args.images} images 640 x 480, {args.threads} thread(s), OCR side {args.ocr_side}, model "
-          f"{'trained' if 'checkpoints' in str(checkpoint) else 'untrained (default-profile shape)'}")
+    print(
+        f"{args.images} images 640 x 480, {args.threads} thread(s), OCR side {args.ocr_side}, model "
+        f"{'trained' if 'checkpoints' in str(checkpoint) else 'untrained (default-profile shape)'}"
+    )
     print(f"reference: rapidocr text detection at its defaults, median {reference:.0f} ms")
     print(f"{'step':<22} {'median ms':>9} {'p90 ms':>8} {'x ref':>6}")
     steps = {s: [r["timings_ms"].get(s, 0.0) for r in records] for s in STEPS}
-    steps["end to end, no verify"] = [sum(r["timings_ms"].get(s, 0.0) for s in STEPS if s != "verify")
-                                      for r in records]
+    steps["end to end, no verify"] = [
+        sum(r["timings_ms"].get(s, 0.0) for s in STEPS if s != "verify") for r in records
+    ]
     for name, values in steps.items():
         median, p90 = float(np.median(values)), float(np.percentile(values, 90))
         print(f"{name:<22} {median:>9.1f} {p90:>8.1f} {median / reference:>6.2f}")
@@ -120,18 +178,27 @@ def main() -> None:
         cfg = parse_config(resolve_profile("default", REPO / "profiles"))
         samples = [generate_sample("test", i, cfg) for i in range(args.synthpriv)]
         print(f"\nSynthPriv test images ({cfg.synthpriv.image_size} px):")
-        sweep(sides, [(s.image, [text for _, text in s.texts]) for s in samples if s.texts], cache_dir, args.threads)
+        sweep(
+            sides,
+            [(s.image, [text for _, text in s.texts]) for s in samples if s.texts],
+            cache_dir,
+            args.threads,
+        )
 
 
 def sweep(sides: list[int], docs, cache_dir: str, threads: int) -> None:
     """Detection ms and leak rate of --hide-all text per OCR detection size (reader at 960)."""
     reader = TextReader(limit_side=960, threads=threads)
-    readable = [strings_read(strings, [line.text for line in reader(image)]) for image, strings in docs]
+    readable = [
+        strings_read(strings, [line.text for line in reader(image)]) for image, strings in docs
+    ]
     total = sum(sum(r) for r in readable)
     print(f"OCR detection size sweep: {total} strings readable at 960 before hiding")
     print(f"{'side':>5} {'det ms':>7} {'leak rate':>9} {'lines':>6} {'hidden share':>12}")
     for side in sides:
-        detectors = build_detectors({"text"}, cache_dir=cache_dir, text_limit_side=side, threads=threads)
+        detectors = build_detectors(
+            {"text"}, cache_dir=cache_dir, text_limit_side=side, threads=threads
+        )
         obfuscator = Obfuscator(Preferences(hide_all=("text",), margin_px=4), detectors=detectors)
         times, leaked, lines, hidden = [], 0, 0, []
         for (image, strings), before in zip(docs, readable):
@@ -141,7 +208,9 @@ def sweep(sides: list[int], docs, cache_dir: str, threads: int) -> None:
             hidden.append(float(outcome.hidden.mask.mean()))
             after = strings_read(strings, [line.text for line in reader(outcome.image)])
             leaked += sum(b and a for b, a in zip(before, after))
-        print(f"{side:>5} {np.median(times):>7.1f} {leaked / max(1, total):>9.3f} {lines:>6} {np.mean(hidden):>12.3f}")
+        print(
+            f"{side:>5} {np.median(times):>7.1f} {leaked / max(1, total):>9.3f} {lines:>6} {np.mean(hidden):>12.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ stage start to last stage end), against the default profile's 15-minute budget. 
     .venv/bin/python bench/pipeline.py --pipeline make-20261129T210801Z-1234
     .venv/bin/python bench/pipeline.py --list                 # the newest pipelines and their spans
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,15 +23,17 @@ BUDGET_S = 15 * 60
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pipeline", help="a privobfnet.pipeline_id (default: the newest)")
     parser.add_argument("--list", action="store_true", help="list the newest pipeline runs instead")
     args = parser.parse_args(argv)
 
     import mlflow
 
-    from ops.stage_order import stage_order
     from ops.common import load_params
+    from ops.stage_order import stage_order
     from ops.tracking import KIND_TAG, STAGE_RUNS, project_root, tag_is, tracking_uri
 
     cfg = load_params(REPO / "params.yaml")
@@ -40,21 +43,34 @@ def main(argv: list[str] | None = None) -> int:
     if experiment is None:
         print("no MLflow experiment yet: run `make run` first", file=sys.stderr)
         return 1
-    parents = client.search_runs([experiment.experiment_id], filter_string=tag_is(KIND_TAG, "pipeline"),
-                                 order_by=["attributes.start_time DESC"], max_results=50)
+    parents = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=tag_is(KIND_TAG, "pipeline"),
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
     if args.list:
         for parent in parents:
-            span = ((parent.info.end_time or parent.info.start_time) - parent.info.start_time) / 1000
-            print(f"{parent.data.tags['privobfnet.pipeline_id']:<60} profile {parent.data.tags.get('privobfnet.profile')}"
-                  f"  {parent.info.status:<9} span {span / 60:5.1f} min")
+            span = (
+                (parent.info.end_time or parent.info.start_time) - parent.info.start_time
+            ) / 1000
+            print(
+                f"{parent.data.tags['privobfnet.pipeline_id']:<60} profile {parent.data.tags.get('privobfnet.profile')}"
+                f"  {parent.info.status:<9} span {span / 60:5.1f} min"
+            )
         return 0
     pid = args.pipeline or (parents[0].data.tags["privobfnet.pipeline_id"] if parents else None)
     if pid is None:
         print("no pipeline run in the store", file=sys.stderr)
         return 1
-    runs = client.search_runs([experiment.experiment_id], max_results=1000,
-                              filter_string=f"{tag_is('privobfnet.pipeline_id', pid)} and {STAGE_RUNS}")
-    by_stage = {r.data.tags["privobfnet.stage"]: r for r in sorted(runs, key=lambda r: r.info.start_time)}
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        max_results=1000,
+        filter_string=f"{tag_is('privobfnet.pipeline_id', pid)} and {STAGE_RUNS}",
+    )
+    by_stage = {
+        r.data.tags["privobfnet.stage"]: r for r in sorted(runs, key=lambda r: r.info.start_time)
+    }
     print(f"pipeline {pid}")
     total = 0.0
     for stage in stage_order(REPO / "dvc.yaml"):
@@ -68,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     if by_stage:
         ends = [r.info.end_time for r in by_stage.values() if r.info.end_time]
         span = (max(ends) - min(r.info.start_time for r in by_stage.values())) / 1000
-        print(f"  {'sum of stages':<16} {total:8.1f} s\n  {'span':<16} {span:8.1f} s  "
-              f"({span / BUDGET_S:.0%} of the 15-minute budget)\n  the span runs from the first stage's "
-              "MLflow run to the last one's end: it holds each stage process's start-up (imports, DVC's checks) "
-              "except the first one's")
+        print(
+            f"  {'sum of stages':<16} {total:8.1f} s\n  {'span':<16} {span:8.1f} s  "
+            f"({span / BUDGET_S:.0%} of the 15-minute budget)\n  the span runs from the first stage's "
+            "MLflow run to the last one's end: it holds each stage process's start-up (imports, DVC's checks) "
+            "except the first one's"
+        )
     return 0
 
 

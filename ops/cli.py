@@ -9,6 +9,7 @@ ensemble checkpoint (``final.pt``) or an MLflow model URI (``models:/privobfnet-
 Exit status of ``obfuscate``: 0 all written (and clean with --verify); 1 some image failed (no
 output for it); 4 --verify found leaks; 5 both; 2 bad usage or settings (nothing processed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,41 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from ops.common import atomic_write_text
+from ops.model_source import resolve_checkpoint
 from privobfnet.obfuscate import (
-    BLUR_WARNING, Detectors, Obfuscator, Preferences, PreferencesError, TextReader, build_detectors, check_outputs,
-    decode_upright, detector_kinds, load_model, obfuscate_file, output_path, parse_preferences,
+    BLUR_WARNING,
+    Detectors,
+    Obfuscator,
+    Preferences,
+    PreferencesError,
+    TextReader,
+    build_detectors,
+    check_outputs,
+    decode_upright,
+    detector_kinds,
+    load_model,
+    obfuscate_file,
+    output_path,
+    parse_preferences,
 )
 from privobfnet.obfuscate.detect import DEFAULT_OCR_SIDE, VERIFY_OCR_SIDE
 from privobfnet.obfuscate.engine import attribute_table, model_kinds, predict_image
-from ops.common import atomic_write_text
-from ops.model_source import resolve_checkpoint
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+}
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 CACHE_ENV = "PRIVOBFNET_CACHE_DIR"
 EXIT_FAILED, EXIT_USAGE, EXIT_LEAKS = 1, 2, 4
@@ -56,10 +82,17 @@ def expand_inputs(specs: Sequence[str]) -> list[Path]:
     found: list[Path] = []
     for spec in specs:
         if os.path.isdir(spec):
-            items = sorted(p for p in Path(spec).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            items = sorted(
+                p
+                for p in Path(spec).iterdir()
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
         elif glob.has_magic(spec):
-            items = sorted(Path(p) for p in glob.glob(spec, recursive=True)
-                           if os.path.isfile(p) and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            items = sorted(
+                Path(p)
+                for p in glob.glob(spec, recursive=True)
+                if os.path.isfile(p) and Path(p).suffix.lower() in IMAGE_SUFFIXES
+            )
             if not items:
                 raise UsageError(f"{spec}: no image matches")
         else:
@@ -93,10 +126,20 @@ def build_obfuscator(settings: WorkerSettings) -> Obfuscator:
     """Model, detectors and (for --verify) OCR recognition, built once per process."""
     model = load_model(settings.checkpoint, settings.device) if settings.checkpoint else None
     kinds = detector_kinds(settings.prefs, model) | ({"face"} if settings.verify else set())
-    detectors = build_detectors(kinds, cache_dir=settings.cache_dir, text_limit_side=settings.ocr_side,
-                                threads=settings.threads)
-    reader = TextReader(limit_side=settings.verify_side, threads=settings.threads) if settings.verify else None
-    return Obfuscator(settings.prefs, detectors=detectors, model=model, reader=reader, device=settings.device)
+    detectors = build_detectors(
+        kinds,
+        cache_dir=settings.cache_dir,
+        text_limit_side=settings.ocr_side,
+        threads=settings.threads,
+    )
+    reader = (
+        TextReader(limit_side=settings.verify_side, threads=settings.threads)
+        if settings.verify
+        else None
+    )
+    return Obfuscator(
+        settings.prefs, detectors=detectors, model=model, reader=reader, device=settings.device
+    )
 
 
 def _init_worker(settings: WorkerSettings) -> None:
@@ -106,17 +149,26 @@ def _init_worker(settings: WorkerSettings) -> None:
 
 def _work(job: tuple[str, str]) -> dict:
     settings = _WORKER["settings"]
-    return obfuscate_file(_WORKER["obfuscator"], job[0], job[1], max_pixels=settings.max_pixels,
-                          verify=settings.verify)
+    return obfuscate_file(
+        _WORKER["obfuscator"],
+        job[0],
+        job[1],
+        max_pixels=settings.max_pixels,
+        verify=settings.verify,
+    )
 
 
-def run_jobs(jobs: list[tuple[str, str]], settings: WorkerSettings, workers: int, *, progress: bool) -> list[dict]:
+def run_jobs(
+    jobs: list[tuple[str, str]], settings: WorkerSettings, workers: int, *, progress: bool
+) -> list[dict]:
     """Every job's record, in job order; ``workers`` processes (this one when 1)."""
     bar = tqdm(total=len(jobs), desc="obfuscate", unit="img", disable=not progress, file=sys.stderr)
     records: list[dict] = []
     with bar:
         if workers <= 1:
-            threads = torch.get_num_threads()  # restored after: the caller may be a longer-lived process
+            threads = (
+                torch.get_num_threads()
+            )  # restored after: the caller may be a longer-lived process
             try:
                 _init_worker(settings)
                 for job in jobs:
@@ -127,8 +179,12 @@ def run_jobs(jobs: list[tuple[str, str]], settings: WorkerSettings, workers: int
         else:
             import multiprocessing
 
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_init_worker, initargs=(settings,)) as pool:
+            with ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(settings,),
+            ) as pool:
                 for record in pool.map(_work, jobs):
                     records.append(record)
                     bar.update(1)
@@ -144,15 +200,25 @@ def _preferences(args) -> Preferences:
         except (OSError, yaml.YAMLError) as exc:
             raise UsageError(f"{args.prefs}: cannot read preferences: {exc}") from None
         prefs = parse_preferences(raw, source=args.prefs)
-    flags = {"hide": args.hide, "hide_all": args.hide_all, "style": args.style, "block_px": args.block_px,
-             "margin_px": args.margin, "class_threshold": args.threshold}
-    return parse_preferences({k: v for k, v in flags.items() if v is not None}, source="command line", base=prefs)
+    flags = {
+        "hide": args.hide,
+        "hide_all": args.hide_all,
+        "style": args.style,
+        "block_px": args.block_px,
+        "margin_px": args.margin,
+        "class_threshold": args.threshold,
+    }
+    return parse_preferences(
+        {k: v for k, v in flags.items() if v is not None}, source="command line", base=prefs
+    )
 
 
 def _checkpoint(args) -> str | None:
     if not args.model:
         return None
-    return str(resolve_checkpoint(args.model, tracking_uri=args.tracking_uri, dst_dir=args.download_dir))
+    return str(
+        resolve_checkpoint(args.model, tracking_uri=args.tracking_uri, dst_dir=args.download_dir)
+    )
 
 
 def cmd_obfuscate(args) -> int:
@@ -160,33 +226,59 @@ def cmd_obfuscate(args) -> int:
     prefs = _preferences(args)
     checkpoint = _checkpoint(args)
     if prefs.hide and not checkpoint:
-        raise UsageError("--hide needs --model (or use --hide-all faces,text,people without a model)")
+        raise UsageError(
+            "--hide needs --model (or use --hide-all faces,text,people without a model)"
+        )
     if prefs.style == "blur":
         print(BLUR_WARNING, file=sys.stderr)
     inputs = expand_inputs(args.inputs)
     jobs = [(str(p), str(output_path(p, args.out, args.suffix))) for p in inputs]
     check_outputs([(Path(s), Path(t)) for s, t in jobs], suffix=args.suffix)
     workers = max(1, min(args.workers, len(jobs)))
-    settings = WorkerSettings(prefs, checkpoint, args.cache_dir, args.ocr_side, args.verify_side, args.threads,
-                              args.verify, args.max_pixels, args.device)
+    settings = WorkerSettings(
+        prefs,
+        checkpoint,
+        args.cache_dir,
+        args.ocr_side,
+        args.verify_side,
+        args.threads,
+        args.verify,
+        args.max_pixels,
+        args.device,
+    )
     if workers > 1:  # refuse bad choices here, once, before any worker starts (no detectors loaded)
-        Obfuscator(prefs, detectors=Detectors(), model=load_model(checkpoint) if checkpoint else None)
+        Obfuscator(
+            prefs, detectors=Detectors(), model=load_model(checkpoint) if checkpoint else None
+        )
     records = run_jobs(jobs, settings, workers, progress=not args.no_progress)
     failed = [r for r in records if r["error"]]
     leaky = [r for r in records if r.get("leaks")]
     for record in failed:
         print(f"error: {record['input']}: {record['error']}", file=sys.stderr)
     for record in leaky:
-        print(f"leak: {record['output']}: {len(record['leaks'])} region(s) still readable", file=sys.stderr)
+        print(
+            f"leak: {record['output']}: {len(record['leaks'])} region(s) still readable",
+            file=sys.stderr,
+        )
     report = {
-        "command": "obfuscate", "model": args.model, "preferences": asdict(prefs), "verify": args.verify,
-        "summary": {"images": len(records), "written": len(records) - len(failed), "failed": len(failed),
-                    "with_leaks": len(leaky) if args.verify else None},
+        "command": "obfuscate",
+        "model": args.model,
+        "preferences": asdict(prefs),
+        "verify": args.verify,
+        "summary": {
+            "images": len(records),
+            "written": len(records) - len(failed),
+            "failed": len(failed),
+            "with_leaks": len(leaky) if args.verify else None,
+        },
         "images": records,
-    }  # fmt: skip
+    }
     report_path = Path(args.report) if args.report else Path(args.out) / REPORT_NAME
     atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
-    print(f"{len(records) - len(failed)}/{len(records)} written to {args.out}; report {report_path}", file=sys.stderr)
+    print(
+        f"{len(records) - len(failed)}/{len(records)} written to {args.out}; report {report_path}",
+        file=sys.stderr,
+    )
     return (EXIT_FAILED if failed else 0) | (EXIT_LEAKS if leaky else 0)
 
 
@@ -202,17 +294,30 @@ def cmd_score(args) -> int:
 
 def _score(args) -> int:
     model = load_model(_checkpoint(args), args.device)
-    detectors = build_detectors(model_kinds(model), cache_dir=args.cache_dir, text_limit_side=args.ocr_side,
-                                threads=args.threads)
+    detectors = build_detectors(
+        model_kinds(model),
+        cache_dir=args.cache_dir,
+        text_limit_side=args.ocr_side,
+        threads=args.threads,
+    )
     rows, status = [], 0
     for path in expand_inputs(args.inputs):
         try:
             image = decode_upright(path, max_pixels=args.max_pixels)
-            prediction = predict_image(model, image, detectors(image), class_threshold=args.threshold,
-                                       device=args.device)
-            probs = {n: round(float(p), 4) for n, p in zip(model.class_names, prediction.attribute_probs)}
-            rows.append({"input": str(path), "privacy_score": round(prediction.privacy_score, 4),
-                         "attributes": probs, "error": None})
+            prediction = predict_image(
+                model, image, detectors(image), class_threshold=args.threshold, device=args.device
+            )
+            probs = {
+                n: round(float(p), 4) for n, p in zip(model.class_names, prediction.attribute_probs)
+            }
+            rows.append(
+                {
+                    "input": str(path),
+                    "privacy_score": round(prediction.privacy_score, 4),
+                    "attributes": probs,
+                    "error": None,
+                }
+            )
         except Exception as exc:  # one bad image does not stop the others
             rows.append({"input": str(path), "error": f"{type(exc).__name__}: {exc}"})
             status = EXIT_FAILED
@@ -225,8 +330,13 @@ def _score(args) -> int:
         if row["error"]:
             print(f"{row['input']:<{width}}  error: {row['error']}")
             continue
-        found = sorted(((p, n) for n, p in row["attributes"].items() if p >= args.threshold), reverse=True)
-        print(f"{row['input']:<{width}}  {row['privacy_score']:.3f}  " + ", ".join(f"{n} {p:.2f}" for p, n in found))
+        found = sorted(
+            ((p, n) for n, p in row["attributes"].items() if p >= args.threshold), reverse=True
+        )
+        print(
+            f"{row['input']:<{width}}  {row['privacy_score']:.3f}  "
+            + ", ".join(f"{n} {p:.2f}" for p, n in found)
+        )
     return status
 
 
@@ -247,32 +357,64 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="privobfnet", description=__doc__.split("\n\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", help="ensemble checkpoint (final.pt) or MLflow URI models:/NAME/VERSION")
-    common.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default: $MLFLOW_TRACKING_URI)")
+    common.add_argument(
+        "--model", help="ensemble checkpoint (final.pt) or MLflow URI models:/NAME/VERSION"
+    )
+    common.add_argument(
+        "--tracking-uri", help="MLflow store for models:/ URIs (default: $MLFLOW_TRACKING_URI)"
+    )
     common.add_argument("--cache-dir", default=default_cache_dir(), help="detector model cache")
-    common.add_argument("--threads", type=int, default=1,
-                        help="threads per process for the detectors and the model (default 1; use --workers to use "
-                             "more cores: bench/obfuscate.py measured 1 thread 8x faster than 2 on a busy 2-core box)")
-    common.add_argument("--device", default="cpu", help="torch device of the model (cpu, cuda, cuda:1, ...)")
-    common.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="larger images are refused")
-    common.add_argument("--ocr-side", type=int, default=DEFAULT_OCR_SIDE,
-                        help=f"OCR text detection input, longer side in pixels (default {DEFAULT_OCR_SIDE}; raise it "
-                             "for large photos or small text)")
+    common.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per process for the detectors and the model (default 1; use --workers to use "
+        "more cores: bench/obfuscate.py measured 1 thread 8x faster than 2 on a busy 2-core box)",
+    )
+    common.add_argument(
+        "--device", default="cpu", help="torch device of the model (cpu, cuda, cuda:1, ...)"
+    )
+    common.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="larger images are refused"
+    )
+    common.add_argument(
+        "--ocr-side",
+        type=int,
+        default=DEFAULT_OCR_SIDE,
+        help=f"OCR text detection input, longer side in pixels (default {DEFAULT_OCR_SIDE}; raise it "
+        "for large photos or small text)",
+    )
 
     ob = sub.add_parser("obfuscate", parents=[common], help="hide chosen attributes in images")
     ob.add_argument("inputs", nargs="+", help="files, folders or globs")
     ob.add_argument("--out", required=True, help="output folder")
     ob.add_argument("--hide", help="attribute ids to hide, comma-separated (needs --model)")
     ob.add_argument("--hide-all", help="model-free: faces,text,people")
-    ob.add_argument("--prefs", help="YAML preferences: hide, hide_all, style, thresholds, margin_px, ...")
+    ob.add_argument(
+        "--prefs", help="YAML preferences: hide, hide_all, style, thresholds, margin_px, ..."
+    )
     ob.add_argument("--style", choices=["solid", "pixelate", "blur"], help="default solid")
-    ob.add_argument("--block-px", type=int, help="pixelate: minimum block side (never below 1/6 of a region)")
-    ob.add_argument("--margin", type=int, help="pixels added around every hidden region (default 4)")
-    ob.add_argument("--threshold", type=float, help="attribute probability from which it is hidden (0.5)")
-    ob.add_argument("--suffix", default="", help="added to output names (needed when --out is an input folder)")
-    ob.add_argument("--verify", action="store_true", help="red-team the outputs with OCR and the face detector")
-    ob.add_argument("--verify-side", type=int, default=VERIFY_OCR_SIDE,
-                    help=f"OCR input size of the red team (default {VERIFY_OCR_SIDE})")
+    ob.add_argument(
+        "--block-px", type=int, help="pixelate: minimum block side (never below 1/6 of a region)"
+    )
+    ob.add_argument(
+        "--margin", type=int, help="pixels added around every hidden region (default 4)"
+    )
+    ob.add_argument(
+        "--threshold", type=float, help="attribute probability from which it is hidden (0.5)"
+    )
+    ob.add_argument(
+        "--suffix", default="", help="added to output names (needed when --out is an input folder)"
+    )
+    ob.add_argument(
+        "--verify", action="store_true", help="red-team the outputs with OCR and the face detector"
+    )
+    ob.add_argument(
+        "--verify-side",
+        type=int,
+        default=VERIFY_OCR_SIDE,
+        help=f"OCR input size of the red team (default {VERIFY_OCR_SIDE})",
+    )
     ob.add_argument("--report", help=f"JSON report path (default OUT/{REPORT_NAME})")
     ob.add_argument("--workers", type=int, default=1, help="parallel processes")
     ob.add_argument("--no-progress", action="store_true")
@@ -284,7 +426,9 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(run=cmd_score)
 
-    at = sub.add_parser("attributes", parents=[common], help="the model's attributes and mask types")
+    at = sub.add_parser(
+        "attributes", parents=[common], help="the model's attributes and mask types"
+    )
     at.add_argument("--json", action="store_true")
     at.set_defaults(run=cmd_attributes)
     return top
@@ -296,7 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("score", "attributes") and not args.model:
         parser().error(f"{args.command} needs --model")
     try:
-        with tempfile.TemporaryDirectory(prefix="privobfnet-model-") as download_dir:  # a models:/ URI's files
+        with tempfile.TemporaryDirectory(
+            prefix="privobfnet-model-"
+        ) as download_dir:  # a models:/ URI's files
             args.download_dir = download_dir
             return args.run(args)
     except (UsageError, PreferencesError, FileNotFoundError, ValueError) as exc:

@@ -10,6 +10,7 @@ it groups runs that differ only in their seed (``privobfnet.seeds``). DVC keeps 
 the rows already in reports/ablation.json that are of today's configuration stay: a fresh clone, which lists no
 experiment, keeps the committed results and adds its own.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,7 +48,11 @@ def _walk(node: Any, inside: bool = False) -> Iterator[dict]:
 
 # what the ensemble's hypotheses (`make hypotheses`) change in Model-Cropped's training
 HYPOTHESES = ("crop_target", "crop_size", "loss_weights")
-VARIED = (("seed",), *(("train", key) for key in SWITCHES + HYPOTHESES), ("deeplab", "labels"))  # what runs change
+VARIED = (
+    ("seed",),
+    *(("train", key) for key in SWITCHES + HYPOTHESES),
+    ("deeplab", "labels"),
+)  # what runs change
 # recorded per row, not part of the configuration: DeepLab's training length changes only the DeepLab numbers, so a
 # run at other iterations still gives its CAMs, attributes and privacy scores; the report reads its DeepLab mIoU
 # only at the profile's iterations
@@ -68,7 +73,9 @@ def _fixed_params(params: dict) -> dict:
 
 def configuration(params: dict) -> str:
     """A short fingerprint of ``_fixed_params``: rows with equal fingerprints are runs of one configuration."""
-    return hashlib.sha256(json.dumps(_fixed_params(params), sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(_fixed_params(params), sort_keys=True).encode()).hexdigest()[
+        :16
+    ]
 
 
 def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict]:
@@ -88,34 +95,45 @@ def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict
         fingerprint = configuration(params)
         if wanted is not None and fingerprint != wanted:
             continue  # another configuration (an older commit's profile, other sizes): not a row of these tables
-        rows.append({
-            "configuration": fingerprint,
-            "name": record.get("name") or data.get("rev", "")[:7],
-            "rev": data.get("rev"),
-            "timestamp": data.get("timestamp"),
-            "profile": params.get("profile"),
-            "seed": params.get("seed"),
-            "switches": {key: bool(train[key]) for key in SWITCHES},
-            "deeplab_labels": params.get("deeplab", {}).get("labels"),
-            "deeplab_iterations": params.get("deeplab", {}).get("iterations"),
-            "crop_target": train.get("crop_target"),
-            "crop_size": train.get("crop_size"),
-            "loss_weights": train.get("loss_weights"),
-            "privacy": metrics.get("privacy", {}),
-            "attributes": metrics.get("attributes", {}),
-            "segmentation": metrics.get("segmentation", {}),
-            "cam_miou": {split: scores.get("cam_miou") for split, scores in (pseudo.get("splits") or {}).items()},
-            "masks_only_cam_miou": {split: scores.get("masks_only_cam_miou")
-                                    for split, scores in (pseudo.get("splits") or {}).items()},
-        })
+        rows.append(
+            {
+                "configuration": fingerprint,
+                "name": record.get("name") or data.get("rev", "")[:7],
+                "rev": data.get("rev"),
+                "timestamp": data.get("timestamp"),
+                "profile": params.get("profile"),
+                "seed": params.get("seed"),
+                "switches": {key: bool(train[key]) for key in SWITCHES},
+                "deeplab_labels": params.get("deeplab", {}).get("labels"),
+                "deeplab_iterations": params.get("deeplab", {}).get("iterations"),
+                "crop_target": train.get("crop_target"),
+                "crop_size": train.get("crop_size"),
+                "loss_weights": train.get("loss_weights"),
+                "privacy": metrics.get("privacy", {}),
+                "attributes": metrics.get("attributes", {}),
+                "segmentation": metrics.get("segmentation", {}),
+                "cam_miou": {
+                    split: scores.get("cam_miou")
+                    for split, scores in (pseudo.get("splits") or {}).items()
+                },
+                "masks_only_cam_miou": {
+                    split: scores.get("masks_only_cam_miou")
+                    for split, scores in (pseudo.get("splits") or {}).items()
+                },
+            }
+        )
     return _unique(rows)
 
 
 def _unique(rows: list[dict]) -> list[dict]:
     """An experiment listed under two commits, re-run from the run cache or collected twice holds the same results:
     keep one (the last listed)."""
-    unique = {json.dumps({k: v for k, v in row.items() if k not in ("name", "rev", "timestamp")}, sort_keys=True): row
-              for row in rows}
+    unique = {
+        json.dumps(
+            {k: v for k, v in row.items() if k not in ("name", "rev", "timestamp")}, sort_keys=True
+        ): row
+        for row in rows
+    }
     return list(unique.values())
 
 
@@ -125,27 +143,42 @@ def merge(collected: list[dict], rows: list[dict], reference: dict) -> tuple[lis
     as local git refs: a fresh clone lists none, and without the committed rows a collection there would empty the
     tables. -> (rows, how many earlier rows were kept)"""
     listed, wanted = {row["name"] for row in rows}, configuration(reference)
-    kept = [row for row in collected if row.get("configuration") == wanted and row.get("name") not in listed]
+    kept = [
+        row
+        for row in collected
+        if row.get("configuration") == wanted and row.get("name") not in listed
+    ]
     return _unique(kept + rows), len(kept)
 
 
 def main() -> int:
-    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         print(done.stderr, file=sys.stderr)
         return done.returncode
     reference = yaml.safe_load(Path("params.yaml").read_text())
     listed = parse_experiments(json.loads(done.stdout or "[]"), reference)
     try:
-        collected = json.loads(ABLATION_FILE.read_text())["experiments"] if ABLATION_FILE.exists() else []
+        collected = (
+            json.loads(ABLATION_FILE.read_text())["experiments"] if ABLATION_FILE.exists() else []
+        )
     except (ValueError, KeyError, TypeError) as error:
-        print(f"{ABLATION_FILE}: not an ablation file ({error!r}); fix or remove it", file=sys.stderr)
+        print(
+            f"{ABLATION_FILE}: not an ablation file ({error!r}); fix or remove it", file=sys.stderr
+        )
         return 1
     rows, kept = merge(collected, listed, reference)
-    atomic_write_text(ABLATION_FILE, json.dumps({"experiments": rows}, indent=2, sort_keys=True) + "\n")
-    print(f"{ABLATION_FILE}: {len(rows)} finished experiments ({len(listed)} listed by `dvc exp show`, {kept} of "
-          f"{len(collected)} already collected kept: the others are listed again or of another configuration)")
+    atomic_write_text(
+        ABLATION_FILE, json.dumps({"experiments": rows}, indent=2, sort_keys=True) + "\n"
+    )
+    print(
+        f"{ABLATION_FILE}: {len(rows)} finished experiments ({len(listed)} listed by `dvc exp show`, {kept} of "
+        f"{len(collected)} already collected kept: the others are listed again or of another configuration)"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """What every stage shares: params loading, profiles, atomic file writes, metrics files."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,9 @@ def load_params(path: str | os.PathLike = PARAMS_FILE) -> Config:
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found (run `make profile PROFILE=default` to create it)") from None
+        raise ConfigError(
+            f"{path}: not found (run `make profile PROFILE=default` to create it)"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     try:
@@ -38,7 +41,9 @@ def resolve_profile(name: str, profiles_dir: str | os.PathLike = PROFILES_DIR) -
     def read(n: str) -> dict[str, Any]:
         file = profiles_dir / f"{n}.yaml"
         if not file.exists():
-            known = sorted(p.stem for p in profiles_dir.glob("*.yaml") if not p.stem.startswith("_"))
+            known = sorted(
+                p.stem for p in profiles_dir.glob("*.yaml") if not p.stem.startswith("_")
+            )
             raise ConfigError(f"{file}: no such profile (known: {', '.join(known)})")
         return yaml.safe_load(file.read_text()) or {}
 
@@ -73,7 +78,9 @@ def write_params(params: dict[str, Any], path: str | os.PathLike = PARAMS_FILE) 
 RUN_FACTS_DIR = Path("reports/runs")
 
 
-def write_metrics(stage: str, metrics: dict[str, Any], run_facts: dict[str, Any] | None = None) -> Path:
+def write_metrics(
+    stage: str, metrics: dict[str, Any], run_facts: dict[str, Any] | None = None
+) -> Path:
     """Write reports/metrics/<stage>.json (a DVC metrics file) atomically.
 
     What differs from run to run (seconds, throughput, where a resumed run started, registered
@@ -83,5 +90,7 @@ def write_metrics(stage: str, metrics: dict[str, Any], run_facts: dict[str, Any]
     path = METRICS_DIR / f"{stage}.json"
     atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if run_facts is not None:
-        atomic_write_text(RUN_FACTS_DIR / f"{stage}.json", json.dumps(run_facts, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(
+            RUN_FACTS_DIR / f"{stage}.json", json.dumps(run_facts, indent=2, sort_keys=True) + "\n"
+        )
     return path

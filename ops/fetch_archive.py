@@ -5,6 +5,7 @@ components, links leading out, device files) and any corrupt or truncated archiv
 leaves a half-extracted folder that looks finished. The ``check_*`` functions are the integrity
 checks the downloader runs when no checksum is known; all raise ``DataError`` naming the file.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -28,8 +29,15 @@ from privobfnet.data.errors import DataError
 
 EXTRACT_MARKER = ".extract-complete"
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-_CORRUPT = (tarfile.ReadError, tarfile.CompressionError, zipfile.BadZipFile, EOFError, zlib.error,
-            lzma.LZMAError, gzip.BadGzipFile)
+_CORRUPT = (
+    tarfile.ReadError,
+    tarfile.CompressionError,
+    zipfile.BadZipFile,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    gzip.BadGzipFile,
+)
 # Python >= 3.11.4 resolves links at extraction time too (PEP 706); older 3.11 rely on our checks alone
 _DATA_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 _FILTER_ERROR = getattr(tarfile, "FilterError", ())
@@ -48,14 +56,19 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     if (target / EXTRACT_MARKER).exists():
         return target
     if target.exists():
-        raise DataError(target, "exists but holds no completed extraction",
-                        f"remove it to extract {archive.name} again")
+        raise DataError(
+            target,
+            "exists but holds no completed extraction",
+            f"remove it to extract {archive.name} again",
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         extract = _extract_zip if _is_zip(archive) else _extract_tar
         count = extract(archive, tmp)
-        (tmp / EXTRACT_MARKER).write_text(json.dumps({"archive": archive.name, "members": count}) + "\n")
+        (tmp / EXTRACT_MARKER).write_text(
+            json.dumps({"archive": archive.name, "members": count}) + "\n"
+        )
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -88,23 +101,36 @@ def _check_name(archive: Path, name: str) -> str:
 
 
 def _escapes(base_dir: str, link: str) -> bool:
-    return link.startswith("/") or posixpath.normpath(posixpath.join(base_dir, link)).split("/")[0] == ".."
+    return (
+        link.startswith("/")
+        or posixpath.normpath(posixpath.join(base_dir, link)).split("/")[0] == ".."
+    )
 
 
-def _tar_members(tar: tarfile.TarFile, archive: Path, dest: Path, counter: list[int]) -> Iterator[tarfile.TarInfo]:
+def _tar_members(
+    tar: tarfile.TarFile, archive: Path, dest: Path, counter: list[int]
+) -> Iterator[tarfile.TarInfo]:
     root = os.path.realpath(dest)
     for member in tar:
         name = _check_name(archive, member.name)
         if member.isdev() or member.isfifo():
             raise _unsafe(archive, member.name, "device or special file")
         if member.issym() and _escapes(posixpath.dirname(name), member.linkname):
-            raise _unsafe(archive, member.name, f"symbolic link to {member.linkname!r} leaves the target")
-        if member.islnk() and (_escapes("", member.linkname)
-                               or not _inside(os.path.realpath(dest / member.linkname), root)):
-            raise _unsafe(archive, member.name, f"hard link to {member.linkname!r} leaves the target")
+            raise _unsafe(
+                archive, member.name, f"symbolic link to {member.linkname!r} leaves the target"
+            )
+        if member.islnk() and (
+            _escapes("", member.linkname)
+            or not _inside(os.path.realpath(dest / member.linkname), root)
+        ):
+            raise _unsafe(
+                archive, member.name, f"hard link to {member.linkname!r} leaves the target"
+            )
         # a path through an already extracted symbolic link must not lead outside either
         if not _inside(os.path.realpath(dest / name), root):
-            raise _unsafe(archive, member.name, "its path runs through a symbolic link out of the target")
+            raise _unsafe(
+                archive, member.name, "its path runs through a symbolic link out of the target"
+            )
         counter[0] += 1
         yield member
 
@@ -139,7 +165,9 @@ def _extract_zip(archive: Path, dest: Path) -> int:
                 mode = info.external_attr >> 16
                 if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
                     raise _unsafe(archive, info.filename, "device or special file")
-                if stat.S_ISLNK(mode) and _escapes(posixpath.dirname(name), zf.read(info).decode(errors="replace")):
+                if stat.S_ISLNK(mode) and _escapes(
+                    posixpath.dirname(name), zf.read(info).decode(errors="replace")
+                ):
                     raise _unsafe(archive, info.filename, "symbolic link leaves the target")
             for info in infos:  # zipfile writes links as plain files and checks each CRC
                 zf.extract(info, dest)
@@ -166,7 +194,9 @@ def check_archive(path: str | os.PathLike) -> None:
 
 def check_id_list(path: str | os.PathLike) -> None:
     """Check a VOC image-id list (one ``YYYY_NNNNNN`` per line); raises DataError."""
-    lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()]
+    lines = [
+        ln.strip() for ln in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    ]
     ids = [ln for ln in lines if ln]
     if not ids:
         raise DataError(path, "not a VOC image-id list", "no ids")
@@ -195,12 +225,24 @@ def check_checkpoint(path: str | os.PathLike) -> None:
         with open(path, "rb") as fh:
             magic = _NoGlobals(fh).load()
     except Exception as exc:  # noqa: BLE001 -- any failure means "not a pickle"
-        raise DataError(path, "not a PyTorch checkpoint", f"neither a zip nor a pickle file ({exc})") from None
+        raise DataError(
+            path, "not a PyTorch checkpoint", f"neither a zip nor a pickle file ({exc})"
+        ) from None
     if magic != _TORCH_LEGACY_MAGIC:
         raise DataError(path, "not a PyTorch checkpoint", "a pickle without torch's magic number")
 
 
-INTEGRITY_CHECKS = {"archive": check_archive, "id_list": check_id_list, "checkpoint": check_checkpoint}
+INTEGRITY_CHECKS = {
+    "archive": check_archive,
+    "id_list": check_id_list,
+    "checkpoint": check_checkpoint,
+}
 
-__all__ = ["EXTRACT_MARKER", "INTEGRITY_CHECKS", "check_archive", "check_checkpoint", "check_id_list",
-           "safe_extract"]
+__all__ = [
+    "EXTRACT_MARKER",
+    "INTEGRITY_CHECKS",
+    "check_archive",
+    "check_checkpoint",
+    "check_id_list",
+    "safe_extract",
+]

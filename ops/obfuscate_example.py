@@ -7,6 +7,7 @@ strings from SynthPriv's generators in DejaVu fonts, sizes and rotations, with a
 through ``ops.cli.main(["obfuscate", ..., "--hide-all", "faces,text", "--verify"])``. The figure
 shows each input beside the file the command wrote. ``bench/obfuscate.py`` uses ``document`` too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,18 +19,25 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ops import cli
+from ops.common import atomic_path
 from privobfnet.data.synthpriv import TEXT_ATTRIBUTES
 from privobfnet.data.synthpriv_text import private_text
 from privobfnet.obfuscate.evaluation import before_after_figure
-from ops import cli
-from ops.common import atomic_path
 
 FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-FONT_FILES = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf",
-              "DejaVuSerif-Italic.ttf"]
+FONT_FILES = [
+    "DejaVuSans.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+]
 
 
-def document(rng: np.random.Generator, size: tuple[int, int] = (640, 480)) -> tuple[np.ndarray, list[str]]:
+def document(
+    rng: np.random.Generator, size: tuple[int, int] = (640, 480)
+) -> tuple[np.ndarray, list[str]]:
     """A page with five private strings (several fonts, sizes, rotations) and a face; and the strings."""
     from skimage import data as skdata
 
@@ -46,8 +54,12 @@ def document(rng: np.random.Generator, size: tuple[int, int] = (640, 480)) -> tu
         left, top, right, bottom = font.getbbox(text)
         layer = Image.new("L", (right + 8, bottom + 8), 0)
         ImageDraw.Draw(layer).text((4, 4), text, font=font, fill=255)
-        layer = layer.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BICUBIC, expand=True)
-        page.paste(Image.new("RGB", layer.size, (25, 25, 35)), (int(rng.integers(10, 60)), y), layer)
+        layer = layer.rotate(
+            float(rng.uniform(-8, 8)), resample=Image.Resampling.BICUBIC, expand=True
+        )
+        page.paste(
+            Image.new("RGB", layer.size, (25, 25, 35)), (int(rng.integers(10, 60)), y), layer
+        )
         strings.append(text)
         y += layer.size[1] + int(rng.integers(25, 45))
     return np.asarray(page), strings
@@ -62,10 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "in").mkdir()
-        Image.fromarray(document(np.random.default_rng(3))[0]).save(folder / "in" / "document.jpg", quality=92)
+        Image.fromarray(document(np.random.default_rng(3))[0]).save(
+            folder / "in" / "document.jpg", quality=92
+        )
         Image.fromarray(skdata.astronaut()).save(folder / "in" / "astronaut.png")
-        status = cli.main(["obfuscate", str(folder / "in"), "--out", str(folder / "out"), "--hide-all", "faces,text",
-                           "--verify", "--no-progress"])
+        status = cli.main(
+            [
+                "obfuscate",
+                str(folder / "in"),
+                "--out",
+                str(folder / "out"),
+                "--hide-all",
+                "faces,text",
+                "--verify",
+                "--no-progress",
+            ]
+        )
         if status != 0:
             return status
         rows = []

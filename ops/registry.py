@@ -13,6 +13,7 @@ along as an extra file) and once for DeepLabV2. Each call, inside the stage's ML
   metric of the run to the models logged in it: the logged model's page lists all of evaluate's
   metrics, for both models.)
 """
+
 from __future__ import annotations
 
 import os
@@ -25,25 +26,44 @@ import torchvision
 ENSEMBLE_MODEL = "privobfnet-ensemble"
 DEEPLAB_MODEL = "privobfnet-deeplabv2"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "privobfnet"
-COPIED_TAGS = ("privobfnet.profile", "privobfnet.pipeline_id", "privobfnet.params_hash", "dvc.exp_name",
-               "mlflow.source.git.commit")
+COPIED_TAGS = (
+    "privobfnet.profile",
+    "privobfnet.pipeline_id",
+    "privobfnet.params_hash",
+    "dvc.exp_name",
+    "mlflow.source.git.commit",
+)
 
 
 def requirements() -> list[str]:
     """Pinned to what trained the model (local-version suffixes such as +cpu dropped)."""
-    return [f"torch=={torch.__version__.split('+')[0]}", f"torchvision=={torchvision.__version__.split('+')[0]}"]
+    return [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"torchvision=={torchvision.__version__.split('+')[0]}",
+    ]
 
 
-def register_model(run: Any, model: torch.nn.Module, *, name: str, checkpoint: str | os.PathLike,
-                   headline: Mapping[str, float],
-                   description: str) -> dict[str, Any]:
+def register_model(
+    run: Any,
+    model: torch.nn.Module,
+    *,
+    name: str,
+    checkpoint: str | os.PathLike,
+    headline: Mapping[str, float],
+    description: str,
+) -> dict[str, Any]:
     """Log ``model`` in the active run, register it as ``name``; returns {name, version, model_id, uri}."""
     import mlflow
     from mlflow import MlflowClient
 
     info = mlflow.pytorch.log_model(
-        model.cpu().eval(), name=name, registered_model_name=name, serialization_format="pickle",
-        code_paths=[str(PACKAGE_DIR)], pip_requirements=requirements(), extra_files=[str(checkpoint)],
+        model.cpu().eval(),
+        name=name,
+        registered_model_name=name,
+        serialization_format="pickle",
+        code_paths=[str(PACKAGE_DIR)],
+        pip_requirements=requirements(),
+        extra_files=[str(checkpoint)],
         await_registration_for=60,
     )
     version = str(info.registered_model_version)
@@ -54,7 +74,12 @@ def register_model(run: Any, model: torch.nn.Module, *, name: str, checkpoint: s
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
     client.update_model_version(name, version, description=description)
-    return {"name": name, "version": version, "model_id": info.model_id, "uri": f"models:/{name}/{version}"}
+    return {
+        "name": name,
+        "version": version,
+        "model_id": info.model_id,
+        "uri": f"models:/{name}/{version}",
+    }
 
 
 def headline(metrics: Mapping, paths: Sequence[tuple[str, str, str]]) -> dict[str, float]:
@@ -67,19 +92,41 @@ def headline(metrics: Mapping, paths: Sequence[tuple[str, str, str]]) -> dict[st
     return out
 
 
-def register_final_models(run: Any, *, profile: str, metrics: Mapping, model_image: torch.nn.Module,
-                          ensemble_checkpoint: Path, ensemble_split: str, deeplab: torch.nn.Module,
-                          deeplab_checkpoint: Path, deeplab_description: str) -> dict[str, dict]:
+def register_final_models(
+    run: Any,
+    *,
+    profile: str,
+    metrics: Mapping,
+    model_image: torch.nn.Module,
+    ensemble_checkpoint: Path,
+    ensemble_split: str,
+    deeplab: torch.nn.Module,
+    deeplab_checkpoint: Path,
+    deeplab_description: str,
+) -> dict[str, dict]:
     """Log and register both final models of the evaluate stage with their headline metrics."""
     ensemble = register_model(
-        run, model_image, name=ENSEMBLE_MODEL, checkpoint=ensemble_checkpoint,
-        headline=headline(metrics, [*[("privacy", ensemble_split, m) for m in ("l1", "pearson", "spearman")],
-                                    ("attributes", ensemble_split, "map"),
-                                    ("attributes", ensemble_split, "mean_accuracy")]),
+        run,
+        model_image,
+        name=ENSEMBLE_MODEL,
+        checkpoint=ensemble_checkpoint,
+        headline=headline(
+            metrics,
+            [
+                *[("privacy", ensemble_split, m) for m in ("l1", "pearson", "spearman")],
+                ("attributes", ensemble_split, "map"),
+                ("attributes", ensemble_split, "mean_accuracy"),
+            ],
+        ),
         description=f"PrivObfNet Model-Image (profile {profile}); {ensemble_checkpoint.name} holds "
-                    "Model-Image and Model-Cropped. Inputs: image, human mask, text mask.")
+        "Model-Image and Model-Cropped. Inputs: image, human mask, text mask.",
+    )
     deeplab_entry = register_model(
-        run, deeplab, name=DEEPLAB_MODEL, checkpoint=deeplab_checkpoint,
+        run,
+        deeplab,
+        name=DEEPLAB_MODEL,
+        checkpoint=deeplab_checkpoint,
         headline=headline(metrics, [("segmentation", s, "miou") for s in metrics["segmentation"]]),
-        description=deeplab_description)
+        description=deeplab_description,
+    )
     return {"ensemble": ensemble, "deeplab": deeplab_entry}

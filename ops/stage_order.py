@@ -2,6 +2,7 @@
 
 Read by the Prefect flow (which runs them one by one), ``compare_runs`` and ``bench/pipeline.py``.
 """
+
 from __future__ import annotations
 
 import os

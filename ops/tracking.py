@@ -17,6 +17,7 @@
   first stage of that pipeline run, so the MLflow UI shows each pipeline run as one expandable
   row. The parent's status and end time follow its latest stage.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -103,7 +104,9 @@ class StageRun:
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
-    def log_manifests(self, manifest_dir: str | os.PathLike, dataset: str, contexts: Mapping[str, str]) -> None:
+    def log_manifests(
+        self, manifest_dir: str | os.PathLike, dataset: str, contexts: Mapping[str, str]
+    ) -> None:
         """Each split's manifest as an MLflow dataset input of this run (the UI's Dataset column).
 
         ``contexts``: split -> what the stage uses it for ("training", "evaluation", ...). Name
@@ -115,12 +118,19 @@ class StageRun:
         for split, context in contexts.items():
             path = Path(manifest_dir, f"{split}.parquet").resolve()
             digest = hashlib.md5(path.read_bytes()).hexdigest()
-            with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
-                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            with (
+                warnings.catch_warnings()
+            ):  # MLflow registers its local-file source twice and says so
+                warnings.filterwarnings(
+                    "ignore", message="The specified dataset source can be interpreted"
+                )
                 source = resolve_dataset_source(str(path))
             dataset_input = MetaDataset(source, name=f"{dataset}/{split}", digest=digest)
-            self._mlflow.log_input(dataset_input, context=context,
-                                   tags={"dataset": dataset, "split": split, "dvc.md5": digest})
+            self._mlflow.log_input(
+                dataset_input,
+                context=context,
+                tags={"dataset": dataset, "split": split, "dvc.md5": digest},
+            )
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """A matplotlib figure as a PNG artifact."""
@@ -144,7 +154,9 @@ class NoRun:
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         pass
 
-    def log_manifests(self, manifest_dir: str | os.PathLike, dataset: str, contexts: Mapping[str, str]) -> None:
+    def log_manifests(
+        self, manifest_dir: str | os.PathLike, dataset: str, contexts: Mapping[str, str]
+    ) -> None:
         pass
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
@@ -182,18 +194,23 @@ STAGE_RUNS = tag_is(KIND_TAG, "stage")  # search_runs filter for stage runs only
 
 def pipeline_parent(client: Any, experiment_id: str, pid: str, tags: Mapping[str, str]) -> str:
     """The id of the parent run of pipeline ``pid``, created on first use."""
-    found = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time ASC"],
-                               filter_string=f"{tag_is(KIND_TAG, 'pipeline')} and "
-                                             f"{tag_is('privobfnet.pipeline_id', pid)}")
+    found = client.search_runs(
+        [experiment_id],
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+        filter_string=f"{tag_is(KIND_TAG, 'pipeline')} and {tag_is('privobfnet.pipeline_id', pid)}",
+    )
     if found:
         return found[0].info.run_id
-    return client.create_run(experiment_id, run_name=f"pipeline {pid}",
-                              tags={**tags, KIND_TAG: "pipeline"}).info.run_id
+    return client.create_run(
+        experiment_id, run_name=f"pipeline {pid}", tags={**tags, KIND_TAG: "pipeline"}
+    ).info.run_id
 
 
 @contextmanager
-def stage_run(stage: str, cfg: Config, param_sections: list[str], *,
-              record: bool = True) -> Iterator[StageRun | NoRun]:
+def stage_run(
+    stage: str, cfg: Config, param_sections: list[str], *, record: bool = True
+) -> Iterator[StageRun | NoRun]:
     """One MLflow run for one execution of ``stage``; marked FAILED if the block raises.
 
     ``record=False`` (ranks other than 0 under torchrun): a :class:`NoRun`, MLflow untouched.
@@ -208,8 +225,11 @@ def stage_run(stage: str, cfg: Config, param_sections: list[str], *,
     experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is None:
         artifacts = (root / "mlartifacts").as_uri()
-        experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=artifacts,
-                                                 tags={EXPERIMENT_KIND: TRAINING_KIND})
+        experiment_id = mlflow.create_experiment(
+            cfg.tracking.experiment,
+            artifact_location=artifacts,
+            tags={EXPERIMENT_KIND: TRAINING_KIND},
+        )
     else:
         experiment_id = experiment.experiment_id
     commit = git_commit(root)
@@ -223,7 +243,9 @@ def stage_run(stage: str, cfg: Config, param_sections: list[str], *,
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     client = mlflow.MlflowClient()
-    parent_tags = {k: v for k, v in tags.items() if k != "privobfnet.stage" and k != "privobfnet.params_hash"}
+    parent_tags = {
+        k: v for k, v in tags.items() if k != "privobfnet.stage" and k != "privobfnet.params_hash"
+    }
     parent_id = pipeline_parent(client, experiment_id, tags["privobfnet.pipeline_id"], parent_tags)
     tags.update({KIND_TAG: "stage", "mlflow.parentRunId": parent_id})
     status = "FAILED"

@@ -3,17 +3,21 @@
 params.yaml is the file DVC tracks, so after a switch `dvc params diff` shows exactly what changed
 and `dvc repro` re-runs only the stages whose listed params changed.
 """
+
 from __future__ import annotations
 
 import sys
 
-from privobfnet.config import ConfigError
 from ops.common import resolve_profile, write_params
+from privobfnet.config import ConfigError
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m ops.use_profile <default|ci|paper_vispr|paper_voc|paper_coco>", file=sys.stderr)
+        print(
+            "usage: python -m ops.use_profile <default|ci|paper_vispr|paper_voc|paper_coco>",
+            file=sys.stderr,
+        )
         return 2
     try:
         params = resolve_profile(argv[0])

@@ -12,6 +12,7 @@ in a subflow whose ``DaskTaskRunner`` (prefect-dask) starts the cluster (a Local
 cluster class: dask_jobqueue, dask_kubernetes, ...) or connects to a running scheduler, and the
 stage's process is pointed at it (``PRIVOBFNET_MASKS_SCHEDULER``); the cluster closes with the subflow.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect_dask import DaskTaskRunner
@@ -34,7 +39,9 @@ from ops.tracking import PIPELINE_ID_ENV, flatten_numbers
 
 TRANSIENT_MARKERS = ("Unable to acquire lock", "lock is held", "database is locked")
 TAIL_LINES = 30
-MASKS_SCHEDULER_ENV = "PRIVOBFNET_MASKS_SCHEDULER"  # read by stages/masks.py: overrides masks.scheduler
+MASKS_SCHEDULER_ENV = (
+    "PRIVOBFNET_MASKS_SCHEDULER"  # read by stages/masks.py: overrides masks.scheduler
+)
 LOCAL_CLUSTER = "distributed.LocalCluster"
 
 
@@ -55,7 +62,12 @@ def _dvc_command() -> list[str]:
     return [sys.executable, "-m", "dvc"]
 
 
-@task(retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_if_transient, task_run_name="{stage}")
+@task(
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=_retry_if_transient,
+    task_run_name="{stage}",
+)
 def run_stage(stage: str, pipeline_id: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """`dvc repro --single-item <stage>` (``env`` added to its environment), its output streamed to
     the run log; returns its metrics."""
@@ -64,7 +76,11 @@ def run_stage(stage: str, pipeline_id: str, env: dict[str, str] | None = None) -
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.Popen(
         [*_dvc_command(), "repro", "--single-item", stage],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        bufsize=1,
     )
     tail: list[str] = []
     assert proc.stdout is not None
@@ -84,22 +100,30 @@ def run_stage(stage: str, pipeline_id: str, env: dict[str, str] | None = None) -
 @flow(name="privobfnet-masks-on-dask")
 def masks_on_dask(pipeline_id: str) -> dict[str, Any]:
     """The masks stage, its images computed on this subflow's Dask cluster (its DaskTaskRunner's)."""
-    address = FlowRunContext.get().task_runner.client.scheduler.address  # starts (or joins) the cluster
+    address = (
+        FlowRunContext.get().task_runner.client.scheduler.address
+    )  # starts (or joins) the cluster
     get_run_logger().info("masks on the Dask cluster at %s", address)
     return run_stage("masks", pipeline_id, {MASKS_SCHEDULER_ENV: address})
 
 
-def dask_task_runner(masks_cluster: str, cluster_kwargs: dict[str, Any] | None, workers: int) -> DaskTaskRunner:
+def dask_task_runner(
+    masks_cluster: str, cluster_kwargs: dict[str, Any] | None, workers: int
+) -> DaskTaskRunner:
     """A scheduler address (tcp://host:port) to join, or the dotted name of a cluster class to start
     (a LocalCluster gets ``masks.workers`` processes of one thread unless ``cluster_kwargs`` say otherwise)."""
     if masks_cluster.startswith("tcp://"):
         if cluster_kwargs:
-            raise ValueError("masks_cluster_kwargs: not with a scheduler address (the cluster is already running)")
+            raise ValueError(
+                "masks_cluster_kwargs: not with a scheduler address (the cluster is already running)"
+            )
         return DaskTaskRunner(address=masks_cluster)
     defaults = {}
     if masks_cluster == LOCAL_CLUSTER:
         defaults = {"n_workers": workers, "threads_per_worker": 1, "processes": True}
-    return DaskTaskRunner(cluster_class=masks_cluster, cluster_kwargs={**defaults, **(cluster_kwargs or {})})
+    return DaskTaskRunner(
+        cluster_class=masks_cluster, cluster_kwargs={**defaults, **(cluster_kwargs or {})}
+    )
 
 
 def _use_profile(profile: str) -> None:
@@ -109,8 +133,12 @@ def _use_profile(profile: str) -> None:
 
 
 @flow(name="privobfnet-pipeline", log_prints=True)
-def pipeline(profile: str = "default", stages: list[str] | None = None, masks_cluster: str | None = None,
-             masks_cluster_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+def pipeline(
+    profile: str = "default",
+    stages: list[str] | None = None,
+    masks_cluster: str | None = None,
+    masks_cluster_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run the DVC stages in order on ``profile``; returns {stage: metrics}.
 
     ``masks_cluster``: None (the masks stage as params.yaml says), a Dask scheduler address, or a
@@ -127,7 +155,9 @@ def pipeline(profile: str = "default", stages: list[str] | None = None, masks_cl
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; dvc.yaml has {order}")
     logger.info("pipeline %s: profile %s, stages %s", pipeline_id, profile, selected)
-    progress = create_progress_artifact(0.0, key="privobfnet-progress", description=f"{pipeline_id}: starting")
+    progress = create_progress_artifact(
+        0.0, key="privobfnet-progress", description=f"{pipeline_id}: starting"
+    )
     results: dict[str, Any] = {}
     on_dask = None  # built before any stage runs: a mistyped cluster class fails the flow at once
     if masks_cluster and "masks" in selected:
@@ -138,12 +168,17 @@ def pipeline(profile: str = "default", stages: list[str] | None = None, masks_cl
             results[stage] = on_dask(pipeline_id)
         else:
             results[stage] = run_stage(stage, pipeline_id)
-        update_progress_artifact(progress, 100.0 * n / len(selected), description=f"{pipeline_id}: {stage} done")
+        update_progress_artifact(
+            progress, 100.0 * n / len(selected), description=f"{pipeline_id}: {stage} done"
+        )
     rows = [
         {"stage": stage, "metric": name, "value": round(value, 6)}
         for stage, metrics in results.items()
         for name, value in flatten_numbers(metrics).items()
     ]
-    create_table_artifact(rows or [{"stage": "-", "metric": "-", "value": 0}], key="privobfnet-metrics",
-                          description=f"Final metrics of {pipeline_id} (profile {profile})")
+    create_table_artifact(
+        rows or [{"stage": "-", "metric": "-", "value": 0}],
+        key="privobfnet-metrics",
+        description=f"Final metrics of {pipeline_id} (profile {profile})",
+    )
     return results

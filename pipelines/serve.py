@@ -7,6 +7,7 @@ The server listens on 127.0.0.1 only and keeps its sqlite database under ``$PREF
 server it started and, Prefect's default, pauses the deployment's schedule; pass
 ``--keep-schedule`` to leave the schedule active for another serve process to pick up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,18 +54,36 @@ def stop(proc: subprocess.Popen) -> None:
 def start_server(port: int) -> subprocess.Popen:
     """`prefect server start` on 127.0.0.1:port in its own process group."""
     return subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         start_new_session=True,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, default=4200)
-    parser.add_argument("--cron", default="0 3 * * *", help="the deployment's schedule (cron syntax, UTC)")
+    parser.add_argument(
+        "--cron", default="0 3 * * *", help="the deployment's schedule (cron syntax, UTC)"
+    )
     parser.add_argument("--profile", default="default", help="the flow's profile parameter")
-    parser.add_argument("--no-server", action="store_true", help="serve against an already running server")
-    parser.add_argument("--keep-schedule", action="store_true", help="do not pause the schedule on exit")
+    parser.add_argument(
+        "--no-server", action="store_true", help="serve against an already running server"
+    )
+    parser.add_argument(
+        "--keep-schedule", action="store_true", help="do not pause the schedule on exit"
+    )
     args = parser.parse_args(argv)
 
     api_url = f"http://127.0.0.1:{args.port}/api"
@@ -72,11 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     # talk to a temporary in-process server instead of this one.
     os.environ["PREFECT_API_URL"] = api_url
     from pipelines.flow import pipeline
+
     server = None if args.no_server else start_server(args.port)
     try:
         wait_for_server(api_url)
-        print(f"Prefect UI: http://127.0.0.1:{args.port}  (deployment privobfnet-pipeline/{DEPLOYMENT}, "
-              f"cron {args.cron!r}, profile {args.profile!r})", flush=True)
+        print(
+            f"Prefect UI: http://127.0.0.1:{args.port}  (deployment privobfnet-pipeline/{DEPLOYMENT}, "
+            f"cron {args.cron!r}, profile {args.profile!r})",
+            flush=True,
+        )
         pipeline.serve(
             name=DEPLOYMENT,
             cron=args.cron,

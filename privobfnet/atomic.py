@@ -2,6 +2,7 @@
 
 A killed process never leaves a half-written file that a later step could take for a finished one.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Trivial baselines, printed beside every model metric: what a model that looks at no image scores."""
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,9 @@ def background_everywhere(cm: np.ndarray | torch.Tensor) -> np.ndarray:
     return out
 
 
-def trivial_baselines(labels: np.ndarray, scores: np.ndarray, train_scores: np.ndarray) -> dict[str, float | None]:
+def trivial_baselines(
+    labels: np.ndarray, scores: np.ndarray, train_scores: np.ndarray
+) -> dict[str, float | None]:
     """What a model that looks at no image scores on a split, to print beside every model metric.
 
     labels (N, C) multi-hot, scores (N,) the split's privacy scores, train_scores the training split's
@@ -35,6 +38,8 @@ def trivial_baselines(labels: np.ndarray, scores: np.ndarray, train_scores: np.n
     l1 = float(np.abs(known - mean_score).mean()) if known.size and known_train.size else math.nan
     return {
         "always_absent_mean_accuracy": float((labels == 0).mean()) if labels.size else None,
-        "constant_map": mean_average_precision(np.zeros_like(labels), labels)[0] if labels.size else None,
+        "constant_map": mean_average_precision(np.zeros_like(labels), labels)[0]
+        if labels.size
+        else None,
         "mean_score_l1": None if math.isnan(l1) else l1,
     }

@@ -3,6 +3,7 @@
 An unknown key, a missing key or a value of the wrong type is a ``ConfigError`` that names the
 key's full dotted path, so a typo in params.yaml never silently falls back to a default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,10 +44,18 @@ class Range:
         return f"{opening}{left}, {right}{closing}"
 
 
-def ranged(low: float | None = None, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False, default: Any = dataclasses.MISSING) -> Any:
+def ranged(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    default: Any = dataclasses.MISSING,
+) -> Any:
     """A dataclass field whose value (or every element, for lists) must lie in the range."""
-    return dataclasses.field(default=default, metadata={"range": Range(low, high, low_open, high_open)})
+    return dataclasses.field(
+        default=default, metadata={"range": Range(low, high, low_open, high_open)}
+    )
 
 
 POSITIVE = dict(low=0, low_open=True)
@@ -54,7 +63,9 @@ PROBABILITY = dict(low=0, high=1)
 VPA_PROFILES = 30  # user profiles in VPA's user_studies/user_profiles.tsv
 WEIGHTS_DIR = "data/weights"  # where the weights stage puts ImageNet weights
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
-SCHEDULER_PATTERN = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}")  # a Dask scheduler
+SCHEDULER_PATTERN = re.compile(
+    r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}"
+)  # a Dask scheduler
 LAUNCHERS = ("python", "python3", "torchrun")
 
 
@@ -83,7 +94,9 @@ class DataConfig:
     # split name -> expected number of images (SynthPriv: how many to generate)
     splits: dict[str, int] = ranged(1)
     max_image_pixels: int = ranged(1)  # larger images are refused (decompression-bomb guard)
-    allow_grayscale: bool  # single-channel images (L, LA, I;16, I, F) are converted to RGB instead of refused
+    allow_grayscale: (
+        bool  # single-channel images (L, LA, I;16, I, F) are converted to RGB instead of refused
+    )
     # VISPR-layout privacy score (privobfnet.data.privacy): "mean" over the user profiles or one
     # profile's column index (0-29: VPA's 30 profiles); rescale "unit" (x - 1) / 4 to [0, 1] or
     # "vpa" (x - 2.5) / 2.5
@@ -106,7 +119,9 @@ class ParserNoise:
 @dataclass(frozen=True)
 class SynthPrivConfig:
     image_size: int = ranged(64)  # square images, pixels
-    safe_fraction: float = ranged(**PROBABILITY)  # share of images with no private attribute (label a0_safe)
+    safe_fraction: float = ranged(
+        **PROBABILITY
+    )  # share of images with no private attribute (label a0_safe)
     max_people: int = ranged(0)
     max_text_items: int = ranged(0)
     max_objects: int = ranged(0)
@@ -152,7 +167,9 @@ class TrainConfig:
     pretrained: Optional[str]  # path of ImageNet weights, None to train from scratch
     train_split: str  # split the ensemble trains on
     eval_split: str  # split its attribute and privacy-score metrics are reported on
-    tiny_width: int = ranged(1)  # channels of the first stage of the small backbone (default profile)
+    tiny_width: int = ranged(
+        1
+    )  # channels of the first stage of the small backbone (default profile)
     input_size: int = ranged(32)
     crop_size: int = ranged(16)
     n_crops: int = ranged(1)
@@ -170,7 +187,9 @@ class TrainConfig:
     use_attribute: bool
     use_mask_weighting: bool
     crop_target: Literal["paper", "l2g"]  # how the cropped CAM becomes the image loss target
-    l2g_bg_threshold: float = ranged(0, 1, high_open=True)  # background threshold of L2G's crop-target processing
+    l2g_bg_threshold: float = ranged(
+        0, 1, high_open=True
+    )  # background threshold of L2G's crop-target processing
     checkpoint_every: int = ranged(1)  # iterations between checkpoints
     num_threads: int = ranged(0)  # torch CPU threads (0: torch's default)
     device: str
@@ -178,18 +197,28 @@ class TrainConfig:
     # its options, e.g. "torchrun --standalone --nproc_per_node 4"; batch_size is the global batch (README)
     # (params.yaml must still name them; the defaults let checkpoints written before they existed load)
     launcher: str = "python"
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward and loss (weights, grads, SGD stay fp32)
+    precision: Literal["fp32", "bf16"] = (
+        "fp32"  # bf16: autocast of forward and loss (weights, grads, SGD stay fp32)
+    )
     channels_last: bool = True  # models and their inputs in channels-last memory format
-    cudnn_benchmark: bool = False  # cuDNN picks kernels by timing: faster on GPU, not run-to-run identical
+    cudnn_benchmark: bool = (
+        False  # cuDNN picks kernels by timing: faster on GPU, not run-to-run identical
+    )
     # ImageNet-pretrained lite0 only: the stem and this many first block stages keep their weights
     lite0_frozen_stages: int = ranged(0, 7, default=3)
 
 
 @dataclass(frozen=True)
 class PseudoLabelConfig:
-    scales: list[float] = ranged(**POSITIVE)  # multi-scale CAM inference, each with a horizontal flip
-    bg_threshold: float = ranged(0, 1, low_open=True, high_open=True)  # background score for the argmax (chosen from the sweep)
-    bg_sweep: list[float] = ranged(0, 1, low_open=True, high_open=True)  # thresholds whose CAM mIoU is reported
+    scales: list[float] = ranged(
+        **POSITIVE
+    )  # multi-scale CAM inference, each with a horizontal flip
+    bg_threshold: float = ranged(
+        0, 1, low_open=True, high_open=True
+    )  # background score for the argmax (chosen from the sweep)
+    bg_sweep: list[float] = ranged(
+        0, 1, low_open=True, high_open=True
+    )  # thresholds whose CAM mIoU is reported
     eval_splits: list[str]  # splits whose CAM mIoU against ground truth is reported
     crf: bool  # refine the written pseudo-labels with a dense CRF (the `crf` extra)
     crf_iterations: int = ranged(1)
@@ -219,9 +248,13 @@ class DeeplabConfig:
     # its options, e.g. "torchrun --standalone --nproc_per_node 4"; batch_size is the global batch (README)
     # (params.yaml must still name them; the defaults let checkpoints written before they existed load)
     launcher: str = "python"
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward and loss (weights, grads, SGD stay fp32)
+    precision: Literal["fp32", "bf16"] = (
+        "fp32"  # bf16: autocast of forward and loss (weights, grads, SGD stay fp32)
+    )
     channels_last: bool = True  # models and their inputs in channels-last memory format
-    cudnn_benchmark: bool = False  # cuDNN picks kernels by timing: faster on GPU, not run-to-run identical
+    cudnn_benchmark: bool = (
+        False  # cuDNN picks kernels by timing: faster on GPU, not run-to-run identical
+    )
     lite0_frozen_stages: int = ranged(0, 7, default=3)  # as train.lite0_frozen_stages
 
 
@@ -236,7 +269,9 @@ class RedactConfig:
     style: Literal["solid", "pixelate", "blur"]
     class_threshold: float = ranged(0, 1)
     bg_threshold: float = ranged(0, 1)
-    min_overlap: float = ranged(0, 1)  # share of a text line / face box the attribute's mask must cover
+    min_overlap: float = ranged(
+        0, 1
+    )  # share of a text line / face box the attribute's mask must cover
     dilate_px: int = ranged(0)
     margin_px: int = ranged(0)
     ocr_side: int = ranged(32)  # OCR recognition input (longer side) for the leak test
@@ -298,7 +333,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {args}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {args}"
+        )
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
@@ -307,7 +344,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
         key_tp, val_tp = args
-        return {_coerce(k, key_tp, f"{key}.{k}"): _coerce(v, val_tp, f"{key}.{k}") for k, v in value.items()}
+        return {
+            _coerce(k, key_tp, f"{key}.{k}"): _coerce(v, val_tp, f"{key}.{k}")
+            for k, v in value.items()
+        }
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
@@ -346,16 +386,30 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     kwargs = {n: _coerce(raw[n], hints[n], f"{prefix}.{n}" if prefix else n) for n in names}
     for f in dataclasses.fields(cls):
         if "range" in f.metadata:
-            _check_range(kwargs[f.name], f.metadata["range"], f"{prefix}.{f.name}" if prefix else f.name)
+            _check_range(
+                kwargs[f.name], f.metadata["range"], f"{prefix}.{f.name}" if prefix else f.name
+            )
     return cls(**kwargs)
 
 
 def _check_range(value: Any, allowed: Range, key: str) -> None:
     """A number, or each number of a list or mapping, must lie in ``allowed``; the error names the key."""
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else [(None, value)]
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else [(None, value)]
+    )
     for index, number in items:
         if not allowed.holds(number):
-            where = key if index is None else f"{key}.{index}" if isinstance(value, dict) else f"{key}[{index}]"
+            where = (
+                key
+                if index is None
+                else f"{key}.{index}"
+                if isinstance(value, dict)
+                else f"{key}[{index}]"
+            )
             raise ConfigError(f"{where}: must be in {allowed}, got {number!r}")
 
 
@@ -364,41 +418,57 @@ def _check(cfg: Config) -> None:
     for section in ("train", "deeplab"):
         launcher, batch_size = getattr(cfg, section).launcher, getattr(cfg, section).batch_size
         if not launcher.split() or Path(launcher.split()[0]).name not in LAUNCHERS:
-            raise ConfigError(f"{section}.launcher: must start with one of {list(LAUNCHERS)}, got {launcher!r}")
+            raise ConfigError(
+                f"{section}.launcher: must start with one of {list(LAUNCHERS)}, got {launcher!r}"
+            )
         world_size = launcher_world_size(launcher)
         if world_size is not None and batch_size % world_size:
-            raise ConfigError(f"{section}.batch_size: the global batch ({batch_size}) must split evenly over the "
-                              f"{world_size} processes {section}.launcher starts")
+            raise ConfigError(
+                f"{section}.batch_size: the global batch ({batch_size}) must split evenly over the "
+                f"{world_size} processes {section}.launcher starts"
+            )
         device = getattr(cfg, section).device
         if not DEVICE_PATTERN.fullmatch(device):
             raise ConfigError(f"{section}.device: must be cpu, cuda or cuda:N, got {device!r}")
         pretrained = getattr(cfg, section).pretrained
         if pretrained is not None and Path(pretrained).parent != Path(WEIGHTS_DIR):
-            raise ConfigError(f"{section}.pretrained: must be a file in {WEIGHTS_DIR}/ (the weights stage puts it "
-                              f"there), got {pretrained!r}")
+            raise ConfigError(
+                f"{section}.pretrained: must be a file in {WEIGHTS_DIR}/ (the weights stage puts it "
+                f"there), got {pretrained!r}"
+            )
     profile = cfg.data.privacy_profile
     n_profiles = cfg.synthpriv.n_user_profiles if cfg.data.dataset == "synthpriv" else VPA_PROFILES
     if profile != "mean" and not 0 <= profile < n_profiles:
-        raise ConfigError(f"data.privacy_profile: must be 'mean' or in [0, {n_profiles - 1}], got {profile!r}")
+        raise ConfigError(
+            f"data.privacy_profile: must be 'mean' or in [0, {n_profiles - 1}], got {profile!r}"
+        )
     deeplab = cfg.deeplab
     if len(deeplab.scale_range) != 2 or deeplab.scale_range[0] > deeplab.scale_range[1]:
-        raise ConfigError(f"deeplab.scale_range: needs [min, max] with 0 < min <= max, got {deeplab.scale_range}")
+        raise ConfigError(
+            f"deeplab.scale_range: needs [min, max] with 0 < min <= max, got {deeplab.scale_range}"
+        )
     scheduler = cfg.masks.scheduler
     if scheduler is not None and not SCHEDULER_PATTERN.fullmatch(scheduler):
-        raise ConfigError(f"masks.scheduler: must be null or a Dask scheduler address tcp://host:port, got {scheduler!r}")
+        raise ConfigError(
+            f"masks.scheduler: must be null or a Dask scheduler address tcp://host:port, got {scheduler!r}"
+        )
     if not cfg.data.splits:
         raise ConfigError("data.splits: at least one split is needed")
     train = cfg.train
     if train.crop_size > train.input_size:
-        raise ConfigError(f"train.crop_size ({train.crop_size}) exceeds train.input_size ({train.input_size})")
+        raise ConfigError(
+            f"train.crop_size ({train.crop_size}) exceeds train.input_size ({train.input_size})"
+        )
     if set(train.loss_weights) != {"image", "cropped", "privacy", "attribute"}:
         raise ConfigError("train.loss_weights: needs exactly image, cropped, privacy, attribute")
     for key in ("train_split", "eval_split"):
         if getattr(train, key) not in cfg.data.splits:
             raise ConfigError(f"train.{key}: {getattr(train, key)!r} is not in data.splits")
     if train.batch_size > cfg.data.splits[train.train_split]:
-        raise ConfigError(f"train.batch_size: must be in [1, {cfg.data.splits[train.train_split]}] (the images of "
-                          f"data.splits.{train.train_split}), got {train.batch_size}")
+        raise ConfigError(
+            f"train.batch_size: must be in [1, {cfg.data.splits[train.train_split]}] (the images of "
+            f"data.splits.{train.train_split}), got {train.batch_size}"
+        )
 
     if cfg.deeplab.labels == "pseudo" and cfg.deeplab.train_split not in cfg.data.splits:
         raise ConfigError(f"deeplab.train_split: {cfg.deeplab.train_split!r} is not in data.splits")

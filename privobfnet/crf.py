@@ -4,6 +4,7 @@ The WSSS literature refines pseudo-labels with a fully connected CRF (10 mean-fi
 Gaussian smoothness kernel and an appearance kernel on RGB). Off by default
 (``pseudo_labels.crf``); install with the `crf` extra.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,12 +16,18 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, *, iterations: int = 10) -> 
         import pydensecrf.densecrf as dcrf
         from pydensecrf.utils import unary_from_softmax
     except ImportError as exc:  # the optional extra is missing
-        raise ImportError("pseudo_labels.crf needs the `crf` extra: pip install -e '.[crf]'") from exc
+        raise ImportError(
+            "pseudo_labels.crf needs the `crf` extra: pip install -e '.[crf]'"
+        ) from exc
     n_labels, height, width = probs.shape
     crf = dcrf.DenseCRF2D(width, height, n_labels)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs.astype(np.float32), clip=1e-5)))
+    crf.setUnaryEnergy(
+        np.ascontiguousarray(unary_from_softmax(probs.astype(np.float32), clip=1e-5))
+    )
     crf.addPairwiseGaussian(sxy=3, compat=3)
-    crf.addPairwiseBilateral(sxy=50, srgb=13, rgbim=np.ascontiguousarray(image, dtype=np.uint8), compat=10)
+    crf.addPairwiseBilateral(
+        sxy=50, srgb=13, rgbim=np.ascontiguousarray(image, dtype=np.uint8), compat=10
+    )
     return np.asarray(crf.inference(iterations), dtype=np.float32).reshape(n_labels, height, width)
 
 

@@ -9,6 +9,7 @@ data order, the lr schedule and the number of steps do not depend on the world s
 on N ranks trains the model a one-process run trains, up to float rounding (DistributedDataParallel
 averages the ranks' gradients; batch norm normalises over the global batch).
 """
+
 from __future__ import annotations
 
 import os
@@ -44,7 +45,9 @@ class World:
     def rows(self, global_batch: int) -> slice:
         """This rank's contiguous rows of a global batch of ``global_batch`` samples."""
         if global_batch % self.size:
-            raise ValueError(f"a global batch of {global_batch} does not split over {self.size} ranks")
+            raise ValueError(
+                f"a global batch of {global_batch} does not split over {self.size} ranks"
+            )
         per_rank = global_batch // self.size
         return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
 
@@ -66,16 +69,24 @@ def world_from_env(env: Mapping[str, str] = os.environ) -> World:
     if "WORLD_SIZE" not in env:
         return SINGLE
     try:
-        world = World(rank=int(env["RANK"]), size=int(env["WORLD_SIZE"]), local_rank=int(env.get("LOCAL_RANK", 0)))
+        world = World(
+            rank=int(env["RANK"]),
+            size=int(env["WORLD_SIZE"]),
+            local_rank=int(env.get("LOCAL_RANK", 0)),
+        )
     except (KeyError, ValueError) as exc:
-        raise RuntimeError(f"torchrun's RANK / WORLD_SIZE / LOCAL_RANK are incomplete or not integers: {exc}") from None
+        raise RuntimeError(
+            f"torchrun's RANK / WORLD_SIZE / LOCAL_RANK are incomplete or not integers: {exc}"
+        ) from None
     if not 0 <= world.rank < world.size:
         raise RuntimeError(f"RANK {world.rank} is outside WORLD_SIZE {world.size}")
     return world
 
 
 @contextmanager
-def joined(device: str, env: Mapping[str, str] = os.environ) -> Iterator[tuple[World, torch.device]]:
+def joined(
+    device: str, env: Mapping[str, str] = os.environ
+) -> Iterator[tuple[World, torch.device]]:
     """Join torchrun's process group for the block -> (world, this rank's device).
 
     ``gloo`` on CPU, ``nccl`` on CUDA, where each rank takes GPU ``LOCAL_RANK`` unless ``device``
@@ -90,15 +101,19 @@ def joined(device: str, env: Mapping[str, str] = os.environ) -> Iterator[tuple[W
         if target.index is None:
             target = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(target)
-    dist.init_process_group("nccl" if target.type == "cuda" else "gloo",
-                            device_id=target if target.type == "cuda" else None)
+    dist.init_process_group(
+        "nccl" if target.type == "cuda" else "gloo",
+        device_id=target if target.type == "cuda" else None,
+    )
     try:
         yield world, target
     finally:
         dist.destroy_process_group()
 
 
-def wrap(model: nn.Module, world: World, device: torch.device, *, find_unused_parameters: bool = False) -> nn.Module:
+def wrap(
+    model: nn.Module, world: World, device: torch.device, *, find_unused_parameters: bool = False
+) -> nn.Module:
     """``model`` in DistributedDataParallel (its training batch norm synced first); itself in a world of one.
 
     Call it on the plain module (the one whose state dict is saved); DDP copies rank 0's weights
@@ -110,8 +125,11 @@ def wrap(model: nn.Module, world: World, device: torch.device, *, find_unused_pa
     # a process group of its own: the ensemble's two DDP models and the synced batch norm all reduce
     # in the same backward pass, and separate groups keep their collectives from interleaving
     return nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=find_unused_parameters, process_group=dist.new_group())
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters,
+        process_group=dist.new_group(),
+    )
 
 
 def sync_batch_norms(model: nn.Module, device: torch.device) -> nn.Module:
@@ -125,10 +143,18 @@ def sync_batch_norms(model: nn.Module, device: torch.device) -> nn.Module:
         for name, child in list(parent.named_children()):
             if type(child) is nn.BatchNorm2d and any(p.requires_grad for p in child.parameters()):
                 synced = (nn.SyncBatchNorm if device.type == "cuda" else GlooSyncBatchNorm2d)(
-                    child.num_features, eps=child.eps, momentum=child.momentum, affine=child.affine,
-                    track_running_stats=child.track_running_stats, device=device)
+                    child.num_features,
+                    eps=child.eps,
+                    momentum=child.momentum,
+                    affine=child.affine,
+                    track_running_stats=child.track_running_stats,
+                    device=device,
+                )
                 # the very same parameter and buffer tensors: the optimizer already holds the parameters
-                for key, tensor in [*child.named_parameters(recurse=False), *child.named_buffers(recurse=False)]:
+                for key, tensor in [
+                    *child.named_parameters(recurse=False),
+                    *child.named_buffers(recurse=False),
+                ]:
                     setattr(synced, key, tensor)
                 synced.train(child.training)
                 setattr(parent, name, synced)
@@ -172,13 +198,21 @@ class GlooSyncBatchNorm2d(nn.BatchNorm2d):
         n = sums[-1]
         mean = sums[:channels] / n  # (C,)
         centred = x - mean.view(1, channels, 1, 1)
-        var = all_reduce((centred * centred).sum(dim=(0, 2, 3))) / n  # (C,), biased, as batch norm normalises
+        var = (
+            all_reduce((centred * centred).sum(dim=(0, 2, 3))) / n
+        )  # (C,), biased, as batch norm normalises
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                factor = (
+                    1.0 / float(self.num_batches_tracked)
+                    if self.momentum is None
+                    else self.momentum
+                )
                 self.running_mean.lerp_(mean.detach(), factor)
-                self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), factor)  # unbiased, as torch keeps it
+                self.running_var.lerp_(
+                    var.detach() * n / (n - 1).clamp_min(1), factor
+                )  # unbiased, as torch keeps it
         shape = (1, channels, 1, 1)
         out = centred * torch.rsqrt(var.view(shape) + self.eps)
         return out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out

@@ -8,6 +8,7 @@
 - privacy score: L1 error (mean absolute error), Pearson and Spearman correlation (Table 2);
   Spearman ranks ties by their average rank.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,9 @@ import math
 import numpy as np
 
 
-def attribute_accuracy(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def attribute_accuracy(
+    probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5
+) -> np.ndarray:
     """(N, C) probabilities and {0, 1} labels -> (C,) accuracy per attribute."""
     predicted = probabilities >= threshold
     return (predicted == labels.astype(bool)).mean(axis=0)
@@ -37,9 +40,13 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def mean_average_precision(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+def mean_average_precision(
+    probabilities: np.ndarray, labels: np.ndarray
+) -> tuple[float, np.ndarray]:
     """(N, C), (N, C) -> (macro mAP over attributes with a positive, (C,) AP with NaN where undefined)."""
-    ap = np.array([average_precision(probabilities[:, c], labels[:, c]) for c in range(labels.shape[1])])
+    ap = np.array(
+        [average_precision(probabilities[:, c], labels[:, c]) for c in range(labels.shape[1])]
+    )
     defined = ap[~np.isnan(ap)]
     return (float(defined.mean()) if defined.size else math.nan), ap
 
@@ -72,7 +79,16 @@ def privacy_metrics(predicted: np.ndarray, target: np.ndarray) -> dict[str, floa
     """L1 error, Pearson and Spearman over the images that have a score (NaN targets skipped)."""
     known = ~np.isnan(target)
     if known.sum() < 2:
-        return {"l1": math.nan, "pearson": math.nan, "spearman": math.nan, "n_scored": int(known.sum())}
+        return {
+            "l1": math.nan,
+            "pearson": math.nan,
+            "spearman": math.nan,
+            "n_scored": int(known.sum()),
+        }
     p, t = predicted[known], target[known]
-    return {"l1": float(np.abs(p - t).mean()), "pearson": pearson(p, t), "spearman": spearman(p, t),
-            "n_scored": int(known.sum())}
+    return {
+        "l1": float(np.abs(p - t).mean()),
+        "pearson": pearson(p, t),
+        "spearman": spearman(p, t),
+        "n_scored": int(known.sum()),
+    }

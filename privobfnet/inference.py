@@ -3,10 +3,11 @@
 The obfuscation tool calls ``predict`` and hides the pixels of ``Prediction.masks[c]`` for the
 attributes the user picks. ``load_ensemble`` reads ``checkpoints/ensemble/final.pt``.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass
 import textwrap
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -25,14 +26,26 @@ class Prediction:
 
     privacy_score: float  # in [0, 1]
     attribute_probs: np.ndarray  # (C,) float32, sigmoid of the attribute head
-    attention: np.ndarray  # (C, H, W) float32 in [0, 1]: mask-weighted CAM per attribute, max-normalised
-    masks: np.ndarray  # (C, H, W) bool: pixels given to each detected attribute (at most one per pixel)
+    attention: (
+        np.ndarray
+    )  # (C, H, W) float32 in [0, 1]: mask-weighted CAM per attribute, max-normalised
+    masks: (
+        np.ndarray
+    )  # (C, H, W) bool: pixels given to each detected attribute (at most one per pixel)
 
 
 @torch.no_grad()
-def predict(model_image: PrivObfNet, image: np.ndarray, human_mask: np.ndarray | None, text_mask: np.ndarray | None,
-            *, input_size: int, class_threshold: float = 0.5, bg_threshold: float = 0.25,
-            device: str | torch.device = "cpu") -> Prediction:
+def predict(
+    model_image: PrivObfNet,
+    image: np.ndarray,
+    human_mask: np.ndarray | None,
+    text_mask: np.ndarray | None,
+    *,
+    input_size: int,
+    class_threshold: float = 0.5,
+    bg_threshold: float = 0.25,
+    device: str | torch.device = "cpu",
+) -> Prediction:
     """Run Model-Image on one (H, W, 3) uint8 image with (H, W) masks (uint8 0/255 or [0, 1]; None: none).
 
     A pixel goes to the attribute with the highest normalised attention among the detected ones
@@ -47,7 +60,9 @@ def predict(model_image: PrivObfNet, image: np.ndarray, human_mask: np.ndarray |
     attention = attention_at(out.cam_logits, model_image.n_classes, (height, width))[0]  # (C, H, W)
     probs = torch.sigmoid(out.attribute_logits[0])
     masks = attention_to_masks(attention, probs >= class_threshold, bg_threshold=bg_threshold)
-    return Prediction(float(out.privacy[0]), probs.cpu().numpy(), attention.cpu().numpy(), masks.cpu().numpy())
+    return Prediction(
+        float(out.privacy[0]), probs.cpu().numpy(), attention.cpu().numpy(), masks.cpu().numpy()
+    )
 
 
 def attention_at(cam_logits: torch.Tensor, n_classes: int, size: tuple[int, int]) -> torch.Tensor:
@@ -57,7 +72,9 @@ def attention_at(cam_logits: torch.Tensor, n_classes: int, size: tuple[int, int]
     return cams / (cams.amax(dim=(2, 3), keepdim=True) + 1e-5)
 
 
-def attention_to_masks(attention: torch.Tensor, present: torch.Tensor, *, bg_threshold: float) -> torch.Tensor:
+def attention_to_masks(
+    attention: torch.Tensor, present: torch.Tensor, *, bg_threshold: float
+) -> torch.Tensor:
     """(C, H, W) attention in [0, 1] and (C,) bool -> (C, H, W) bool, argmax against a background score."""
     scores = attention * present[:, None, None]
     best, index = scores.max(dim=0)  # ties go to the first attribute, as argmax would
@@ -66,16 +83,29 @@ def attention_to_masks(attention: torch.Tensor, present: torch.Tensor, *, bg_thr
     return winner[None] == classes[:, None, None]  # one comparison, not C full-size ones stacked
 
 
-def overlay_attention(image: np.ndarray, attention: np.ndarray, color: Sequence[int] = (255, 40, 40),
-                      alpha: float = 0.7) -> np.ndarray:
+def overlay_attention(
+    image: np.ndarray,
+    attention: np.ndarray,
+    color: Sequence[int] = (255, 40, 40),
+    alpha: float = 0.7,
+) -> np.ndarray:
     """(H, W, 3) uint8 image tinted by one (H, W) attention map in [0, 1] -> (H, W, 3) uint8."""
     weight = np.clip(attention, 0.0, 1.0)[..., None] * alpha
     dimmed = image.astype(np.float32) * 0.6
-    return np.clip(dimmed * (1 - weight) + np.asarray(color, np.float32) * weight, 0, 255).astype(np.uint8)
+    return np.clip(dimmed * (1 - weight) + np.asarray(color, np.float32) * weight, 0, 255).astype(
+        np.uint8
+    )
 
 
-def attention_figure(images: Sequence[np.ndarray], attentions: Sequence[np.ndarray], probs: Sequence[np.ndarray],
-                     labels: Sequence[np.ndarray], class_names: Sequence[str], *, top_k: int = 3) -> Figure:
+def attention_figure(
+    images: Sequence[np.ndarray],
+    attentions: Sequence[np.ndarray],
+    probs: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    class_names: Sequence[str],
+    *,
+    top_k: int = 3,
+) -> Figure:
     """One row per image: the image titled with its true labels, then the attention overlays of the
     ``top_k`` most probable attributes titled with their probability. Arrays in, Figure out.
 
@@ -96,5 +126,12 @@ def attention_figure(images: Sequence[np.ndarray], attentions: Sequence[np.ndarr
     return fig
 
 
-__all__ = ["Prediction", "attention_at", "attention_figure", "attention_to_masks", "load_ensemble", "overlay_attention",
-           "predict"]
+__all__ = [
+    "Prediction",
+    "attention_at",
+    "attention_figure",
+    "attention_to_masks",
+    "load_ensemble",
+    "overlay_attention",
+    "predict",
+]

@@ -14,6 +14,7 @@ is the option (``train.crop_target``; README "The model"):
 ``||.||^2`` of eq. 2 is taken as a mean over channels and pixels (L2G's ``MSELoss``), the scale
 that the paper's weight lambda_1 = 10 was set for.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -70,8 +71,14 @@ def paper_crop_target(crop_cam_logits: torch.Tensor, n_classes: int) -> torch.Te
     return torch.relu(crop_cam_logits[:, :n_classes]).detach()
 
 
-def l2g_crop_target(crop_cam_logits: torch.Tensor, crop_labels: torch.Tensor, fg_gate: torch.Tensor,
-                    bg_gate: torch.Tensor, *, bg_threshold: float) -> torch.Tensor:
+def l2g_crop_target(
+    crop_cam_logits: torch.Tensor,
+    crop_labels: torch.Tensor,
+    fg_gate: torch.Tensor,
+    bg_gate: torch.Tensor,
+    *,
+    bg_threshold: float,
+) -> torch.Tensor:
     """L2G's processed crop CAM: (B*N, C + 1, h, w) logits, background last -> target of the same shape.
 
     crop_labels (B*N, C); fg_gate (B*N, C, h, w): each attribute's prior mask (ones for un-masked
@@ -79,8 +86,12 @@ def l2g_crop_target(crop_cam_logits: torch.Tensor, crop_labels: torch.Tensor, fg
     """
     cams = torch.relu(crop_cam_logits.detach())
     cams = cams / (cams.amax(dim=(2, 3), keepdim=True) + 1e-8)  # per-channel max-normalise
-    keep_channel = torch.cat([crop_labels.float(), torch.ones_like(crop_labels[:, :1]).float()], dim=1)
+    keep_channel = torch.cat(
+        [crop_labels.float(), torch.ones_like(crop_labels[:, :1]).float()], dim=1
+    )
     cams = cams * keep_channel[:, :, None, None]  # absent classes out; background always kept
-    winner = F.one_hot(cams.argmax(dim=1), cams.shape[1]).permute(0, 3, 1, 2).to(cams)  # argmax class only
+    winner = (
+        F.one_hot(cams.argmax(dim=1), cams.shape[1]).permute(0, 3, 1, 2).to(cams)
+    )  # argmax class only
     binary = ((cams * winner) > bg_threshold).to(cams)
     return binary * torch.cat([fg_gate, bg_gate], dim=1)

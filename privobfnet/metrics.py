@@ -3,6 +3,7 @@
 The confusion matrix has ground truth along rows and prediction along columns; matrices of
 several images add up (``cm += confusion_matrix(...)``), so a data set is scored by accumulating.
 """
+
 from __future__ import annotations
 
 from typing import TypeVar
@@ -15,7 +16,9 @@ IGNORE_INDEX = 255
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
-def confusion_matrix(pred: Array, target: Array, n_classes: int, ignore_index: int = IGNORE_INDEX) -> Array:
+def confusion_matrix(
+    pred: Array, target: Array, n_classes: int, ignore_index: int = IGNORE_INDEX
+) -> Array:
     """(n_classes, n_classes) int64 counts, cm[t, p] = pixels of class t predicted as p.
 
     ``pred`` and ``target`` are label maps of one shape, both numpy or both torch (the result is
@@ -34,11 +37,17 @@ def confusion_matrix(pred: Array, target: Array, n_classes: int, ignore_index: i
     for name, values in (("target", target), ("pred", pred)):
         if len(values) and (int(values.min()) < 0 or int(values.max()) >= n_classes):
             low, high = int(values.min()), int(values.max())
-            raise ValueError(f"{name} has labels outside 0..{n_classes - 1} (min {low}, max {high})")
+            raise ValueError(
+                f"{name} has labels outside 0..{n_classes - 1} (min {low}, max {high})"
+            )
     flat = target * n_classes + pred
     if is_torch:
         return torch.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    return np.bincount(flat, minlength=n_classes * n_classes).astype(np.int64).reshape(n_classes, n_classes)
+    return (
+        np.bincount(flat, minlength=n_classes * n_classes)
+        .astype(np.int64)
+        .reshape(n_classes, n_classes)
+    )
 
 
 def _as_numpy(cm: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -1,4 +1,5 @@
 """The numbers the paper reports (Tay et al., WACV 2024), printed beside ours by the report stage."""
+
 from __future__ import annotations
 
 # Table 2: VISPR privacy score, (L1 error, Pearson, Spearman); None where the paper prints "-".
@@ -13,22 +14,54 @@ TABLE2_PRIVACY_SCORE: dict[str, tuple[float, float | None, float | None]] = {
 
 # Table 3: VISPR attribute accuracy (%) for attributes with > 300 training images.
 TABLE3_ATTRIBUTE_ACCURACY: dict[str, float] = {
-    "Safe": 88.1, "Age": 91.7, "Weight": 85.1, "Height": 85.1, "Gender": 93.6, "Eye": 87.3,
-    "Hair": 93.1, "Face": 90.4, "Face (2nd row)": 87.2, "Semi Nude": 96.2, "Race": 93.4,
-    "Color": 94.2, "Full Name": 94.6, "Occupation": 92.5, "Occasion": 96.8, "Culture": 95.7,
-    "Sports": 97.3, "Opinion": 97.1, "Personal": 96.9, "Social": 92.9, "Professional": 94.7,
-    "Spectator": 93.2, "Viewers": 97.1, "Landmark": 91.3, "Address": 92.7, "Date Time": 93.7,
+    "Safe": 88.1,
+    "Age": 91.7,
+    "Weight": 85.1,
+    "Height": 85.1,
+    "Gender": 93.6,
+    "Eye": 87.3,
+    "Hair": 93.1,
+    "Face": 90.4,
+    "Face (2nd row)": 87.2,
+    "Semi Nude": 96.2,
+    "Race": 93.4,
+    "Color": 94.2,
+    "Full Name": 94.6,
+    "Occupation": 92.5,
+    "Occasion": 96.8,
+    "Culture": 95.7,
+    "Sports": 97.3,
+    "Opinion": 97.1,
+    "Personal": 96.9,
+    "Social": 92.9,
+    "Professional": 94.7,
+    "Spectator": 93.2,
+    "Viewers": 97.1,
+    "Landmark": 91.3,
+    "Address": 92.7,
+    "Date Time": 93.7,
 }
 TABLE3_MEAN_ACCURACY = 92.8
 
 # Table 4: ablation on VISPR, (Pearson, Spearman). Keys: the switches of each row.
 TABLE4_ABLATION: list[tuple[str, dict[str, bool], tuple[float, float]]] = [
-    ("Attention (Image)", {"use_cropped": False, "use_privacy": False, "use_attribute": False}, (0.79, 0.76)),
+    (
+        "Attention (Image)",
+        {"use_cropped": False, "use_privacy": False, "use_attribute": False},
+        (0.79, 0.76),
+    ),
     ("+ Priv", {"use_cropped": False, "use_privacy": True, "use_attribute": False}, (0.82, 0.79)),
     ("+ Attr", {"use_cropped": False, "use_privacy": False, "use_attribute": True}, (0.82, 0.80)),
-    ("+ Priv + Attr", {"use_cropped": False, "use_privacy": True, "use_attribute": True}, (0.85, 0.83)),
-    ("Attention (Image + Cropped) + Priv + Attr",
-     {"use_cropped": True, "use_privacy": True, "use_attribute": True}, (0.88, 0.86)),
+    (
+        "+ Priv + Attr",
+        {"use_cropped": False, "use_privacy": True, "use_attribute": True},
+        (0.85, 0.83),
+    ),
+    (
+        "Attention (Image + Cropped) + Priv + Attr",
+        {"use_cropped": True, "use_privacy": True, "use_attribute": True},
+        (0.88, 0.86),
+    ),
 ]
 
 # Table 5: pseudo-label -> DeepLabV2 mIoU (%), (supervision, VOC test, COCO val).

@@ -9,6 +9,7 @@ no ``a0_safe``), and labels are in the segmentation encoding: 0 background, segm
 The masks-only baseline (``untrained_model_image``) runs the same protocol with an untrained
 Model-Image: what the prior masks and the true image labels give for free.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -17,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from privobfnet.baselines import background_everywhere
 from privobfnet.config import PseudoLabelConfig
 from privobfnet.crf import dense_crf, scores_to_probs
-from privobfnet.baselines import background_everywhere
 from privobfnet.metrics import confusion_matrix, segmentation_scores
 from privobfnet.models.ensemble import PrivObfNet, build_model
 from privobfnet.models.inputs import mask_tensor, normalize
@@ -86,16 +87,30 @@ def pseudo_label(image: np.ndarray, cams: torch.Tensor, settings: PseudoLabelCon
     if not settings.crf:
         return cams_to_label(cams, settings.bg_threshold)
     probs = scores_to_probs(cams.numpy(), settings.bg_threshold)
-    return dense_crf(image, probs, iterations=settings.crf_iterations).argmax(axis=0).astype(np.uint8)
+    return (
+        dense_crf(image, probs, iterations=settings.crf_iterations).argmax(axis=0).astype(np.uint8)
+    )
 
 
 @torch.no_grad()
-def image_cams(model_image, image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None, *,
-               scales: Sequence[float], labels: Sequence[int], device: torch.device) -> torch.Tensor:
+def image_cams(
+    model_image,
+    image: np.ndarray,
+    human: np.ndarray | None,
+    text: np.ndarray | None,
+    *,
+    scales: Sequence[float],
+    labels: Sequence[int],
+    device: torch.device,
+) -> torch.Tensor:
     """Model-Image's (C, H, W) multi-scale + flip CAMs of one (H, W, 3) uint8 image with its (H, W) prior masks."""
     shape = image.shape[:2]
-    human_t, text_t = (mask_tensor(m, shape)[None].to(device) for m in (human, text))  # (1, 1, H, W)
-    tensor = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().to(device)  # (1, 3, H, W) 0..255
+    human_t, text_t = (
+        mask_tensor(m, shape)[None].to(device) for m in (human, text)
+    )  # (1, 1, H, W)
+    tensor = (
+        torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().to(device)
+    )  # (1, 3, H, W) 0..255
 
     def cam_fn(images, human_masks, text_masks):
         return model_image.cams(normalize(images), human_masks, text_masks)
@@ -103,11 +118,21 @@ def image_cams(model_image, image: np.ndarray, human: np.ndarray | None, text: n
     return multiscale_cams(cam_fn, tensor, human_t, text_t, scales=scales, labels=labels).cpu()
 
 
-def segmentation_cams(model_image, image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None, *,
-                      seg: SegmentationClasses, scales: Sequence[float], labels: Sequence[int],
-                      device: torch.device) -> torch.Tensor:
+def segmentation_cams(
+    model_image,
+    image: np.ndarray,
+    human: np.ndarray | None,
+    text: np.ndarray | None,
+    *,
+    seg: SegmentationClasses,
+    scales: Sequence[float],
+    labels: Sequence[int],
+    device: torch.device,
+) -> torch.Tensor:
     """(K, H, W) CAMs of the K segmentation classes only (``image_cams`` less the classes without a region)."""
-    cams = image_cams(model_image, image, human, text, scales=scales, labels=labels, device=device)  # (C, H, W)
+    cams = image_cams(
+        model_image, image, human, text, scales=scales, labels=labels, device=device
+    )  # (C, H, W)
     return cams[seg.indices]
 
 
@@ -117,9 +142,14 @@ def untrained_model_image(meta: dict, *, seed: int, device: torch.device) -> Pri
     and without ImageNet weights, in eval mode. Deterministic; the global RNG is left untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model(backbone=meta["backbone"], tiny_width=meta["tiny_width"], pretrained=None,
-                            mask_types=meta["mask_types"], background_channel=meta["background_channel"],
-                            use_mask_weighting=meta["use_mask_weighting"])
+        model = build_model(
+            backbone=meta["backbone"],
+            tiny_width=meta["tiny_width"],
+            pretrained=None,
+            mask_types=meta["mask_types"],
+            background_channel=meta["background_channel"],
+            use_mask_weighting=meta["use_mask_weighting"],
+        )
     return model.to(device).eval()
 
 
@@ -143,10 +173,17 @@ class CamScores:
     def metrics(self) -> dict:
         """CAM mIoU, pixel accuracy and per-class IoU at the chosen threshold; mIoU per swept threshold."""
         scores = segmentation_scores(self.chosen, self.names)
-        swept = {f"{t:.2f}": segmentation_scores(cm, self.names)["miou"] for t, cm in self.sweep.items()}
+        swept = {
+            f"{t:.2f}": segmentation_scores(cm, self.names)["miou"] for t, cm in self.sweep.items()
+        }
         scored = {t: m for t, m in swept.items() if m is not None}
-        return {"cam_miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"],
-                "background_everywhere_miou":
-                    segmentation_scores(background_everywhere(self.chosen), self.names)["miou"],
-                "per_class_iou": scores["per_class_iou"], "sweep_miou": swept,
-                "best_bg_threshold": float(max(scored, key=scored.get)) if scored else None}
+        return {
+            "cam_miou": scores["miou"],
+            "pixel_accuracy": scores["pixel_accuracy"],
+            "background_everywhere_miou": segmentation_scores(
+                background_everywhere(self.chosen), self.names
+            )["miou"],
+            "per_class_iou": scores["per_class_iou"],
+            "sweep_miou": swept,
+            "best_bg_threshold": float(max(scored, key=scored.get)) if scored else None,
+        }

@@ -8,6 +8,7 @@ difference of two independent runs: ``sqrt(std_a**2 + std_b**2)`` (a side with o
 paper number, contributes 0; equal numbers are never significant). With no spread on either side
 nothing is said.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,11 @@ def spread(values: Iterable[Optional[float]]) -> Optional[Spread]:
     if not known:
         return None
     mean = sum(known) / len(known)
-    std = math.sqrt(sum((v - mean) ** 2 for v in known) / (len(known) - 1)) if len(known) > 1 else None
+    std = (
+        math.sqrt(sum((v - mean) ** 2 for v in known) / (len(known) - 1))
+        if len(known) > 1
+        else None
+    )
     return Spread(mean, std, len(known))
 
 
@@ -40,7 +45,9 @@ def significant(a: Optional[Spread], b: Optional[Spread]) -> Optional[bool]:
     """Whether |a - b| > its spread; None when either is missing or neither side has a spread."""
     if a is None or b is None or (a.std is None and b.std is None):
         return None
-    return abs(a.mean - b.mean) > math.hypot(a.std or 0.0, b.std or 0.0) + 1e-12  # float noise is no difference
+    return (
+        abs(a.mean - b.mean) > math.hypot(a.std or 0.0, b.std or 0.0) + 1e-12
+    )  # float noise is no difference
 
 
 def format_spread(value: Optional[Spread], scale: float = 1.0, digits: int = 2) -> str:
@@ -51,7 +58,9 @@ def format_spread(value: Optional[Spread], scale: float = 1.0, digits: int = 2) 
     return mean if value.std is None else f"{mean} ± {value.std * scale:.{digits}f} (n={value.n})"
 
 
-def mark(value: Optional[Spread], reference: Optional[Spread], scale: float = 1.0, digits: int = 2) -> str:
+def mark(
+    value: Optional[Spread], reference: Optional[Spread], scale: float = 1.0, digits: int = 2
+) -> str:
     """``format_spread`` of ``value``, with ' n.s.' when its difference to ``reference`` is not significant."""
     text = format_spread(value, scale, digits)
     return f"{text} {NOT_SIGNIFICANT}" if significant(value, reference) is False else text
@@ -65,10 +74,14 @@ def one_per_seed(experiments: list[dict]) -> list[dict]:
         kept = by_seed.get(experiment.get("seed"))
         if kept is None or (experiment.get("timestamp") or "") >= (kept.get("timestamp") or ""):
             by_seed[experiment.get("seed")] = experiment
-    return [by_seed[s] for s in sorted(by_seed, key=lambda s: (s is None, s if s is not None else 0))]
+    return [
+        by_seed[s] for s in sorted(by_seed, key=lambda s: (s is None, s if s is not None else 0))
+    ]
 
 
-def over_seeds(experiments: list[dict], read: Callable[[dict], Optional[float]]) -> Optional[Spread]:
+def over_seeds(
+    experiments: list[dict], read: Callable[[dict], Optional[float]]
+) -> Optional[Spread]:
     """One number (``read`` of each experiment) over the seeds of one configuration."""
     return spread(read(e) for e in one_per_seed(experiments))
 

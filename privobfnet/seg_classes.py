@@ -16,6 +16,7 @@ Two label encodings, both with 0 = background and 255 = ignore:
 ``SegmentationClasses.from_truth`` maps the first to the second; a ground-truth pixel of a class
 without a region (none should exist) becomes 255, so it is ignored rather than scored.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,17 +40,27 @@ class SegmentationClasses:
         position = {name: i for i, name in enumerate(self.attributes)}
         unknown = [c for c in self.classes if c not in position]
         if unknown:
-            raise ValueError(f"segmentation classes {unknown} are not attributes {list(self.attributes)}")
+            raise ValueError(
+                f"segmentation classes {unknown} are not attributes {list(self.attributes)}"
+            )
         if [position[c] for c in self.classes] != sorted(position[c] for c in self.classes):
-            raise ValueError(f"segmentation classes {list(self.classes)} are not in attribute order")
+            raise ValueError(
+                f"segmentation classes {list(self.classes)} are not in attribute order"
+            )
         if len(self.attributes) >= IGNORE_LABEL:
-            raise ValueError(f"{len(self.attributes)} attributes do not fit a uint8 label next to 255")
+            raise ValueError(
+                f"{len(self.attributes)} attributes do not fit a uint8 label next to 255"
+            )
 
     @classmethod
-    def from_label_names(cls, attributes: Sequence[str], label_names: Sequence[str]) -> "SegmentationClasses":
+    def from_label_names(
+        cls, attributes: Sequence[str], label_names: Sequence[str]
+    ) -> "SegmentationClasses":
         """From a segmentation model's label names (background first), as DeepLab's checkpoint stores them."""
         if not label_names or label_names[0] != BACKGROUND:
-            raise ValueError(f"label names must start with {BACKGROUND!r}, got {list(label_names)[:3]}")
+            raise ValueError(
+                f"label names must start with {BACKGROUND!r}, got {list(label_names)[:3]}"
+            )
         return cls(tuple(attributes), tuple(label_names[1:]))
 
     @property
@@ -79,9 +90,12 @@ class SegmentationClasses:
         return self.truth_lut()[mask]
 
 
-def segmentation_classes(attributes: Sequence[str], mask_types: Sequence[str]) -> SegmentationClasses:
+def segmentation_classes(
+    attributes: Sequence[str], mask_types: Sequence[str]
+) -> SegmentationClasses:
     """The one derivation of the segmentation classes: the attributes whose mask type is not ``no_region``."""
     if len(attributes) != len(mask_types):
         raise ValueError(f"{len(attributes)} attributes but {len(mask_types)} mask types")
-    return SegmentationClasses(tuple(attributes),
-                               tuple(a for a, t in zip(attributes, mask_types) if t != NO_REGION))
+    return SegmentationClasses(
+        tuple(attributes), tuple(a for a, t in zip(attributes, mask_types) if t != NO_REGION)
+    )

@@ -3,6 +3,7 @@
 Augmentation and batch order are pure functions of (seed, iteration), so a run resumed from a
 checkpoint sees exactly the batches an uninterrupted run would, whatever loaded them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,9 @@ def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
     return base_lr * (1.0 - iteration / total) ** power
 
 
-def batch_keys(*, n_images: int, batch_size: int, iteration: int, seed: int) -> list[tuple[int, int, int, int]]:
+def batch_keys(
+    *, n_images: int, batch_size: int, iteration: int, seed: int
+) -> list[tuple[int, int, int, int]]:
     """The samples of one iteration as (image index, seed, iteration, slot) keys.
 
     Images are drawn epoch by epoch from a permutation seeded by (seed, epoch); a key's last three
@@ -61,14 +64,14 @@ def random_scale_crop_flip(
     pad_h, pad_w = max(0, crop_size - size[1]), max(0, crop_size - size[0])
     if pad_h or pad_w:  # bottom and right, as the reference does
         image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
-        image[size[1]:, :] = PAD_RGB
-        image[:, size[0]:] = PAD_RGB
+        image[size[1] :, :] = PAD_RGB
+        image[:, size[0] :] = PAD_RGB
         label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=ignore_index)
 
     top = int(rng.integers(0, label.shape[0] - crop_size + 1))
     left = int(rng.integers(0, label.shape[1] - crop_size + 1))
-    image = image[top:top + crop_size, left:left + crop_size]
-    label = label[top:top + crop_size, left:left + crop_size]
+    image = image[top : top + crop_size, left : left + crop_size]
+    label = label[top : top + crop_size, left : left + crop_size]
     if rng.random() < 0.5:
         image, label = image[:, ::-1], label[:, ::-1]
     return np.array(image), np.array(label)  # fresh, writable, contiguous
@@ -87,7 +90,9 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 
 @torch.inference_mode()
-def predict_segmentation(model: nn.Module, image: np.ndarray, device: str | torch.device) -> np.ndarray:
+def predict_segmentation(
+    model: nn.Module, image: np.ndarray, device: str | torch.device
+) -> np.ndarray:
     """Full-image inference: (H, W, 3) uint8 -> (H, W) uint8 label map (argmax of upsampled scores)."""
     was_training = model.training
     model.eval()

@@ -7,6 +7,7 @@ metrics go out as ``loss.<term>`` and ``lr`` through a callback the stage gives 
 MLflow logging); the loss CSV has the history's columns. A non-finite loss stops training with
 :class:`NonFiniteLoss` before the step is applied, so the last good checkpoint stays in place.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,9 @@ from tqdm import tqdm
 from privobfnet.atomic import atomic_path
 from privobfnet.distributed import SINGLE, World, from_main, gather_blocks
 
-RESUME_TAG = "privobfnet.resumed_from"  # the MLflow tag: the iteration a run resumed at (0: from scratch)
+RESUME_TAG = (
+    "privobfnet.resumed_from"  # the MLflow tag: the iteration a run resumed at (0: from scratch)
+)
 StepLogger = Callable[[Mapping[str, float], int], None]  # (metrics, step) -> None
 
 
@@ -37,10 +40,14 @@ class NonFiniteLoss(RuntimeError):
 
 def fingerprint(payload: Mapping[str, Any]) -> str:
     """A short hash of what a checkpoint must match to be resumed (params, data, ...)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
-def setup_torch(*, device: str, num_threads: int, seed: int, cudnn_benchmark: bool = False) -> torch.device:
+def setup_torch(
+    *, device: str, num_threads: int, seed: int, cudnn_benchmark: bool = False
+) -> torch.device:
     """Threads, determinism flags and the seed; returns the device.
 
     On CPU ``torch.use_deterministic_algorithms`` holds (resumed runs end bit-identical). cuDNN's
@@ -84,22 +91,36 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
-def training_state(*, run_fingerprint: str, iteration: int, history: list[dict], models: Mapping[str, nn.Module],
-                   optimizer: torch.optim.Optimizer, device: torch.device, world: World = SINGLE) -> dict[str, Any]:
+def training_state(
+    *,
+    run_fingerprint: str,
+    iteration: int,
+    history: list[dict],
+    models: Mapping[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    world: World = SINGLE,
+) -> dict[str, Any]:
     """Everything a resumed run needs to continue exactly where this one stands.
 
     Under torchrun every rank calls it (it gathers each rank's RNG state, ``rank_rng``); rank 0 saves it.
     """
     state = {
-        "fingerprint": run_fingerprint, "iteration": iteration, "history": history,
+        "fingerprint": run_fingerprint,
+        "iteration": iteration,
+        "history": history,
         "models": {name: model.state_dict() for name, model in models.items()},
         "optimizer": optimizer.state_dict(),
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+        },
     }
     if world.distributed:
-        own = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+        own = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        }
         state["rank_rng"] = gather_blocks(own, world)
     return state
 
@@ -114,8 +135,15 @@ def _matching_state(path: Path, run_fingerprint: str) -> dict[str, Any] | None:
     return state
 
 
-def resume(path: str | os.PathLike, *, run_fingerprint: str, models: Mapping[str, nn.Module],
-           optimizer: torch.optim.Optimizer, device: torch.device, world: World = SINGLE) -> tuple[int, list[dict]]:
+def resume(
+    path: str | os.PathLike,
+    *,
+    run_fingerprint: str,
+    models: Mapping[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    world: World = SINGLE,
+) -> tuple[int, list[dict]]:
     """Load ``path`` into the models and optimizer if its fingerprint matches -> (iteration, history).
 
     Under torchrun rank 0 reads the file and sends it to every rank (no shared file system needed);
@@ -142,25 +170,46 @@ def resume(path: str | os.PathLike, *, run_fingerprint: str, models: Mapping[str
     return state["iteration"], list(state["history"])
 
 
-def loss_values(losses: Mapping[str, torch.Tensor], *, iteration: int,
-                last_good: str | os.PathLike) -> dict[str, float]:
+def loss_values(
+    losses: Mapping[str, torch.Tensor], *, iteration: int, last_good: str | os.PathLike
+) -> dict[str, float]:
     """The loss terms as floats, ``total`` first; raises :class:`NonFiniteLoss` when any is NaN or infinite."""
-    values = {name: loss.item() for name, loss in sorted(losses.items(), key=lambda item: item[0] != "total")}
+    values = {
+        name: loss.item()
+        for name, loss in sorted(losses.items(), key=lambda item: item[0] != "total")
+    }
     bad = {name: value for name, value in values.items() if not math.isfinite(value)}
     if bad:
         terms = ", ".join(f"{name}={value}" for name, value in values.items())
-        raise NonFiniteLoss(f"iteration {iteration}: non-finite loss ({terms}); training stopped before this "
-                            f"step was applied; the last good checkpoint is {last_good} (if one was written)")
+        raise NonFiniteLoss(
+            f"iteration {iteration}: non-finite loss ({terms}); training stopped before this "
+            f"step was applied; the last good checkpoint is {last_good} (if one was written)"
+        )
     return values
 
 
 class Progress:
     """The progress bar, the per-step metrics and the one training clock of a run."""
 
-    def __init__(self, desc: str, *, total: int, start: int, log_step: StepLogger | None = None, show: bool = True):
+    def __init__(
+        self,
+        desc: str,
+        *,
+        total: int,
+        start: int,
+        log_step: StepLogger | None = None,
+        show: bool = True,
+    ):
         """``show``: draw the bar (under torchrun only rank 0 does)."""
-        self._bar = tqdm(total=total, initial=start, desc=desc, unit="it", mininterval=1.0, dynamic_ncols=True,
-                         disable=not show)
+        self._bar = tqdm(
+            total=total,
+            initial=start,
+            desc=desc,
+            unit="it",
+            mininterval=1.0,
+            dynamic_ncols=True,
+            disable=not show,
+        )
         self._log_step = log_step
         self._started = time.perf_counter()
         self.steps = 0  # steps taken by this process (not counting those a resume skipped)
@@ -198,10 +247,12 @@ def loss_csv(history: list[dict]) -> str:
     return out.getvalue()
 
 
-FINAL_LOSS_SHARE = 20  # final_loss averages the last 1/20 of the steps: one step's loss is too noisy
+FINAL_LOSS_SHARE = (
+    20  # final_loss averages the last 1/20 of the steps: one step's loss is too noisy
+)
 
 
 def final_loss(history: list[dict], total_steps: int) -> float | None:
     """Mean total loss over the last ``total_steps // FINAL_LOSS_SHARE`` steps (None before any step)."""
-    tail = [row["total"] for row in history[-max(1, total_steps // FINAL_LOSS_SHARE):]]
+    tail = [row["total"] for row in history[-max(1, total_steps // FINAL_LOSS_SHARE) :]]
     return round(sum(tail) / len(tail), 4) if tail else None

@@ -1,4 +1,5 @@
 """Figures (pure: arrays in, a matplotlib Figure out; Agg canvas, no pyplot, no display needed)."""
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,9 @@ def _parser_overlay(image: np.ndarray, parser_mask: np.ndarray) -> np.ndarray:
     return np.where(person, image * 0.4 + np.array([255, 60, 200]) * 0.6, dimmed).astype(np.uint8)
 
 
-def triptych_grid(n_samples: int, per_row: int, panel_size: tuple[float, float],
-                  extra_height: float = 0.0) -> tuple[Figure, list[tuple]]:
+def triptych_grid(
+    n_samples: int, per_row: int, panel_size: tuple[float, float], extra_height: float = 0.0
+) -> tuple[Figure, list[tuple]]:
     """A figure for ``n_samples`` samples, ``per_row`` per row, three panels (axes, all off) each.
 
     Returns the figure and, per sample, its three axes. ``panel_size`` is (width, height) in inches.
@@ -66,11 +68,13 @@ def triptych_grid(n_samples: int, per_row: int, panel_size: tuple[float, float],
     panels = []
     for n in range(n_samples):
         row, col = divmod(n, per_row)
-        panels.append(tuple(axes[row, 3 * col: 3 * col + 3]))
+        panels.append(tuple(axes[row, 3 * col : 3 * col + 3]))
     return fig, panels
 
 
-def samples_figure(samples: Sequence[SampleLike], class_names: Sequence[str], *, per_row: int = 2) -> Figure:
+def samples_figure(
+    samples: Sequence[SampleLike], class_names: Sequence[str], *, per_row: int = 2
+) -> Figure:
     """Grid of samples: image (titled with its labels), class-mask overlay with a legend, parser overlay."""
     if not samples:
         raise ValueError("samples_figure needs at least one sample")
@@ -79,7 +83,9 @@ def samples_figure(samples: Sequence[SampleLike], class_names: Sequence[str], *,
     for sample, (ax_img, ax_mask, ax_parser) in zip(samples, panels):
         names = [class_names[i] for i in sample.labels]
         ax_img.imshow(sample.image, interpolation="nearest")
-        ax_img.set_title("\n".join(textwrap.wrap(", ".join(names), 34)) or "(no labels)", fontsize=7)
+        ax_img.set_title(
+            "\n".join(textwrap.wrap(", ".join(names), 34)) or "(no labels)", fontsize=7
+        )
         if sample.class_mask is None:
             ax_mask.set_title("(no mask)", fontsize=7)
             continue
@@ -88,20 +94,33 @@ def samples_figure(samples: Sequence[SampleLike], class_names: Sequence[str], *,
         shown = [int(v) for v in np.unique(sample.class_mask) if 0 < v <= len(class_names)]
         if shown:
             handles = [Patch(color=palette[v], label=class_names[v - 1]) for v in shown]
-            ax_mask.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.01), fontsize=6,
-                           frameon=False, handlelength=1, borderaxespad=0)
+            ax_mask.legend(
+                handles=handles,
+                loc="upper left",
+                bbox_to_anchor=(0.0, -0.01),
+                fontsize=6,
+                frameon=False,
+                handlelength=1,
+                borderaxespad=0,
+            )
         if sample.parser_mask is not None:
-            ax_parser.imshow(_parser_overlay(sample.image, sample.parser_mask), interpolation="nearest")
+            ax_parser.imshow(
+                _parser_overlay(sample.image, sample.parser_mask), interpolation="nearest"
+            )
             ax_parser.set_title("simulated human parser", fontsize=7)
     return fig
 
 
 def truth_overlay(image: np.ndarray, truth: np.ndarray | None) -> np.ndarray | None:
     """A ground-truth class mask over its image, the ignore label (255) shown as background."""
-    return None if truth is None else overlay(image, np.where(truth == 255, 0, truth).astype(np.uint8))
+    return (
+        None if truth is None else overlay(image, np.where(truth == 255, 0, truth).astype(np.uint8))
+    )
 
 
-def panels_figure(rows: Sequence[Sequence[tuple[np.ndarray | None, str]]], panel_inches: float = 2.2) -> Figure:
+def panels_figure(
+    rows: Sequence[Sequence[tuple[np.ndarray | None, str]]], panel_inches: float = 2.2
+) -> Figure:
     """A grid with one row per sample: each panel a picture (None: left blank) under a small title."""
     n_cols = max(len(row) for row in rows)
     fig = Figure(figsize=(panel_inches * n_cols, panel_inches * len(rows)), layout="constrained")

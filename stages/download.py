@@ -1,12 +1,13 @@
 """Stage `download`: generate SynthPriv, or fetch and verify a real data set, into data/raw/."""
+
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from privobfnet.config import Config
 from ops.common import load_params, write_metrics
 from ops.tracking import stage_run
+from privobfnet.config import Config
 
 PARAM_SECTIONS = ["data", "synthpriv", "download"]
 

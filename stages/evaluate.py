@@ -6,6 +6,7 @@ Model-Image's privacy score (L1 / Pearson / Spearman, paper Table 2) and attribu
 configured eval splits (``train.eval_split``, ``deeplab.eval_split``) plus ``val`` and ``test``
 where the data set has them. Both final models are logged and registered in MLflow.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,12 +14,17 @@ from pathlib import Path
 from ops.common import atomic_path, load_params, write_metrics
 from ops.registry import register_final_models
 from ops.tracking import stage_run
+from privobfnet.baselines import background_everywhere, trivial_baselines
 from privobfnet.config import Config
 from privobfnet.data.images import load_rgb
 from privobfnet.data.manifest import read_manifest
 from privobfnet.deeplab_data import read_truth, split_confusion
-from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, ensemble_metrics, load_split, predict_split
-from privobfnet.baselines import background_everywhere, trivial_baselines
+from privobfnet.ensemble_data import (
+    ENSEMBLE_CHECKPOINT,
+    ensemble_metrics,
+    load_split,
+    predict_split,
+)
 from privobfnet.metrics import segmentation_scores
 from privobfnet.models.deeplabv2 import load_deeplab
 from privobfnet.models.ensemble import load_ensemble
@@ -43,49 +49,89 @@ def main(cfg: Config) -> dict:
     """Evaluate both final models; writes reports/metrics/evaluate.json and the predictions figure."""
     max_pixels = cfg.data.max_image_pixels
     with stage_run("evaluate", cfg, PARAM_SECTIONS) as run:
-        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset,
-                          {split: "evaluation" for split in evaluated_splits(cfg)})
-        device = setup_torch(device=cfg.deeplab.device, num_threads=cfg.deeplab.num_threads, seed=cfg.seed)
+        run.log_manifests(
+            cfg.data.manifest_dir,
+            cfg.data.dataset,
+            {split: "evaluation" for split in evaluated_splits(cfg)},
+        )
+        device = setup_torch(
+            device=cfg.deeplab.device, num_threads=cfg.deeplab.num_threads, seed=cfg.seed
+        )
         model_image, _, _ = load_ensemble(ENSEMBLE_CHECKPOINT, device)
         deeplab, deeplab_meta = load_deeplab(DEEPLAB_CHECKPOINT, device)
-        class_names = deeplab_meta["class_names"]  # background + the segmentation classes it was trained on
-        eval_manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{cfg.deeplab.eval_split}.parquet")
+        class_names = deeplab_meta[
+            "class_names"
+        ]  # background + the segmentation classes it was trained on
+        eval_manifest = read_manifest(
+            Path(cfg.data.manifest_dir) / f"{cfg.deeplab.eval_split}.parquet"
+        )
         seg = SegmentationClasses.from_label_names(eval_manifest.attrs["class_names"], class_names)
-        metrics: dict = {"splits": evaluated_splits(cfg), "crf": False, "segmentation": {}, "privacy": {},
-                         "attributes": {}, "baselines": {}}
+        metrics: dict = {
+            "splits": evaluated_splits(cfg),
+            "crf": False,
+            "segmentation": {},
+            "privacy": {},
+            "attributes": {},
+            "baselines": {},
+        }
         train_scores = load_split(cfg, cfg.train.train_split).scores.numpy()
         for split in metrics["splits"]:
             manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet")
-            cm, n_images = split_confusion(deeplab, manifest, max_pixels=max_pixels, seg=seg, device=device)
+            cm, n_images = split_confusion(
+                deeplab, manifest, max_pixels=max_pixels, seg=seg, device=device
+            )
             data = load_split(cfg, split)
             baselines = trivial_baselines(data.labels.numpy(), data.scores.numpy(), train_scores)
             if n_images:
-                metrics["segmentation"][split] = {**segmentation_scores(cm, class_names), "images": n_images}
-                baselines["background_everywhere_miou"] = segmentation_scores(background_everywhere(cm),
-                                                                              class_names)["miou"]
+                metrics["segmentation"][split] = {
+                    **segmentation_scores(cm, class_names),
+                    "images": n_images,
+                }
+                baselines["background_everywhere_miou"] = segmentation_scores(
+                    background_everywhere(cm), class_names
+                )["miou"]
             metrics["baselines"][split] = baselines
-            ensemble = ensemble_metrics(*predict_split(model_image, data, device, cfg.train.batch_size), data)
+            ensemble = ensemble_metrics(
+                *predict_split(model_image, data, device, cfg.train.batch_size), data
+            )
             metrics["privacy"][split] = ensemble["privacy"]
-            metrics["attributes"][split] = {"mean_accuracy": ensemble["attribute_mean_accuracy"],
-                                            "map": ensemble["attribute_map"],
-                                            "accuracy": ensemble["attribute_accuracy"],
-                                            "ap": ensemble["attribute_ap"], "images": ensemble["eval_images"]}
+            metrics["attributes"][split] = {
+                "mean_accuracy": ensemble["attribute_mean_accuracy"],
+                "map": ensemble["attribute_map"],
+                "accuracy": ensemble["attribute_accuracy"],
+                "ap": ensemble["attribute_ap"],
+                "images": ensemble["eval_images"],
+            }
         # ---- figure: image, ground truth, prediction for the first images with masks ----------------
         figure_rows = []
-        for row in eval_manifest[eval_manifest["mask_path"].notna()].head(N_FIGURE).itertuples(index=False):
+        for row in (
+            eval_manifest[eval_manifest["mask_path"].notna()].head(N_FIGURE).itertuples(index=False)
+        ):
             image = load_rgb(row.path, max_pixels=max_pixels)
             truth = read_truth(row.mask_path, seg, max_pixels=max_pixels)
-            figure_rows.append([(image, row.image_id), (truth_overlay(image, truth), "ground truth"),
-                                (overlay(image, predict_segmentation(deeplab, image, device)), "DeepLabV2")])
+            figure_rows.append(
+                [
+                    (image, row.image_id),
+                    (truth_overlay(image, truth), "ground truth"),
+                    (overlay(image, predict_segmentation(deeplab, image, device)), "DeepLabV2"),
+                ]
+            )
         with atomic_path(FIGURE_PATH) as tmp:
             panels_figure(figure_rows).savefig(tmp, format="png", dpi=100)
         run.log_metrics(metrics)
         run.log_artifact(FIGURE_PATH, "figures")
         registered = register_final_models(
-            run, profile=cfg.profile, metrics=metrics, model_image=model_image, ensemble_checkpoint=ENSEMBLE_CHECKPOINT,
-            ensemble_split=cfg.train.eval_split, deeplab=deeplab, deeplab_checkpoint=DEEPLAB_CHECKPOINT,
+            run,
+            profile=cfg.profile,
+            metrics=metrics,
+            model_image=model_image,
+            ensemble_checkpoint=ENSEMBLE_CHECKPOINT,
+            ensemble_split=cfg.train.eval_split,
+            deeplab=deeplab,
+            deeplab_checkpoint=DEEPLAB_CHECKPOINT,
             deeplab_description=f"DeepLabV2 ({cfg.deeplab.backbone}, trained on {cfg.deeplab.labels} labels, "
-                                f"profile {cfg.profile}); evaluated on {cfg.deeplab.eval_split}.")
+            f"profile {cfg.profile}); evaluated on {cfg.deeplab.eval_split}.",
+        )
         write_metrics("evaluate", metrics, {"registered_models": registered})
     return metrics
 

@@ -17,6 +17,7 @@ An image a backend fails on is recorded in failures.jsonl; beyond ``masks.failur
 images the stage fails with a summary; within it they get an all-ones mask (no weighting) and
 ``fallback`` = true in the index.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,22 @@ from privobfnet.data.mask_types import load_mask_types
 from privobfnet.data.readers import dataset_root
 from privobfnet.masks.cluster import run_tasks_on_dask
 from privobfnet.masks.runner import (
-    KINDS, MasksFailed, ResultLog, Settings, Task, backend_names, fingerprint, init_worker, prepare_out_dir,
-    read_faces, read_valid_mask, run_tasks, sort_jsonl, worker_threads, write_fallbacks, write_index,
+    KINDS,
+    MasksFailed,
+    ResultLog,
+    Settings,
+    Task,
+    backend_names,
+    fingerprint,
+    init_worker,
+    prepare_out_dir,
+    read_faces,
+    read_valid_mask,
+    run_tasks,
+    sort_jsonl,
+    worker_threads,
+    write_fallbacks,
+    write_index,
 )
 from privobfnet.masks.simulated import PARSER_FOLDER
 from privobfnet.masks.summary import MaskRunStats, failure_summary, summarize
@@ -56,75 +71,140 @@ def main(cfg: Config) -> dict:
     out_dir, masks = Path(cfg.masks.out_dir), cfg.masks
     scheduler = os.environ.get(SCHEDULER_ENV) or masks.scheduler
     if scheduler is not None and not SCHEDULER_PATTERN.fullmatch(scheduler):
-        raise ValueError(f"${SCHEDULER_ENV}: {scheduler!r} is not a Dask scheduler address tcp://host:port")
+        raise ValueError(
+            f"${SCHEDULER_ENV}: {scheduler!r} is not a Dask scheduler address tcp://host:port"
+        )
     with stage_run("masks", cfg, PARAM_SECTIONS) as run:
         # ---- what to compute -------------------------------------------------------------------
-        splits = {s: read_manifest(Path(cfg.data.manifest_dir) / f"{s}.parquet") for s in cfg.data.splits}
-        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset, {split: "masks" for split in splits})
+        splits = {
+            s: read_manifest(Path(cfg.data.manifest_dir) / f"{s}.parquet") for s in cfg.data.splits
+        }
+        run.log_manifests(
+            cfg.data.manifest_dir, cfg.data.dataset, {split: "masks" for split in splits}
+        )
         class_names = next(iter(splits.values())).attrs["class_names"]
         needed = tuple(k for k in KINDS if k in load_mask_types(cfg.data.dataset, class_names))
         out_dir.mkdir(parents=True, exist_ok=True)
-        stamp = fingerprint(cfg, needed, [Path(cfg.data.manifest_dir) / f"{s}.parquet" for s in splits])
+        stamp = fingerprint(
+            cfg, needed, [Path(cfg.data.manifest_dir) / f"{s}.parquet" for s in splits]
+        )
         resumed = prepare_out_dir(out_dir, stamp)
         faces = read_faces(out_dir / "faces.jsonl") if masks.face_backend != "none" else {}
         rows = pd.concat(list(splits.values()), ignore_index=True)
-        unsafe = [i for i in rows["image_id"] if Path(str(i)).name != str(i) or str(i).startswith(".")]
+        unsafe = [
+            i for i in rows["image_id"] if Path(str(i)).name != str(i) or str(i).startswith(".")
+        ]
         if unsafe:  # ids name the mask files
             raise ValueError(f"image ids unusable as file names: {unsafe[:5]}")
-        tasks = [Task(str(r.image_id), str(r.split), str(r.path), int(r.width), int(r.height),
-                      masks.face_backend != "none" and str(r.image_id) not in faces) for r in rows.itertuples()]
-        parser_dir = str(Path(dataset_root(cfg.data)) / PARSER_FOLDER) if masks.human_backend == "simulated" else None
+        tasks = [
+            Task(
+                str(r.image_id),
+                str(r.split),
+                str(r.path),
+                int(r.width),
+                int(r.height),
+                masks.face_backend != "none" and str(r.image_id) not in faces,
+            )
+            for r in rows.itertuples()
+        ]
+        parser_dir = (
+            str(Path(dataset_root(cfg.data)) / PARSER_FOLDER)
+            if masks.human_backend == "simulated"
+            else None
+        )
         cache_dir = os.environ.get(CACHE_ENV) or str(project_root() / ".cache")
-        settings = Settings(masks=masks, needed=needed, cache_dir=cache_dir,
-                            out_dir=str(out_dir), parser_dir=parser_dir, threads=worker_threads(masks.workers),
-                            max_pixels=cfg.data.max_image_pixels)
+        settings = Settings(
+            masks=masks,
+            needed=needed,
+            cache_dir=cache_dir,
+            out_dir=str(out_dir),
+            parser_dir=parser_dir,
+            threads=worker_threads(masks.workers),
+            max_pixels=cfg.data.max_image_pixels,
+        )
         init_worker(settings)  # here too: fetches model files once and fails early on a bad setting
         # ---- run -------------------------------------------------------------------------------
         start, workers = time.perf_counter(), masks.workers
-        with tqdm(total=len(tasks), desc="masks", unit="img", mininterval=2.0) as bar, \
-                ResultLog(out_dir, MaskRunStats(), faces, on_image=bar.update) as results:
+        with (
+            tqdm(total=len(tasks), desc="masks", unit="img", mininterval=2.0) as bar,
+            ResultLog(out_dir, MaskRunStats(), faces, on_image=bar.update) as results,
+        ):
             if scheduler is None:
                 run_tasks(tasks, settings, masks.workers, results)
             else:  # the same results from a Dask cluster's workers; this process writes the masks
                 workers = run_tasks_on_dask(tasks, settings, scheduler, results)
         stats = results.stats
-        metrics, run_facts = summarize(stats, backend_names=backend_names(), faces=faces, resumed=resumed,
-                                       image_ids=[task.image_id for task in tasks], workers=workers,
-                                       wall_seconds=time.perf_counter() - start)
+        metrics, run_facts = summarize(
+            stats,
+            backend_names=backend_names(),
+            faces=faces,
+            resumed=resumed,
+            image_ids=[task.image_id for task in tasks],
+            workers=workers,
+            wall_seconds=time.perf_counter() - start,
+        )
         run_facts["scheduler"] = scheduler
         write_metrics("masks", metrics, run_facts)
         run.log_metrics(metrics)
         run.log_metrics(run_facts)
         failed = stats.failed_ids
         if len(failed) > masks.failure_budget:
-            raise MasksFailed(failure_summary(stats.failures, n_failed=len(failed), budget=masks.failure_budget,
-                                              failures_file=str(out_dir / "failures.jsonl")))
+            raise MasksFailed(
+                failure_summary(
+                    stats.failures,
+                    n_failed=len(failed),
+                    budget=masks.failure_budget,
+                    failures_file=str(out_dir / "failures.jsonl"),
+                )
+            )
         # ---- write -----------------------------------------------------------------------------
         write_fallbacks(tasks, failed, out_dir, faces if masks.face_backend != "none" else None)
         write_index(tasks, out_dir, faces if masks.face_backend != "none" else None, set(failed))
         for log in ("faces.jsonl", "failures.jsonl"):
             sort_jsonl(out_dir / log)
-        run.log_artifact(write_figure(cfg, tasks, stats.coverage, needed, out_dir, faces), "figures")
-        atomic_write_text(out_dir / ".state.json", json.dumps({"fingerprint": stamp, "complete": True}) + "\n")
+        run.log_artifact(
+            write_figure(cfg, tasks, stats.coverage, needed, out_dir, faces), "figures"
+        )
+        atomic_write_text(
+            out_dir / ".state.json", json.dumps({"fingerprint": stamp, "complete": True}) + "\n"
+        )
     return metrics
 
 
-def write_figure(cfg: Config, tasks, coverages: dict, kinds, out_dir: Path, faces: dict, n: int = 6) -> Path:
+def write_figure(
+    cfg: Config, tasks, coverages: dict, kinds, out_dir: Path, faces: dict, n: int = 6
+) -> Path:
     """reports/figures/masks_samples.png: images with the most kinds of content, masks overlaid."""
+
     def richness(task: Task) -> int:
-        return sum(coverages.get(task.image_id, {}).get(kind, 0) > 0 for kind in kinds) + bool(faces.get(task.image_id))
+        return sum(coverages.get(task.image_id, {}).get(kind, 0) > 0 for kind in kinds) + bool(
+            faces.get(task.image_id)
+        )
 
     chosen = sorted(tasks, key=richness, reverse=True)[:n]
     samples = []
     for task in chosen:
-        stored = {kind: read_valid_mask(out_dir / kind / f"{task.image_id}.png", (task.width, task.height))
-                  for kind in kinds}
+        stored = {
+            kind: read_valid_mask(
+                out_dir / kind / f"{task.image_id}.png", (task.width, task.height)
+            )
+            for kind in kinds
+        }
         image = load_rgb(task.path, max_pixels=cfg.data.max_image_pixels)
-        samples.append(MaskSample(task.image_id, image, stored.get("human"), stored.get("text"),
-                                  faces.get(task.image_id, [])))
+        samples.append(
+            MaskSample(
+                task.image_id,
+                image,
+                stored.get("human"),
+                stored.get("text"),
+                faces.get(task.image_id, []),
+            )
+        )
     masks = cfg.masks
-    title = (f"human: {masks.human_backend}, text: {masks.text_backend}, faces: {masks.face_backend} "
-             f"({cfg.data.dataset})")
+    title = (
+        f"human: {masks.human_backend}, text: {masks.text_backend}, faces: {masks.face_backend} "
+        f"({cfg.data.dataset})"
+    )
     with atomic_path(FIGURE_PATH) as tmp:
         masks_figure(samples, backends=title).savefig(tmp, format="png", dpi=120)
     return FIGURE_PATH

@@ -11,6 +11,7 @@ segmentation encoding (0 background, segmentation class j -> j + 1); ground trut
 The masks-only baseline, an untrained Model-Image (same build, mask weighting and seed) given the
 same true image labels and post-processing, is scored beside it: ``splits.<split>.masks_only_cam_miou``.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,7 +29,12 @@ from privobfnet.deeplab_data import read_truth
 from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, mask_paths, read_gray
 from privobfnet.inference import overlay_attention
 from privobfnet.models.ensemble import load_ensemble
-from privobfnet.pseudo_labels import CamScores, pseudo_label, segmentation_cams, untrained_model_image
+from privobfnet.pseudo_labels import (
+    CamScores,
+    pseudo_label,
+    segmentation_cams,
+    untrained_model_image,
+)
 from privobfnet.seg_classes import segmentation_classes
 from privobfnet.trainer import setup_torch
 from privobfnet.viz import overlay, panels_figure, truth_overlay
@@ -44,28 +50,53 @@ def main(cfg: Config) -> dict:
     settings, max_pixels = cfg.pseudo_labels, cfg.data.max_image_pixels
     with stage_run("pseudo_labels", cfg, PARAM_SECTIONS) as run:
         start = time.perf_counter()
-        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset,
-                          {**{split: "evaluation" for split in settings.eval_splits},
-                           cfg.deeplab.train_split: "pseudo_labels"})
-        device = setup_torch(device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed)
+        run.log_manifests(
+            cfg.data.manifest_dir,
+            cfg.data.dataset,
+            {
+                **{split: "evaluation" for split in settings.eval_splits},
+                cfg.deeplab.train_split: "pseudo_labels",
+            },
+        )
+        device = setup_torch(
+            device=cfg.train.device, num_threads=cfg.train.num_threads, seed=cfg.seed
+        )
         model_image, _, meta = load_ensemble(ENSEMBLE_CHECKPOINT, device)
-        seg = segmentation_classes(meta["class_names"], load_mask_types(cfg.data.dataset, meta["class_names"]))
-        untrained = untrained_model_image(meta, seed=cfg.seed, device=device)  # the masks-only baseline
+        seg = segmentation_classes(
+            meta["class_names"], load_mask_types(cfg.data.dataset, meta["class_names"])
+        )
+        untrained = untrained_model_image(
+            meta, seed=cfg.seed, device=device
+        )  # the masks-only baseline
         priors = mask_paths(cfg.masks.out_dir)
         rows, splits_of = {}, {}  # image_id -> manifest row, and the splits it is in
         for split in dict.fromkeys([cfg.deeplab.train_split, *settings.eval_splits]):
-            for row in read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet").itertuples(index=False):
+            for row in read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet").itertuples(
+                index=False
+            ):
                 rows[row.image_id] = row
                 splits_of.setdefault(row.image_id, []).append(split)
-        scores = {split: CamScores(seg.classes, sweep=settings.bg_sweep) for split in settings.eval_splits}
+        scores = {
+            split: CamScores(seg.classes, sweep=settings.bg_sweep) for split in settings.eval_splits
+        }
         baseline = {split: CamScores(seg.classes, sweep=()) for split in settings.eval_splits}
         figure_rows = []
         for image_id, row in tqdm(rows.items(), desc="pseudo_labels", mininterval=2.0):
             image = load_rgb(row.path, max_pixels=max_pixels)
             human, text = (read_gray(path) for path in priors[image_id])
-            cams = segmentation_cams(model_image, image, human, text, seg=seg, scales=settings.scales,
-                                     labels=row.labels, device=device)  # (K, H, W)
-            label = pseudo_label(image, cams, settings)  # the CRF refines what is written; the sweep stays on raw CAMs
+            cams = segmentation_cams(
+                model_image,
+                image,
+                human,
+                text,
+                seg=seg,
+                scales=settings.scales,
+                labels=row.labels,
+                device=device,
+            )  # (K, H, W)
+            label = pseudo_label(
+                image, cams, settings
+            )  # the CRF refines what is written; the sweep stays on raw CAMs
             with atomic_path(Path(settings.out_dir) / f"{image_id}.png") as tmp:
                 mask_to_image(label).save(tmp, format="PNG")
             truth = None
@@ -75,25 +106,50 @@ def main(cfg: Config) -> dict:
                 for split in scored:
                     scores[split].add(label, cams, truth)
                 if scored:
-                    free = segmentation_cams(untrained, image, human, text, seg=seg, scales=settings.scales,
-                                             labels=row.labels, device=device)
+                    free = segmentation_cams(
+                        untrained,
+                        image,
+                        human,
+                        text,
+                        seg=seg,
+                        scales=settings.scales,
+                        labels=row.labels,
+                        device=device,
+                    )
                     free_label = pseudo_label(image, free, settings)
                     for split in scored:
                         baseline[split].add(free_label, free, truth)
             if len(figure_rows) < N_FIGURE:
-                figure_rows.append([(image, image_id), (truth_overlay(image, truth), "ground truth"),
-                                    (overlay(image, label), "pseudo-label"),
-                                    (overlay_attention(image, cams.max(dim=0).values.numpy()),
-                                     "CAM (max over classes)")])
-        metrics = {"bg_threshold": settings.bg_threshold, "crf": settings.crf, "images": len(rows),
-                   "classes": seg.label_names, "splits": {}}
+                figure_rows.append(
+                    [
+                        (image, image_id),
+                        (truth_overlay(image, truth), "ground truth"),
+                        (overlay(image, label), "pseudo-label"),
+                        (
+                            overlay_attention(image, cams.max(dim=0).values.numpy()),
+                            "CAM (max over classes)",
+                        ),
+                    ]
+                )
+        metrics = {
+            "bg_threshold": settings.bg_threshold,
+            "crf": settings.crf,
+            "images": len(rows),
+            "classes": seg.label_names,
+            "splits": {},
+        }
         for split, split_scores in scores.items():
             free = baseline[split].metrics()
-            metrics["splits"][split] = {**split_scores.metrics(), "masks_only_cam_miou": free["cam_miou"],
-                                        "masks_only_pixel_accuracy": free["pixel_accuracy"]}
-        sweep_rows = [f"{split},{threshold},{'' if miou is None else round(miou, 6)}\n"
-                      for split, split_metrics in metrics["splits"].items()
-                      for threshold, miou in split_metrics["sweep_miou"].items()]
+            metrics["splits"][split] = {
+                **split_scores.metrics(),
+                "masks_only_cam_miou": free["cam_miou"],
+                "masks_only_pixel_accuracy": free["pixel_accuracy"],
+            }
+        sweep_rows = [
+            f"{split},{threshold},{'' if miou is None else round(miou, 6)}\n"
+            for split, split_metrics in metrics["splits"].items()
+            for threshold, miou in split_metrics["sweep_miou"].items()
+        ]
         atomic_write_text(SWEEP_PLOT, "split,bg_threshold,miou\n" + "".join(sweep_rows))
         with atomic_path(FIGURE_PATH) as tmp:
             panels_figure(figure_rows).savefig(tmp, format="png", dpi=100)

@@ -6,9 +6,10 @@ The model gets the priors it was trained with (the masks stage's stored human an
 its face boxes); text lines for snapping come from the same OCR detector at the same settings.
 Strings are known for SynthPriv (each image is regenerated from its seed and checked against its
 stored ground truth); other data sets report no PII leak rate. Writes reports/metrics/redact.json
-(reproducible), reports/runs/redact.json (timings) and reports/figures/redact_examples.png; the redacted pixels stay in memory (lossless: PNG output
-would hold exactly them).
+(reproducible), reports/runs/redact.json (timings) and reports/figures/redact_examples.png; the
+redacted pixels stay in memory (lossless: PNG output would hold exactly them).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,15 +22,22 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from ops.common import atomic_path, load_params, write_metrics
+from ops.tracking import project_root, stage_run
 from privobfnet.config import Config
 from privobfnet.data.images import load_mask, load_rgb
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.synthpriv import generate_sample
 from privobfnet.masks import build_backend
-from privobfnet.obfuscate import Detections, Detectors, Obfuscator, Preferences, TextReader, load_model
+from privobfnet.obfuscate import (
+    Detections,
+    Detectors,
+    Obfuscator,
+    Preferences,
+    TextReader,
+    load_model,
+)
 from privobfnet.obfuscate.evaluation import RedactTally, before_after_figure, faces_on, strings_read
-from ops.common import atomic_path, load_params, write_metrics
-from ops.tracking import project_root, stage_run
 
 STAGE = "redact"
 PARAM_SECTIONS = ["redact", "masks"]
@@ -47,13 +55,17 @@ def stored_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def synthpriv_strings(cfg: Config, image_id: str, truth: np.ndarray | None) -> list[tuple[str, str]]:
+def synthpriv_strings(
+    cfg: Config, image_id: str, truth: np.ndarray | None
+) -> list[tuple[str, str]]:
     """(attribute, string) drawn in a SynthPriv image, regenerated from its seed and checked."""
     split, index = image_id.rsplit("_", 1)
     sample = generate_sample(split, int(index), cfg)
     if truth is not None and not np.array_equal(sample.class_mask, truth):
-        raise ValueError(f"{image_id}: regenerated ground truth differs from the stored one (seed or synthpriv "
-                         "params changed since the download stage?)")
+        raise ValueError(
+            f"{image_id}: regenerated ground truth differs from the stored one (seed or synthpriv "
+            "params changed since the download stage?)"
+        )
     return list(sample.texts)
 
 
@@ -68,66 +80,119 @@ def main(cfg: Config) -> dict:
         model = load_model(ENSEMBLE_CHECKPOINT)
         missing = [a for a in settings.hide if a not in model.class_names]
         if missing:
-            raise ValueError(f"redact.hide: {missing} are not attributes of the model ({model.class_names})")
+            raise ValueError(
+                f"redact.hide: {missing} are not attributes of the model ({model.class_names})"
+            )
         chosen = [model.class_names.index(a) for a in settings.hide]
         face_classes = [c for c in chosen if model.mask_types[c] == "human"]
         text_classes = {model.class_names[c] for c in chosen if model.mask_types[c] == "text"}
         cache_dir = os.environ.get(CACHE_ENV) or str(project_root() / ".cache")
-        text = build_backend("text", masks_cfg.text_backend, limit_side=masks_cfg.text_det_limit_side,
-                             margin_px=masks_cfg.text_margin_px, cache_dir=cache_dir)
+        text = build_backend(
+            "text",
+            masks_cfg.text_backend,
+            limit_side=masks_cfg.text_det_limit_side,
+            margin_px=masks_cfg.text_margin_px,
+            cache_dir=cache_dir,
+        )
         faces = build_backend("face", "mediapipe", cache_dir=cache_dir)
         reader = TextReader(limit_side=settings.ocr_side)
-        common = dict(style=settings.style, class_threshold=settings.class_threshold,
-                      bg_threshold=settings.bg_threshold, min_overlap=settings.min_overlap,
-                      dilate_px=settings.dilate_px, margin_px=settings.margin_px)
+        common = dict(
+            style=settings.style,
+            class_threshold=settings.class_threshold,
+            bg_threshold=settings.bg_threshold,
+            min_overlap=settings.min_overlap,
+            dilate_px=settings.dilate_px,
+            margin_px=settings.margin_px,
+        )
         modes = {
-            "model": Obfuscator(Preferences(hide=tuple(settings.hide), **common), detectors=Detectors(), model=model),
-            "hide_all": Obfuscator(Preferences(hide_all=tuple(settings.baseline_hide_all), **common),
-                                   detectors=Detectors()),
+            "model": Obfuscator(
+                Preferences(hide=tuple(settings.hide), **common), detectors=Detectors(), model=model
+            ),
+            "hide_all": Obfuscator(
+                Preferences(hide_all=tuple(settings.baseline_hide_all), **common),
+                detectors=Detectors(),
+            ),
         }
         tallies = {mode: RedactTally() for mode in modes}
         examples, seconds, start = [], [], time.perf_counter()
-        for row in tqdm(list(rows.itertuples(index=False)), desc=STAGE, unit="img", mininterval=2.0):
+        for row in tqdm(
+            list(rows.itertuples(index=False)), desc=STAGE, unit="img", mininterval=2.0
+        ):
             image = load_rgb(row.path, max_pixels=cfg.data.max_image_pixels)
             shape = image.shape[:2]
             stored = index.loc[row.image_id]
             boxes = json.loads(stored.face_boxes) if isinstance(stored.face_boxes, str) else []
-            detections = Detections(text_lines=text(image).polygons, faces=tuple(tuple(b) for b in boxes),
-                                    person=stored_mask(stored.human_path, shape),
-                                    text_mask=stored_mask(stored.text_path, shape))
-            labels = None if pd.isna(row.mask_path) else load_mask(row.mask_path, n_classes=len(model.class_names),
-                                                                   max_pixels=cfg.data.max_image_pixels)
+            detections = Detections(
+                text_lines=text(image).polygons,
+                faces=tuple(tuple(b) for b in boxes),
+                person=stored_mask(stored.human_path, shape),
+                text_mask=stored_mask(stored.text_path, shape),
+            )
+            labels = (
+                None
+                if pd.isna(row.mask_path)
+                else load_mask(
+                    row.mask_path,
+                    n_classes=len(model.class_names),
+                    max_pixels=cfg.data.max_image_pixels,
+                )
+            )
             truth = None if labels is None else np.isin(labels, [c + 1 for c in chosen])
             face_truth = None if labels is None else np.isin(labels, [c + 1 for c in face_classes])
-            strings = ([s for a, s in synthpriv_strings(cfg, row.image_id, labels) if a in text_classes]
-                       if cfg.data.dataset == "synthpriv" else [])
-            read_before = strings_read(strings, [line.text for line in reader(image)]) if strings else []
+            strings = (
+                [s for a, s in synthpriv_strings(cfg, row.image_id, labels) if a in text_classes]
+                if cfg.data.dataset == "synthpriv"
+                else []
+            )
+            read_before = (
+                strings_read(strings, [line.text for line in reader(image)]) if strings else []
+            )
             faces_before = faces_on(faces(image).boxes, face_truth) if face_truth is not None else 0
             outputs = []
             for mode, obfuscator in modes.items():
                 tick = time.perf_counter()
                 outcome = obfuscator.process(image, detections=detections)
                 seconds.append(time.perf_counter() - tick)
-                read_after = strings_read(strings, [line.text for line in reader(outcome.image)]) if strings else []
-                faces_after = faces_on(faces(outcome.image).boxes, face_truth) if faces_before else 0
-                tallies[mode].add(strings=strings, read_before=read_before, read_after=read_after,
-                                  faces_before=faces_before, faces_after=faces_after, hidden=outcome.hidden.mask,
-                                  truth=truth, valid=None if labels is None else labels != 255)
+                read_after = (
+                    strings_read(strings, [line.text for line in reader(outcome.image)])
+                    if strings
+                    else []
+                )
+                faces_after = (
+                    faces_on(faces(outcome.image).boxes, face_truth) if faces_before else 0
+                )
+                tallies[mode].add(
+                    strings=strings,
+                    read_before=read_before,
+                    read_after=read_after,
+                    faces_before=faces_before,
+                    faces_after=faces_after,
+                    hidden=outcome.hidden.mask,
+                    truth=truth,
+                    valid=None if labels is None else labels != 255,
+                )
                 outputs.append((mode.replace("_", " "), outcome.image))
             weight = 0 if truth is None else int(truth.sum())
             examples.append((weight, row.image_id, image, outputs))
         metrics = {
-            "split": settings.split, "images": len(rows), "hidden_attributes": list(settings.hide),
+            "split": settings.split,
+            "images": len(rows),
+            "hidden_attributes": list(settings.hide),
             "baseline_hide_all": list(settings.baseline_hide_all),
-            "model": tallies["model"].metrics(), "hide_all": tallies["hide_all"].metrics(),
-        }  # fmt: skip
-        run_facts = {"compose_ms_median": round(1000 * float(np.median(seconds)), 2) if seconds else None,
-                     "wall_seconds": round(time.perf_counter() - start, 1)}  # differ run to run: not metrics
+            "model": tallies["model"].metrics(),
+            "hide_all": tallies["hide_all"].metrics(),
+        }
+        run_facts = {
+            "compose_ms_median": round(1000 * float(np.median(seconds)), 2) if seconds else None,
+            "wall_seconds": round(time.perf_counter() - start, 1),
+        }  # differ run to run: not metrics
         write_metrics(STAGE, metrics, run_facts)
         run.log_metrics({**metrics, **run_facts})
         best = sorted(examples, key=lambda e: -e[0])[: settings.n_examples]
         with atomic_path(FIGURE_PATH) as tmp:
-            before_after_figure([(i, img, outs) for _, i, img, outs in best]).savefig(tmp, format="png", dpi=120)
+            before_after_figure([(i, img, outs) for _, i, img, outs in best]).savefig(
+                tmp, format="png", dpi=120
+            )
         run.log_artifact(FIGURE_PATH, "figures")
     return metrics
 

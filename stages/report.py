@@ -2,6 +2,7 @@
 
 Reads reports/metrics/evaluate.json, reports/metrics/pseudo_labels.json and reports/ablation.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,12 @@ def read_json(path: Path) -> dict:
 def main(cfg: Config) -> dict:
     """Write reports/tables.md; returns which rows are filled."""
     with stage_run("report", cfg, PARAM_SECTIONS) as run:
-        tables, metrics = render_tables(cfg, read_json(METRICS_DIR / "evaluate.json"),
-                                        read_json(METRICS_DIR / "pseudo_labels.json"),
-                                        read_json(ABLATION_FILE).get("experiments", []))
+        tables, metrics = render_tables(
+            cfg,
+            read_json(METRICS_DIR / "evaluate.json"),
+            read_json(METRICS_DIR / "pseudo_labels.json"),
+            read_json(ABLATION_FILE).get("experiments", []),
+        )
         atomic_write_text(TABLES_PATH, tables)
         write_metrics("report", metrics)
         run.log_metrics(metrics)

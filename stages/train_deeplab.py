@@ -14,6 +14,7 @@ Under ``torchrun`` (``deeplab.launcher``) DeepLab trains in DistributedDataParal
 its slice of every global batch of ``deeplab.batch_size``; each rank scores a block of the eval
 split and the confusion matrices are summed; rank 0 alone writes files and the MLflow run.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,20 +28,38 @@ from ops.tracking import stage_run
 from privobfnet.config import Config
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.mask_types import load_mask_types
-from privobfnet.deeplab_data import IterationBatches, TrainingSamples, split_confusion, training_label_paths
+from privobfnet.deeplab_data import (
+    IterationBatches,
+    TrainingSamples,
+    split_confusion,
+    training_label_paths,
+)
 from privobfnet.distributed import joined, mean_over_ranks, seed_ranks, sum_over_ranks, wrap
 from privobfnet.metrics import segmentation_scores
 from privobfnet.models.deeplabv2 import build_deeplab, checkpoint_payload, optimizer_param_groups
 from privobfnet.seg_classes import segmentation_classes
 from privobfnet.segmentation import images_to_tensor, poly_lr, segmentation_loss
 from privobfnet.trainer import (
-    RESUME_TAG, Progress, apply_lr, autocast, final_loss, fingerprint, loss_csv, loss_values, resume,
-    save_checkpoint, setup_torch, training_state,
+    RESUME_TAG,
+    Progress,
+    apply_lr,
+    autocast,
+    final_loss,
+    fingerprint,
+    loss_csv,
+    loss_values,
+    resume,
+    save_checkpoint,
+    setup_torch,
+    training_state,
 )
 
 STAGE = "train_deeplab"
 PARAM_SECTIONS = ["data", "deeplab", "pseudo_labels"]
-LAST_CHECKPOINT, FINAL_CHECKPOINT = Path("checkpoints/deeplab/last.pt"), Path("checkpoints/deeplab/final.pt")
+LAST_CHECKPOINT, FINAL_CHECKPOINT = (
+    Path("checkpoints/deeplab/last.pt"),
+    Path("checkpoints/deeplab/final.pt"),
+)
 LOSS_CSV = Path("reports/plots/train_deeplab_loss.csv")
 GPU_LOADER_WORKERS = 6  # on CPU the main process loads: 160 px images cost ~1 ms, the step ~1 s
 
@@ -48,77 +67,156 @@ GPU_LOADER_WORKERS = 6  # on CPU the main process loads: 160 px images cost ~1 m
 def main(cfg: Config) -> dict:
     """Train, checkpoint, evaluate; returns the metrics written to reports/metrics/train_deeplab.json."""
     deeplab = cfg.deeplab
-    with joined(deeplab.device) as (world, device), stage_run(STAGE, cfg, PARAM_SECTIONS,
-                                                                record=world.is_main) as run:
+    with (
+        joined(deeplab.device) as (world, device),
+        stage_run(STAGE, cfg, PARAM_SECTIONS, record=world.is_main) as run,
+    ):
         # ---- setup ---------------------------------------------------------------------------
-        run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset,
-                          {deeplab.eval_split: "evaluation", deeplab.train_split: "training"})
-        device = setup_torch(device=device, num_threads=deeplab.num_threads, seed=cfg.seed,
-                             cudnn_benchmark=deeplab.cudnn_benchmark)
+        run.log_manifests(
+            cfg.data.manifest_dir,
+            cfg.data.dataset,
+            {deeplab.eval_split: "evaluation", deeplab.train_split: "training"},
+        )
+        device = setup_torch(
+            device=device,
+            num_threads=deeplab.num_threads,
+            seed=cfg.seed,
+            cudnn_benchmark=deeplab.cudnn_benchmark,
+        )
         if deeplab.batch_size % world.size:
-            raise ValueError(f"deeplab.batch_size ({deeplab.batch_size}) is the global batch: it must split evenly "
-                             f"over the {world.size} processes torchrun started")
-        train_manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{deeplab.train_split}.parquet")
+            raise ValueError(
+                f"deeplab.batch_size ({deeplab.batch_size}) is the global batch: it must split evenly "
+                f"over the {world.size} processes torchrun started"
+            )
+        train_manifest = read_manifest(
+            Path(cfg.data.manifest_dir) / f"{deeplab.train_split}.parquet"
+        )
         eval_manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{deeplab.eval_split}.parquet")
         attributes = list(train_manifest.attrs["class_names"])
         seg = segmentation_classes(attributes, load_mask_types(cfg.data.dataset, attributes))
         class_names = seg.label_names  # background + the attributes with a region
-        samples = TrainingSamples(train_manifest["path"].astype(str).tolist(),
-                                  training_label_paths(cfg, train_manifest), cfg=cfg, seg=seg,
-                                  ground_truth=deeplab.labels == "ground_truth")
+        samples = TrainingSamples(
+            train_manifest["path"].astype(str).tolist(),
+            training_label_paths(cfg, train_manifest),
+            cfg=cfg,
+            seg=seg,
+            ground_truth=deeplab.labels == "ground_truth",
+        )
         memory_format = torch.channels_last if deeplab.channels_last else torch.contiguous_format
-        model = build_deeplab(deeplab, n_classes=len(class_names)).to(device, memory_format=memory_format)
-        optimizer = torch.optim.SGD(optimizer_param_groups(model, weight_decay=deeplab.weight_decay), lr=deeplab.lr,
-                                    momentum=deeplab.momentum)
+        model = build_deeplab(deeplab, n_classes=len(class_names)).to(
+            device, memory_format=memory_format
+        )
+        optimizer = torch.optim.SGD(
+            optimizer_param_groups(model, weight_decay=deeplab.weight_decay),
+            lr=deeplab.lr,
+            momentum=deeplab.momentum,
+        )
         seed_ranks(cfg.seed, world)
         # ---- resume --------------------------------------------------------------------------
         run_fingerprint = fingerprint(cfg.section_dict("seed", "data", "deeplab", "pseudo_labels"))
-        start, history = resume(LAST_CHECKPOINT, run_fingerprint=run_fingerprint, models={"model": model},
-                                optimizer=optimizer, device=device, world=world)
+        start, history = resume(
+            LAST_CHECKPOINT,
+            run_fingerprint=run_fingerprint,
+            models={"model": model},
+            optimizer=optimizer,
+            device=device,
+            world=world,
+        )
         run.set_tags({RESUME_TAG: start})
-        progress = Progress(STAGE, total=deeplab.iterations, start=start, log_step=run.log_step, show=world.is_main)
+        progress = Progress(
+            STAGE, total=deeplab.iterations, start=start, log_step=run.log_step, show=world.is_main
+        )
         progress.replay(history)
         net = wrap(model, world, device)
         # ---- loop ----------------------------------------------------------------------------
-        batches = IterationBatches(n_images=len(samples), batch_size=deeplab.batch_size, seed=cfg.seed, start=start,
-                                   total=deeplab.iterations, world=world)
-        loader = DataLoader(samples, batch_sampler=batches, pin_memory=device.type == "cuda",
-                            num_workers=0 if device.type == "cpu" else GPU_LOADER_WORKERS,
-                            generator=torch.Generator().manual_seed(cfg.seed))  # the global RNG stays untouched
+        batches = IterationBatches(
+            n_images=len(samples),
+            batch_size=deeplab.batch_size,
+            seed=cfg.seed,
+            start=start,
+            total=deeplab.iterations,
+            world=world,
+        )
+        loader = DataLoader(
+            samples,
+            batch_sampler=batches,
+            pin_memory=device.type == "cuda",
+            num_workers=0 if device.type == "cpu" else GPU_LOADER_WORKERS,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )  # the global RNG stays untouched
         net.train()
         for iteration, (images, labels) in enumerate(loader, start=start):
             lr = poly_lr(deeplab.lr, iteration, deeplab.iterations, deeplab.poly_power)
             apply_lr(optimizer, lr)
             with autocast(device, deeplab.precision):
-                loss = segmentation_loss(net(images_to_tensor(images, device).contiguous(memory_format=memory_format)),
-                                         labels.to(device))
-            values = loss_values(mean_over_ranks({"total": loss}, world), iteration=iteration + 1,
-                                 last_good=LAST_CHECKPOINT)
+                loss = segmentation_loss(
+                    net(images_to_tensor(images, device).contiguous(memory_format=memory_format)),
+                    labels.to(device),
+                )
+            values = loss_values(
+                mean_over_ranks({"total": loss}, world),
+                iteration=iteration + 1,
+                last_good=LAST_CHECKPOINT,
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             history.append({"step": iteration + 1, "lr": lr, **values})
             progress.update(history[-1])
-            if (iteration + 1) % deeplab.checkpoint_every == 0 and iteration + 1 < deeplab.iterations:
-                state = training_state(run_fingerprint=run_fingerprint, iteration=iteration + 1, history=history,
-                                       models={"model": model}, optimizer=optimizer, device=device, world=world)
+            if (
+                iteration + 1
+            ) % deeplab.checkpoint_every == 0 and iteration + 1 < deeplab.iterations:
+                state = training_state(
+                    run_fingerprint=run_fingerprint,
+                    iteration=iteration + 1,
+                    history=history,
+                    models={"model": model},
+                    optimizer=optimizer,
+                    device=device,
+                    world=world,
+                )
                 if world.is_main:
                     save_checkpoint(LAST_CHECKPOINT, state)
         train_seconds = progress.close()
         if world.is_main:
-            save_checkpoint(FINAL_CHECKPOINT, checkpoint_payload(model, deeplab, class_names=class_names,
-                                                                 iteration=deeplab.iterations))
-            LAST_CHECKPOINT.unlink(missing_ok=True)  # finished: a re-run (say after a code change) starts afresh
+            save_checkpoint(
+                FINAL_CHECKPOINT,
+                checkpoint_payload(
+                    model, deeplab, class_names=class_names, iteration=deeplab.iterations
+                ),
+            )
+            LAST_CHECKPOINT.unlink(
+                missing_ok=True
+            )  # finished: a re-run (say after a code change) starts afresh
         # ---- evaluate (each rank scores a block of the split; the confusion matrices add up) ----
         block = world.block(len(eval_manifest))
-        cm, n_eval = split_confusion(model, eval_manifest.iloc[block.start:block.stop],
-                                     max_pixels=cfg.data.max_image_pixels, seg=seg, device=device)
-        cm, n_eval = sum_over_ranks(cm, world, device), int(sum_over_ranks(np.array([n_eval]), world, device)[0])
-        metrics = {**segmentation_scores(cm, class_names), "labels": deeplab.labels, "eval_split": deeplab.eval_split,
-                   "eval_images": n_eval, "train_images": len(samples), "iterations": deeplab.iterations,
-                   "final_loss": final_loss(history, deeplab.iterations)}
-        run_facts = {"resumed_from": start, "train_seconds": round(train_seconds, 2),
-                   "images_per_second": round(progress.steps * deeplab.batch_size / max(train_seconds, 1e-9), 2)}
+        cm, n_eval = split_confusion(
+            model,
+            eval_manifest.iloc[block.start : block.stop],
+            max_pixels=cfg.data.max_image_pixels,
+            seg=seg,
+            device=device,
+        )
+        cm, n_eval = (
+            sum_over_ranks(cm, world, device),
+            int(sum_over_ranks(np.array([n_eval]), world, device)[0]),
+        )
+        metrics = {
+            **segmentation_scores(cm, class_names),
+            "labels": deeplab.labels,
+            "eval_split": deeplab.eval_split,
+            "eval_images": n_eval,
+            "train_images": len(samples),
+            "iterations": deeplab.iterations,
+            "final_loss": final_loss(history, deeplab.iterations),
+        }
+        run_facts = {
+            "resumed_from": start,
+            "train_seconds": round(train_seconds, 2),
+            "images_per_second": round(
+                progress.steps * deeplab.batch_size / max(train_seconds, 1e-9), 2
+            ),
+        }
         if world.distributed:
             run_facts["world_size"] = world.size
         if not world.is_main:

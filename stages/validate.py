@@ -7,6 +7,7 @@ fail, observed value, up to 10 offending ids and files with their error text) an
 every expectation of every split held. On failure ``main`` raises ``ValidationFailed`` and the
 command exits 1, so DVC runs nothing downstream.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,22 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import great_expectations as gx
-import numpy as np
 import great_expectations.expectations as gxe
+import numpy as np
 import pandas as pd
-from PIL import Image
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from PIL import Image
 
+from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
+from ops.tracking import stage_run
 from privobfnet.config import Config
 from privobfnet.data.checks import row_checks, split_overlaps
 from privobfnet.data.errors import DataError
-from privobfnet.data.manifest import COLUMNS, write_manifest
 from privobfnet.data.images import load_mask, load_rgb
+from privobfnet.data.manifest import COLUMNS, write_manifest
 from privobfnet.data.privacy import score_range as privacy_score_range
 from privobfnet.data.readers import SHARED_SPLITS, dataset_root, read_dataset
 from privobfnet.viz import FigureSample, samples_figure
-from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
-from ops.tracking import stage_run
 
 PARAM_SECTIONS = ["data", "validate"]
 REPORT_PATH = Path("reports/validation.md")
@@ -107,8 +108,16 @@ def split_rules(
     return [
         Rule("image_id is not null", gxe.ExpectColumnValuesToNotBeNull(column="image_id")),
         Rule("image_id is unique", gxe.ExpectColumnValuesToBeUnique(column="image_id")),
-        Rule(f"split column is {split!r}", in_set(column="split", value_set=[split]), detail_column="split"),
-        Rule("image file exists", in_set(column="file_exists", value_set=[True]), detail_column="decode_error"),
+        Rule(
+            f"split column is {split!r}",
+            in_set(column="split", value_set=[split]),
+            detail_column="split",
+        ),
+        Rule(
+            "image file exists",
+            in_set(column="file_exists", value_set=[True]),
+            detail_column="decode_error",
+        ),
         Rule(
             "image decodes to RGB (intact, within data.max_image_pixels)",
             in_set(column="decodes", value_set=[True]),  # null = not in the decode sample
@@ -124,7 +133,11 @@ def split_rules(
             in_set(column="labels_length", value_set=[n_classes]),
             detail_column="labels",
         ),
-        Rule("label values are 0 or 1", in_set(column="labels_binary", value_set=[True]), detail_column="labels"),
+        Rule(
+            "label values are 0 or 1",
+            in_set(column="labels_binary", value_set=[True]),
+            detail_column="labels",
+        ),
         Rule(
             "at least one label per image",
             gxe.ExpectColumnValuesToBeBetween(column="n_labels", min_value=1),
@@ -137,7 +150,9 @@ def split_rules(
         ),
         Rule(
             f"privacy_score is in [{low:g}, {high:g}] or null",
-            gxe.ExpectColumnValuesToBeBetween(column="privacy_score", min_value=low, max_value=high, mostly=1.0),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="privacy_score", min_value=low, max_value=high, mostly=1.0
+            ),
             detail_column="privacy_score",
         ),
         Rule(
@@ -163,8 +178,16 @@ def split_rules(
             file_column="mask_path",
             detail_column="mask_label_error",
         ),
-        Rule(count_rule, gxe.ExpectTableRowCountToEqual(value=configured_rows - skipped), file_column=""),
-        Rule("split has at least one row", gxe.ExpectTableRowCountToBeBetween(min_value=1), file_column=""),
+        Rule(
+            count_rule,
+            gxe.ExpectTableRowCountToEqual(value=configured_rows - skipped),
+            file_column="",
+        ),
+        Rule(
+            "split has at least one row",
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            file_column="",
+        ),
     ]
 
 
@@ -177,7 +200,9 @@ def _text(value: object) -> str:
 def _result(rule: Rule, gx_result, checked: pd.DataFrame) -> CheckResult:
     """Turn one GX expectation result into the report's terms (observed value, offending rows)."""
     if gx_result.exception_info.get("raised_exception"):
-        return CheckResult(rule.text, False, f"error: {gx_result.exception_info.get('exception_message')}")
+        return CheckResult(
+            rule.text, False, f"error: {gx_result.exception_info.get('exception_message')}"
+        )
     res = gx_result.result
     if "observed_value" in res:  # table-level expectation: the offender is the split's source file
         source = checked.attrs.get("source")
@@ -194,15 +219,27 @@ def _result(rule: Rule, gx_result, checked: pd.DataFrame) -> CheckResult:
         detail = ""
         if rule.detail_column:  # an error text says it all; a bare value needs its column's name
             value = _text(row[rule.detail_column])
-            detail = value if rule.detail_column.endswith("_error") else f"{rule.detail_column} = {value}"
+            detail = (
+                value
+                if rule.detail_column.endswith("_error")
+                else f"{rule.detail_column} = {value}"
+            )
         offenders.append((_text(row["image_id"]), file, detail))
     return CheckResult(
-        rule.text, bool(gx_result.success), observed, offenders[:MAX_OFFENDERS], res.get("unexpected_count", 0)
+        rule.text,
+        bool(gx_result.success),
+        observed,
+        offenders[:MAX_OFFENDERS],
+        res.get("unexpected_count", 0),
     )
 
 
 def validate_split(
-    context, split: str, checked: pd.DataFrame, configured_rows: int, score_range: tuple[float, float] = (0.0, 1.0)
+    context,
+    split: str,
+    checked: pd.DataFrame,
+    configured_rows: int,
+    score_range: tuple[float, float] = (0.0, 1.0),
 ) -> list[CheckResult]:
     """Run the split's expectation suite with GX (``context``: an ephemeral one) on ``row_checks``' frame
     (plus its ``split_overlap_error`` column)."""
@@ -215,7 +252,9 @@ def validate_split(
     )
     asset = context.data_sources.add_pandas(f"manifest_{split}").add_dataframe_asset(split)
     batch_definition = asset.add_batch_definition_whole_dataframe(split)
-    suite = context.suites.add(gx.ExpectationSuite(name=split, expectations=[r.expectation for r in rules]))
+    suite = context.suites.add(
+        gx.ExpectationSuite(name=split, expectations=[r.expectation for r in rules])
+    )
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=split, data=batch_definition, suite=suite)
     )
@@ -227,7 +266,9 @@ def validate_split(
         batch_parameters={"dataframe": frame},
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["row"]},
     )
-    by_id = {r.expectation_config.id: r for r in outcome.results}  # GX set the ids when the suite was added
+    by_id = {
+        r.expectation_config.id: r for r in outcome.results
+    }  # GX set the ids when the suite was added
     return [_result(rule, by_id[rule.expectation.id], checked) for rule in rules]
 
 
@@ -236,7 +277,9 @@ def validate_dataset(cfg: Config) -> list[SplitReport]:
     try:
         manifests = read_dataset(cfg.data)
     except DataError as exc:
-        failure = CheckResult("annotations are readable", False, exc.rule, [("", exc.path, str(exc))], 1)
+        failure = CheckResult(
+            "annotations are readable", False, exc.rule, [("", exc.path, str(exc))], 1
+        )
         return [SplitReport("read_dataset", 0, [failure])]
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -247,8 +290,14 @@ def validate_dataset(cfg: Config) -> list[SplitReport]:
         manifest = manifests.get(split)
         missing = [] if manifest is None else [c for c in COLUMNS if c not in manifest.columns]
         if manifest is None or missing or "class_names" not in manifest.attrs:
-            what = "split missing" if manifest is None else f"lacks {missing or 'attrs class_names'}"
-            reports.append(SplitReport(split, 0, [CheckResult("manifest has the schema's columns", False, what)]))
+            what = (
+                "split missing" if manifest is None else f"lacks {missing or 'attrs class_names'}"
+            )
+            reports.append(
+                SplitReport(
+                    split, 0, [CheckResult("manifest has the schema's columns", False, what)]
+                )
+            )
             continue
         checked = row_checks(
             manifest,
@@ -269,7 +318,11 @@ def validate_dataset(cfg: Config) -> list[SplitReport]:
 def render_report(reports: list[SplitReport], *, title: str, failures_only: bool = False) -> str:
     """Markdown: per split, each expectation with pass/fail and observed value, then the offenders."""
     n_failed = sum(len(r.failed) for r in reports)
-    verdict = "PASSED: every expectation held" if n_failed == 0 else f"FAILED: {n_failed} expectation(s) failed"
+    verdict = (
+        "PASSED: every expectation held"
+        if n_failed == 0
+        else f"FAILED: {n_failed} expectation(s) failed"
+    )
     lines = [f"# Data validation: {title}", "", f"**{verdict}**", ""]
     for report in reports:
         if failures_only and not report.failed:
@@ -300,7 +353,12 @@ def summarize(reports: list[SplitReport]) -> dict:
     ``success`` is a bool (MLflow skips it); ``failed_expectations`` is its numeric mirror.
     """
     splits = {
-        r.split: {"rows": r.rows, "decoded": r.decoded, "failed_expectations": len(r.failed), "success": not r.failed}
+        r.split: {
+            "rows": r.rows,
+            "decoded": r.decoded,
+            "failed_expectations": len(r.failed),
+            "success": not r.failed,
+        }
         for r in reports
     }
     failed = sum(s["failed_expectations"] for s in splits.values())
@@ -340,11 +398,15 @@ def write_samples_figure(manifest: pd.DataFrame, cfg: Config, n_samples: int = 8
         image = load_rgb(row.path, max_pixels=cfg.data.max_image_pixels)
         mask = None
         if isinstance(row.mask_path, str):
-            mask = load_mask(row.mask_path, n_classes=n_classes, max_pixels=cfg.data.max_image_pixels)
+            mask = load_mask(
+                row.mask_path, n_classes=n_classes, max_pixels=cfg.data.max_image_pixels
+            )
         parser_file = parser_dir / f"{row.image_id}.png"
         parser = np.asarray(Image.open(parser_file).convert("L")) if parser_file.exists() else None
         labels = tuple(i for i, v in enumerate(row.labels) if v)
-        samples.append(FigureSample(image=image, class_mask=mask, parser_mask=parser, labels=labels))
+        samples.append(
+            FigureSample(image=image, class_mask=mask, parser_mask=parser, labels=labels)
+        )
     figure = samples_figure(samples, manifest.attrs["class_names"])
     path = FIGURES_DIR / f"{cfg.data.dataset}_samples.png"
     with atomic_path(path) as tmp:

@@ -1,13 +1,14 @@
 """Stage `weights`: fetch (or check the hand-placed) ImageNet weights the profile's models start from."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from privobfnet.config import Config, ConfigError
 from ops.common import atomic_write_text, load_params
 from ops.fetch import WEIGHTS, fetch_weights
 from ops.tracking import stage_run
+from privobfnet.config import Config, ConfigError
 
 WEIGHTS_DIR = Path("data/weights")
 PARAM_SECTIONS = ["train", "deeplab", "download"]
@@ -20,10 +21,14 @@ def required_weights(cfg: Config) -> list[str]:
         if section.pretrained is None:
             continue
         if section.backbone not in WEIGHTS:
-            raise ConfigError(f"{section.backbone}: no ImageNet weights are known for this backbone")
+            raise ConfigError(
+                f"{section.backbone}: no ImageNet weights are known for this backbone"
+            )
         expected = WEIGHTS_DIR / WEIGHTS[section.backbone].file
         if Path(section.pretrained) != expected:
-            raise ConfigError(f"pretrained: {section.pretrained} should be {expected} for {section.backbone}")
+            raise ConfigError(
+                f"pretrained: {section.pretrained} should be {expected} for {section.backbone}"
+            )
         names.append(section.backbone)
     return sorted(set(names))
 

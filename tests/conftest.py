@@ -1,13 +1,14 @@
 """Shared fixtures: tiny params (the ci profile) pointing every output into tmp_path."""
+
 from __future__ import annotations
 
 import dataclasses
-import threading
 import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Iterator
 
 import pytest
 
-from privobfnet.config import Config, parse_config
 from ops.common import resolve_profile
+from privobfnet.config import Config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,16 +26,21 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def pytest_addoption(parser):
-    parser.addoption("--require-paddle", action="store_true",
-                     help="tests marked paddle fail instead of skipping when PaddleOCR is missing "
-                          "(make test runs them so in .venv-paddle)")
+    parser.addoption(
+        "--require-paddle",
+        action="store_true",
+        help="tests marked paddle fail instead of skipping when PaddleOCR is missing "
+        "(make test runs them so in .venv-paddle)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked paddle skip where PaddleOCR is not installed (the main venv), unless --require-paddle."""
     if config.getoption("--require-paddle") or importlib.util.find_spec("paddleocr") is not None:
         return
-    skip = pytest.mark.skip(reason="PaddleOCR is the `paddle` extra, in its own venv: make test-paddle")
+    skip = pytest.mark.skip(
+        reason="PaddleOCR is the `paddle` extra, in its own venv: make test-paddle"
+    )
     for item in items:
         if item.get_closest_marker("paddle"):
             item.add_marker(skip)
@@ -65,7 +71,9 @@ def ci_params(tmp_path: Path, **overrides) -> dict:
     params["data"]["manifest_dir"] = str(tmp_path / "data" / "manifests")
     params["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for section, values in overrides.items():
-        params[section].update(values) if isinstance(values, dict) else params.__setitem__(section, values)
+        params[section].update(values) if isinstance(values, dict) else params.__setitem__(
+            section, values
+        )
     return params
 
 
@@ -80,9 +88,21 @@ def copy_project(root: Path, profile: str = "ci") -> Path:
 
     Its params.yaml is ``profile`` with MLflow in the copy's own sqlite store (project root).
     """
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                            check=True, capture_output=True, text=True).stdout.split("\0")
-    skip = ("params.yaml", "dvc.lock", "reports/metrics/", "reports/runs/", "reports/figures/", "reports/validation")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\0")
+    skip = (
+        "params.yaml",
+        "dvc.lock",
+        "reports/metrics/",
+        "reports/runs/",
+        "reports/figures/",
+        "reports/validation",
+    )
     for rel in filter(None, listed):
         if rel.startswith(skip) or not (REPO / rel).is_file():
             continue
@@ -106,13 +126,17 @@ def project(tmp_path, monkeypatch) -> Path:
 
 def with_changes(cfg: Config, section: str, **changes) -> Config:
     """A copy of cfg with fields of one section replaced."""
-    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **changes)})
+    return dataclasses.replace(
+        cfg, **{section: dataclasses.replace(getattr(cfg, section), **changes)}
+    )
 
 
 def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the venv's DVC in the cwd with the venv first on PATH (stages run `python -m ...`)."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env
+    )
     if check and done.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done
@@ -133,3 +157,25 @@ def local_http_server(handler, **attributes) -> Iterator[ThreadingHTTPServer]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """One model cache for the session (MediaPipe files fetched into <cache>/mediapipe on first use)."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="module")
+def synthpriv_data(tmp_path_factory) -> Path:
+    from privobfnet.data.manifest import write_manifest
+    from privobfnet.data.readers import dataset_root, read_dataset
+    from privobfnet.data.synthpriv import write_synthpriv
+
+    """The ci profile's SynthPriv and its manifests, made once for the module (never modified)."""
+    base = tmp_path_factory.mktemp("synthpriv")
+    cfg = parse_config(ci_params(base))
+    write_synthpriv(Path(dataset_root(cfg.data)), cfg, progress=False)
+    for split, frame in read_dataset(cfg.data).items():
+        Path(cfg.data.manifest_dir).mkdir(parents=True, exist_ok=True)
+        write_manifest(frame, Path(cfg.data.manifest_dir) / f"{split}.parquet")
+    return base

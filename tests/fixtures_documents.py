@@ -1,5 +1,6 @@
 """Rendered test documents: private strings drawn in DejaVu fonts (shipped with matplotlib) at
 several sizes and rotations, with the pixel box of each, for the obfuscation tool's tests."""
+
 from __future__ import annotations
 
 import re
@@ -32,7 +33,9 @@ DOCUMENT = [
 ]
 
 
-def render_document(lines=DOCUMENT, size: tuple[int, int] = (480, 320)) -> tuple[np.ndarray, list[Item]]:
+def render_document(
+    lines=DOCUMENT, size: tuple[int, int] = (480, 320)
+) -> tuple[np.ndarray, list[Item]]:
     """(H, W, 3) uint8 page with one string per line, and each string's ink box."""
     page = Image.new("RGB", size, (250, 248, 240))
     items, y = [], 14
@@ -46,8 +49,18 @@ def render_document(lines=DOCUMENT, size: tuple[int, int] = (480, 320)) -> tuple
         page.paste(Image.new("RGB", layer.size, (20, 20, 30)), (x, y), layer)
         ink = np.asarray(layer) > 64
         ys, xs = np.nonzero(ink)
-        items.append(Item(attribute, text, (x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1,
-                                            y + int(ys.max()) + 1)))
+        items.append(
+            Item(
+                attribute,
+                text,
+                (
+                    x + int(xs.min()),
+                    y + int(ys.min()),
+                    x + int(xs.max()) + 1,
+                    y + int(ys.max()) + 1,
+                ),
+            )
+        )
         y += layer.size[1] + 22
     return np.asarray(page), items
 

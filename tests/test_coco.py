@@ -1,4 +1,5 @@
 """COCO 2014 reader and mask renderer: polygons + crowd RLE via pycocotools, skips, refusals."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,11 @@ def edit_instances(root, edit):
 def test_eighty_classes_indexed_by_category_id_rank():
     assert len(COCO_CLASSES) == 80
     # ids run 1..90 with gaps: 13 "stop sign" is the 12th category, 90 "toothbrush" the 80th
-    assert COCO_CLASSES[0] == "person" and COCO_CLASSES[11] == "stop sign" and COCO_CLASSES[79] == "toothbrush"
+    assert (
+        COCO_CLASSES[0] == "person"
+        and COCO_CLASSES[11] == "stop sign"
+        and COCO_CLASSES[79] == "toothbrush"
+    )
 
 
 def test_semantic_mask_from_polygon_and_crowd_rle(root):
@@ -49,8 +54,12 @@ def test_semantic_mask_from_polygon_and_crowd_rle(root):
     mask = semantic_mask(coco, 42)
     assert mask.shape == (30, 40) and mask.dtype == np.uint8
     assert mask[10, 10] == 1  # person polygon (class 0 -> 1)
-    assert mask[25, 30] == 3  # crowd car from uncompressed RLE (class 2 -> 3), crowd painted with its class
-    assert mask[12, 22] == 1  # overlap: the smaller person stays on top though the crowd comes later in the file
+    assert (
+        mask[25, 30] == 3
+    )  # crowd car from uncompressed RLE (class 2 -> 3), crowd painted with its class
+    assert (
+        mask[12, 22] == 1
+    )  # overlap: the smaller person stays on top though the crowd comes later in the file
     assert mask[25, 10] == 0 and mask[2, 2] == 0  # background
     assert set(np.unique(mask).tolist()) == {0, 1, 3}
     assert (mask == 3).sum() == 600 - (mask[:, 20:] == 1).sum()
@@ -85,12 +94,16 @@ def test_reader_labels_skips_and_mask_paths(root):
     assert before["privacy_score"].isna().all() and set(before["split"]) == {SPLIT}
     render_semantic_masks(root, SPLIT)  # a Path, as the download stage passes it
     after = read_coco_split(str(root), SPLIT, max_pixels=MAX_PIXELS)
-    assert list(after["mask_path"]) == [str(root / "SegmentationClass" / SPLIT / f"{i}.png") for i in (7, 42)]
+    assert list(after["mask_path"]) == [
+        str(root / "SegmentationClass" / SPLIT / f"{i}.png") for i in (7, 42)
+    ]
     assert not pd.isna(after["mask_path"]).any()
 
 
 def test_unknown_category_names_the_instances_file(root):
-    edit_instances(root, lambda d: d["annotations"][2].update(category_id=12))  # 12 is a gap in COCO's ids
+    edit_instances(
+        root, lambda d: d["annotations"][2].update(category_id=12)
+    )  # 12 is a gap in COCO's ids
     with pytest.raises(DataError, match="unknown category id in annotation") as err:
         read_coco_split(str(root), SPLIT, max_pixels=MAX_PIXELS)
     assert err.value.path == str(instances(root)) and "annotation 103: 12" in str(err.value)
@@ -129,7 +142,8 @@ def test_missing_image_and_missing_split(root):
 
 
 @pytest.mark.parametrize(
-    "content", ["[1, 2, 3]", '{"images": [', '{"images": [{"file_name": "x.jpg"}], "annotations": []}']
+    "content",
+    ["[1, 2, 3]", '{"images": [', '{"images": [{"file_name": "x.jpg"}], "annotations": []}'],
 )
 def test_not_a_coco_file(root, content):
     instances(root).write_text(content)

@@ -1,4 +1,5 @@
 """ops.compare_outputs: which stage's outputs differ between two runs, and by how much."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,9 @@ def _run(root, miou: float, mask: bytes, seconds: float) -> None:
     (root / "data/masks/text").mkdir(parents=True)
     (root / "data/masks/text/a.png").write_bytes(mask)
     (root / "reports/metrics").mkdir(parents=True)
-    (root / "reports/metrics/evaluate.json").write_text(json.dumps({"segmentation": {"val": {"miou": miou}}}))
+    (root / "reports/metrics/evaluate.json").write_text(
+        json.dumps({"segmentation": {"val": {"miou": miou}}})
+    )
     (root / "reports/runs").mkdir(parents=True)
     (root / "reports/runs/evaluate.json").write_text(json.dumps({"seconds": seconds}))
 

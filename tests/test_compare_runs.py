@@ -1,4 +1,5 @@
 """`python -m ops.compare_runs`: selectors and the Markdown comparison of two run selections."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -9,10 +10,15 @@ from ops.compare_runs import SelectorError, compare, parse_selector
 
 
 def fake_run(run_id: str, params: dict, metrics: dict, profile: str = "ci"):
-    tags = {"privobfnet.pipeline_id": f"pipe-{run_id}", "privobfnet.profile": profile,
-            "mlflow.source.git.commit": "0123456789abcdef"}
-    return SimpleNamespace(info=SimpleNamespace(run_id=run_id),
-                           data=SimpleNamespace(params=params, metrics=metrics, tags=tags))
+    tags = {
+        "privobfnet.pipeline_id": f"pipe-{run_id}",
+        "privobfnet.profile": profile,
+        "mlflow.source.git.commit": "0123456789abcdef",
+    }
+    return SimpleNamespace(
+        info=SimpleNamespace(run_id=run_id),
+        data=SimpleNamespace(params=params, metrics=metrics, tags=tags),
+    )
 
 
 @pytest.mark.parametrize("text", ["default", "profile:", "team:x", ":x"])
@@ -28,9 +34,17 @@ def test_selector_kinds():
 
 
 def test_comparison_lists_changed_params_and_metric_differences():
-    a = {"train_ensemble": fake_run("a1", {"train.lr": "0.01", "seed": "1"}, {"map": 0.30, "l1": 0.2}),
-         "masks": fake_run("a2", {"masks.text": "rapidocr"}, {"coverage": 0.1})}
-    b = {"train_ensemble": fake_run("b1", {"train.lr": "0.02", "seed": "1"}, {"map": 0.45}, profile="default")}
+    a = {
+        "train_ensemble": fake_run(
+            "a1", {"train.lr": "0.01", "seed": "1"}, {"map": 0.30, "l1": 0.2}
+        ),
+        "masks": fake_run("a2", {"masks.text": "rapidocr"}, {"coverage": 0.1}),
+    }
+    b = {
+        "train_ensemble": fake_run(
+            "b1", {"train.lr": "0.02", "seed": "1"}, {"map": 0.45}, profile="default"
+        )
+    }
     text = compare(a, b, ("profile:ci", "profile:default"), order=["masks", "train_ensemble"])
     assert text.index("## masks") < text.index("## train_ensemble")
     assert "B: no run" in text  # masks has no run in B

@@ -1,4 +1,5 @@
 """Typed config: strict parsing, profiles and their merge."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from privobfnet.config import ConfigError, launcher_world_size, merge, parse_config
 from ops.common import load_params, resolve_profile, write_params
+from privobfnet.config import ConfigError, launcher_world_size, merge, parse_config
 from tests.conftest import REPO
 
 PROFILES = ["default", "ci", "paper_vispr", "paper_voc", "paper_coco"]
@@ -105,44 +106,80 @@ def test_write_params_round_trips(tmp_path):
 
 def test_use_profile_command(tmp_path):
     (tmp_path / "profiles").symlink_to(REPO / "profiles")
-    ok = subprocess.run([sys.executable, "-m", "ops.use_profile", "ci"], cwd=tmp_path,
-                        capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    ok = subprocess.run(
+        [sys.executable, "-m", "ops.use_profile", "ci"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert ok.returncode == 0, ok.stderr
     assert load_params(tmp_path / "params.yaml").profile == "ci"
-    bad = subprocess.run([sys.executable, "-m", "ops.use_profile", "nope"], cwd=tmp_path,
-                         capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    bad = subprocess.run(
+        [sys.executable, "-m", "ops.use_profile", "nope"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert bad.returncode == 2 and "no such profile" in bad.stderr
 
 
-@pytest.mark.parametrize("dotted,value,message", [
-    ("train.checkpoint_every", 0, r"train.checkpoint_every: must be in \[1, inf\), got 0"),
-    ("train.batch_size", 0, r"train.batch_size: must be in \[1, inf\), got 0"),
-    ("train.batch_size", 25, r"train.batch_size: must be in \[1, 24\] \(the images of data.splits.train\)"),
-    ("train.lr", -1, r"train.lr: must be in \(0, inf\), got -1"),
-    ("train.lr", float("nan"), r"train.lr: must be a finite number, got nan"),
-    ("deeplab.lr", float("inf"), r"deeplab.lr: must be a finite number, got inf"),
-    ("train.momentum", 1.0, r"train.momentum: must be in \[0, 1\), got 1.0"),
-    ("train.device", "gpu0", r"train.device: must be cpu, cuda or cuda:N, got 'gpu0'"),
-    ("deeplab.device", "cuda:x", r"deeplab.device: must be cpu, cuda or cuda:N"),
-    ("deeplab.scale_range", [0.5], r"deeplab.scale_range: needs \[min, max\]"),
-    ("deeplab.scale_range", [1.2, 0.8], r"deeplab.scale_range: needs \[min, max\]"),
-    ("deeplab.scale_range", [0.0, 1.0], r"deeplab.scale_range\[0\]: must be in \(0, inf\)"),
-    ("deeplab.checkpoint_every", 0, r"deeplab.checkpoint_every: must be in \[1, inf\)"),
-    ("deeplab.iterations", -5, r"deeplab.iterations: must be in \[1, inf\)"),
-    ("pseudo_labels.scales", [1.0, -0.5], r"pseudo_labels.scales\[1\]: must be in \(0, inf\)"),
-    ("pseudo_labels.bg_sweep", [0.1, 1.0], r"pseudo_labels.bg_sweep\[1\]: must be in \(0, 1\)"),
-    ("pseudo_labels.bg_threshold", 0.0, r"pseudo_labels.bg_threshold: must be in \(0, 1\)"),
-    ("train.loss_weights", {"image": -1.0, "cropped": 1.0, "privacy": 1.0, "attribute": 1.0},
-     r"train.loss_weights.image: must be in \[0, inf\)"),
-    ("data.splits", {"train": 24, "val": 0, "test": 8}, r"data.splits.val: must be in \[1, inf\)"),
-    ("synthpriv.safe_fraction", 1.5, r"synthpriv.safe_fraction: must be in \[0, 1\]"),
-    ("masks.workers", 0, r"masks.workers: must be in \[1, inf\)"),
-    ("masks.scheduler", "localhost:8786", r"masks.scheduler: must be null or a Dask scheduler address tcp://host:port"),
-    ("masks.scheduler", "tcp://head node:8786", r"masks.scheduler: must be null or a Dask scheduler address"),
-    ("masks.scheduler", 8786, r"masks.scheduler: expected str, got 8786"),
-    ("seed", -1, r"seed: must be in \[0, inf\)"),
-    ("train.pretrained", "/tmp/weights.pth", r"train.pretrained: must be a file in data/weights/"),
-])
+@pytest.mark.parametrize(
+    "dotted,value,message",
+    [
+        ("train.checkpoint_every", 0, r"train.checkpoint_every: must be in \[1, inf\), got 0"),
+        ("train.batch_size", 0, r"train.batch_size: must be in \[1, inf\), got 0"),
+        (
+            "train.batch_size",
+            25,
+            r"train.batch_size: must be in \[1, 24\] \(the images of data.splits.train\)",
+        ),
+        ("train.lr", -1, r"train.lr: must be in \(0, inf\), got -1"),
+        ("train.lr", float("nan"), r"train.lr: must be a finite number, got nan"),
+        ("deeplab.lr", float("inf"), r"deeplab.lr: must be a finite number, got inf"),
+        ("train.momentum", 1.0, r"train.momentum: must be in \[0, 1\), got 1.0"),
+        ("train.device", "gpu0", r"train.device: must be cpu, cuda or cuda:N, got 'gpu0'"),
+        ("deeplab.device", "cuda:x", r"deeplab.device: must be cpu, cuda or cuda:N"),
+        ("deeplab.scale_range", [0.5], r"deeplab.scale_range: needs \[min, max\]"),
+        ("deeplab.scale_range", [1.2, 0.8], r"deeplab.scale_range: needs \[min, max\]"),
+        ("deeplab.scale_range", [0.0, 1.0], r"deeplab.scale_range\[0\]: must be in \(0, inf\)"),
+        ("deeplab.checkpoint_every", 0, r"deeplab.checkpoint_every: must be in \[1, inf\)"),
+        ("deeplab.iterations", -5, r"deeplab.iterations: must be in \[1, inf\)"),
+        ("pseudo_labels.scales", [1.0, -0.5], r"pseudo_labels.scales\[1\]: must be in \(0, inf\)"),
+        ("pseudo_labels.bg_sweep", [0.1, 1.0], r"pseudo_labels.bg_sweep\[1\]: must be in \(0, 1\)"),
+        ("pseudo_labels.bg_threshold", 0.0, r"pseudo_labels.bg_threshold: must be in \(0, 1\)"),
+        (
+            "train.loss_weights",
+            {"image": -1.0, "cropped": 1.0, "privacy": 1.0, "attribute": 1.0},
+            r"train.loss_weights.image: must be in \[0, inf\)",
+        ),
+        (
+            "data.splits",
+            {"train": 24, "val": 0, "test": 8},
+            r"data.splits.val: must be in \[1, inf\)",
+        ),
+        ("synthpriv.safe_fraction", 1.5, r"synthpriv.safe_fraction: must be in \[0, 1\]"),
+        ("masks.workers", 0, r"masks.workers: must be in \[1, inf\)"),
+        (
+            "masks.scheduler",
+            "localhost:8786",
+            r"masks.scheduler: must be null or a Dask scheduler address tcp://host:port",
+        ),
+        (
+            "masks.scheduler",
+            "tcp://head node:8786",
+            r"masks.scheduler: must be null or a Dask scheduler address",
+        ),
+        ("masks.scheduler", 8786, r"masks.scheduler: expected str, got 8786"),
+        ("seed", -1, r"seed: must be in \[0, inf\)"),
+        (
+            "train.pretrained",
+            "/tmp/weights.pth",
+            r"train.pretrained: must be a file in data/weights/",
+        ),
+    ],
+)
 def test_values_out_of_range_are_refused_naming_key_and_range(dotted, value, message):
     raw = resolve_profile("ci", REPO / "profiles")
     *sections, key = dotted.split(".")
@@ -167,14 +204,29 @@ def test_edges_of_ranges_are_accepted():
     assert parse_config(raw).masks.scheduler == "tcp://[::1]:8786"
 
 
-@pytest.mark.parametrize("section,launcher,message", [
-    ("train", "srun python", r"train.launcher: must start with one of \['python', 'python3', 'torchrun'\]"),
-    ("train", "torchrun --standalone --nproc_per_node 3",
-     r"train.batch_size: the global batch \(4\) must split evenly over the 3 processes train.launcher starts"),
-    ("deeplab", "torchrun --nnodes=2 --nproc-per-node=3 --rdzv-endpoint=h:29400",
-     r"deeplab.batch_size: the global batch \(4\) must split evenly over the 6 processes"),
-])
-def test_a_launcher_is_python_or_torchrun_and_its_ranks_split_the_global_batch(section, launcher, message):
+@pytest.mark.parametrize(
+    "section,launcher,message",
+    [
+        (
+            "train",
+            "srun python",
+            r"train.launcher: must start with one of \['python', 'python3', 'torchrun'\]",
+        ),
+        (
+            "train",
+            "torchrun --standalone --nproc_per_node 3",
+            r"train.batch_size: the global batch \(4\) must split evenly over the 3 processes train.launcher starts",
+        ),
+        (
+            "deeplab",
+            "torchrun --nnodes=2 --nproc-per-node=3 --rdzv-endpoint=h:29400",
+            r"deeplab.batch_size: the global batch \(4\) must split evenly over the 6 processes",
+        ),
+    ],
+)
+def test_a_launcher_is_python_or_torchrun_and_its_ranks_split_the_global_batch(
+    section, launcher, message
+):
     raw = resolve_profile("ci", REPO / "profiles")
     raw[section]["launcher"] = launcher
     with pytest.raises(ConfigError, match=message):
@@ -184,7 +236,12 @@ def test_a_launcher_is_python_or_torchrun_and_its_ranks_split_the_global_batch(s
 def test_launchers_whose_world_splits_the_batch_or_is_elastic_are_accepted():
     raw = resolve_profile("ci", REPO / "profiles")
     raw["train"]["launcher"] = "/opt/venv/bin/torchrun --standalone --nproc_per_node 2"
-    raw["deeplab"]["launcher"] = "torchrun --nnodes 1:4 --nproc_per_node 4 --rdzv-endpoint h:29400"  # elastic: unknown
+    raw["deeplab"]["launcher"] = (
+        "torchrun --nnodes 1:4 --nproc_per_node 4 --rdzv-endpoint h:29400"  # elastic: unknown
+    )
     cfg = parse_config(raw)
-    assert launcher_world_size(cfg.train.launcher) == 2 and launcher_world_size(cfg.deeplab.launcher) is None
+    assert (
+        launcher_world_size(cfg.train.launcher) == 2
+        and launcher_world_size(cfg.deeplab.launcher) is None
+    )
     assert launcher_world_size("python") == 1

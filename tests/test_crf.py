@@ -1,4 +1,5 @@
 """Dense CRF refinement: snaps a blurry pseudo-label to the image's edges."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,4 +17,6 @@ def test_crf_follows_the_image_edge():
     before = probs.argmax(axis=0)
     after = dense_crf(image, probs, iterations=10).argmax(axis=0)
     assert (before[:, 14:20] == 1).all()  # the raw label spills over the edge
-    assert (after[:, :20] == 0).mean() > 0.9 and (after[:, 22:] == 1).mean() > 0.9  # the CRF pulls it back
+    assert (after[:, :20] == 0).mean() > 0.9 and (
+        after[:, 22:] == 1
+    ).mean() > 0.9  # the CRF pulls it back

@@ -7,6 +7,7 @@ writes (the one-process run's files, one MLflow run), and the 2-process metrics 
 one-process run's (the same global batch) within ``TOLERANCE``: the two differ only in float
 rounding (gradients summed over ranks, batch-norm statistics from all-reduced sums).
 """
+
 from __future__ import annotations
 
 import json
@@ -52,12 +53,25 @@ def prepared(tmp_path_factory) -> Path:
     params = resolve_profile("ci", root / "profiles")
     # one thread per process (2 processes share 2 cores); a checkpoint every 2 steps leaves time to kill
     params["train"].update(checkpoint_every=2, num_threads=1, lr=0.001)
-    params["deeplab"].update(labels="ground_truth", iterations=12, checkpoint_every=2, batch_size=4, crop_size=48,
-                             tiny_width=8, num_threads=1)
+    params["deeplab"].update(
+        labels="ground_truth",
+        iterations=12,
+        checkpoint_every=2,
+        batch_size=4,
+        crop_size=48,
+        tiny_width=8,
+        num_threads=1,
+    )
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PYTHONPATH=str(root))
     for stage in ("download", "validate"):
-        subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}"],
+            cwd=root,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     write_fixture_masks(parse_config(params), root)
     shutil.rmtree(root / "reports", ignore_errors=True)
     (root / "mlflow.db").unlink(missing_ok=True)
@@ -66,11 +80,26 @@ def prepared(tmp_path_factory) -> Path:
 
 def launch(root: Path, stage: str, *, ranks: int) -> subprocess.Popen:
     """``python -m stages.<stage>`` (ranks=1) or the same under torchrun with 2 processes, in ``root``."""
-    env = dict(os.environ, PYTHONPATH=str(root), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
-               OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", f"stages.{stage}"] if ranks == 1 else [*TORCHRUN, "-m", f"stages.{stage}"]
-    return subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(root),
+        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
+        OMP_NUM_THREADS="1",
+    )
+    command = (
+        [sys.executable, "-m", f"stages.{stage}"]
+        if ranks == 1
+        else [*TORCHRUN, "-m", f"stages.{stage}"]
+    )
+    return subprocess.Popen(
+        command,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -86,8 +115,12 @@ def children(pid: int) -> list[int]:
 
 def written(root: Path) -> set[str]:
     """The files a stage wrote (outputs, reports, the MLflow artifacts), relative to the project."""
-    return {str(p.relative_to(root)) for folder in ("checkpoints", "reports", "mlartifacts")
-            for p in (root / folder).rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root))
+        for folder in ("checkpoints", "reports", "mlartifacts")
+        for p in (root / folder).rglob("*")
+        if p.is_file()
+    }
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -103,8 +136,14 @@ def metrics_of(root: Path, stage: str) -> dict:
 def numbers(value, prefix: str = "") -> dict[str, float]:
     """The numeric leaves of a metrics dict."""
     if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in numbers(item, f"{prefix}.{key}").items()}
-    return {prefix: float(value)} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
+        return {
+            k: v for key, item in value.items() for k, v in numbers(item, f"{prefix}.{key}").items()
+        }
+    return (
+        {prefix: float(value)}
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else {}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -126,17 +165,22 @@ def test_two_ranks_train_what_one_does_and_only_rank_0_writes(runs, stage):
     one, two = runs[stage]["one"], runs[stage]["two"]
     final, last = STAGES[stage]
     assert (two / final).exists() and not (two / last).exists()
-    assert written(two) - {f for f in written(two) if f.startswith("mlartifacts")} == \
-        written(one) - {f for f in written(one) if f.startswith("mlartifacts")}
+    assert written(two) - {f for f in written(two) if f.startswith("mlartifacts")} == written(
+        one
+    ) - {f for f in written(one) if f.startswith("mlartifacts")}
     mlflow.set_tracking_uri(f"sqlite:///{two / 'mlflow.db'}")
-    stage_runs = mlflow.search_runs(experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list")
+    stage_runs = mlflow.search_runs(
+        experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list"
+    )
     assert [r.info.run_name for r in stage_runs] == [stage]  # rank 1 logged nothing
     assert json.loads((two / f"reports/runs/{stage}.json").read_text())["world_size"] == 2
 
     a, b = numbers(metrics_of(one, stage)), numbers(metrics_of(two, stage))
     assert a.keys() == b.keys()
     off = {k: (a[k], b[k]) for k in a if abs(a[k] - b[k]) > TOLERANCE}
-    assert not off, f"2-process metrics differ from the 1-process run's by more than {TOLERANCE}: {off}"
+    assert not off, (
+        f"2-process metrics differ from the 1-process run's by more than {TOLERANCE}: {off}"
+    )
     curve = f"reports/plots/{stage}_loss.csv"
     rows_one = [line.split(",") for line in (one / curve).read_text().splitlines()[1:]]
     rows_two = [line.split(",") for line in (two / curve).read_text().splitlines()[1:]]
@@ -145,12 +189,16 @@ def test_two_ranks_train_what_one_does_and_only_rank_0_writes(runs, stage):
         assert all(abs(float(x) - float(y)) <= TOLERANCE for x, y in zip(r1, r2)), (r1, r2)
     w1, w2 = weights(one / final), weights(two / final)
     assert w1.keys() == w2.keys()
-    worst = max((w1[k].float() - w2[k].float()).abs().max().item() for k in w1 if w1[k].is_floating_point())
+    worst = max(
+        (w1[k].float() - w2[k].float()).abs().max().item() for k in w1 if w1[k].is_floating_point()
+    )
     assert worst <= TOLERANCE, worst
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_a_killed_rank_resumes_to_the_weights_of_an_uninterrupted_two_rank_run(runs, prepared, stage, tmp_path):
+def test_a_killed_rank_resumes_to_the_weights_of_an_uninterrupted_two_rank_run(
+    runs, prepared, stage, tmp_path
+):
     root = tmp_path / "project"
     shutil.copytree(prepared, root, symlinks=True)
     final, last = STAGES[stage]
@@ -167,7 +215,9 @@ def test_a_killed_rank_resumes_to_the_weights_of_an_uninterrupted_two_rank_run(r
     resumed_at = torch.load(root / last, weights_only=True)["iteration"]
 
     output = finish(launch(root, stage, ranks=2))
-    assert output.count(f"resuming at iteration {resumed_at}") == 1, output  # all ranks resume, rank 0 says so
+    assert output.count(f"resuming at iteration {resumed_at}") == 1, (
+        output
+    )  # all ranks resume, rank 0 says so
     uninterrupted = runs[stage]["two"]
     a, b = weights(root / final), weights(uninterrupted / final)
     assert a.keys() == b.keys()
@@ -175,4 +225,6 @@ def test_a_killed_rank_resumes_to_the_weights_of_an_uninterrupted_two_rank_run(r
     assert not unequal, f"tensors differ from the uninterrupted 2-process run: {unequal[:5]}"
     for rel in (f"reports/plots/{stage}_loss.csv", f"reports/metrics/{stage}.json"):
         assert (root / rel).read_text() == (uninterrupted / rel).read_text(), rel
-    assert json.loads((root / f"reports/runs/{stage}.json").read_text())["resumed_from"] == resumed_at
+    assert (
+        json.loads((root / f"reports/runs/{stage}.json").read_text())["resumed_from"] == resumed_at
+    )

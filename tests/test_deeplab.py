@@ -1,4 +1,5 @@
 """DeepLabV2 model, its training helpers (poly lr, augmentation, batch order) and prediction."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,8 @@ from privobfnet.models.deeplabv2 import (
     checkpoint_payload,
     load_deeplab,
     load_resnet101_weights,
-    resnet101_body,
     optimizer_param_groups,
+    resnet101_body,
 )
 from privobfnet.segmentation import (
     PAD_RGB,
@@ -32,9 +33,23 @@ from privobfnet.segmentation import (
 
 def deeplab_config(**changes) -> DeeplabConfig:
     base = DeeplabConfig(
-        backbone="tiny", pretrained=None, labels="pseudo", train_split="train", eval_split="val",
-        tiny_width=8, scale_range=[0.7, 1.3], checkpoint_every=10, crop_size=32, batch_size=2,
-        iterations=10, lr=0.01, momentum=0.9, weight_decay=5e-4, poly_power=0.9, num_threads=0, device="cpu",
+        backbone="tiny",
+        pretrained=None,
+        labels="pseudo",
+        train_split="train",
+        eval_split="val",
+        tiny_width=8,
+        scale_range=[0.7, 1.3],
+        checkpoint_every=10,
+        crop_size=32,
+        batch_size=2,
+        iterations=10,
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        poly_power=0.9,
+        num_threads=0,
+        device="cpu",
     )
     return dataclasses.replace(base, **changes)
 
@@ -54,7 +69,9 @@ def imagenet_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrained_deeplab(imagenet_file):
     """DeepLabV2-ResNet-101 built from the weights file (building one takes seconds, so shared)."""
-    return build_deeplab(deeplab_config(backbone="resnet101", pretrained=str(imagenet_file[0])), n_classes=4)
+    return build_deeplab(
+        deeplab_config(backbone="resnet101", pretrained=str(imagenet_file[0])), n_classes=4
+    )
 
 
 # ---- model -------------------------------------------------------------------------------------
@@ -97,18 +114,24 @@ def test_resnet101_variant_builds_dilated_and_runs_without_weights():
         out = model(torch.rand(1, 3, 33, 41))
     assert out.shape == (1, 4, 5, 6)  # ceil(33 / 8), ceil(41 / 8)
     # no ImageNet statistics to keep: batch norm must learn, or 101 layers go unnormalised
-    assert not model.freeze_bn and all(p.requires_grad for bn in model.batch_norms() for p in bn.parameters())
+    assert not model.freeze_bn and all(
+        p.requires_grad for bn in model.batch_norms() for p in bn.parameters()
+    )
 
 
 def test_resnet101_loads_imagenet_weights_from_a_local_file(imagenet_file, pretrained_deeplab):
     path, reference = imagenet_file
     body = pretrained_deeplab.body
-    torch.testing.assert_close(body.layer4[2].conv3.weight, reference.layer4[2].conv3.weight, rtol=0, atol=0)
+    torch.testing.assert_close(
+        body.layer4[2].conv3.weight, reference.layer4[2].conv3.weight, rtol=0, atol=0
+    )
     torch.testing.assert_close(body.bn1.running_var, reference.bn1.running_var, rtol=0, atol=0)
     broken = {k: v for k, v in reference.state_dict().items() if not k.startswith("layer3.5.")}
     broken_path = path.with_name("broken.pth")
     torch.save(broken, broken_path)
-    with pytest.raises(RuntimeError, match="layer3.5"):  # a partial file is refused, not half-loaded
+    with pytest.raises(
+        RuntimeError, match="layer3.5"
+    ):  # a partial file is refused, not half-loaded
         load_resnet101_weights(resnet101_body(), broken_path)
 
 
@@ -147,7 +170,9 @@ def test_checkpoint_round_trip(tmp_path):
     cfg = deeplab_config()
     model = build_deeplab(cfg, n_classes=3)
     path = tmp_path / "final.pt"
-    torch.save(checkpoint_payload(model, cfg, class_names=["background", "a", "b"], iteration=10), path)
+    torch.save(
+        checkpoint_payload(model, cfg, class_names=["background", "a", "b"], iteration=10), path
+    )
     loaded, meta = load_deeplab(path, "cpu")
     assert meta["class_names"] == ["background", "a", "b"] and meta["config"]["tiny_width"] == 8
     assert not loaded.training
@@ -167,7 +192,7 @@ def labelled_pattern(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """An asymmetric block label map and an image whose red channel is 10 x the label."""
     label = np.zeros((height, width), np.uint8)
     label[: height // 2, : width // 3] = 1
-    label[height // 2:, width // 2:] = 2
+    label[height // 2 :, width // 2 :] = 2
     label[2:6, -5:-1] = 3
     image = np.zeros((height, width, 3), np.uint8)
     image[..., 0] = label * 10
@@ -182,11 +207,17 @@ def test_augmentation_keeps_image_and_label_aligned_and_pads_with_ignore():
         out_image, out_label = random_scale_crop_flip(
             image, label, rng=np.random.default_rng(seed), scale_range=[1.0, 1.0], crop_size=48
         )
-        assert out_image.shape == (48, 48, 3) and out_label.shape == (48, 48) and out_image.flags.writeable
+        assert (
+            out_image.shape == (48, 48, 3)
+            and out_label.shape == (48, 48)
+            and out_image.flags.writeable
+        )
         valid = out_label != 255
         assert valid.sum() == 40 * 30  # the whole image fits: every pixel kept, the rest padded
         np.testing.assert_array_equal(out_image[..., 0][valid], out_label[valid] * 10)
-        np.testing.assert_array_equal(out_image[~valid], np.broadcast_to(PAD_RGB, out_image[~valid].shape))
+        np.testing.assert_array_equal(
+            out_image[~valid], np.broadcast_to(PAD_RGB, out_image[~valid].shape)
+        )
         columns = out_image[..., 1][valid].reshape(40, 30)[0]
         flips.add(bool(columns[0] > columns[-1]))
     assert flips == {True, False}  # both orientations happened, and alignment held in each
@@ -199,17 +230,31 @@ def test_augmentation_scales_and_crops_without_breaking_alignment():
             image, label, rng=np.random.default_rng(seed), scale_range=[0.5, 2.0], crop_size=32
         )
         assert out_image.shape == (32, 32, 3)
-        assert set(np.unique(out_label)) <= {0, 1, 2, 3, 255}  # nearest neighbour: no blended labels
+        assert set(np.unique(out_label)) <= {
+            0,
+            1,
+            2,
+            3,
+            255,
+        }  # nearest neighbour: no blended labels
         valid = out_label != 255
-        agree = np.abs(out_image[..., 0][valid].astype(int) - out_label[valid].astype(int) * 10) <= 2
+        agree = (
+            np.abs(out_image[..., 0][valid].astype(int) - out_label[valid].astype(int) * 10) <= 2
+        )
         assert agree.mean() > 0.9  # bilinear edges may blend, nothing else may
-    same = [random_scale_crop_flip(image, label, rng=np.random.default_rng(3), scale_range=[0.5, 2.0], crop_size=32)
-            for _ in range(2)]
+    same = [
+        random_scale_crop_flip(
+            image, label, rng=np.random.default_rng(3), scale_range=[0.5, 2.0], crop_size=32
+        )
+        for _ in range(2)
+    ]
     np.testing.assert_array_equal(same[0][0], same[1][0])  # seeded: reproducible
 
 
 def test_batch_keys_walk_each_epoch_through_a_fresh_permutation():
-    keys = [k for it in range(5) for k in batch_keys(n_images=10, batch_size=4, iteration=it, seed=7)]
+    keys = [
+        k for it in range(5) for k in batch_keys(n_images=10, batch_size=4, iteration=it, seed=7)
+    ]
     assert sorted(k[0] for k in keys[:10]) == list(range(10))
     assert sorted(k[0] for k in keys[10:20]) == list(range(10))
     assert [k[0] for k in keys[:10]] != [k[0] for k in keys[10:20]]
@@ -223,7 +268,9 @@ def test_loss_ignores_255_and_upsamples_logits():
     logits[:, 1] = 5.0  # confident class 1 everywhere
     labels = torch.full((1, 16, 16), 255, dtype=torch.uint8)
     labels[0, :8] = 1
-    assert segmentation_loss(logits, labels) == pytest.approx(float(-torch.log_softmax(logits[0, :, 0, 0], 0)[1]))
+    assert segmentation_loss(logits, labels) == pytest.approx(
+        float(-torch.log_softmax(logits[0, :, 0, 0], 0)[1])
+    )
     labels[0, 8:] = 0
     assert segmentation_loss(logits, labels) > 1.0
 

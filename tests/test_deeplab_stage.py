@@ -1,4 +1,5 @@
 """Stage train_deeplab on the ci profile: end to end through DVC, resume after SIGKILL, label sources."""
+
 from __future__ import annotations
 
 import json
@@ -17,23 +18,25 @@ import torch
 import yaml
 from PIL import Image
 
+from ops.common import write_params
 from privobfnet.config import parse_config
 from privobfnet.data.errors import DataError
 from privobfnet.data.images import mask_to_image
 from privobfnet.data.manifest import read_manifest
-from privobfnet.models.deeplabv2 import load_deeplab
-from stages import download, validate
-from ops.common import write_params
-from privobfnet.deeplab_data import training_label_paths
 from privobfnet.data.mask_types import load_mask_types
+from privobfnet.deeplab_data import training_label_paths
 from privobfnet.metrics import confusion_matrix, segmentation_scores
+from privobfnet.models.deeplabv2 import load_deeplab
 from privobfnet.seg_classes import segmentation_classes
+from stages import download, validate
 from tests.conftest import ci_params, with_changes
 
 
 def dvc(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env
+    )
     assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done
 
@@ -59,7 +62,9 @@ def seg_of(manifest: pd.DataFrame):
     return segmentation_classes(names, load_mask_types(manifest.attrs["dataset"], names))
 
 
-def write_pseudo_labels(manifest: pd.DataFrame, out_dir: Path, *, noise: float, seed: int = 0) -> None:
+def write_pseudo_labels(
+    manifest: pd.DataFrame, out_dir: Path, *, noise: float, seed: int = 0
+) -> None:
     """Ground-truth masks as pseudo-labels (segmentation encoding), a share ``noise`` of labelled pixels set to 0."""
     rng = np.random.default_rng(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -112,9 +117,15 @@ def test_stage_through_dvc_trains_scores_and_logs(project, monkeypatch):
     # a model that predicts background everywhere must fail here: it scores 0 on every drawn class
     baseline = background_everywhere_miou(train, len(class_names))
     assert metrics["miou"] > baseline + 0.02, (metrics["miou"], baseline)
-    foreground = [iou for name, iou in metrics["per_class_iou"].items() if name != "background" and iou]
+    foreground = [
+        iou for name, iou in metrics["per_class_iou"].items() if name != "background" and iou
+    ]
     assert max(foreground) > 0.1, metrics["per_class_iou"]
-    assert metrics["iterations"] == ITERATIONS and metrics["eval_images"] == 24 and metrics["train_images"] == 24
+    assert (
+        metrics["iterations"] == ITERATIONS
+        and metrics["eval_images"] == 24
+        and metrics["train_images"] == 24
+    )
     assert metrics["labels"] == "pseudo" and metrics["final_loss"] < 1.0
     run_facts = json.loads((project / "reports/runs/train_deeplab.json").read_text())
     assert run_facts["images_per_second"] > 0 and run_facts["resumed_from"] == 0
@@ -125,26 +136,38 @@ def test_stage_through_dvc_trains_scores_and_logs(project, monkeypatch):
     assert not (project / "checkpoints/deeplab/last.pt").exists()  # removed once finished
 
     plot = pd.read_csv(project / "reports/plots/train_deeplab_loss.csv")
-    assert list(plot.columns) == ["step", "lr", "total"] and plot["step"].tolist() == list(range(1, ITERATIONS + 1))
+    assert list(plot.columns) == ["step", "lr", "total"] and plot["step"].tolist() == list(
+        range(1, ITERATIONS + 1)
+    )
     assert plot["lr"].is_monotonic_decreasing and plot["total"].notna().all()
     assert plot["total"].tail(20).mean() < plot["total"].head(20).mean()  # it learns
     assert "train_deeplab_loss.csv" in dvc("plots", "show", "--json").stdout
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    run = next(r for r in mlflow.search_runs(experiment_names=["privobfnet"], output_format="list")
-               if r.info.run_name == "train_deeplab")
+    run = next(
+        r
+        for r in mlflow.search_runs(experiment_names=["privobfnet"], output_format="list")
+        if r.info.run_name == "train_deeplab"
+    )
     assert run.data.tags["privobfnet.pipeline_id"] == "deeplab-test"
     assert run.data.metrics["miou"] == pytest.approx(metrics["miou"])
     losses = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss.total")
     assert sorted(m.step for m in losses) == list(range(1, ITERATIONS + 1))
-    assert "Data and pipelines are up to date" in dvc("repro", "--single-item", "train_deeplab").stdout
+    assert (
+        "Data and pipelines are up to date" in dvc("repro", "--single-item", "train_deeplab").stdout
+    )
 
 
 def run_stage(workdir: Path, params: dict) -> subprocess.Popen:
     workdir.mkdir(parents=True, exist_ok=True)
     write_params(params, workdir / "params.yaml")
-    return subprocess.Popen([sys.executable, "-m", "stages.train_deeplab"], cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.train_deeplab"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -184,8 +207,13 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, ci_data):
     whole_csv = (tmp_path / "whole/reports/plots/train_deeplab_loss.csv").read_text()
     assert (killed_dir / "reports/plots/train_deeplab_loss.csv").read_text() == whole_csv
     whole_metrics = (tmp_path / "whole/reports/metrics/train_deeplab.json").read_text()
-    assert (killed_dir / "reports/metrics/train_deeplab.json").read_text() == whole_metrics  # byte for byte
-    assert json.loads((killed_dir / "reports/runs/train_deeplab.json").read_text())["resumed_from"] == resumed_at
+    assert (
+        killed_dir / "reports/metrics/train_deeplab.json"
+    ).read_text() == whole_metrics  # byte for byte
+    assert (
+        json.loads((killed_dir / "reports/runs/train_deeplab.json").read_text())["resumed_from"]
+        == resumed_at
+    )
 
 
 @pytest.mark.slow
@@ -195,7 +223,9 @@ def test_a_checkpoint_from_other_params_is_not_resumed(tmp_path, ci_data):
     last = tmp_path / "checkpoints/deeplab/last.pt"
     last.parent.mkdir(parents=True)
     torch.save({"fingerprint": "trained-on-something-else", "iteration": 3}, last)
-    stage = run_stage(tmp_path, stage_params(tmp_path, ci_data, iterations=4, batch_size=2, crop_size=32))
+    stage = run_stage(
+        tmp_path, stage_params(tmp_path, ci_data, iterations=4, batch_size=2, crop_size=32)
+    )
     output = stage.communicate(timeout=300)[0]
     assert stage.returncode == 0, output
     assert "is from other params or data; starting over" in output

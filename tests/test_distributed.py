@@ -1,4 +1,5 @@
 """privobfnet.distributed: each rank's share of a batch, torchrun's environment, synced batch norm on CPU."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,11 @@ def test_ranks_split_a_global_batch_into_contiguous_equal_rows():
 
 
 def test_eval_blocks_cover_the_split_once():
-    assert [list(World(rank=r, size=3).block(8)) for r in range(3)] == [[0, 1, 2], [3, 4], [5, 6, 7]]
+    assert [list(World(rank=r, size=3).block(8)) for r in range(3)] == [
+        [0, 1, 2],
+        [3, 4],
+        [5, 6, 7],
+    ]
     for n_items, size in [(2, 4), (7, 2), (10, 3), (0, 2)]:
         blocks = [list(World(rank=r, size=size).block(n_items)) for r in range(size)]
         assert sum(blocks, []) == list(range(n_items))  # in rank order, each item once
@@ -42,7 +47,9 @@ def test_only_batch_norm_that_trains_is_synced_and_keeps_its_parameters():
     model[2][0].requires_grad_(False)  # frozen, as ImageNet backbones keep it
     weight = model[1].weight
     sync_batch_norms(model, torch.device("cpu"))
-    assert type(model[1]) is GlooSyncBatchNorm2d and model[1].weight is weight  # the optimizer's tensor
+    assert (
+        type(model[1]) is GlooSyncBatchNorm2d and model[1].weight is weight
+    )  # the optimizer's tensor
     assert type(model[2][0]) is nn.BatchNorm2d
 
 
@@ -58,8 +65,14 @@ def _rank(rank: int, init_file: str, x: torch.Tensor, target: torch.Tensor, out:
     grads = [bn.weight.grad.clone(), bn.bias.grad.clone()]
     for grad in grads:
         dist.all_reduce(grad)
-    out[rank] = {"y": y.detach(), "x_grad": part.grad, "weight_grad": grads[0], "bias_grad": grads[1],
-                 "running_mean": bn.running_mean.clone(), "running_var": bn.running_var.clone()}
+    out[rank] = {
+        "y": y.detach(),
+        "x_grad": part.grad,
+        "weight_grad": grads[0],
+        "bias_grad": grads[1],
+        "running_mean": bn.running_mean.clone(),
+        "running_var": bn.running_var.clone(),
+    }
     dist.destroy_process_group()
 
 
@@ -75,7 +88,10 @@ def test_synced_batch_norm_over_two_ranks_is_batch_norm_over_the_global_batch(tm
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         out = manager.dict()
-        procs = [ctx.Process(target=_rank, args=(r, str(tmp_path / "init"), x, target, out)) for r in range(2)]
+        procs = [
+            ctx.Process(target=_rank, args=(r, str(tmp_path / "init"), x, target, out))
+            for r in range(2)
+        ]
         for p in procs:
             p.start()
         for p in procs:
@@ -87,8 +103,15 @@ def test_synced_batch_norm_over_two_ranks_is_batch_norm_over_the_global_batch(tm
     torch.testing.assert_close(y, reference_y.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(x_grad, xr.grad, atol=1e-5, rtol=1e-5)
     for rank in (0, 1):
-        torch.testing.assert_close(out[rank]["weight_grad"], reference.weight.grad, atol=1e-4, rtol=1e-5)
-        torch.testing.assert_close(out[rank]["bias_grad"], reference.bias.grad, atol=1e-4, rtol=1e-5)
-        torch.testing.assert_close(out[rank]["running_mean"], reference.running_mean, atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(out[rank]["running_var"], reference.running_var, atol=1e-6, rtol=1e-5)
-
+        torch.testing.assert_close(
+            out[rank]["weight_grad"], reference.weight.grad, atol=1e-4, rtol=1e-5
+        )
+        torch.testing.assert_close(
+            out[rank]["bias_grad"], reference.bias.grad, atol=1e-4, rtol=1e-5
+        )
+        torch.testing.assert_close(
+            out[rank]["running_mean"], reference.running_mean, atol=1e-6, rtol=1e-5
+        )
+        torch.testing.assert_close(
+            out[rank]["running_var"], reference.running_var, atol=1e-6, rtol=1e-5
+        )

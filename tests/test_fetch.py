@@ -1,4 +1,5 @@
 """ops.fetch against a local HTTP server (127.0.0.1 only): resume, retries, checksums, layouts."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,10 +13,22 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from ops.fetch import (
+    COMPLETE_MARKER,
+    DATASETS,
+    WEIGHTS,
+    Checksum,
+    ChecksumMismatch,
+    DownloadError,
+    ManualDownloadRequired,
+    download,
+    fetch_dataset,
+    fetch_weights,
+    is_complete,
+    resolve,
+)
 from privobfnet.config import DownloadConfig
 from privobfnet.data.errors import DataError
-from ops.fetch import (COMPLETE_MARKER, DATASETS, WEIGHTS, Checksum, ChecksumMismatch, DownloadError,
-                          ManualDownloadRequired, download, fetch_dataset, fetch_weights, is_complete, resolve)
 from tests.conftest import local_http_server
 
 BODY = random.Random(0).randbytes(64 * 1024)
@@ -50,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if srv.cuts.get(self.path, 0) > 0:  # send half, then drop the connection
             srv.cuts[self.path] -= 1
-            self.wfile.write(body[start:start + (len(body) - start) // 2])
+            self.wfile.write(body[start : start + (len(body) - start) // 2])
             self.close_connection = True
             return
         self.wfile.write(body[start:])
@@ -63,8 +76,17 @@ def server():
 
 
 def _get(url, dest, checksum=Checksum("md5", MD5), retries=2, **kw):
-    return download(url, dest, checksum=checksum, timeout_s=5, retries=retries, chunk_bytes=1024,
-                    progress=False, backoff_s=0, **kw)
+    return download(
+        url,
+        dest,
+        checksum=checksum,
+        timeout_s=5,
+        retries=retries,
+        chunk_bytes=1024,
+        progress=False,
+        backoff_s=0,
+        **kw,
+    )
 
 
 def test_download_verifies_and_then_reuses(server, tmp_path):
@@ -143,10 +165,19 @@ def test_offline_names_the_url_and_the_manual_path(tmp_path):
 def test_catalogue_and_overrides():
     voc_tar = DATASETS["voc"][0]
     assert voc_tar.checksum == Checksum("md5", "6cd6e144f989b92b3379bac3b3de84fd")
-    assert all(s.url.startswith(("http://", "https://")) for srcs in DATASETS.values() for s in srcs)
-    assert WEIGHTS["resnet38"].url is None and WEIGHTS["resnet101"].checksum.matches("63fe2227" + "0" * 56)
-    assert resolve(voc_tar, {voc_tar.file: "http://mirror/v.tar"}) == ("http://mirror/v.tar", voc_tar.checksum)
-    pinned = resolve(DATASETS["voc"][1], {"SegmentationClassAug.zip": "http://m/s.zip#sha256=" + "ab" * 32})
+    assert all(
+        s.url.startswith(("http://", "https://")) for srcs in DATASETS.values() for s in srcs
+    )
+    assert WEIGHTS["resnet38"].url is None and WEIGHTS["resnet101"].checksum.matches(
+        "63fe2227" + "0" * 56
+    )
+    assert resolve(voc_tar, {voc_tar.file: "http://mirror/v.tar"}) == (
+        "http://mirror/v.tar",
+        voc_tar.checksum,
+    )
+    pinned = resolve(
+        DATASETS["voc"][1], {"SegmentationClassAug.zip": "http://m/s.zip#sha256=" + "ab" * 32}
+    )
     assert pinned == ("http://m/s.zip", Checksum("sha256", "ab" * 32))
     with pytest.raises(ValueError, match="download.base_urls.train_aug.txt"):
         resolve(DATASETS["voc"][2], {"train_aug.txt": "http://m/t.txt#crc=1"})
@@ -179,31 +210,48 @@ def _cfg(base_urls: dict[str, str]) -> DownloadConfig:
 
 def test_fetch_voc_end_to_end(server, tmp_path):
     voc = "VOCdevkit/VOC2012/"
-    server.files["/voc.tar"] = _tar_bytes({
-        voc + "JPEGImages/2007_000032.jpg": b"jpeg", voc + "Annotations/2007_000032.xml": b"<annotation/>",
-        voc + "SegmentationClass/2007_000032.png": b"png",
-        voc + "ImageSets/Segmentation/train.txt": b"2007_000032\n", voc + "ImageSets/Segmentation/val.txt": b"",
-    })
-    server.files["/sbd.zip"] = _zip_bytes({
-        "SegmentationClassAug/2007_000032.png": b"aug32", "SegmentationClassAug/2007_000039.png": b"aug39",
-        "__MACOSX/SegmentationClassAug/._2007_000032.png": b"junk"})
+    server.files["/voc.tar"] = _tar_bytes(
+        {
+            voc + "JPEGImages/2007_000032.jpg": b"jpeg",
+            voc + "Annotations/2007_000032.xml": b"<annotation/>",
+            voc + "SegmentationClass/2007_000032.png": b"png",
+            voc + "ImageSets/Segmentation/train.txt": b"2007_000032\n",
+            voc + "ImageSets/Segmentation/val.txt": b"",
+        }
+    )
+    server.files["/sbd.zip"] = _zip_bytes(
+        {
+            "SegmentationClassAug/2007_000032.png": b"aug32",
+            "SegmentationClassAug/2007_000039.png": b"aug39",
+            "__MACOSX/SegmentationClassAug/._2007_000032.png": b"junk",
+        }
+    )
     server.files["/trainaug.txt"] = b"2007_000032\n2007_000039\n"
     md5 = hashlib.md5(server.files["/voc.tar"]).hexdigest()
     sha = hashlib.sha256(server.files["/trainaug.txt"]).hexdigest()
-    cfg = _cfg({"VOCtrainval_11-May-2012.tar": f"{server.url}/voc.tar#md5={md5}",
-                "SegmentationClassAug.zip": f"{server.url}/sbd.zip",  # unpinned: integrity check only
-                "trainaug.txt": f"{server.url}/trainaug.txt#sha256={sha}"})  # keyed by the URL's basename
+    cfg = _cfg(
+        {
+            "VOCtrainval_11-May-2012.tar": f"{server.url}/voc.tar#md5={md5}",
+            "SegmentationClassAug.zip": f"{server.url}/sbd.zip",  # unpinned: integrity check only
+            "trainaug.txt": f"{server.url}/trainaug.txt#sha256={sha}",
+        }
+    )  # keyed by the URL's basename
     raw = tmp_path / "raw"
     summary = fetch_dataset("voc", raw, cfg, progress=False, backoff_s=0)
 
     root = raw / "voc" / "VOCdevkit" / "VOC2012"
     assert (root / "JPEGImages" / "2007_000032.jpg").read_bytes() == b"jpeg"
     assert (root / "SegmentationClassAug" / "2007_000039.png").read_bytes() == b"aug39"
-    assert (root / "ImageSets" / "Segmentation" / "train_aug.txt").read_text() == "2007_000032\n2007_000039\n"
+    assert (
+        root / "ImageSets" / "Segmentation" / "train_aug.txt"
+    ).read_text() == "2007_000032\n2007_000039\n"
     assert is_complete("voc", raw) and (raw / "voc" / COMPLETE_MARKER).exists()
     assert not (raw / "voc" / ".staging").exists()
     assert sorted(p.name for p in (raw / ".downloads").iterdir()) == [
-        "SegmentationClassAug.zip", "VOCtrainval_11-May-2012.tar", "train_aug.txt"]
+        "SegmentationClassAug.zip",
+        "VOCtrainval_11-May-2012.tar",
+        "train_aug.txt",
+    ]
     total = sum(len(b) for b in server.files.values())
     assert summary["files"] == 3 and summary["bytes"] == total and summary["unverified_files"] == 1
     assert not summary["already_complete"]
@@ -216,8 +264,12 @@ def test_fetch_voc_end_to_end(server, tmp_path):
 def test_fetch_voc_refuses_a_corrupt_unpinned_zip(server, tmp_path):
     server.files["/voc.tar"] = _tar_bytes({"VOCdevkit/VOC2012/JPEGImages/a.jpg": b"x"})
     server.files["/sbd.zip"] = b"<html>Dropbox needs you to sign in</html>"
-    cfg = _cfg({"VOCtrainval_11-May-2012.tar": f"{server.url}/voc.tar",  # keeps the real md5: mismatch
-                "SegmentationClassAug.zip": f"{server.url}/sbd.zip"})
+    cfg = _cfg(
+        {
+            "VOCtrainval_11-May-2012.tar": f"{server.url}/voc.tar",  # keeps the real md5: mismatch
+            "SegmentationClassAug.zip": f"{server.url}/sbd.zip",
+        }
+    )
     with pytest.raises(ChecksumMismatch, match="6cd6e144f989b92b3379bac3b3de84fd"):
         fetch_dataset("voc", tmp_path, cfg, progress=False)
     md5 = hashlib.md5(server.files["/voc.tar"]).hexdigest()
@@ -257,17 +309,28 @@ def test_resnet38_is_placed_by_hand(tmp_path):
     (weights / "resnet38_dict.pth").write_bytes(b"\x00garbage")
     with pytest.raises(DataError, match="resnet38_dict.pth: not a PyTorch checkpoint"):
         fetch_weights(["resnet38"], weights, _cfg({}))
-    torch.save({"w": torch.ones(1)}, weights / "resnet38_dict.pth", _use_new_zipfile_serialization=False)
-    assert fetch_weights(["resnet38"], weights, _cfg({}))["files"] == 1  # legacy pickle format passes
+    torch.save(
+        {"w": torch.ones(1)}, weights / "resnet38_dict.pth", _use_new_zipfile_serialization=False
+    )
+    assert (
+        fetch_weights(["resnet38"], weights, _cfg({}))["files"] == 1
+    )  # legacy pickle format passes
 
 
 def test_vispr_is_checked_not_downloaded(tmp_path):
     root = tmp_path / "vispr"
     with pytest.raises(ManualDownloadRequired) as err:
         fetch_dataset("vispr", tmp_path, _cfg({}), splits=["train2017"])
-    assert "tribhuvanesh.github.io/vpa" in str(err.value) and str(root / "attributes.tsv") in str(err.value)
-    for rel in ("attributes.tsv", "user_studies/user_profiles.tsv", "train2017.txt",
-                "annotations/train2017/1.json", "images/train2017/1.jpg"):
+    assert "tribhuvanesh.github.io/vpa" in str(err.value) and str(root / "attributes.tsv") in str(
+        err.value
+    )
+    for rel in (
+        "attributes.tsv",
+        "user_studies/user_profiles.tsv",
+        "train2017.txt",
+        "annotations/train2017/1.json",
+        "images/train2017/1.jpg",
+    ):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("x")
     assert fetch_dataset("vispr", tmp_path, _cfg({}), splits=["train2017"])["files"] == 5

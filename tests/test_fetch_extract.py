@@ -1,4 +1,5 @@
 """ops.fetch_archive: safe extraction of tar/zip archives and the integrity checks."""
+
 from __future__ import annotations
 
 import io
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from privobfnet.data.errors import DataError
 from ops.fetch_archive import EXTRACT_MARKER, check_archive, check_id_list, safe_extract
+from privobfnet.data.errors import DataError
 
 
 def _member(name, kind=tarfile.REGTYPE, data=b"", linkname=""):
@@ -41,12 +42,19 @@ def _assert_nothing_escaped(sandbox: Path, target: Path) -> None:
 
 
 def test_good_tar_gz_is_extracted_once(tmp_path):
-    archive = _write_tar(tmp_path / "good.tar.gz", [
-        _member("top/a.txt", data=b"hello"),
-        _member("top/link", tarfile.SYMTYPE, linkname="a.txt"),
-        _member("top/hard", tarfile.LNKTYPE, linkname="top/a.txt")], mode="w:gz")
+    archive = _write_tar(
+        tmp_path / "good.tar.gz",
+        [
+            _member("top/a.txt", data=b"hello"),
+            _member("top/link", tarfile.SYMTYPE, linkname="a.txt"),
+            _member("top/hard", tarfile.LNKTYPE, linkname="top/a.txt"),
+        ],
+        mode="w:gz",
+    )
     target = safe_extract(archive, tmp_path / "target")
-    assert (target / "top" / "link").read_text() == "hello" and (target / "top" / "hard").read_text() == "hello"
+    assert (target / "top" / "link").read_text() == "hello" and (
+        target / "top" / "hard"
+    ).read_text() == "hello"
     assert (target / EXTRACT_MARKER).exists()
     archive.unlink()  # the marker makes a second call a no-op
     assert safe_extract(archive, tmp_path / "target") == target
@@ -59,18 +67,40 @@ def test_good_zip_is_extracted(tmp_path):
     assert (target / "SegmentationClassAug" / "2007_000032.png").read_bytes() == b"png"
 
 
-@pytest.mark.parametrize("members, culprit, why", [
-    ([_member("../evil.txt", data=b"x")], "../evil.txt", "'..'"),
-    ([_member("ok/../../evil.txt", data=b"x")], "ok/../../evil.txt", "'..'"),
-    ([_member("/tmp/evil_abs.txt", data=b"x")], "/tmp/evil_abs.txt", "absolute"),
-    ([_member("evil_link", tarfile.SYMTYPE, linkname="../../outside.txt")], "evil_link", "symbolic link"),
-    ([_member("evil_link", tarfile.SYMTYPE, linkname="/etc/passwd")], "evil_link", "symbolic link"),
-    ([_member("evil_hard", tarfile.LNKTYPE, linkname="../../outside.txt")], "evil_hard", "hard link"),
-    ([_member("evil_dev", tarfile.CHRTYPE)], "evil_dev", "device"),
-    # `a` -> x/.. looks inside, but x -> . makes it target/.., and a/evil.txt would land outside
-    ([_member("x", tarfile.SYMTYPE, linkname="."), _member("a", tarfile.SYMTYPE, linkname="x/.."),
-      _member("a/evil.txt", data=b"x")], "'a'", "link"),
-])
+@pytest.mark.parametrize(
+    "members, culprit, why",
+    [
+        ([_member("../evil.txt", data=b"x")], "../evil.txt", "'..'"),
+        ([_member("ok/../../evil.txt", data=b"x")], "ok/../../evil.txt", "'..'"),
+        ([_member("/tmp/evil_abs.txt", data=b"x")], "/tmp/evil_abs.txt", "absolute"),
+        (
+            [_member("evil_link", tarfile.SYMTYPE, linkname="../../outside.txt")],
+            "evil_link",
+            "symbolic link",
+        ),
+        (
+            [_member("evil_link", tarfile.SYMTYPE, linkname="/etc/passwd")],
+            "evil_link",
+            "symbolic link",
+        ),
+        (
+            [_member("evil_hard", tarfile.LNKTYPE, linkname="../../outside.txt")],
+            "evil_hard",
+            "hard link",
+        ),
+        ([_member("evil_dev", tarfile.CHRTYPE)], "evil_dev", "device"),
+        # `a` -> x/.. looks inside, but x -> . makes it target/.., and a/evil.txt would land outside
+        (
+            [
+                _member("x", tarfile.SYMTYPE, linkname="."),
+                _member("a", tarfile.SYMTYPE, linkname="x/.."),
+                _member("a/evil.txt", data=b"x"),
+            ],
+            "'a'",
+            "link",
+        ),
+    ],
+)
 def test_malicious_tar_is_refused(sandbox, members, culprit, why):
     archive = _write_tar(sandbox / "bad.tar", members)
     target = sandbox / "out" / "target"
@@ -83,8 +113,13 @@ def test_malicious_tar_is_refused(sandbox, members, culprit, why):
 
 def test_link_made_dangerous_by_a_later_member_is_refused(sandbox):
     # `a` -> x/.. is inside while x does not exist; x -> . (added after) turns `a` into target/..
-    archive = _write_tar(sandbox / "bad.tar", [
-        _member("a", tarfile.SYMTYPE, linkname="x/.."), _member("x", tarfile.SYMTYPE, linkname=".")])
+    archive = _write_tar(
+        sandbox / "bad.tar",
+        [
+            _member("a", tarfile.SYMTYPE, linkname="x/.."),
+            _member("x", tarfile.SYMTYPE, linkname="."),
+        ],
+    )
     target = sandbox / "out" / "target"
     with pytest.raises(DataError, match="symbolic link leaves the target"):
         safe_extract(archive, target)
@@ -110,14 +145,22 @@ def _truncate(path: Path, keep: int) -> Path:
 
 def _big_tar(path: Path, mode: str = "w") -> Path:
     payload = bytes(range(256)) * 400  # ~100 KB, poorly compressible enough to truncate mid-stream
-    return _write_tar(path, [_member("d/one.bin", data=payload), _member("d/two.bin", data=payload)], mode)
+    return _write_tar(
+        path, [_member("d/one.bin", data=payload), _member("d/two.bin", data=payload)], mode
+    )
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: _truncate(_big_tar(p / "a.tar"), 50_000),  # cut inside a member
-    lambda p: _truncate(_big_tar(p / "a.tar"), 512 + 102_400),  # cut exactly after the first member
-    lambda p: _truncate(_big_tar(p / "a.tar.gz", "w:gz"), 300),
-], ids=["tar-mid-member", "tar-at-boundary", "tar.gz"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: _truncate(_big_tar(p / "a.tar"), 50_000),  # cut inside a member
+        lambda p: _truncate(
+            _big_tar(p / "a.tar"), 512 + 102_400
+        ),  # cut exactly after the first member
+        lambda p: _truncate(_big_tar(p / "a.tar.gz", "w:gz"), 300),
+    ],
+    ids=["tar-mid-member", "tar-at-boundary", "tar.gz"],
+)
 def test_truncated_tar_is_refused_and_leaves_nothing(sandbox, make):
     archive = make(sandbox)
     target = sandbox / "out" / "target"

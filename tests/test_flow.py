@@ -1,22 +1,21 @@
 """The Prefect flow runs the DVC stages in order and never shows a failed stage as green."""
+
 from __future__ import annotations
 
 import json
 
 import mlflow
+import networkx as nx
 import pandas as pd
 import pytest
-import networkx as nx
 from dvc.repo import Repo
-
 from prefect.testing.utilities import prefect_test_harness
 
 from ops.stage_order import stage_order
+from ops.tracking import STAGE_RUNS
 from pipelines.flow import StageFailed, pipeline
 from stages import masks as masks_stage
-from ops.tracking import STAGE_RUNS
 from tests.conftest import REPO, dvc
-from tests.test_masks import model_cache  # noqa: F401  (the session's model cache fixture)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,10 @@ def test_dvc_yaml_order_is_a_topological_order():
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
         names = {node: node.addressing for node in graph.nodes}
         for stage, upstream in graph.edges:
-            assert order.index(names[upstream]) < order.index(names[stage]), (names[stage], names[upstream])
+            assert order.index(names[upstream]) < order.index(names[stage]), (
+                names[stage],
+                names[upstream],
+            )
     assert set(order) == set(names.values())
     assert nx.is_directed_acyclic_graph(graph)
 
@@ -43,7 +45,9 @@ def test_flow_runs_the_stages_and_groups_mlflow_runs(project, harness):
     assert list(results) == selected
     assert results["validate"]["success"] is True
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list")
+    runs = mlflow.search_runs(
+        experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list"
+    )
     ids = {r.data.tags["privobfnet.pipeline_id"] for r in runs}
     assert len(ids) == 1 and ids.pop().startswith("prefect-")
     assert sorted(r.info.run_name for r in runs) == sorted(selected)
@@ -67,23 +71,45 @@ def test_unknown_stage_is_refused(project, harness):
 
 
 @pytest.mark.slow
-def test_flow_runs_the_masks_stage_on_the_dask_cluster_it_starts(project, harness, model_cache,  # noqa: F811
-                                                                 monkeypatch):
+def test_flow_runs_the_masks_stage_on_the_dask_cluster_it_starts(
+    project,
+    harness,
+    model_cache,
+    monkeypatch,
+):
     monkeypatch.setenv(masks_stage.CACHE_ENV, str(model_cache))
     selected = ["download", "validate", "masks"]
-    results = pipeline(profile="ci", stages=selected, masks_cluster="distributed.LocalCluster",
-                       masks_cluster_kwargs={"dashboard_address": ":0"})
+    results = pipeline(
+        profile="ci",
+        stages=selected,
+        masks_cluster="distributed.LocalCluster",
+        masks_cluster_kwargs={"dashboard_address": ":0"},
+    )
     assert list(results) == selected and results["masks"]["failed"] == 0
     facts = json.loads((project / "reports/runs/masks.json").read_text())
-    assert facts["scheduler"].startswith("tcp://127.0.0.1:") and facts["workers"] == 2  # ci: masks.workers 2
-    assert facts["computed"] == results["masks"]["images"] == len(pd.read_parquet(project / "data/masks/index.parquet"))
-    assert "masks" not in dvc("status", "masks").stdout.replace("Data and pipelines are up to date", "")
+    assert (
+        facts["scheduler"].startswith("tcp://127.0.0.1:") and facts["workers"] == 2
+    )  # ci: masks.workers 2
+    assert (
+        facts["computed"]
+        == results["masks"]["images"]
+        == len(pd.read_parquet(project / "data/masks/index.parquet"))
+    )
+    assert "masks" not in dvc("status", "masks").stdout.replace(
+        "Data and pipelines are up to date", ""
+    )
 
 
 def test_a_mistyped_masks_cluster_fails_before_any_stage(project, harness):
     with pytest.raises(Exception, match="NoSuchCluster"):
-        pipeline(profile="ci", stages=["download", "masks"], masks_cluster="distributed.NoSuchCluster")
+        pipeline(
+            profile="ci", stages=["download", "masks"], masks_cluster="distributed.NoSuchCluster"
+        )
     assert not (project / "data/raw").exists()
     with pytest.raises(ValueError, match="not with a scheduler address"):
-        pipeline(profile="ci", stages=["masks"], masks_cluster="tcp://127.0.0.1:8786",
-                 masks_cluster_kwargs={"n_workers": 2})
+        pipeline(
+            profile="ci",
+            stages=["masks"],
+            masks_cluster="tcp://127.0.0.1:8786",
+            masks_cluster_kwargs={"n_workers": 2},
+        )

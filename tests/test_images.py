@@ -4,6 +4,7 @@ Expected values come from the formats' definitions, not from Pillow's conversion
 (full-range BT.601), CIE L*a*b*, CMYK as ink (Adobe's APP14 marks inverted storage), alpha
 composited over the documented white background, 16-bit scaled by 255 / 65535.
 """
+
 from __future__ import annotations
 
 import io
@@ -88,7 +89,11 @@ def test_ycbcr_tiff(tmp_path):
     Image.new("YCbCr", (W, H), (y, cb, cr)).save(path)
     with Image.open(path) as raw:
         assert raw.mode == "YCbCr"
-    expected = (y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128), y + 1.772 * (cb - 128))
+    expected = (
+        y + 1.402 * (cr - 128),
+        y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128),
+        y + 1.772 * (cb - 128),
+    )
     assert close(rgb_of(path), np.round(expected), 1)
 
 
@@ -99,9 +104,17 @@ def cielab_tiff(path, width: int, height: int, pixels: bytes) -> None:
     signed 8-bit integers.
     """
     tags = [  # (tag, type SHORT=3 / LONG=4, count, value)
-        (256, 4, 1, width), (257, 4, 1, height), (258, 3, 3, None), (259, 3, 1, 1), (262, 3, 1, 8),
-        (273, 4, 1, None), (277, 3, 1, 3), (278, 4, 1, height), (279, 4, 1, len(pixels)), (284, 3, 1, 1),
-    ]  # fmt: skip
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 3, None),
+        (259, 3, 1, 1),
+        (262, 3, 1, 8),
+        (273, 4, 1, None),
+        (277, 3, 1, 3),
+        (278, 4, 1, height),
+        (279, 4, 1, len(pixels)),
+        (284, 3, 1, 1),
+    ]
     ifd_size = 2 + 12 * len(tags) + 4
     bits_at = 8 + ifd_size  # the three BitsPerSample values do not fit in the entry
     pixels_at = bits_at + 6
@@ -110,7 +123,9 @@ def cielab_tiff(path, width: int, height: int, pixels: bytes) -> None:
         for tag, kind, count, value in tags
     )
     ifd = struct.pack("<H", len(tags)) + entries + struct.pack("<I", 0)
-    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<HHH", 8, 8, 8) + pixels)
+    path.write_bytes(
+        b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<HHH", 8, 8, 8) + pixels
+    )
 
 
 @pytest.mark.parametrize(
@@ -149,7 +164,11 @@ def test_rgba_png_is_composited_over_the_background(tmp_path):
     path = tmp_path / "screenshot.png"
     Image.fromarray(pixels, "RGBA").save(path)
     rgb = rgb_of(path)
-    assert (rgb[0, 0] == over_white((200, 100, 0), 64)).all() and tuple(rgb[0, 0]) == (241, 216, 191)
+    assert (rgb[0, 0] == over_white((200, 100, 0), 64)).all() and tuple(rgb[0, 0]) == (
+        241,
+        216,
+        191,
+    )
     assert tuple(rgb[0, 5]) == (200, 100, 0) and tuple(rgb[0, 10]) == BACKGROUND_RGB
 
 
@@ -187,7 +206,12 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
     with Image.open(path) as raw:
         assert raw.mode.startswith("I;16")
     rgb = rgb_of(path)
-    assert rgb[0, :, 0].tolist() == [0, round(40000 * 255 / 65535), 255, 1]  # 156, not Pillow's clip to 255
+    assert rgb[0, :, 0].tolist() == [
+        0,
+        round(40000 * 255 / 65535),
+        255,
+        1,
+    ]  # 156, not Pillow's clip to 255
     assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
     with pytest.raises(DataError, match="grayscale image"):
         rgb_of(path, allow_grayscale=False)
@@ -249,7 +273,9 @@ def halves(width=32, height=16) -> Image.Image:
 def save_oriented(path, orientation: int, image: Image.Image | None = None) -> None:
     exif = Image.Exif()
     exif[0x0112] = orientation
-    (image or halves()).save(path, exif=exif.tobytes(), **({"quality": 95} if path.suffix == ".jpg" else {}))
+    (image or halves()).save(
+        path, exif=exif.tobytes(), **({"quality": 95} if path.suffix == ".jpg" else {})
+    )
 
 
 @pytest.mark.parametrize(
@@ -257,13 +283,19 @@ def save_oriented(path, orientation: int, image: Image.Image | None = None) -> N
     [
         (1, (32, 16), RED, BLUE),
         (6, (16, 32), RED, BLUE),  # rotate 90 clockwise to view: the stored left side goes on top
-        (8, (16, 32), BLUE, RED),  # rotate 90 counter-clockwise: the stored left side goes to the bottom
+        (
+            8,
+            (16, 32),
+            BLUE,
+            RED,
+        ),  # rotate 90 counter-clockwise: the stored left side goes to the bottom
         (3, (32, 16), BLUE, RED),  # rotate 180
         (2, (32, 16), BLUE, RED),  # mirror
     ],
 )
-def test_exif_orientation_is_applied_before_anything_reads_the_pixels(tmp_path, orientation, size, top_left,
-                                                                      bottom_right):
+def test_exif_orientation_is_applied_before_anything_reads_the_pixels(
+    tmp_path, orientation, size, top_left, bottom_right
+):
     path = tmp_path / "phone.jpg"
     save_oriented(path, orientation)
     rgb = rgb_of(path)

@@ -1,6 +1,7 @@
 """Mask backends on real photos (scikit-image's astronaut and page) and SynthPriv, plus the mask-type
 table. The OCR model ships in rapidocr's wheel; the MediaPipe models are fetched once per session
 with pip into a temporary cache, as a fresh machine would."""
+
 from __future__ import annotations
 
 import cv2
@@ -9,26 +10,19 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from ops.common import resolve_profile
 from privobfnet.config import parse_config
 from privobfnet.data.coco import COCO_CLASSES
 from privobfnet.data.errors import DataError
 from privobfnet.data.mask_types import load_mask_types, read_mask_type_table
-from privobfnet.data.synthpriv import ATTRIBUTES, ATTRIBUTE_IDS, generate_sample
+from privobfnet.data.synthpriv import ATTRIBUTE_IDS, ATTRIBUTES, generate_sample
 from privobfnet.data.voc import VOC_CLASSES
-from privobfnet.masks import NoPrior, build_backend, coverage, mask_to_uint8
-from privobfnet.masks import assets
+from privobfnet.masks import NoPrior, assets, build_backend, coverage, mask_to_uint8
 from privobfnet.masks.mediapipe import face_anchors, weighted_nms
 from privobfnet.masks.text import _result, polygons_to_mask, resize_long_side
-from ops.common import resolve_profile
 from tests.conftest import REPO
 
 ASTRONAUT_FACE_CENTRE = (225, 125)  # x, y: between her eyes, by eye on the 512 x 512 photo
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory):
-    """One model cache for the session (MediaPipe files fetched into <cache>/mediapipe on first use)."""
-    return tmp_path_factory.mktemp("model-cache")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +51,9 @@ def test_rapidocr_masks_the_text_lines_of_a_page(rapidocr):
 
 
 def test_text_margin_dilates_the_mask(rapidocr):
-    narrow = build_backend("text", "rapidocr", limit_side=320, margin_px=0, cache_dir="unused")(page_rgb())
+    narrow = build_backend("text", "rapidocr", limit_side=320, margin_px=0, cache_dir="unused")(
+        page_rgb()
+    )
     wide = rapidocr(page_rgb())
     assert (wide.mask >= narrow.mask).all() and wide.mask.sum() > narrow.mask.sum()
 
@@ -65,7 +61,7 @@ def test_text_margin_dilates_the_mask(rapidocr):
 def test_rapidocr_finds_no_text_on_the_astronauts_face(rapidocr):
     mask = rapidocr(skdata.astronaut()).mask
     x, y = ASTRONAUT_FACE_CENTRE
-    assert mask[y - 40: y + 40, x - 40: x + 40].sum() == 0
+    assert mask[y - 40 : y + 40, x - 40 : x + 40].sum() == 0
 
 
 @pytest.mark.slow
@@ -74,10 +70,17 @@ def test_rapidocr_recalls_synthpriv_text_lines():
     recalled when the text mask covers at least half of it. Regions under 200 px at 160 px are
     slivers left by occluders, not strings, and are not counted."""
     raw = resolve_profile("default", REPO / "profiles")
-    raw["synthpriv"]["image_size"] = 160  # measured at 160 px; at the default's 320 px recall is 0.78 (issue 12 note)
+    raw["synthpriv"]["image_size"] = (
+        160  # measured at 160 px; at the default's 320 px recall is 0.78 (issue 12 note)
+    )
     cfg = parse_config(raw)
-    backend = build_backend("text", "rapidocr", limit_side=cfg.masks.text_det_limit_side,
-                            margin_px=cfg.masks.text_margin_px, cache_dir="unused")
+    backend = build_backend(
+        "text",
+        "rapidocr",
+        limit_side=cfg.masks.text_det_limit_side,
+        margin_px=cfg.masks.text_margin_px,
+        cache_dir="unused",
+    )
     text_values = [i + 1 for i, a in enumerate(ATTRIBUTES) if a.mask_type == "text"]
     covered = []
     for index in range(48):
@@ -126,7 +129,7 @@ def test_selfie_segmentation_masks_the_astronaut(model_cache):
     assert mask.shape == (512, 512) and 0.0 <= mask.min() and mask.max() <= 1.0
     assert 0.4 < coverage(mask) < 0.65  # she fills roughly half of the photo
     x, y = ASTRONAUT_FACE_CENTRE
-    assert mask[y - 20: y + 20, x - 20: x + 20].mean() > 0.9
+    assert mask[y - 20 : y + 20, x - 20 : x + 20].mean() > 0.9
     assert mask[:100, :60].mean() < 0.1  # the flag, top left
     assert mask[40:100, 380:470].mean() < 0.1  # the rocket, top right
 
@@ -154,7 +157,9 @@ def test_mediapipe_models_are_checked_and_refetched(model_cache):
     paths = assets.ensure_mediapipe_models(folder)
     expected = assets.MEDIAPIPE_MODELS["selfie_segmentation.tflite"][1]
     assert assets.sha256_of(paths["selfie_segmentation.tflite"]) == expected
-    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no leftovers of the download
+    assert not [
+        p for p in folder.iterdir() if p.name.startswith(".")
+    ]  # no leftovers of the download
 
 
 def test_mediapipe_fetch_offline_says_what_to_do(tmp_path, monkeypatch):
@@ -201,8 +206,15 @@ def test_simulated_parser_reads_the_png_of_the_image(tmp_path):
         build_backend("human", "simulated", parser_dir=tmp_path / "absent", cache_dir="unused")
 
 
-@pytest.mark.parametrize("bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32),
-                                 np.zeros((8, 8, 4), np.uint8), np.zeros((0, 8, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((8, 8), np.uint8),
+        np.zeros((8, 8, 3), np.float32),
+        np.zeros((8, 8, 4), np.uint8),
+        np.zeros((0, 8, 3), np.uint8),
+    ],
+)
 def test_backends_refuse_anything_but_rgb_uint8(rapidocr, bad):
     with pytest.raises(ValueError, match="uint8 RGB|empty"):
         rapidocr(bad)
@@ -229,10 +241,24 @@ def test_vispr_table_has_68_attributes_typed_as_table_1():
     table = read_mask_type_table("vispr")
     assert len(table) == 68 and "a104_license_plate_partial" in table and "a29_ausweis" in table
     examples = {  # paper Table 1, one column per type
-        "no_region": ["a0_safe"],  # un-masked like "none" (Table 1's Safe), and no segmentation class
+        "no_region": [
+            "a0_safe"
+        ],  # un-masked like "none" (Table 1's Safe), and no segmentation class
         "none": ["a30_credit_card", "a33_student_id", "a38_ticket", "a99_legal_involvement"],
-        "human": ["a1_age_approx", "a2_weight_approx", "a5_eye_color", "a13_full_nudity", "a16_race"],
-        "text": ["a19_name_full", "a23_birth_city", "a26_handwriting", "a27_marital_status", "a24_birth_date"],
+        "human": [
+            "a1_age_approx",
+            "a2_weight_approx",
+            "a5_eye_color",
+            "a13_full_nudity",
+            "a16_race",
+        ],
+        "text": [
+            "a19_name_full",
+            "a23_birth_city",
+            "a26_handwriting",
+            "a27_marital_status",
+            "a24_birth_date",
+        ],
     }
     for mask_type, ids in examples.items():
         assert [table[i] for i in ids] == [mask_type] * len(ids)
@@ -244,12 +270,14 @@ def test_vispr_table_has_68_attributes_typed_as_table_1():
 def test_voc_and_coco_weight_only_person(dataset, classes):
     types = load_mask_types(dataset, classes)
     assert types[classes.index("person")] == "human"
-    assert set(types[:classes.index("person")] + types[classes.index("person") + 1:]) == {"none"}
+    assert set(types[: classes.index("person")] + types[classes.index("person") + 1 :]) == {"none"}
     assert set(read_mask_type_table(dataset)) == set(classes)
 
 
 def test_missing_class_names_the_file_and_the_class():
-    with pytest.raises(DataError, match=r"mask_types/voc\.tsv: class missing from the mask-type table: unicorn"):
+    with pytest.raises(
+        DataError, match=r"mask_types/voc\.tsv: class missing from the mask-type table: unicorn"
+    ):
         load_mask_types("voc", ["person", "unicorn"])
     with pytest.raises(DataError, match="no mask-type table"):
         load_mask_types("imagenet", ["person"])

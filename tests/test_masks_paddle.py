@@ -1,6 +1,7 @@
 """The PaddleOCR text backend (extra `paddle`): the same PP-OCRv6 detector as rapidocr, through
 PaddleX on onnxruntime. make test runs this file in its own environment, .venv-paddle, where
 PaddleOCR is installed beside rapidocr without torch; elsewhere these tests skip."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Segmentation metrics: confusion matrix, mIoU (checked against torchmetrics), pixel accuracy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,9 @@ def test_confusion_matrix_by_hand_rows_are_ground_truth():
     target = np.array([[0, 0, 1], [2, 255, 1]], dtype=np.uint8)
     pred = np.array([[0, 1, 1], [2, 0, 0]], dtype=np.uint8)
     cm = confusion_matrix(pred, target, 3)
-    expected = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]])  # the ignored pixel (pred 0) is not counted
+    expected = np.array(
+        [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    )  # the ignored pixel (pred 0) is not counted
     np.testing.assert_array_equal(cm, expected)
     assert cm.dtype == np.int64
     miou, iou = miou_from_confusion(cm)
@@ -70,8 +73,12 @@ def test_miou_matches_torchmetrics_with_ignore_and_absent_classes(seed):
     used_gt = rng.choice(n_classes, size=4, replace=False)  # three classes absent from ground truth
     used_pred = rng.choice(n_classes, size=5, replace=False)  # some of those predicted all the same
     target = rng.choice(used_gt, size=(3, 24, 20)).astype(np.uint8)
-    pred = np.where(rng.random(target.shape) < 0.6, target, rng.choice(used_pred, size=target.shape)).astype(np.uint8)
-    target[rng.random(target.shape) < 0.15] = 255  # ignore pixels (their predictions must not count)
+    pred = np.where(
+        rng.random(target.shape) < 0.6, target, rng.choice(used_pred, size=target.shape)
+    ).astype(np.uint8)
+    target[rng.random(target.shape) < 0.15] = (
+        255  # ignore pixels (their predictions must not count)
+    )
 
     cm = sum(confusion_matrix(p, t, n_classes) for p, t in zip(pred, target))
     miou, iou = miou_from_confusion(cm)
@@ -93,6 +100,7 @@ def test_miou_matches_torchmetrics_with_ignore_and_absent_classes(seed):
 
 def test_background_everywhere_moves_every_true_pixel_to_the_background_column():
     from privobfnet.baselines import background_everywhere
+
     cm = np.array([[50, 5, 0], [10, 20, 0], [0, 0, 0]])  # class 2 absent from truth and predictions
     out = background_everywhere(cm)
     np.testing.assert_array_equal(out, [[55, 0, 0], [30, 0, 0], [0, 0, 0]])
@@ -103,10 +111,15 @@ def test_background_everywhere_moves_every_true_pixel_to_the_background_column()
 
 def test_trivial_baselines_of_a_split():
     from privobfnet.baselines import trivial_baselines
+
     labels = np.array([[1, 0], [0, 0], [1, 1], [0, 0]])
     scores = np.array([0.2, 0.4, np.nan, 1.0])
-    out = trivial_baselines(labels, scores, train_scores=np.array([0.5, np.nan, 0.3]))  # train mean 0.4
+    out = trivial_baselines(
+        labels, scores, train_scores=np.array([0.5, np.nan, 0.3])
+    )  # train mean 0.4
     assert out["always_absent_mean_accuracy"] == pytest.approx(5 / 8)
     assert out["constant_map"] == pytest.approx((2 / 4 + 1 / 4) / 2)  # each class's positive rate
     assert out["mean_score_l1"] == pytest.approx((0.2 + 0.0 + 0.6) / 3)
-    assert trivial_baselines(labels, scores, train_scores=np.array([np.nan]))["mean_score_l1"] is None
+    assert (
+        trivial_baselines(labels, scores, train_scores=np.array([np.nan]))["mean_score_l1"] is None
+    )

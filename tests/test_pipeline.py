@@ -1,4 +1,5 @@
 """End to end on the ci profile in a throw-away copy: a Prefect deployment run of every DVC stage."""
+
 from __future__ import annotations
 
 import importlib
@@ -18,6 +19,13 @@ import torch
 import yaml
 from PIL import Image
 
+from ops.common import load_params
+from ops.compare_outputs import files_under
+from ops.registry import DEEPLAB_MODEL, ENSEMBLE_MODEL
+from ops.stage_order import stage_order
+from ops.tracking import STAGE_RUNS, flatten
+from pipelines.serve import stop, wait_for_server
+from pipelines.ui_check import free_port, get_json, start
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.mask_types import load_mask_types
 from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, load_split, predict_split
@@ -25,13 +33,6 @@ from privobfnet.models.deeplabv2 import load_deeplab
 from privobfnet.models.ensemble import load_ensemble
 from privobfnet.seg_classes import segmentation_classes
 from privobfnet.segmentation import predict_segmentation
-from ops.stage_order import stage_order
-from pipelines.serve import stop, wait_for_server
-from pipelines.ui_check import free_port, get_json, start
-from ops.common import load_params
-from ops.compare_outputs import files_under
-from ops.registry import DEEPLAB_MODEL, ENSEMBLE_MODEL
-from ops.tracking import STAGE_RUNS, flatten
 from tests.conftest import copy_project, dvc
 
 UUID_RE = re.compile(r"UUID:\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
@@ -39,8 +40,12 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def post_json(url: str, body: dict) -> list | dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -55,6 +60,7 @@ def wait_for_flow_run(api: str, flow_run_id: str, timeout_s: float) -> dict:
         time.sleep(2)
     raise TimeoutError(f"flow run {flow_run_id} did not finish within {timeout_s:.0f} s")
 
+
 pytestmark = pytest.mark.slow
 
 
@@ -68,37 +74,97 @@ def served(tmp_path_factory) -> dict:
     project = copy_project(tmp_path / "project")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect_home"), PREFECT_API_URL=api,
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    for name in ("MLFLOW_TRACKING_URI", "PRIVOBFNET_PIPELINE_ID", "PRIVOBFNET_ROOT", "DVC_EXP_NAME"):
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(tmp_path / "prefect_home"),
+        PREFECT_API_URL=api,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "PRIVOBFNET_PIPELINE_ID",
+        "PRIVOBFNET_ROOT",
+        "DVC_EXP_NAME",
+    ):
         env.pop(name, None)
     logs = tmp_path / "logs"
     logs.mkdir()
     cwd = os.getcwd()
     os.chdir(project)  # the served flow runs the stages in its working directory
-    server = start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                   env, logs / "server.log")
+    server = start(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env,
+        logs / "server.log",
+    )
     procs = [server]
     try:
         wait_for_server(api, timeout_s=120)
-        procs.append(start([sys.executable, "-m", "pipelines.serve", "--no-server", "--port", str(port),
-                            "--cron", "0 3 * * *", "--profile", "ci"], env, logs / "serve.log"))
-        deployment = get_json(f"{api}/deployments/name/privobfnet-pipeline/privobfnet", timeout_s=120)
-        trigger = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run",
-                                  "privobfnet-pipeline/privobfnet", "--params", json.dumps({"profile": "ci"})],
-                                 env=env, capture_output=True, text=True, timeout=120)
+        procs.append(
+            start(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipelines.serve",
+                    "--no-server",
+                    "--port",
+                    str(port),
+                    "--cron",
+                    "0 3 * * *",
+                    "--profile",
+                    "ci",
+                ],
+                env,
+                logs / "serve.log",
+            )
+        )
+        deployment = get_json(
+            f"{api}/deployments/name/privobfnet-pipeline/privobfnet", timeout_s=120
+        )
+        trigger = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "deployment",
+                "run",
+                "privobfnet-pipeline/privobfnet",
+                "--params",
+                json.dumps({"profile": "ci"}),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert trigger.returncode == 0, trigger.stdout + trigger.stderr
         flow_run_id = UUID_RE.search(trigger.stdout).group(1)
         state = wait_for_flow_run(api, flow_run_id, timeout_s=900)
         assert state["type"] == "COMPLETED", (state, (logs / "serve.log").read_text()[-5000:])
-        artifacts = post_json(f"{api}/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+        artifacts = post_json(
+            f"{api}/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}
+        )
     finally:
         for proc in reversed(procs):
             stop(proc)
         os.chdir(cwd)
     assert all(proc.poll() is not None for proc in procs)
-    return {"project": project, "flow_run_id": flow_run_id, "deployment": deployment,
-            "artifacts": {a["key"] for a in artifacts}}
+    return {
+        "project": project,
+        "flow_run_id": flow_run_id,
+        "deployment": deployment,
+        "artifacts": {a["key"] for a in artifacts},
+    }
 
 
 def test_served_deployment_runs_every_stage(served):
@@ -141,7 +207,10 @@ def torchmetrics_miou(pairs, n_labels: int) -> float:
 
     jaccard = MulticlassJaccardIndex(num_classes=n_labels, ignore_index=255, average="macro")
     for prediction, truth in pairs:
-        jaccard.update(torch.from_numpy(prediction.astype(np.int64))[None], torch.from_numpy(truth.astype(np.int64))[None])
+        jaccard.update(
+            torch.from_numpy(prediction.astype(np.int64))[None],
+            torch.from_numpy(truth.astype(np.int64))[None],
+        )
     return float(jaccard.compute())
 
 
@@ -156,11 +225,23 @@ def test_pseudo_label_miou_is_recomputed_from_the_written_pngs(served):
     metrics = json.loads((project / "reports/metrics/pseudo_labels.json").read_text())
     manifest = read_manifest(project / "data/manifests/train.parquet")
     seg = seg_of(manifest)
-    pairs = [(np.asarray(Image.open(project / "data/pseudo_labels" / f"{row.image_id}.png")),
-              seg.from_truth(np.asarray(Image.open(project / row.mask_path)))) for row in manifest.itertuples()]
-    assert metrics["splits"]["train"]["cam_miou"] == pytest.approx(torchmetrics_miou(pairs, seg.n_labels), abs=1e-6)
-    assert "a0_safe" not in metrics["splits"]["train"]["per_class_iou"] and metrics["classes"] == seg.label_names
-    assert 0 <= metrics["splits"]["train"]["masks_only_cam_miou"] <= 1  # the untrained baseline is scored too
+    pairs = [
+        (
+            np.asarray(Image.open(project / "data/pseudo_labels" / f"{row.image_id}.png")),
+            seg.from_truth(np.asarray(Image.open(project / row.mask_path))),
+        )
+        for row in manifest.itertuples()
+    ]
+    assert metrics["splits"]["train"]["cam_miou"] == pytest.approx(
+        torchmetrics_miou(pairs, seg.n_labels), abs=1e-6
+    )
+    assert (
+        "a0_safe" not in metrics["splits"]["train"]["per_class_iou"]
+        and metrics["classes"] == seg.label_names
+    )
+    assert (
+        0 <= metrics["splits"]["train"]["masks_only_cam_miou"] <= 1
+    )  # the untrained baseline is scored too
 
 
 def test_deeplab_miou_is_recomputed_from_its_predictions(served):
@@ -170,9 +251,15 @@ def test_deeplab_miou_is_recomputed_from_its_predictions(served):
     for split in ("val", "test"):
         manifest = read_manifest(project / "data/manifests" / f"{split}.parquet")
         assert meta["class_names"] == seg_of(manifest).label_names
-        pairs = [(predict_segmentation(model, np.asarray(Image.open(project / row.path).convert("RGB")), "cpu"),
-                  seg_of(manifest).from_truth(np.asarray(Image.open(project / row.mask_path))))
-                 for row in manifest.itertuples()]
+        pairs = [
+            (
+                predict_segmentation(
+                    model, np.asarray(Image.open(project / row.path).convert("RGB")), "cpu"
+                ),
+                seg_of(manifest).from_truth(np.asarray(Image.open(project / row.mask_path))),
+            )
+            for row in manifest.itertuples()
+        ]
         expected = torchmetrics_miou(pairs, len(meta["class_names"]))
         assert metrics["segmentation"][split]["miou"] == pytest.approx(expected, abs=1e-6), split
 
@@ -182,12 +269,25 @@ def test_a_second_fresh_copy_writes_identical_outputs(served, tmp_path):
     first = served["project"]
     second = copy_project(tmp_path / "second")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=second, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"], cwd=second, env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    compared = ["reports/metrics", "reports/plots", "reports/tables.md", "reports/validation.md", "data/manifests",
-                "data/masks", "data/pseudo_labels"]
-    first_files = {name: data for entry in compared for name, data in files_under(first, entry).items()}
-    second_files = {name: data for entry in compared for name, data in files_under(second, entry).items()}
+    compared = [
+        "reports/metrics",
+        "reports/plots",
+        "reports/tables.md",
+        "reports/validation.md",
+        "data/manifests",
+        "data/masks",
+        "data/pseudo_labels",
+    ]
+    first_files = {
+        name: data for entry in compared for name, data in files_under(first, entry).items()
+    }
+    second_files = {
+        name: data for entry in compared for name, data in files_under(second, entry).items()
+    }
     assert len(first_files) > 100 and "reports/metrics/evaluate.json" in first_files
     assert sorted(first_files) == sorted(second_files)
     differing = [name for name in first_files if first_files[name] != second_files[name]]
@@ -197,70 +297,105 @@ def test_a_second_fresh_copy_writes_identical_outputs(served, tmp_path):
 def test_dvc_has_nothing_left_then_a_profile_switch_reruns_what_changed(served, monkeypatch):
     project = served["project"]
     monkeypatch.chdir(project)
-    compared = subprocess.run([sys.executable, "-m", "ops.compare_runs", f"pipeline:prefect-{served['flow_run_id']}",
-                               "profile:ci", "--stage", "evaluate"], capture_output=True, text=True)
+    compared = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ops.compare_runs",
+            f"pipeline:prefect-{served['flow_run_id']}",
+            "profile:ci",
+            "--stage",
+            "evaluate",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert compared.returncode == 0, compared.stderr
     assert "## evaluate" in compared.stdout and "Same params." in compared.stdout
     again = dvc("repro")
     assert "Data and pipelines are up to date" in again.stdout
-    subprocess.run([sys.executable, "-m", "ops.use_profile", "default"], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "ops.use_profile", "default"], check=True, capture_output=True
+    )
     diff = dvc("params", "diff", "--md").stdout
     assert "data.splits.train" in diff and "synthpriv.image_size" in diff
     status = dvc("status").stdout
     assert "download" in status and "validate" in status
-    assert "weights" in status  # the default profile trains from the ImageNet lite0 weights, ci from scratch
+    assert (
+        "weights" in status
+    )  # the default profile trains from the ImageNet lite0 weights, ci from scratch
 
 
 def check_mlflow_store(project: Path, pipeline_id: str) -> None:
     """Every stage made one finished run with its params, metrics and tags; both models are registered."""
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list")
+    runs = mlflow.search_runs(
+        experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list"
+    )
     assert sorted(r.info.run_name for r in runs) == sorted(stage_order(project / "dvc.yaml"))
     cfg = load_params(project / "params.yaml")
     for run in runs:
         stage = run.info.run_name
         assert run.info.status == "FINISHED", stage
         sections = importlib.import_module(f"stages.{stage}").PARAM_SECTIONS
-        assert run.data.params == {**flatten(cfg.section_dict(*sections)), "seed": str(cfg.seed)}, stage
+        assert run.data.params == {**flatten(cfg.section_dict(*sections)), "seed": str(cfg.seed)}, (
+            stage
+        )
         assert run.data.metrics, f"{stage} logged no metrics"
         tags = run.data.tags
         assert tags["privobfnet.stage"] == stage and tags["privobfnet.profile"] == "ci"
         assert tags["privobfnet.pipeline_id"] == pipeline_id
         assert tags["privobfnet.params_hash"] == cfg.params_hash(*sections)
     evaluate = next(r for r in runs if r.info.run_name == "evaluate")
-    assert "privacy.test.pearson" in evaluate.data.metrics and "segmentation.val.miou" in evaluate.data.metrics
+    assert (
+        "privacy.test.pearson" in evaluate.data.metrics
+        and "segmentation.val.miou" in evaluate.data.metrics
+    )
     check_dataset_inputs(project, runs)
 
     client = mlflow.MlflowClient()
     metrics = json.loads((project / "reports/metrics/evaluate.json").read_text())
-    registered = json.loads((project / "reports/runs/evaluate.json").read_text())["registered_models"]
+    registered = json.loads((project / "reports/runs/evaluate.json").read_text())[
+        "registered_models"
+    ]
     for key, name in {"ensemble": ENSEMBLE_MODEL, "deeplab": DEEPLAB_MODEL}.items():
         (version,) = client.search_model_versions(f"name = '{name}'")
         assert version.run_id == evaluate.info.run_id and version.status == "READY"
-        assert version.tags["privobfnet.pipeline_id"] == pipeline_id and version.tags["privobfnet.profile"] == "ci"
+        assert (
+            version.tags["privobfnet.pipeline_id"] == pipeline_id
+            and version.tags["privobfnet.profile"] == "ci"
+        )
         assert registered[key]["version"] == str(version.version)
         logged = mlflow.get_logged_model(registered[key]["model_id"])
         assert logged.metrics, f"{name}: no metrics linked to the logged model"
     deeplab = mlflow.pytorch.load_model(f"models:/{DEEPLAB_MODEL}/1")
     with torch.no_grad():
         logits = deeplab(torch.zeros(1, 3, 48, 48))
-    assert logits.shape[1] == seg_of(read_manifest(project / "data/manifests/train.parquet")).n_labels  # no a0_safe
+    assert (
+        logits.shape[1] == seg_of(read_manifest(project / "data/manifests/train.parquet")).n_labels
+    )  # no a0_safe
     version = client.get_model_version(DEEPLAB_MODEL, "1")
-    assert float(version.tags["metric.val.miou"]) == pytest.approx(metrics["segmentation"]["val"]["miou"], abs=1e-5)
+    assert float(version.tags["metric.val.miou"]) == pytest.approx(
+        metrics["segmentation"]["val"]["miou"], abs=1e-5
+    )
 
 
 def check_dataset_inputs(project: Path, runs) -> None:
     """Each stage that reads manifests lists them as MLflow dataset inputs, digest = DVC's md5 of the file."""
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    dir_md5 = next(out["md5"] for out in lock["stages"]["validate"]["outs"] if out["path"] == "data/manifests")
+    dir_md5 = next(
+        out["md5"] for out in lock["stages"]["validate"]["outs"] if out["path"] == "data/manifests"
+    )
     listing = json.loads((project / ".dvc/cache/files/md5" / dir_md5[:2] / dir_md5[2:]).read_text())
     dvc_md5 = {Path(entry["relpath"]).stem: entry["md5"] for entry in listing}
-    expected = {"masks": {(s, "masks") for s in ("train", "val", "test")},
-                "train_ensemble": {("train", "training"), ("test", "evaluation")},
-                "pseudo_labels": {("train", "pseudo_labels")},  # ci: eval_splits [train] -> one input
-                "train_deeplab": {("train", "training"), ("val", "evaluation")},
-                "evaluate": {("val", "evaluation"), ("test", "evaluation")},
-                "redact": {("test", "redaction")}}
+    expected = {
+        "masks": {(s, "masks") for s in ("train", "val", "test")},
+        "train_ensemble": {("train", "training"), ("test", "evaluation")},
+        "pseudo_labels": {("train", "pseudo_labels")},  # ci: eval_splits [train] -> one input
+        "train_deeplab": {("train", "training"), ("val", "evaluation")},
+        "evaluate": {("val", "evaluation"), ("test", "evaluation")},
+        "redact": {("test", "redaction")},
+    }
     for run in runs:
         inputs = run.inputs.dataset_inputs if run.inputs else []
         seen = set()

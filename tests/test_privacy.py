@@ -4,6 +4,7 @@ The layout, as VPA's repository (tribhuvanesh/vpa, user_studies/user_profiles.ts
 header, one row per attribute (67 rows, none for a0_safe), tab-separated fields = attribute id,
 a free-text description, then 30 float ratings in 1..5 printed like ``1.33333333333``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,9 @@ def profiles_file(root):
 
 
 def scores(root, split="train", **kwargs):
-    return read_vispr_split(str(root), split, dataset="vispr", max_pixels=10**8, **kwargs)["privacy_score"].tolist()
+    return read_vispr_split(str(root), split, dataset="vispr", max_pixels=10**8, **kwargs)[
+        "privacy_score"
+    ].tolist()
 
 
 # --- the file layout ------------------------------------------------------------------------------
@@ -42,34 +45,69 @@ def test_rows_join_by_id_and_a0_safe_gets_the_lowest_rating(root):
 
 def test_vpa_style_rows_with_long_floats_and_a_thirty_profile_width(tmp_path):
     # shaped like VPA's rows: free-text descriptions with spaces and slashes, 11-digit floats
-    ratings = {"a9_face_complete": [1.33333333333] * 29 + [4.77777777778],
-               "a17_color": [2.90909090909] * 30, "a64_rel_personal": [5.0] * 30}
-    path = write_vpa_profiles(tmp_path, {
-        "a9_face_complete": ("Face (Complete)", ratings["a9_face_complete"]),
-        "a17_color": ("Color / skin tone", ratings["a17_color"]),
-        "a64_rel_personal": ("Personal Relationships", ratings["a64_rel_personal"]),
-    })
+    ratings = {
+        "a9_face_complete": [1.33333333333] * 29 + [4.77777777778],
+        "a17_color": [2.90909090909] * 30,
+        "a64_rel_personal": [5.0] * 30,
+    }
+    path = write_vpa_profiles(
+        tmp_path,
+        {
+            "a9_face_complete": ("Face (Complete)", ratings["a9_face_complete"]),
+            "a17_color": ("Color / skin tone", ratings["a17_color"]),
+            "a64_rel_personal": ("Personal Relationships", ratings["a64_rel_personal"]),
+        },
+    )
     prefs = read_user_profiles(path, IDS)
     assert prefs.shape == (30, 4)
-    assert prefs[29, 1] == pytest.approx(4.77777777778) and prefs[0, 2] == pytest.approx(2.90909090909)
+    assert prefs[29, 1] == pytest.approx(4.77777777778) and prefs[0, 2] == pytest.approx(
+        2.90909090909
+    )
     assert (prefs[:, 0] == 1.0).all()
 
 
 def test_a0_safe_row_is_used_when_present(root):
-    write_vpa_profiles(root, {"a0_safe": ("Safe", [2.0, 1.0, 1.0]), "a9_face_complete": ("f", [1.0] * 3),
-                              "a17_color": ("c", [1.0] * 3), "a64_rel_personal": ("r", [1.0] * 3)})
+    write_vpa_profiles(
+        root,
+        {
+            "a0_safe": ("Safe", [2.0, 1.0, 1.0]),
+            "a9_face_complete": ("f", [1.0] * 3),
+            "a17_color": ("c", [1.0] * 3),
+            "a64_rel_personal": ("r", [1.0] * 3),
+        },
+    )
     assert read_user_profiles(profiles_file(root), IDS)[:, 0].tolist() == [2.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize(
     "bad_row, rule, detail",
     [
-        ("a999_bogus\tNot an attribute\t1.0\t1.0\t1.0", "unknown attribute id", "row 4: 'a999_bogus'"),
-        ("a9_face_complete\tagain\t1.0\t1.0\t1.0", "duplicate attribute row", "row 4: 'a9_face_complete'"),
-        ("a0_safe\tSafe\t1.0\t5.5\t1.0", "preference out of range 1..5", "row 4 (a0_safe), profile 1: '5.5'"),
-        ("a0_safe\tSafe\t0.99\t1.0\t1.0", "preference out of range 1..5", "row 4 (a0_safe), profile 0: '0.99'"),
+        (
+            "a999_bogus\tNot an attribute\t1.0\t1.0\t1.0",
+            "unknown attribute id",
+            "row 4: 'a999_bogus'",
+        ),
+        (
+            "a9_face_complete\tagain\t1.0\t1.0\t1.0",
+            "duplicate attribute row",
+            "row 4: 'a9_face_complete'",
+        ),
+        (
+            "a0_safe\tSafe\t1.0\t5.5\t1.0",
+            "preference out of range 1..5",
+            "row 4 (a0_safe), profile 1: '5.5'",
+        ),
+        (
+            "a0_safe\tSafe\t0.99\t1.0\t1.0",
+            "preference out of range 1..5",
+            "row 4 (a0_safe), profile 0: '0.99'",
+        ),
         ("a0_safe\tSafe\t1.0\t1.0\tthree", "preference out of range 1..5", "profile 2: 'three'"),
-        ("a0_safe\tSafe\t1.0\t1.0", "user-profile rows differ in their number of ratings", "row 4 (a0_safe)"),
+        (
+            "a0_safe\tSafe\t1.0\t1.0",
+            "user-profile rows differ in their number of ratings",
+            "row 4 (a0_safe)",
+        ),
     ],
 )
 def test_bad_row_names_file_row_and_value(root, bad_row, rule, detail):
@@ -83,7 +121,9 @@ def test_bad_row_names_file_row_and_value(root, bad_row, rule, detail):
 
 def test_an_attribute_without_a_row_is_refused(root):
     path = profiles_file(root)
-    path.write_text("".join(line + "\n" for line in path.read_text().splitlines() if "a17_color" not in line))
+    path.write_text(
+        "".join(line + "\n" for line in path.read_text().splitlines() if "a17_color" not in line)
+    )
     with pytest.raises(DataError, match="lacks rows for attributes") as err:
         read_user_profiles(path, IDS)
     assert err.value.detail == "a17_color"
@@ -159,6 +199,10 @@ def test_config_takes_mean_or_an_index_and_names_the_key(tmp_path):
         params = ci_params(tmp_path, data={"privacy_profile": value, "privacy_rescale": "vpa"})
         cfg = parse_config(params)
         assert cfg.data.privacy_profile == value and cfg.data.privacy_rescale == "vpa"
-    for key, value in (("privacy_profile", "median"), ("privacy_profile", True), ("privacy_rescale", "minmax")):
+    for key, value in (
+        ("privacy_profile", "median"),
+        ("privacy_profile", True),
+        ("privacy_rescale", "minmax"),
+    ):
         with pytest.raises(ConfigError, match=f"data.{key}"):
             parse_config(ci_params(tmp_path, data={key: value}))

@@ -1,4 +1,5 @@
 """read_dataset dispatch, one schema for all data sets, split lists, and image decoding rules."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,28 +1,45 @@
 """The report stage: paper numbers beside ours, missing ablation rows named; ablation collection."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from stages import report
 from ops.collect_ablation import parse_experiments
+from stages import report
 
 
 def _evaluate_metrics():
     return {
         "privacy": {"test": {"l1": 0.123, "pearson": 0.456, "spearman": 0.789}},
-        "attributes": {"test": {"mean_accuracy": 0.9, "map": 0.75, "accuracy": {"a9_face_complete": 0.95}}},
+        "attributes": {
+            "test": {"mean_accuracy": 0.9, "map": 0.75, "accuracy": {"a9_face_complete": 0.95}}
+        },
         "segmentation": {"val": {"miou": 0.4321}},
-        "baselines": {"test": {"mean_score_l1": 0.2468, "always_absent_mean_accuracy": 0.787, "constant_map": 0.21},
-                      "val": {"background_everywhere_miou": 0.057}},
+        "baselines": {
+            "test": {
+                "mean_score_l1": 0.2468,
+                "always_absent_mean_accuracy": 0.787,
+                "constant_map": 0.21,
+            },
+            "val": {"background_everywhere_miou": 0.057},
+        },
     }
 
 
 def _experiment(switches, labels="pseudo", pearson=0.5, miou=0.3):
-    return {"name": "exp", "rev": "r", "profile": "ci", "deeplab_labels": labels, "crop_target": "paper",
-            "switches": {"use_mask_weighting": True, **switches},
-            "privacy": {"test": {"pearson": pearson, "spearman": pearson - 0.1}},
-            "segmentation": {"val": {"miou": miou}}, "attributes": {}, "cam_miou": {"train": miou / 2}}
+    return {
+        "name": "exp",
+        "rev": "r",
+        "profile": "ci",
+        "deeplab_labels": labels,
+        "crop_target": "paper",
+        "switches": {"use_mask_weighting": True, **switches},
+        "privacy": {"test": {"pearson": pearson, "spearman": pearson - 0.1}},
+        "segmentation": {"val": {"miou": miou}},
+        "attributes": {},
+        "cam_miou": {"train": miou / 2},
+    }
 
 
 def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
@@ -33,9 +50,16 @@ def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
     Path("reports/metrics/pseudo_labels.json").write_text(json.dumps(pseudo))
     only_image = {"use_cropped": False, "use_privacy": False, "use_attribute": False}
     single = {"use_cropped": False, "use_privacy": True, "use_attribute": True}
-    other_reading = {**_experiment(only_image, pearson=0.99), "crop_target": "l2g"}  # not this profile's rows
-    experiments = [_experiment(only_image, pearson=0.61), _experiment(single, pearson=0.7, miou=0.25),
-                   _experiment({}, labels="ground_truth", miou=0.8), other_reading]
+    other_reading = {
+        **_experiment(only_image, pearson=0.99),
+        "crop_target": "l2g",
+    }  # not this profile's rows
+    experiments = [
+        _experiment(only_image, pearson=0.61),
+        _experiment(single, pearson=0.7, miou=0.25),
+        _experiment({}, labels="ground_truth", miou=0.8),
+        other_reading,
+    ]
     Path("reports/ablation.json").write_text(json.dumps({"experiments": experiments}))
     metrics = report.main(ci_config)
     tables = Path("reports/tables.md").read_text()
@@ -53,7 +77,10 @@ def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
     assert metrics == {"ablation_experiments": 4, "table4_rows_missing": 3}
     assert "run `make ablation`" in tables
     # the trivial baselines beside the model's numbers
-    assert "| trivial baseline: the training split's mean score for every image (test) | 0.25 | - | - |" in tables
+    assert (
+        "| trivial baseline: the training split's mean score for every image (test) | 0.25 | - | - |"
+        in tables
+    )
     assert "| trivial baseline, **mean**: every attribute absent | 78.7 |" in tables
     assert "AP = each class's positive rate) | 21.0 |" in tables
     assert "| trivial baseline: background everywhere (train) | - | - | - | 5.5 |" in tables
@@ -62,26 +89,69 @@ def test_tables_hold_paper_and_our_numbers(ci_config, tmp_path, monkeypatch):
 
 def test_parse_experiments_reads_dvc_exp_show_json():
     def record(rev, name, use_cropped, pearson):
-        train = {"use_cropped": use_cropped, "use_privacy": True, "use_attribute": True, "use_mask_weighting": True}
-        metrics = {"reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": pearson}}}},
-                   "reports/metrics/pseudo_labels.json": {"data": {"splits": {"train": {
-                       "cam_miou": pearson / 4, "masks_only_cam_miou": 0.1}}}}}
-        return {"rev": rev, "name": name, "data": {"rev": rev, "params": {"params.yaml": {"data": {
-            "profile": "default", "seed": 2, "train": train, "deeplab": {"labels": "pseudo"}}}}, "metrics": metrics}}
+        train = {
+            "use_cropped": use_cropped,
+            "use_privacy": True,
+            "use_attribute": True,
+            "use_mask_weighting": True,
+        }
+        metrics = {
+            "reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": pearson}}}},
+            "reports/metrics/pseudo_labels.json": {
+                "data": {"splits": {"train": {"cam_miou": pearson / 4, "masks_only_cam_miou": 0.1}}}
+            },
+        }
+        return {
+            "rev": rev,
+            "name": name,
+            "data": {
+                "rev": rev,
+                "params": {
+                    "params.yaml": {
+                        "data": {
+                            "profile": "default",
+                            "seed": 2,
+                            "train": train,
+                            "deeplab": {"labels": "pseudo"},
+                        }
+                    }
+                },
+                "metrics": metrics,
+            },
+        }
+
     unfinished = {"rev": "u", "name": "queued", "data": {"rev": "u", "params": {}, "metrics": {}}}
-    running = record("workspace", "running", False, 0.9)  # as `dvc exp show` lists a running one: its copy's data
-    failed = {**record("f", "killed", False, 0.9), "error": {"msg": "Experiment run failed", "type": ""}}
-    shown = [{**record("workspace", None, True, 0.3), "experiments": None},
-             {**record("head", "main", True, 0.3), "experiments": [  # a commit whose metrics predate its params
-                 {"revs": [record("abc", "exp-1", False, 0.7), unfinished]},
-                 {"executor": {"state": "running"}, "revs": [running]},
-                 {"executor": {"state": "failed"}, "revs": [failed]},
-                 {"executor": {"state": "failed"}, "revs": [record("g", "failed-run", False, 0.9)]},
-                 {"revs": [record("def", "exp-2", True, 0.8)]}]},
-             {**record("older", None, True, 0.3), "experiments": [{"revs": [record("def", "exp-2", True, 0.8)]}]}]
+    running = record(
+        "workspace", "running", False, 0.9
+    )  # as `dvc exp show` lists a running one: its copy's data
+    failed = {
+        **record("f", "killed", False, 0.9),
+        "error": {"msg": "Experiment run failed", "type": ""},
+    }
+    shown = [
+        {**record("workspace", None, True, 0.3), "experiments": None},
+        {
+            **record("head", "main", True, 0.3),
+            "experiments": [  # a commit whose metrics predate its params
+                {"revs": [record("abc", "exp-1", False, 0.7), unfinished]},
+                {"executor": {"state": "running"}, "revs": [running]},
+                {"executor": {"state": "failed"}, "revs": [failed]},
+                {"executor": {"state": "failed"}, "revs": [record("g", "failed-run", False, 0.9)]},
+                {"revs": [record("def", "exp-2", True, 0.8)]},
+            ],
+        },
+        {
+            **record("older", None, True, 0.3),
+            "experiments": [{"revs": [record("def", "exp-2", True, 0.8)]}],
+        },
+    ]
     rows = parse_experiments(shown)
-    assert sorted((r["switches"]["use_cropped"], r["privacy"]["test"]["pearson"]) for r in rows) == [
-        (False, 0.7), (True, 0.8)]  # experiments only, not the commits or the workspace; exp-2 listed twice: one row
+    assert sorted(
+        (r["switches"]["use_cropped"], r["privacy"]["test"]["pearson"]) for r in rows
+    ) == [
+        (False, 0.7),
+        (True, 0.8),
+    ]  # experiments only, not the commits or the workspace; exp-2 listed twice: one row
     assert sorted(r["cam_miou"]["train"] for r in rows) == [0.175, 0.2]
     assert all(r["seed"] == 2 and r["masks_only_cam_miou"] == {"train": 0.1} for r in rows)
 
@@ -95,9 +165,12 @@ def test_committed_tables_are_regenerated_byte_identical_from_the_committed_metr
     def read(path):
         return json.loads((REPO / path).read_text())
 
-    tables, metrics = render_tables(load_params(REPO / "params.yaml"), read("reports/metrics/evaluate.json"),
-                                    read("reports/metrics/pseudo_labels.json"),
-                                    read("reports/ablation.json")["experiments"])
+    tables, metrics = render_tables(
+        load_params(REPO / "params.yaml"),
+        read("reports/metrics/evaluate.json"),
+        read("reports/metrics/pseudo_labels.json"),
+        read("reports/ablation.json")["experiments"],
+    )
     assert tables == (REPO / "reports/tables.md").read_text()
     assert metrics == read("reports/metrics/report.json")
 
@@ -105,52 +178,120 @@ def test_committed_tables_are_regenerated_byte_identical_from_the_committed_metr
 def test_only_experiments_of_the_workspace_configuration_are_collected():
     """Runs of an older profile (other sizes, another backbone) are no rows of today's tables; runs that differ
     only in the seed, the Table 4 switches, the DeepLab labels or Model-Cropped's training are."""
+
     def record(rev, seed, backbone, labels="pseudo", use_cropped=True, **hypothesis):
-        train = {"backbone": backbone, "use_cropped": use_cropped, "use_privacy": True, "use_attribute": True,
-                 "use_mask_weighting": True, "crop_target": "paper", "crop_size": 224,
-                 "loss_weights": {"image": 10.0, "cropped": 1.0}, **hypothesis}
-        params = {"profile": "default", "seed": seed, "train": train, "deeplab": {"labels": labels, "lr": 0.001}}
-        metrics = {"reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": seed / 10}}}}}
-        return {"rev": rev, "name": rev, "data": {"rev": rev, "params": {"params.yaml": {"data": params}},
-                                                   "metrics": metrics}}
+        train = {
+            "backbone": backbone,
+            "use_cropped": use_cropped,
+            "use_privacy": True,
+            "use_attribute": True,
+            "use_mask_weighting": True,
+            "crop_target": "paper",
+            "crop_size": 224,
+            "loss_weights": {"image": 10.0, "cropped": 1.0},
+            **hypothesis,
+        }
+        params = {
+            "profile": "default",
+            "seed": seed,
+            "train": train,
+            "deeplab": {"labels": labels, "lr": 0.001},
+        }
+        metrics = {
+            "reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": seed / 10}}}}
+        }
+        return {
+            "rev": rev,
+            "name": rev,
+            "data": {"rev": rev, "params": {"params.yaml": {"data": params}}, "metrics": metrics},
+        }
+
     workspace = record("w", 0, "lite0")["data"]["params"]["params.yaml"]["data"]
-    shown = [record("a", 1, "lite0"), record("b", 2, "lite0", labels="ground_truth"),
-             record("c", 0, "lite0", use_cropped=False), record("old", 3, "tiny"),
-             record("h", 1, "lite0", crop_target="l2g", crop_size=160, loss_weights={"image": 1.0, "cropped": 1.0})]
+    shown = [
+        record("a", 1, "lite0"),
+        record("b", 2, "lite0", labels="ground_truth"),
+        record("c", 0, "lite0", use_cropped=False),
+        record("old", 3, "tiny"),
+        record(
+            "h",
+            1,
+            "lite0",
+            crop_target="l2g",
+            crop_size=160,
+            loss_weights={"image": 1.0, "cropped": 1.0},
+        ),
+    ]
     listed = [{"rev": "workspace", "experiments": [{"revs": shown}]}]
     rows = parse_experiments(listed, workspace)
-    assert sorted(r["name"] for r in rows) == ["a", "b", "c", "h"]  # `make hypotheses` varies Model-Cropped's training
-    assert [(r["crop_target"], r["crop_size"], r["loss_weights"]["image"]) for r in rows if r["name"] == "h"] == [
-        ("l2g", 160, 1.0)]
+    assert sorted(r["name"] for r in rows) == [
+        "a",
+        "b",
+        "c",
+        "h",
+    ]  # `make hypotheses` varies Model-Cropped's training
+    assert [
+        (r["crop_target"], r["crop_size"], r["loss_weights"]["image"])
+        for r in rows
+        if r["name"] == "h"
+    ] == [("l2g", 160, 1.0)]
     assert len(parse_experiments(listed)) == 5  # without a reference: every finished run
 
 
-def test_ensemble_table_groups_model_cropped_variants_over_seeds_against_the_single_model(ci_config):
+def test_ensemble_table_groups_model_cropped_variants_over_seeds_against_the_single_model(
+    ci_config,
+):
     from privobfnet.report import ensemble_table
 
     ensemble = {"use_cropped": True, "use_privacy": True, "use_attribute": True}
     single = {"use_cropped": False, "use_privacy": True, "use_attribute": True}
 
     def run(switches, seed, miou, **variant):
-        return {**_experiment(switches, miou=miou), "name": f"e{seed}{miou}", "seed": seed, **variant}
+        return {
+            **_experiment(switches, miou=miou),
+            "name": f"e{seed}{miou}",
+            "seed": seed,
+            **variant,
+        }
 
     profile_weights = dict(ci_config.train.loss_weights)
     experiments = [run(single, s, m) for s, m in ((0, 0.40), (1, 0.42), (2, 0.44))]
-    experiments += [run(ensemble, s, m) for s, m in ((0, 0.30), (1, 0.32), (2, 0.34))]  # the profile's, unrecorded
-    experiments += [run(ensemble, s, m, crop_target="l2g", crop_size=ci_config.train.crop_size,
-                        loss_weights=profile_weights) for s, m in ((0, 0.38), (1, 0.46), (2, 0.42))]
+    experiments += [
+        run(ensemble, s, m) for s, m in ((0, 0.30), (1, 0.32), (2, 0.34))
+    ]  # the profile's, unrecorded
+    experiments += [
+        run(
+            ensemble,
+            s,
+            m,
+            crop_target="l2g",
+            crop_size=ci_config.train.crop_size,
+            loss_weights=profile_weights,
+        )
+        for s, m in ((0, 0.38), (1, 0.46), (2, 0.42))
+    ]
     experiments += [run(ensemble, 0, 0.2, loss_weights={**profile_weights, "image": 1.0})]
     text = ensemble_table(ci_config, _evaluate_metrics(), {}, experiments)
-    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in text.splitlines()
-            if line.startswith("| ")}
-    assert rows["single model (Model-Cropped off)"][:1] == ["21.0 ± 1.0 (n=3)"]  # CAM mIoU = miou / 2
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:]
+        for line in text.splitlines()
+        if line.startswith("| ")
+    }
+    assert rows["single model (Model-Cropped off)"][:1] == [
+        "21.0 ± 1.0 (n=3)"
+    ]  # CAM mIoU = miou / 2
     profile = next(v for k, v in rows.items() if "(the profile)" in k)
-    assert profile[0] == "16.0 ± 1.0 (n=3)" and "paper crop target" in next(k for k in rows if "(the profile)" in k)
+    assert profile[0] == "16.0 ± 1.0 (n=3)" and "paper crop target" in next(
+        k for k in rows if "(the profile)" in k
+    )
     l2g = next(v for k, v in rows.items() if "l2g crop target" in k)
-    assert l2g[0] == "21.0 ± 2.0 (n=3) n.s." and l2g[-1].startswith("e00.38")  # within the single model's spread
+    assert l2g[0] == "21.0 ± 2.0 (n=3) n.s." and l2g[-1].startswith(
+        "e00.38"
+    )  # within the single model's spread
     one_seed = next(v for k, v in rows.items() if "image (eq. 2) 1 /" in k)
     assert one_seed[0] == "10.0"  # one seed: no spread, no mark
-    assert rows["trivial baselines: masks-only CAM / background everywhere / constant score"][1:3] == ["5.7", "21.0"]
+    assert rows["trivial baselines: masks-only CAM / background everywhere / constant score"][
+        1:3
+    ] == ["5.7", "21.0"]
 
 
 def test_collection_keeps_committed_rows_of_the_configuration_and_records_deeplab_iterations():
@@ -160,26 +301,66 @@ def test_collection_keeps_committed_rows_of_the_configuration_and_records_deepla
     from ops.collect_ablation import configuration, merge
 
     def params(iterations=800, backbone="lite0", seed=0):
-        return {"profile": "default", "seed": seed, "deeplab": {"labels": "pseudo", "iterations": iterations},
-                "train": {"backbone": backbone, "use_cropped": True, "use_privacy": True, "use_attribute": True,
-                          "use_mask_weighting": True}}
+        return {
+            "profile": "default",
+            "seed": seed,
+            "deeplab": {"labels": "pseudo", "iterations": iterations},
+            "train": {
+                "backbone": backbone,
+                "use_cropped": True,
+                "use_privacy": True,
+                "use_attribute": True,
+                "use_mask_weighting": True,
+            },
+        }
 
     def record(rev, **kw):
-        metrics = {"reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": 0.5}}}}}
-        return {"rev": rev, "name": rev, "data": {"rev": rev, "params": {"params.yaml": {"data": params(**kw)}},
-                                                   "metrics": metrics}}
+        metrics = {
+            "reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": 0.5}}}}
+        }
+        return {
+            "rev": rev,
+            "name": rev,
+            "data": {
+                "rev": rev,
+                "params": {"params.yaml": {"data": params(**kw)}},
+                "metrics": metrics,
+            },
+        }
 
     reference = params()
-    assert configuration(params(iterations=300)) == configuration(reference) != configuration(params(backbone="tiny"))
+    assert (
+        configuration(params(iterations=300))
+        == configuration(reference)
+        != configuration(params(backbone="tiny"))
+    )
     assert configuration(params(seed=2)) == configuration(reference)
     listed = parse_experiments([{"experiments": [{"revs": [record("new", seed=1)]}]}], reference)
     assert [(r["name"], r["deeplab_iterations"], r["configuration"]) for r in listed] == [
-        ("new", 800, configuration(reference))]
-    committed = parse_experiments([{"experiments": [{"revs": [
-        record("old", iterations=300), record("tiny", backbone="tiny"), record("new", seed=1)]}]}])
+        ("new", 800, configuration(reference))
+    ]
+    committed = parse_experiments(
+        [
+            {
+                "experiments": [
+                    {
+                        "revs": [
+                            record("old", iterations=300),
+                            record("tiny", backbone="tiny"),
+                            record("new", seed=1),
+                        ]
+                    }
+                ]
+            }
+        ]
+    )
     rows, kept = merge(committed, listed, reference)
-    assert sorted(r["name"] for r in rows) == ["new", "old"] and kept == 1  # "new" was committed and listed again
-    stale = [{**committed[-1], "privacy": {"test": {"pearson": 0.1}}}]  # collected while it ran, before its metrics
+    assert (
+        sorted(r["name"] for r in rows) == ["new", "old"] and kept == 1
+    )  # "new" was committed and listed again
+    stale = [
+        {**committed[-1], "privacy": {"test": {"pearson": 0.1}}}
+    ]  # collected while it ran, before its metrics
     assert [r["privacy"]["test"]["pearson"] for r in merge(stale, listed, reference)[0]] == [0.5]
     assert merge([], [], reference) == ([], 0)
 
@@ -191,13 +372,24 @@ def test_deeplab_numbers_are_read_only_at_the_profiles_iterations(ci_config):
 
     single = {"use_cropped": False, "use_privacy": True, "use_attribute": True}
     now = ci_config.deeplab.iterations
-    experiments = [{**_experiment({}, labels="ground_truth", miou=0.9), "deeplab_iterations": now + 100},
-                   {**_experiment(single, miou=0.4), "seed": 0, "deeplab_iterations": now + 100},
-                   {**_experiment(single, miou=0.2), "seed": 1, "deeplab_iterations": now}]
-    text = table5(ci_config, _evaluate_metrics(), {"splits": {"train": {"cam_miou": 0.1}}}, experiments, [])
-    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[-1].rstrip(" |") for line in text.splitlines()
-            if line.startswith("| ")}
+    experiments = [
+        {**_experiment({}, labels="ground_truth", miou=0.9), "deeplab_iterations": now + 100},
+        {**_experiment(single, miou=0.4), "seed": 0, "deeplab_iterations": now + 100},
+        {**_experiment(single, miou=0.2), "seed": 1, "deeplab_iterations": now},
+    ]
+    text = table5(
+        ci_config, _evaluate_metrics(), {"splits": {"train": {"cam_miou": 0.1}}}, experiments, []
+    )
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[-1].rstrip(" |")
+        for line in text.splitlines()
+        if line.startswith("| ")
+    }
     assert rows["ours: fully supervised ceiling (val)"] == "missing (`make seeds`)"
-    assert rows["ours: single model, Model-Cropped off (val)"].startswith("20.0")  # seed 0's 40.0 is not read
-    assert rows["ours: single model's CAM pseudo-labels, Model-Cropped off (train)"].startswith("15.0 ± 7.1 (n=2)")
+    assert rows["ours: single model, Model-Cropped off (val)"].startswith(
+        "20.0"
+    )  # seed 0's 40.0 is not read
+    assert rows["ours: single model's CAM pseudo-labels, Model-Cropped off (train)"].startswith(
+        "15.0 ± 7.1 (n=2)"
+    )
     assert f"at the profile's {now} DeepLab iterations" in text

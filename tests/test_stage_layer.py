@@ -1,5 +1,6 @@
 """The stage layer stays thin and DVC sees every file a stage runs: no stage imports another, and each
 stage's ``deps`` in dvc.yaml cover every project module it imports (followed transitively with ``ast``)."""
+
 from __future__ import annotations
 
 import ast
@@ -56,7 +57,9 @@ def imported_files(entry: Path) -> set[Path]:
         seen.add(file)
         for name in direct_imports(file):
             parts = name.split(".")
-            for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+            for depth in range(
+                1, len(parts) + 1
+            ):  # importing a.b.c runs a/__init__ and a/b/__init__ too
                 found = module_file(".".join(parts[:depth]))
                 if found is not None and found not in seen:
                     todo.append(found)
@@ -82,7 +85,9 @@ def test_no_stage_imports_another_stage(stage):
     stage_modules = {f"stages.{m}" for m in STAGES.values()} - {f"stages.{module}"}
     files = imported_files(REPO / "stages" / f"{module}.py")
     imported = {name for file in files for name in direct_imports(file)}
-    assert not imported & stage_modules, f"stages/{module}.py reaches {sorted(imported & stage_modules)}"
+    assert not imported & stage_modules, (
+        f"stages/{module}.py reaches {sorted(imported & stage_modules)}"
+    )
 
 
 def test_stages_folder_holds_only_stage_entries():
@@ -94,9 +99,16 @@ def test_the_checker_sees_a_missing_dep(tmp_path):
     """The walker follows ``from package import module`` and relative imports (it must not pass vacuously)."""
     files = imported_files(REPO / "stages" / "train_deeplab.py")
     names = {str(f.relative_to(REPO)) for f in files}
-    assert {"privobfnet/trainer.py", "privobfnet/deeplab_data.py", "privobfnet/data/images.py",
-            "ops/tracking.py", "privobfnet/__init__.py"} <= names
-    assert not covered(REPO / "privobfnet/trainer.py", ["privobfnet/models", "stages/train_deeplab.py"])
+    assert {
+        "privobfnet/trainer.py",
+        "privobfnet/deeplab_data.py",
+        "privobfnet/data/images.py",
+        "ops/tracking.py",
+        "privobfnet/__init__.py",
+    } <= names
+    assert not covered(
+        REPO / "privobfnet/trainer.py", ["privobfnet/models", "stages/train_deeplab.py"]
+    )
     assert covered(REPO / "privobfnet/models/norm.py", ["privobfnet/models"])
 
 
@@ -122,12 +134,24 @@ def test_training_stages_start_through_their_launcher_param(tmp_path, monkeypatc
         (folder / "params.yaml").write_text(yaml.safe_dump(params))
         subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
         subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=folder, check=True)
-        monkeypatch.chdir(folder)  # DVC reads the params of ${...} relative to the working directory
-        return {name: Repo(str(folder)).stage.collect(name)[0].cmd for name in ("train_ensemble", "train_deeplab")}
+        monkeypatch.chdir(
+            folder
+        )  # DVC reads the params of ${...} relative to the working directory
+        return {
+            name: Repo(str(folder)).stage.collect(name)[0].cmd
+            for name in ("train_ensemble", "train_deeplab")
+        }
 
-    params = {**yaml.safe_load((REPO / "profiles" / "default.yaml").read_text()), "profile": "default"}
+    params = {
+        **yaml.safe_load((REPO / "profiles" / "default.yaml").read_text()),
+        "profile": "default",
+    }
     assert commands(tmp_path / "default", params) == {  # dvc.lock's cmd as before the param existed
-        "train_ensemble": "python -m stages.train_ensemble", "train_deeplab": "python -m stages.train_deeplab"}
+        "train_ensemble": "python -m stages.train_ensemble",
+        "train_deeplab": "python -m stages.train_deeplab",
+    }
     params["deeplab"]["launcher"] = "torchrun --standalone --nproc_per_node 2"
-    assert commands(tmp_path / "torchrun", params)["train_deeplab"] == \
-        "torchrun --standalone --nproc_per_node 2 -m stages.train_deeplab"
+    assert (
+        commands(tmp_path / "torchrun", params)["train_deeplab"]
+        == "torchrun --standalone --nproc_per_node 2 -m stages.train_deeplab"
+    )

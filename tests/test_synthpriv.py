@@ -1,4 +1,5 @@
 """SynthPriv: determinism, ground truth consistency, the simulated parser, the on-disk layout."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,14 +14,29 @@ from PIL import Image
 from privobfnet.config import ParserNoise
 from privobfnet.data import synthpriv
 from privobfnet.data.images import load_mask, load_rgb
-from privobfnet.data.vispr import read_user_profiles
 from privobfnet.data.synthpriv import (
-    ATTRIBUTE_IDS, ATTRIBUTES, generate_sample, min_region_pixels, user_preferences, write_synthpriv,
+    ATTRIBUTE_IDS,
+    ATTRIBUTES,
+    generate_sample,
+    min_region_pixels,
+    user_preferences,
+    write_synthpriv,
 )
+from privobfnet.data.vispr import read_user_profiles
 from tests.conftest import with_changes
 
-VISPR_GROUPS = {"Safe", "Personal Description", "Documents", "Health", "Employment", "Personal Life",
-                "Relationship", "Whereabouts", "Internet", "Automobile"}
+VISPR_GROUPS = {
+    "Safe",
+    "Personal Description",
+    "Documents",
+    "Health",
+    "Employment",
+    "Personal Life",
+    "Relationship",
+    "Whereabouts",
+    "Internet",
+    "Automobile",
+}
 
 
 def tiny(cfg, **splits):
@@ -30,8 +46,11 @@ def tiny(cfg, **splits):
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_attribute_table_covers_the_three_mask_types():
@@ -48,9 +67,13 @@ def test_same_seed_same_sample_and_other_seed_differs(ci_config):
     for field in ("image", "class_mask", "parser_mask", "person_mask"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert (a.labels, a.people_boxes, a.image_id) == (b.labels, b.people_boxes, "train_00003")
-    other_seed = generate_sample("train", 3, dataclasses.replace(ci_config, seed=ci_config.seed + 1))
+    other_seed = generate_sample(
+        "train", 3, dataclasses.replace(ci_config, seed=ci_config.seed + 1)
+    )
     other_split = generate_sample("val", 3, ci_config)
-    assert not np.array_equal(a.image, other_seed.image) and not np.array_equal(a.image, other_split.image)
+    assert not np.array_equal(a.image, other_seed.image) and not np.array_equal(
+        a.image, other_split.image
+    )
     assert a.image.shape == (96, 96, 3) and a.image.dtype == np.uint8
 
 
@@ -80,8 +103,9 @@ def test_safe_images_have_only_a0_safe_and_background(ci_config):
         assert sample.label_ids == ("a0_safe",)
         assert not sample.class_mask.any()
         assert sample.image.std() > 5  # distractors and a textured backdrop, not a blank frame
-    nothing_private = with_changes(ci_config, "synthpriv", safe_fraction=0.0, max_people=0, max_text_items=0,
-                                   max_objects=0)
+    nothing_private = with_changes(
+        ci_config, "synthpriv", safe_fraction=0.0, max_people=0, max_text_items=0, max_objects=0
+    )
     assert generate_sample("train", 0, nothing_private).labels == (0,)
 
 
@@ -97,7 +121,10 @@ def test_simulated_parser_is_exact_without_noise_and_imperfect_with_it(ci_config
     noisy = with_changes(ci_config, "synthpriv", parser_noise=ParserNoise(2.0, 0.15, 0.1, 0.05))
     inter = union = with_people = 0
     for index in range(30):
-        exact, rough = generate_sample("train", index, quiet), generate_sample("train", index, noisy)
+        exact, rough = (
+            generate_sample("train", index, quiet),
+            generate_sample("train", index, noisy),
+        )
         np.testing.assert_array_equal(exact.image, rough.image)  # noise never changes the scene
         np.testing.assert_array_equal(exact.parser_mask, exact.person_mask.astype(np.uint8) * 255)
         assert set(np.unique(rough.parser_mask).tolist()) <= {0, 255}
@@ -125,14 +152,22 @@ def test_write_synthpriv_layout(ci_config, tmp_path):
     stats = write_synthpriv(root, cfg, progress=False)
     assert stats["images"] == 8 and sum(stats["label_counts"].values()) >= 8
     assert sorted(p.name for p in root.parent.iterdir()) == ["synthpriv"]  # no temp folders left
-    assert (root / "attributes.tsv").read_text().splitlines()[0] == "idx\tattribute_id\tgroup\tdescription"
+    assert (root / "attributes.tsv").read_text().splitlines()[
+        0
+    ] == "idx\tattribute_id\tgroup\tdescription"
     # VPA's layout: no header, one row per attribute but a0_safe: id, description, 30 float ratings
     profiles_file = root / "user_studies" / "user_profiles.tsv"
     profiles = [line.split("\t") for line in profiles_file.read_text().splitlines()]
-    assert [row[0] for row in profiles] == list(ATTRIBUTE_IDS[1:]) and all(len(row) == 2 + 30 for row in profiles)
-    assert profiles[0][1] == ATTRIBUTES[1].description and all("." in v for row in profiles for v in row[2:])
+    assert [row[0] for row in profiles] == list(ATTRIBUTE_IDS[1:]) and all(
+        len(row) == 2 + 30 for row in profiles
+    )
+    assert profiles[0][1] == ATTRIBUTES[1].description and all(
+        "." in v for row in profiles for v in row[2:]
+    )
     read_back = read_user_profiles(profiles_file, list(ATTRIBUTE_IDS))
-    np.testing.assert_array_equal(read_back, user_preferences(30, cfg.seed))  # a0_safe read back as 1
+    np.testing.assert_array_equal(
+        read_back, user_preferences(30, cfg.seed)
+    )  # a0_safe read back as 1
     assert not (root / "user_profiles.tsv").exists()
     meta = json.loads((root / "synthpriv.json").read_text())
     assert meta["seed"] == cfg.seed and meta["synthpriv"]["image_size"] == 96
@@ -142,10 +177,15 @@ def test_write_synthpriv_layout(ci_config, tmp_path):
         for index, image_id in enumerate(ids):
             record = json.loads((root / "annotations" / split / f"{image_id}.json").read_text())
             sample = generate_sample(split, index, cfg)
-            assert record == {"id": image_id, "image_path": f"images/{split}/{image_id}.jpg",
-                              "labels": list(sample.label_ids)}
+            assert record == {
+                "id": image_id,
+                "image_path": f"images/{split}/{image_id}.jpg",
+                "labels": list(sample.label_ids),
+            }
             image = load_rgb(root / record["image_path"], max_pixels=10**6)
-            assert image.shape == (96, 96, 3) and np.abs(image.astype(int) - sample.image).mean() < 6
+            assert (
+                image.shape == (96, 96, 3) and np.abs(image.astype(int) - sample.image).mean() < 6
+            )
             mask_png = root / "SegmentationClass" / f"{image_id}.png"
             mask = load_mask(mask_png, n_classes=len(ATTRIBUTES), max_pixels=10**6)
             np.testing.assert_array_equal(mask, sample.class_mask)
@@ -223,6 +263,8 @@ def test_samples_know_the_strings_they_drew(ci_config):
         sample = synthpriv.generate_sample("test", index, ci_config)
         assert {a for a, _ in sample.texts} <= set(sample.label_ids)  # only visible, labelled lines
         assert all(text.strip() for _, text in sample.texts)
-        assert kinds & set(sample.label_ids) <= {a for a, _ in sample.texts}  # and every text label has one
+        assert kinds & set(sample.label_ids) <= {
+            a for a, _ in sample.texts
+        }  # and every text label has one
         with_text += bool(sample.texts)
     assert with_text >= 10

@@ -1,4 +1,5 @@
 """The MLflow convention: one run per stage execution with params, metrics and tags."""
+
 from __future__ import annotations
 
 import mlflow
@@ -67,7 +68,11 @@ def test_project_root_seen_from_a_dvc_temp_experiment(ci_config, tmp_path, monke
 
 
 def test_flatten():
-    assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": {}}) == {"a.b": "1", "a.c.d": "x", "e": "{}"}
+    assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": {}}) == {
+        "a.b": "1",
+        "a.c.d": "x",
+        "e": "{}",
+    }
 
 
 def test_stage_runs_of_one_pipeline_nest_under_one_parent(ci_config, monkeypatch):
@@ -79,18 +84,29 @@ def test_stage_runs_of_one_pipeline_nest_under_one_parent(ci_config, monkeypatch
         with stage_run("masks", ci_config, ["data"]):
             raise RuntimeError("boom")
     stages = _runs(ci_config)
-    (parent,) = mlflow.search_runs(experiment_names=[ci_config.tracking.experiment], output_format="list",
-                                   filter_string="tags.`privobfnet.kind` = 'pipeline'")
-    assert parent.info.run_name == "pipeline pipe-9" and parent.data.tags["privobfnet.pipeline_id"] == "pipe-9"
+    (parent,) = mlflow.search_runs(
+        experiment_names=[ci_config.tracking.experiment],
+        output_format="list",
+        filter_string="tags.`privobfnet.kind` = 'pipeline'",
+    )
+    assert (
+        parent.info.run_name == "pipeline pipe-9"
+        and parent.data.tags["privobfnet.pipeline_id"] == "pipe-9"
+    )
     assert {r.data.tags["mlflow.parentRunId"] for r in stages} == {parent.info.run_id}
     assert parent.info.status == "FAILED"  # follows its latest stage
     monkeypatch.setenv("PRIVOBFNET_PIPELINE_ID", "pipe-10")
     with stage_run("download", ci_config, ["data"]):
         pass
-    parents = mlflow.search_runs(experiment_names=[ci_config.tracking.experiment], output_format="list",
-                                 filter_string="tags.`privobfnet.kind` = 'pipeline'")
+    parents = mlflow.search_runs(
+        experiment_names=[ci_config.tracking.experiment],
+        output_format="list",
+        filter_string="tags.`privobfnet.kind` = 'pipeline'",
+    )
     assert sorted((p.info.run_name, p.info.status) for p in parents) == [
-        ("pipeline pipe-10", "FINISHED"), ("pipeline pipe-9", "FAILED")]
+        ("pipeline pipe-10", "FINISHED"),
+        ("pipeline pipe-9", "FAILED"),
+    ]
 
 
 def test_manifests_are_logged_as_dataset_inputs_with_their_dvc_md5(ci_config, tmp_path):
@@ -104,10 +120,22 @@ def test_manifests_are_logged_as_dataset_inputs_with_their_dvc_md5(ci_config, tm
         run.log_manifests(manifests, "synthpriv", {"test": "evaluation", "train": "training"})
         run.log_step({"loss.total": 1.5, "lr": 0.1}, step=1)  # queued, flushed before the run ends
     (r,) = _runs(ci_config)
-    logged = {(i.dataset.name, i.dataset.digest, {t.key: t.value for t in i.tags}["mlflow.data.context"],
-               {t.key: t.value for t in i.tags}["split"]) for i in r.inputs.dataset_inputs}
-    md5 = {split: hashlib.md5(f"manifest of {split}".encode()).hexdigest() for split in ("train", "test")}
-    assert logged == {("synthpriv/train", md5["train"], "training", "train"),
-                      ("synthpriv/test", md5["test"], "evaluation", "test")}
+    logged = {
+        (
+            i.dataset.name,
+            i.dataset.digest,
+            {t.key: t.value for t in i.tags}["mlflow.data.context"],
+            {t.key: t.value for t in i.tags}["split"],
+        )
+        for i in r.inputs.dataset_inputs
+    }
+    md5 = {
+        split: hashlib.md5(f"manifest of {split}".encode()).hexdigest()
+        for split in ("train", "test")
+    }
+    assert logged == {
+        ("synthpriv/train", md5["train"], "training", "train"),
+        ("synthpriv/test", md5["test"], "evaluation", "test"),
+    }
     history = mlflow.MlflowClient().get_metric_history(r.info.run_id, "loss.total")
     assert [(m.step, m.value) for m in history] == [(1, 1.5)]

@@ -1,4 +1,5 @@
 """Stage `train_ensemble`: evaluation metrics, schedule, and (slow) a full ci run and a kill/resume run."""
+
 from __future__ import annotations
 
 import json
@@ -17,16 +18,21 @@ import pytest
 import torch
 import yaml
 
-from privobfnet.eval_metrics import (
-    attribute_accuracy, average_precision, mean_average_precision, pearson, privacy_metrics, spearman,
-)
 from ops.common import resolve_profile
 from ops.project_copy import copy_sources
 from ops.tracking import STAGE_RUNS
-from tests.conftest import REPO
 from privobfnet.config import parse_config
 from privobfnet.ensemble_data import finite
+from privobfnet.eval_metrics import (
+    attribute_accuracy,
+    average_precision,
+    mean_average_precision,
+    pearson,
+    privacy_metrics,
+    spearman,
+)
 from stages.train_ensemble import lr_at
+from tests.conftest import REPO
 from tests.fixtures_masks import write_fixture_masks
 
 
@@ -39,7 +45,9 @@ def test_attribute_accuracy_per_attribute():
 
 def test_average_precision_by_hand():
     # ranks: + (P 1, R .5), - , + (P 2/3, R 1), -  ->  .5 * 1 + .5 * 2/3
-    assert average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0])) == pytest.approx(5 / 6)
+    assert average_precision(
+        np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0])
+    ) == pytest.approx(5 / 6)
     # tied scores form one operating point: (P 1/3, R 1) after the top negative
     assert average_precision(np.array([0.9, 0.5, 0.5]), np.array([0, 1, 0])) == pytest.approx(1 / 3)
     assert math.isnan(average_precision(np.array([0.1, 0.2]), np.array([0, 0])))
@@ -54,15 +62,21 @@ def test_map_skips_attributes_without_positives_and_matches_scikit_learn():
     metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(0)
     scores, truth = rng.random(50).round(1), rng.random(50) < 0.3  # rounding makes ties
-    assert average_precision(scores, truth) == pytest.approx(metrics.average_precision_score(truth, scores))
+    assert average_precision(scores, truth) == pytest.approx(
+        metrics.average_precision_score(truth, scores)
+    )
 
 
 def test_pearson_and_spearman_by_hand():
     # dx = [-1, 0, 1], dy = [-7/3, -1/3, 8/3]: r = 5 / sqrt(2 * 114/9)
-    assert pearson(np.array([1, 2, 3]), np.array([2, 4, 7])) == pytest.approx(5 / math.sqrt(2 * 114 / 9))
+    assert pearson(np.array([1, 2, 3]), np.array([2, 4, 7])) == pytest.approx(
+        5 / math.sqrt(2 * 114 / 9)
+    )
     assert spearman(np.array([1, 2, 3]), np.array([2, 4, 7])) == pytest.approx(1.0)
     # ties share their average rank: x ranks [1, 2.5, 2.5, 4] -> r = 4.5 / sqrt(4.5 * 5)
-    assert spearman(np.array([1, 2, 2, 3]), np.array([1, 2, 3, 4])) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert spearman(np.array([1, 2, 2, 3]), np.array([1, 2, 3, 4])) == pytest.approx(
+        4.5 / math.sqrt(22.5)
+    )
     assert math.isnan(pearson(np.array([1, 1, 1]), np.array([1, 2, 3])))
 
 
@@ -77,7 +91,10 @@ def test_lr_steps_down_at_the_decay_epoch_and_nan_becomes_null():
     t = cfg.train
     assert lr_at(cfg, t.lr_decay_epoch - 1) == t.lr
     assert lr_at(cfg, t.lr_decay_epoch) == pytest.approx(t.lr * t.lr_decay_factor)
-    assert finite({"a": math.nan, "b": {"c": 1.0, "d": math.nan}}) == {"a": None, "b": {"c": 1.0, "d": None}}
+    assert finite({"a": math.nan, "b": {"c": 1.0, "d": math.nan}}) == {
+        "a": None,
+        "b": {"c": 1.0, "d": None},
+    }
 
 
 # ---- the stage on the ci profile ---------------------------------------------------------------
@@ -91,7 +108,13 @@ def prepared(tmp_path_factory) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PYTHONPATH=str(root))
     for stage in ("download", "validate"):
-        subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}"],
+            cwd=root,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     write_fixture_masks(parse_config(params), root)
     shutil.rmtree(root / "reports", ignore_errors=True)
     (root / "mlflow.db").unlink(missing_ok=True)
@@ -106,9 +129,18 @@ def _copy(prepared: Path, dest: Path) -> Path:
 
 def _stage(root: Path, **popen) -> subprocess.Popen:
     # the copy's own store, named explicitly: nothing left in this process's environment may redirect it
-    env = dict(os.environ, PYTHONPATH=str(root), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
-    return subprocess.Popen([sys.executable, "-m", "stages.train_ensemble"], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    env = dict(
+        os.environ, PYTHONPATH=str(root), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.train_ensemble"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +159,11 @@ def test_stage_trains_evaluates_and_records(finished):
     root = finished
     metrics = json.loads((root / "reports/metrics/train_ensemble.json").read_text())
     assert 0 <= metrics["attribute_map"] <= 1 and 0 <= metrics["attribute_mean_accuracy"] <= 1
-    assert metrics["eval_split"] == "test" and metrics["eval_images"] == 8 and metrics["iterations"] == 12
+    assert (
+        metrics["eval_split"] == "test"
+        and metrics["eval_images"] == 8
+        and metrics["iterations"] == 12
+    )
     assert metrics["privacy"]["n_scored"] == 8 and math.isfinite(metrics["privacy"]["l1"])
     assert set(metrics["attribute_ap"]) == set(metrics["attribute_accuracy"])
     rows = (root / "reports/plots/train_ensemble_loss.csv").read_text().splitlines()
@@ -135,24 +171,35 @@ def test_stage_trains_evaluates_and_records(finished):
     assert not (root / "checkpoints/ensemble/last.pt").exists()  # a finished run does not resume
 
     from privobfnet.models.ensemble import load_ensemble
+
     model_image, _, meta = load_ensemble(root / "checkpoints/ensemble/final.pt")
     assert meta["config"]["train"]["input_size"] == 96 and meta["class_names"][0] == "a0_safe"
-    cams = model_image.cams(torch.zeros(1, 3, 96, 96), torch.zeros(1, 1, 96, 96), torch.ones(1, 1, 96, 96))
+    cams = model_image.cams(
+        torch.zeros(1, 3, 96, 96), torch.zeros(1, 1, 96, 96), torch.ones(1, 1, 96, 96)
+    )
     assert cams.shape == (1, 16, 12, 12)
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    run = mlflow.search_runs(experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list")[0]
+    run = mlflow.search_runs(
+        experiment_names=["privobfnet"], filter_string=STAGE_RUNS, output_format="list"
+    )[0]
     assert run.info.run_name == "train_ensemble" and run.info.status == "FINISHED"
     assert run.data.metrics["attribute_map"] == pytest.approx(metrics["attribute_map"])
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss.total")
     assert sorted(m.step for m in history) == list(range(1, 13))
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "cam_overlays")}
+    artifacts = {
+        a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "cam_overlays")
+    }
     assert "cam_overlays/epoch_002.png" in artifacts
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    return {f"{net}.{k}": v for net in ("model_image", "model_cropped") for k, v in checkpoint[net].items()}
+    return {
+        f"{net}.{k}": v
+        for net in ("model_image", "model_cropped")
+        for k, v in checkpoint[net].items()
+    }
 
 
 @pytest.mark.slow
@@ -180,8 +227,9 @@ def test_killed_run_resumes_to_the_same_weights(prepared, finished, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_non_finite_loss_stops_naming_iteration_and_terms_and_keeps_the_last_checkpoint(prepared, tmp_path,
-                                                                                           monkeypatch):
+def test_a_non_finite_loss_stops_naming_iteration_and_terms_and_keeps_the_last_checkpoint(
+    prepared, tmp_path, monkeypatch
+):
     import stages.train_ensemble as stage
     from ops.common import load_params
     from privobfnet.trainer import NonFiniteLoss
@@ -200,9 +248,13 @@ def test_a_non_finite_loss_stops_naming_iteration_and_terms_and_keeps_the_last_c
         return losses
 
     monkeypatch.setattr(stage, "ensemble_losses", poisoned_at_step_3)
-    with pytest.raises(NonFiniteLoss, match=r"iteration 3: non-finite loss \(total=nan, .*image=nan"):
+    with pytest.raises(
+        NonFiniteLoss, match=r"iteration 3: non-finite loss \(total=nan, .*image=nan"
+    ):
         stage.main(load_params(root / "params.yaml"))
     state = torch.load(root / "checkpoints/ensemble/last.pt", weights_only=True)
-    assert state["iteration"] == 2 and len(state["history"]) == 2  # the checkpoint before the bad step
+    assert (
+        state["iteration"] == 2 and len(state["history"]) == 2
+    )  # the checkpoint before the bad step
     assert not (root / "checkpoints/ensemble/final.pt").exists()
     assert not (root / "reports/metrics/train_ensemble.json").exists()

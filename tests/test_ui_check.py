@@ -1,4 +1,5 @@
 """pipelines.ui_check against local pages (127.0.0.1 only): waiting on what a page shows, pop-ups, the schedule."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,15 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from PIL import Image
 
-from pipelines.ui_check import (CHROMIUM_FLAGS, DEPLOYMENT, FLOW, Page, active_crons, capture,
-                                wait_for_deployment)
+from pipelines.ui_check import (
+    CHROMIUM_FLAGS,
+    DEPLOYMENT,
+    FLOW,
+    Page,
+    active_crons,
+    capture,
+    wait_for_deployment,
+)
 from tests.conftest import local_http_server
 
 # Renders late, as the single-page apps do once their data has come: the text after 0.8 s, then a
@@ -21,7 +29,8 @@ APP = """<!doctype html><html><body style="margin:0;background:#fff">
 document.getElementById('pref').textContent = 'pref=' + localStorage.getItem('ui.panelOpen');
 setTimeout(() => {
   document.getElementById('app').innerHTML =
-    '<p>pipeline run</p><button class="expander" onclick="this.insertAdjacentHTML(\\'afterend\\', \\'<p>train_ensemble</p>\\')">+</button>';
+    '<p>pipeline run</p><button class="expander" ' +
+    'onclick="this.insertAdjacentHTML(\\'afterend\\', \\'<p>train_ensemble</p>\\')">+</button>';
   document.body.insertAdjacentHTML('beforeend',
     '<div class="x-modal-mask" style="position:fixed;inset:0;background:rgb(0,0,0)"></div>' +
     '<div role="dialog" style="position:fixed;top:40%;left:40%;background:#fff"><p>Try the new UI</p>' +
@@ -35,8 +44,13 @@ setTimeout(() => {
 
 
 def deployment_json(active: bool, cron: str = "0 3 * * *") -> dict:
-    return {"id": "d1", "name": DEPLOYMENT,
-            "schedules": [{"active": active, "schedule": {"cron": cron, "timezone": "UTC", "day_or": True}}]}
+    return {
+        "id": "d1",
+        "name": DEPLOYMENT,
+        "schedules": [
+            {"active": active, "schedule": {"cron": cron, "timezone": "UTC", "day_or": True}}
+        ],
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -49,8 +63,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/app":
             body, kind = APP.encode(), "text/html"
         elif self.path == f"/api/deployments/name/{FLOW}/{DEPLOYMENT}" and srv.deployments:
-            body, kind = json.dumps(srv.deployments.pop(0) if len(srv.deployments) > 1
-                                    else srv.deployments[0]).encode(), "application/json"
+            body, kind = (
+                json.dumps(
+                    srv.deployments.pop(0) if len(srv.deployments) > 1 else srv.deployments[0]
+                ).encode(),
+                "application/json",
+            )
         else:
             self.send_error(404)
             return
@@ -81,9 +99,13 @@ def browser():
 
 
 def test_active_crons_skips_paused_and_non_cron_schedules():
-    deployment = {"schedules": [{"active": True, "schedule": {"cron": "0 3 * * *"}},
-                                {"active": False, "schedule": {"cron": "0 4 * * *"}},
-                                {"active": True, "schedule": {"interval": 3600}}]}
+    deployment = {
+        "schedules": [
+            {"active": True, "schedule": {"cron": "0 3 * * *"}},
+            {"active": False, "schedule": {"cron": "0 4 * * *"}},
+            {"active": True, "schedule": {"interval": 3600}},
+        ]
+    }
     assert active_crons(deployment) == ["0 3 * * *"]
     assert active_crons({"schedules": None}) == []
 
@@ -103,9 +125,16 @@ def test_wait_for_deployment_names_the_schedules_it_found_when_the_cron_never_co
 
 
 def test_capture_waits_for_late_text_closes_the_popup_expands_and_shoots(server, browser, tmp_path):
-    page = Page("app", f"{server.url}/app", tmp_path / "shot.png", ("pipeline run", "pref=false"),
-                local_storage=(("ui.panelOpen", "false"),), close_popups=True, expand=".expander",
-                shown_after_expand=("train_ensemble",))
+    page = Page(
+        "app",
+        f"{server.url}/app",
+        tmp_path / "shot.png",
+        ("pipeline run", "pref=false"),
+        local_storage=(("ui.panelOpen", "false"),),
+        close_popups=True,
+        expand=".expander",
+        shown_after_expand=("train_ensemble",),
+    )
     assert capture(browser, page, timeout_s=30) == []
     with Image.open(page.screenshot) as shot:
         assert shot.size == (1440, 900)
@@ -113,13 +142,22 @@ def test_capture_waits_for_late_text_closes_the_popup_expands_and_shoots(server,
         assert shot.convert("RGB").getpixel((1400, 880)) == (255, 255, 255)
 
 
-def test_capture_reports_what_the_page_never_shows_and_still_saves_the_screenshot(server, browser, tmp_path):
+def test_capture_reports_what_the_page_never_shows_and_still_saves_the_screenshot(
+    server, browser, tmp_path
+):
     page = Page("app", f"{server.url}/app", tmp_path / "shot.png", ("no such text",))
     assert capture(browser, page, timeout_s=3) == ["text 'no such text'"]
     assert page.screenshot.stat().st_size > 0
 
 
 def test_capture_reports_a_text_missing_after_the_expander_was_clicked(server, browser, tmp_path):
-    page = Page("app", f"{server.url}/app", tmp_path / "shot.png", ("pipeline run",), close_popups=True,
-                expand=".expander", shown_after_expand=("evaluate",))
+    page = Page(
+        "app",
+        f"{server.url}/app",
+        tmp_path / "shot.png",
+        ("pipeline run",),
+        close_popups=True,
+        expand=".expander",
+        shown_after_expand=("evaluate",),
+    )
     assert capture(browser, page, timeout_s=6) == ["text 'evaluate' once expanded"]

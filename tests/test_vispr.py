@@ -1,4 +1,5 @@
 """VISPR-layout reader (also SynthPriv's): labels, privacy scores, masks, and every refusal."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,13 @@ import pytest
 from privobfnet.data.errors import DataError
 from privobfnet.data.images import load_mask, load_rgb
 from privobfnet.data.vispr import read_attributes, read_vispr_split
-from tests.fixtures_real import make_vispr, truncate_file, write_bomb_png, write_jpeg, write_vispr_annotation
+from tests.fixtures_real import (
+    make_vispr,
+    truncate_file,
+    write_bomb_png,
+    write_jpeg,
+    write_vispr_annotation,
+)
 
 MAX_PIXELS = 89_478_485
 
@@ -26,7 +33,12 @@ def read(root, split="train", **kwargs):
 
 def test_reads_labels_scores_masks_and_sizes(root):
     train, val = read(root, "train"), read(root, "val")
-    assert train.attrs["class_names"] == ["a0_safe", "a9_face_complete", "a17_color", "a64_rel_personal"]
+    assert train.attrs["class_names"] == [
+        "a0_safe",
+        "a9_face_complete",
+        "a17_color",
+        "a64_rel_personal",
+    ]
     assert train.attrs["dataset"] == "vispr"
     assert list(train["image_id"]) == ["2017_10000001", "2017_10000002"]
     assert list(train["labels"]) == [[0, 1, 1, 0], [1, 0, 0, 0]]
@@ -54,7 +66,10 @@ def test_synthpriv_name_is_recorded(root):
 
 
 def test_attributes_keep_file_order_and_reject_bad_idx(root):
-    assert [a.attribute_id for a in read_attributes(root / "attributes.tsv")][:2] == ["a0_safe", "a9_face_complete"]
+    assert [a.attribute_id for a in read_attributes(root / "attributes.tsv")][:2] == [
+        "a0_safe",
+        "a9_face_complete",
+    ]
     text = (root / "attributes.tsv").read_text().replace("\n2\t", "\n7\t")
     (root / "attributes.tsv").write_text(text)
     with pytest.raises(DataError, match="idx must run 0..n-1") as err:
@@ -77,13 +92,25 @@ def _rewrite_json(root, image_id, split="train", **changes):
 @pytest.mark.parametrize(
     "changes, rule, detail",
     [
-        ({"labels": ["a9_face_complete", "a999_bogus"]}, "unknown attribute id in labels", "a999_bogus"),
+        (
+            {"labels": ["a9_face_complete", "a999_bogus"]},
+            "unknown attribute id in labels",
+            "a999_bogus",
+        ),
         ({"labels": None}, "annotation lacks keys", "labels"),
         ({"id": "2017_99999999"}, "annotation id differs from its file name", "2017_99999999"),
         ({"labels": []}, "image has no labels", ""),
         ({"labels": "a0_safe"}, "labels must be a list of attribute ids", ""),
-        ({"image_path": "../../etc/passwd"}, "image path must be relative and inside the data set root", ".."),
-        ({"image_path": "/abs/image.jpg"}, "image path must be relative and inside the data set root", "/abs"),
+        (
+            {"image_path": "../../etc/passwd"},
+            "image path must be relative and inside the data set root",
+            "..",
+        ),
+        (
+            {"image_path": "/abs/image.jpg"},
+            "image path must be relative and inside the data set root",
+            "/abs",
+        ),
     ],
 )
 def test_bad_annotation_json_names_file_and_rule(root, changes, rule, detail):

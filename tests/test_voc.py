@@ -1,4 +1,5 @@
 """PASCAL VOC 2012 + SBD reader: labels from the XML, mask fallbacks, splits, and refusals."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,11 @@ def labelled(df):
 
 def test_classes_in_voc_order():
     assert len(VOC_CLASSES) == 20
-    assert VOC_CLASSES[0] == "aeroplane" and VOC_CLASSES[14] == "person" and VOC_CLASSES[19] == "tvmonitor"
+    assert (
+        VOC_CLASSES[0] == "aeroplane"
+        and VOC_CLASSES[14] == "person"
+        and VOC_CLASSES[19] == "tvmonitor"
+    )
 
 
 def test_reads_splits_labels_and_sizes(root):
@@ -42,7 +47,9 @@ def test_reads_splits_labels_and_sizes(root):
     # difficult objects (the person, the cat) count; <part> names (head, hand) are not classes
     assert labelled(train) == [["aeroplane", "person"], ["tvmonitor"]]
     assert labelled(val) == [["cat", "dog"]]
-    assert train["labels"][0][0] == 1 and train["labels"][0][14] == 1 and sum(train["labels"][0]) == 2
+    assert (
+        train["labels"][0][0] == 1 and train["labels"][0][14] == 1 and sum(train["labels"][0]) == 2
+    )
     assert list(zip(train["width"], train["height"])) == [(50, 40), (30, 30)]
     assert train["privacy_score"].isna().all()
     assert train["path"][1] == str(voc_dir(root) / "JPEGImages" / "2007_000039.jpg")
@@ -57,10 +64,20 @@ def test_mask_prefers_sbd_aug_then_voc_then_none(root):
     assert train["mask_path"][0] == str(voc_dir(root) / "SegmentationClassAug" / "2007_000032.png")
     assert pd.isna(train["mask_path"][1])
     assert val["mask_path"][0] == str(voc_dir(root) / "SegmentationClass" / "2008_000002.png")
-    assert train_aug["mask_path"][2] == str(voc_dir(root) / "SegmentationClassAug" / "2009_000001.png")
+    assert train_aug["mask_path"][2] == str(
+        voc_dir(root) / "SegmentationClassAug" / "2009_000001.png"
+    )
     aug = load_mask(train["mask_path"][0], n_classes=20, max_pixels=MAX_PIXELS)  # mode L
-    assert aug.shape == (40, 50) and aug[10, 10] == 1 and aug[30, 40] == 15 and aug[0, 5] == 255 and aug[39, 0] == 0
-    dog = load_mask(val["mask_path"][0], n_classes=20, max_pixels=MAX_PIXELS)  # palette: indices, not colours
+    assert (
+        aug.shape == (40, 50)
+        and aug[10, 10] == 1
+        and aug[30, 40] == 15
+        and aug[0, 5] == 255
+        and aug[39, 0] == 0
+    )
+    dog = load_mask(
+        val["mask_path"][0], n_classes=20, max_pixels=MAX_PIXELS
+    )  # palette: indices, not colours
     assert sorted(np.unique(dog).tolist()) == [0, 12]
 
 
@@ -132,8 +149,9 @@ def test_mask_classes_must_be_among_the_xml_labels(root):
         return row_checks(df, max_pixels=MAX_PIXELS, allow_grayscale=True, decode_sample=0, seed=0)
 
     good = checked("train_aug")
-    assert good["mask_classes_in_labels"].fillna(True).all() and good["mask_classes_in_labels"].isna().tolist() == [
-        False, True, False]  # 039 has no mask: nothing to check
+    assert good["mask_classes_in_labels"].fillna(True).all() and good[
+        "mask_classes_in_labels"
+    ].isna().tolist() == [False, True, False]  # 039 has no mask: nothing to check
     # 2009_000001 is labelled bird (value 3); paint a cat (value 8) into its SBD mask
     mask = np.full((32, 32), 3, dtype=np.uint8)
     mask[:8, :8] = 8
@@ -144,7 +162,12 @@ def test_mask_classes_must_be_among_the_xml_labels(root):
     assert error.startswith(str(voc_dir(root) / "SegmentationClassAug" / "2009_000001.png"))
     assert "mask class not in the image's labels: cat (value 8) painted but not labelled" in error
     # VOC's train lies inside SBD's train_aug by design; val shares nothing with either
-    manifests = {s: read_voc_split(str(root), s, max_pixels=MAX_PIXELS) for s in ("train", "val", "train_aug")}
+    manifests = {
+        s: read_voc_split(str(root), s, max_pixels=MAX_PIXELS)
+        for s in ("train", "val", "train_aug")
+    }
     overlaps = split_overlaps(manifests, allowed=SHARED_SPLITS["voc"])
     assert all(overlaps[s].isna().all() for s in manifests)
-    assert split_overlaps(manifests)["train"].notna().all()  # without the design's exception they clash
+    assert (
+        split_overlaps(manifests)["train"].notna().all()
+    )  # without the design's exception they clash

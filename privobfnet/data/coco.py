@@ -19,6 +19,7 @@ Conventions (those of the WSSS literature on COCO):
   order of the file's ``annotations`` list, so the later annotation wins. Each rule renders into
   its own folder, so switching never leaves masks of the other rule behind.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,11 +27,10 @@ import io
 import json
 import os
 import tempfile
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-from typing import Literal
-
 from pycocotools.coco import COCO
 
 from privobfnet.data.errors import DataError
@@ -40,22 +40,87 @@ from privobfnet.data.readers import relative_inside
 
 # (category id, name) of COCO's 80 object categories, in id order
 COCO_CATEGORIES = [
-    (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"),
-    (7, "train"), (8, "truck"), (9, "boat"), (10, "traffic light"), (11, "fire hydrant"),
-    (13, "stop sign"), (14, "parking meter"), (15, "bench"), (16, "bird"), (17, "cat"), (18, "dog"),
-    (19, "horse"), (20, "sheep"), (21, "cow"), (22, "elephant"), (23, "bear"), (24, "zebra"),
-    (25, "giraffe"), (27, "backpack"), (28, "umbrella"), (31, "handbag"), (32, "tie"),
-    (33, "suitcase"), (34, "frisbee"), (35, "skis"), (36, "snowboard"), (37, "sports ball"),
-    (38, "kite"), (39, "baseball bat"), (40, "baseball glove"), (41, "skateboard"),
-    (42, "surfboard"), (43, "tennis racket"), (44, "bottle"), (46, "wine glass"), (47, "cup"),
-    (48, "fork"), (49, "knife"), (50, "spoon"), (51, "bowl"), (52, "banana"), (53, "apple"),
-    (54, "sandwich"), (55, "orange"), (56, "broccoli"), (57, "carrot"), (58, "hot dog"),
-    (59, "pizza"), (60, "donut"), (61, "cake"), (62, "chair"), (63, "couch"), (64, "potted plant"),
-    (65, "bed"), (67, "dining table"), (70, "toilet"), (72, "tv"), (73, "laptop"), (74, "mouse"),
-    (75, "remote"), (76, "keyboard"), (77, "cell phone"), (78, "microwave"), (79, "oven"),
-    (80, "toaster"), (81, "sink"), (82, "refrigerator"), (84, "book"), (85, "clock"), (86, "vase"),
-    (87, "scissors"), (88, "teddy bear"), (89, "hair drier"), (90, "toothbrush"),
-]  # fmt: skip
+    (1, "person"),
+    (2, "bicycle"),
+    (3, "car"),
+    (4, "motorcycle"),
+    (5, "airplane"),
+    (6, "bus"),
+    (7, "train"),
+    (8, "truck"),
+    (9, "boat"),
+    (10, "traffic light"),
+    (11, "fire hydrant"),
+    (13, "stop sign"),
+    (14, "parking meter"),
+    (15, "bench"),
+    (16, "bird"),
+    (17, "cat"),
+    (18, "dog"),
+    (19, "horse"),
+    (20, "sheep"),
+    (21, "cow"),
+    (22, "elephant"),
+    (23, "bear"),
+    (24, "zebra"),
+    (25, "giraffe"),
+    (27, "backpack"),
+    (28, "umbrella"),
+    (31, "handbag"),
+    (32, "tie"),
+    (33, "suitcase"),
+    (34, "frisbee"),
+    (35, "skis"),
+    (36, "snowboard"),
+    (37, "sports ball"),
+    (38, "kite"),
+    (39, "baseball bat"),
+    (40, "baseball glove"),
+    (41, "skateboard"),
+    (42, "surfboard"),
+    (43, "tennis racket"),
+    (44, "bottle"),
+    (46, "wine glass"),
+    (47, "cup"),
+    (48, "fork"),
+    (49, "knife"),
+    (50, "spoon"),
+    (51, "bowl"),
+    (52, "banana"),
+    (53, "apple"),
+    (54, "sandwich"),
+    (55, "orange"),
+    (56, "broccoli"),
+    (57, "carrot"),
+    (58, "hot dog"),
+    (59, "pizza"),
+    (60, "donut"),
+    (61, "cake"),
+    (62, "chair"),
+    (63, "couch"),
+    (64, "potted plant"),
+    (65, "bed"),
+    (67, "dining table"),
+    (70, "toilet"),
+    (72, "tv"),
+    (73, "laptop"),
+    (74, "mouse"),
+    (75, "remote"),
+    (76, "keyboard"),
+    (77, "cell phone"),
+    (78, "microwave"),
+    (79, "oven"),
+    (80, "toaster"),
+    (81, "sink"),
+    (82, "refrigerator"),
+    (84, "book"),
+    (85, "clock"),
+    (86, "vase"),
+    (87, "scissors"),
+    (88, "teddy bear"),
+    (89, "hair drier"),
+    (90, "toothbrush"),
+]
 COCO_CLASSES = [name for _, name in COCO_CATEGORIES]
 CATEGORY_INDEX = {cat_id: index for index, (cat_id, _) in enumerate(COCO_CATEGORIES)}
 
@@ -90,13 +155,19 @@ def load_coco(path: str | os.PathLike) -> COCO:
     if missing:
         raise DataError(path, "COCO annotation file lacks keys", ", ".join(missing))
     categories = {(c.get("id"), c.get("name")) for c in coco.dataset["categories"]}
-    if categories != set(COCO_CATEGORIES) or len(coco.dataset["categories"]) != len(COCO_CATEGORIES):
+    if categories != set(COCO_CATEGORIES) or len(coco.dataset["categories"]) != len(
+        COCO_CATEGORIES
+    ):
         differ = sorted(categories ^ set(COCO_CATEGORIES), key=repr)[:3]
-        raise DataError(path, "categories differ from COCO's 80 object categories", f"e.g. {differ}")
+        raise DataError(
+            path, "categories differ from COCO's 80 object categories", f"e.g. {differ}"
+        )
     for ann in coco.dataset["annotations"]:
         which = f"annotation {ann.get('id')}"
         if ann.get("category_id") not in CATEGORY_INDEX:
-            raise DataError(path, "unknown category id in annotation", f"{which}: {ann.get('category_id')!r}")
+            raise DataError(
+                path, "unknown category id in annotation", f"{which}: {ann.get('category_id')!r}"
+            )
         if ann.get("image_id") not in coco.imgs:
             rule = "annotation refers to an image not in the file"
             raise DataError(path, rule, f"{which}: image {ann.get('image_id')!r}")
@@ -134,7 +205,9 @@ def semantic_mask(coco: COCO, image_id: int, overlap: Overlap = "largest_first")
 
 def _save_png_atomically(mask: np.ndarray, path: str) -> None:
     """Write the palette PNG to a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path)
+    )
     os.close(fd)
     try:
         mask_to_image(mask).save(tmp, format="PNG")
@@ -145,7 +218,11 @@ def _save_png_atomically(mask: np.ndarray, path: str) -> None:
 
 
 def render_semantic_masks(
-    root: str | os.PathLike, split: str, *, overwrite: bool = False, overlap: Overlap = "largest_first"
+    root: str | os.PathLike,
+    split: str,
+    *,
+    overwrite: bool = False,
+    overlap: Overlap = "largest_first",
 ) -> int:
     """Write <overlap's folder>/<split>/<image_id>.png for every annotated image; returns how many.
 
@@ -181,7 +258,9 @@ def read_coco_split(
         if not coco.imgToAnns.get(image_id):
             skipped += 1
             continue
-        image_path = relative_inside(os.path.join(root, split), str(info.get("file_name", "")), json_path)
+        image_path = relative_inside(
+            os.path.join(root, split), str(info.get("file_name", "")), json_path
+        )
         width, height = image_size(image_path, max_pixels=max_pixels)
         if (width, height) != (info.get("width"), info.get("height")):
             raise DataError(

@@ -1,4 +1,5 @@
 """One error type for bad input: it always names the file and the rule it broke."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Safe image and mask decoding: every refusal names the file and the rule it broke."""
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,9 @@ def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:
     if w * h > max_pixels:
         img.close()
         raise DataError(
-            path, "image too large (decompression bomb guard)", f"{w}x{h} = {w * h} pixels > {max_pixels}"
+            path,
+            "image too large (decompression bomb guard)",
+            f"{w}x{h} = {w * h} pixels > {max_pixels}",
         )
     return img
 
@@ -65,7 +68,9 @@ def exif_orientation(img: Image.Image, *, header_only: bool = False) -> int:
     return value if isinstance(value, int) and value in _UPRIGHT else 1
 
 
-def image_size(path: str | os.PathLike, *, max_pixels: int, apply_exif: bool = True) -> tuple[int, int]:
+def image_size(
+    path: str | os.PathLike, *, max_pixels: int, apply_exif: bool = True
+) -> tuple[int, int]:
     """(width, height) from the header alone, as ``load_rgb`` returns it: after the EXIF orientation.
 
     ``apply_exif=False`` gives the stored size (class masks carry no orientation).
@@ -117,7 +122,9 @@ def _to_rgb(img: Image.Image, path: str | os.PathLike) -> np.ndarray:
     mode = img.mode
     if mode == "RGB":
         return np.asarray(img)
-    palette_alpha = mode == "P" and ("transparency" in img.info or getattr(img.palette, "mode", "") == "RGBA")
+    palette_alpha = mode == "P" and (
+        "transparency" in img.info or getattr(img.palette, "mode", "") == "RGBA"
+    )
     if mode in ALPHA_MODES or palette_alpha:
         return _composite(np.asarray(img.convert("RGBA")))
     if mode == "CMYK":
@@ -131,7 +138,9 @@ def _to_rgb(img: Image.Image, path: str | os.PathLike) -> np.ndarray:
         raise DataError(path, "unsupported image mode", f"mode {mode}: {exc}") from None
 
 
-def load_rgb(path: str | os.PathLike, *, max_pixels: int, allow_grayscale: bool = True) -> np.ndarray:
+def load_rgb(
+    path: str | os.PathLike, *, max_pixels: int, allow_grayscale: bool = True
+) -> np.ndarray:
     """Decode any image to a (H, W, 3) uint8 RGB array, upright by its EXIF orientation.
 
     The EXIF orientation is applied before anything reads the pixels, so every stage (masks,
@@ -183,7 +192,9 @@ def load_mask(path: str | os.PathLike, *, n_classes: int, max_pixels: int) -> np
     bad = (arr > n_classes) & (arr != IGNORE_INDEX)
     if bad.any():
         values = sorted(int(v) for v in np.unique(arr[bad]))[:5]
-        raise DataError(path, "mask label out of range", f"values {values} not in 0..{n_classes} or 255")
+        raise DataError(
+            path, "mask label out of range", f"values {values} not in 0..{n_classes} or 255"
+        )
     return arr
 
 

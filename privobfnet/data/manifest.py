@@ -19,6 +19,7 @@ width, height   int64        image size from its header
 the readers add ``skipped`` (images left out for lack of annotations) and ``source`` (the file
 the split was read from: its list or annotation file).
 """
+
 from __future__ import annotations
 
 import os

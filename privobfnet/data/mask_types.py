@@ -9,6 +9,7 @@ header ``class_name<TAB>mask_type[<TAB>basis]``, then one row per class. Types:
 - ``no_region``: un-masked like ``none``, and no pixel shows it (VISPR's ``a0_safe``): it stays an
   attribute and leaves segmentation (``privobfnet.seg_classes``: pseudo-labels, DeepLab, mIoU).
 """
+
 from __future__ import annotations
 
 from importlib import resources
@@ -29,15 +30,23 @@ def read_mask_type_table(dataset: str) -> dict[str, str]:
     path = mask_types_file(dataset)
     if not path.is_file():
         raise DataError(str(path), "no mask-type table for this data set", f"dataset {dataset!r}")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    lines = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
     header = lines[0].split("\t") if lines else []
     if header[:2] != ["class_name", "mask_type"]:
-        raise DataError(str(path), "header must start with class_name<TAB>mask_type", f"got {header}")
+        raise DataError(
+            str(path), "header must start with class_name<TAB>mask_type", f"got {header}"
+        )
     table: dict[str, str] = {}
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in MASK_TYPES:
-            raise DataError(str(path), f"row {number}: expected class_name<TAB>one of {list(MASK_TYPES)}", line)
+            raise DataError(
+                str(path), f"row {number}: expected class_name<TAB>one of {list(MASK_TYPES)}", line
+            )
         if fields[0] in table:
             raise DataError(str(path), f"row {number}: class listed twice", fields[0])
         table[fields[0]] = fields[1]
@@ -52,5 +61,9 @@ def load_mask_types(dataset: str, class_names: Sequence[str]) -> list[str]:
     table = read_mask_type_table(dataset)
     missing = [name for name in class_names if name not in table]
     if missing:
-        raise DataError(str(mask_types_file(dataset)), "class missing from the mask-type table", ", ".join(missing))
+        raise DataError(
+            str(mask_types_file(dataset)),
+            "class missing from the mask-type table",
+            ", ".join(missing),
+        )
     return [table[name] for name in class_names]

@@ -14,6 +14,7 @@ Rescaling comes after pooling. Both rescales are affine with a positive slope, s
 mean pooling (and the mean over profiles) rescaling first would give the same score; only
 ``sum`` pooling, which saturates at 5 before rescaling, depends on the order.
 """
+
 from __future__ import annotations
 
 from typing import Literal, Sequence, Union
@@ -86,7 +87,9 @@ def privacy_score(
     return float(rescale_rating(pooled.mean(), rescale))
 
 
-def privacy_protocol(dataset: str, *, profile: Profile, rescale: Rescale, pooling: Pooling = "max") -> str:
+def privacy_protocol(
+    dataset: str, *, profile: Profile, rescale: Rescale, pooling: Pooling = "max"
+) -> str:
     """One sentence stating how the privacy scores of ``dataset`` were made (for protocol lines)."""
     if dataset not in ("vispr", "synthpriv"):
         return f"Privacy score: none ({dataset} has no user preferences)."

@@ -3,6 +3,7 @@
 ``read_dataset`` is the only entry point the stages need: it dispatches on ``data.dataset`` and
 returns manifests built by ``manifest.build_manifest``, so every data set has the same schema.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,14 +49,21 @@ def relative_inside(root: str | os.PathLike, rel: str, source: str | os.PathLike
     """``root/rel`` as a string, refusing ``rel`` that is absolute or climbs out of ``root``."""
     parts = PurePosixPath(rel.replace("\\", "/"))
     if parts.is_absolute() or ".." in parts.parts or not rel.strip():
-        raise DataError(source, "image path must be relative and inside the data set root", repr(rel))
+        raise DataError(
+            source, "image path must be relative and inside the data set root", repr(rel)
+        )
     return os.path.join(root, *parts.parts)
 
 
 # Splits that share images by the data set's design (VOC's train is part of SBD's train_aug, its
 # trainval is train + val); every other pair of splits must be disjoint.
 SHARED_SPLITS: dict[str, tuple[tuple[str, str], ...]] = {
-    "voc": (("train", "train_aug"), ("train", "trainval"), ("val", "trainval"), ("train_aug", "trainval")),
+    "voc": (
+        ("train", "train_aug"),
+        ("train", "trainval"),
+        ("val", "trainval"),
+        ("train_aug", "trainval"),
+    ),
 }
 
 
@@ -96,7 +104,9 @@ def read_dataset(data_cfg: DataConfig) -> dict[str, pd.DataFrame]:
         from privobfnet.data.coco import read_coco_split
 
         def read(split: str) -> pd.DataFrame:
-            return read_coco_split(root, split, max_pixels=max_pixels, overlap=data_cfg.coco_overlap)
+            return read_coco_split(
+                root, split, max_pixels=max_pixels, overlap=data_cfg.coco_overlap
+            )
 
     else:
         raise ValueError(f"unknown data set {data_cfg.dataset!r}")

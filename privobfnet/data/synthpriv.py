@@ -16,6 +16,7 @@ remnants are set to background. Safe images (no label left) are labelled a0_safe
 VPA's ``user_studies/user_profiles.tsv`` layout, so the real reader path is what runs) plus
 ``SegmentationClass/`` and ``SimulatedHumanParser/`` (the output of a SIMULATED human parser).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,9 +36,20 @@ from PIL import Image
 from privobfnet.config import Config
 from privobfnet.data.images import mask_to_image
 from privobfnet.data.synthpriv_draw import (
-    Canvas, background, draw_text_block, fitted_font, random_color, random_shape, soften,
+    Canvas,
+    background,
+    draw_text_block,
+    fitted_font,
+    random_color,
+    random_shape,
+    soften,
 )
-from privobfnet.data.synthpriv_items import OBJECT_KINDS, draw_distractor, draw_object, draw_text_item
+from privobfnet.data.synthpriv_items import (
+    OBJECT_KINDS,
+    draw_distractor,
+    draw_object,
+    draw_text_item,
+)
 from privobfnet.data.synthpriv_people import PERSON_KINDS, draw_person, simulate_human_parser
 from privobfnet.data.synthpriv_text import person_name
 
@@ -114,13 +126,31 @@ def _person_item(canvas: Canvas, rng: np.random.Generator, person: int, kind: st
     size = canvas.size
     height = size * rng.uniform(0.35, 1.0)
     top = rng.uniform(-0.12 * height, max(0.0, size - 0.55 * height))
-    drawn = draw_person(canvas, rng, person, rng.uniform(0.05, 0.95) * size, top, height, kind=kind,
-                        tattoo=kind != "back" and rng.random() < 0.4)
+    drawn = draw_person(
+        canvas,
+        rng,
+        person,
+        rng.uniform(0.05, 0.95) * size,
+        top,
+        height,
+        kind=kind,
+        tattoo=kind != "back" and rng.random() < 0.4,
+    )
     if drawn.badge_center and rng.random() < 0.3:  # a name badge on the shirt
         lines = [person_name(rng)]
         typeface = fitted_font(rng, lines, 0.05 * height, drawn.badge_width)
-        draw_text_block(canvas, rng, lines, "a19_name_full", *drawn.badge_center, 0.0, typeface, panel=True,
-                        person=person, part="torso")
+        draw_text_block(
+            canvas,
+            rng,
+            lines,
+            "a19_name_full",
+            *drawn.badge_center,
+            0.0,
+            typeface,
+            panel=True,
+            person=person,
+            part="torso",
+        )
 
 
 def _compose(rng: np.random.Generator, cfg: Config) -> tuple[Canvas, int, bool]:
@@ -133,9 +163,15 @@ def _compose(rng: np.random.Generator, cfg: Config) -> tuple[Canvas, int, bool]:
     if not safe and not any(counts.values()):
         open_kinds = [k for k, c in caps.items() if c > 0]
         counts[open_kinds[rng.integers(len(open_kinds))]] = 1
-    jobs: list[tuple[str, str | None]] = [("distractor", None)] * int(rng.poisson(sp.distractor_rate))
-    jobs += [("text", TEXT_ATTRIBUTES[rng.integers(len(TEXT_ATTRIBUTES))]) for _ in range(counts["text"])]
-    jobs += [("object", OBJECT_KINDS[rng.integers(len(OBJECT_KINDS))]) for _ in range(counts["objects"])]
+    jobs: list[tuple[str, str | None]] = [("distractor", None)] * int(
+        rng.poisson(sp.distractor_rate)
+    )
+    jobs += [
+        ("text", TEXT_ATTRIBUTES[rng.integers(len(TEXT_ATTRIBUTES))]) for _ in range(counts["text"])
+    ]
+    jobs += [
+        ("object", OBJECT_KINDS[rng.integers(len(OBJECT_KINDS))]) for _ in range(counts["objects"])
+    ]
     kinds = rng.choice(PERSON_KINDS, size=counts["people"], p=[0.5, 0.2, 0.18, 0.12])
     jobs += [("person", str(k)) for k in kinds]
     if safe and sp.max_people and rng.random() < 0.3:  # people seen from behind are not private
@@ -152,7 +188,9 @@ def _compose(rng: np.random.Generator, cfg: Config) -> tuple[Canvas, int, bool]:
             draw_object(canvas, rng, arg)
         else:
             draw_distractor(canvas, rng)
-    for _ in range(int(rng.poisson(0.3 if safe else 0.6))):  # occluders, often right over a private item
+    for _ in range(
+        int(rng.poisson(0.3 if safe else 0.6))
+    ):  # occluders, often right over a private item
         labelled = np.array([i.attribute is not None for i in canvas.instances])
         ys, xs = np.nonzero(labelled[canvas.owner])
         if len(xs) and rng.random() < 0.6:
@@ -160,7 +198,9 @@ def _compose(rng: np.random.Generator, cfg: Config) -> tuple[Canvas, int, bool]:
             cx, cy = float(xs[pick]), float(ys[pick])
         else:
             cx, cy = rng.uniform(0, sp.image_size, 2)
-        random_shape(canvas, rng, cx, cy, sp.image_size * rng.uniform(0.05, 0.15), random_color(rng))
+        random_shape(
+            canvas, rng, cx, cy, sp.image_size * rng.uniform(0.05, 0.15), random_color(rng)
+        )
     return canvas, n_people, safe
 
 
@@ -179,12 +219,16 @@ def _ground_truth(canvas: Canvas) -> tuple[np.ndarray, tuple[int, ...]]:
     keep = area >= min_region_pixels(canvas.size)
     keep[0] = True
     class_mask[~keep[class_mask]] = 0
-    labels = tuple(int(i) for i in np.flatnonzero(keep[1:] & (area[1:] > 0)))  # value i + 1 -> index i
+    labels = tuple(
+        int(i) for i in np.flatnonzero(keep[1:] & (area[1:] > 0))
+    )  # value i + 1 -> index i
     return class_mask, labels
 
 
 def _image_seed(cfg: Config, split: str, index: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence([cfg.seed & 0xFFFFFFFFFFFFFFFF, zlib.crc32(split.encode()), index])
+    return np.random.SeedSequence(
+        [cfg.seed & 0xFFFFFFFFFFFFFFFF, zlib.crc32(split.encode()), index]
+    )
 
 
 def generate_sample(split: str, index: int, cfg: Config) -> Sample:
@@ -196,7 +240,9 @@ def generate_sample(split: str, index: int, cfg: Config) -> Sample:
         class_mask, labels = _ground_truth(canvas)
         if labels or safe:
             break
-    parser_rng = np.random.default_rng(streams[-1])  # own stream: parser noise never changes the scene
+    parser_rng = np.random.default_rng(
+        streams[-1]
+    )  # own stream: parser noise never changes the scene
     parser_mask = simulate_human_parser(canvas, n_people, cfg.synthpriv.parser_noise, parser_rng)
     person_of = np.array([-1 if i.person is None else i.person for i in canvas.instances])
     owner_person = person_of[canvas.owner]
@@ -206,8 +252,11 @@ def generate_sample(split: str, index: int, cfg: Config) -> Sample:
         if len(xs):
             boxes.append((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
     owned = np.bincount(canvas.owner.ravel(), minlength=len(canvas.instances))
-    texts = tuple((inst.attribute, inst.text) for i, inst in enumerate(canvas.instances)
-                  if inst.text and inst.attribute and owned[i] >= min_region_pixels(canvas.size))
+    texts = tuple(
+        (inst.attribute, inst.text)
+        for i, inst in enumerate(canvas.instances)
+        if inst.text and inst.attribute and owned[i] >= min_region_pixels(canvas.size)
+    )
     return Sample(
         image_id=f"{split}_{index:05d}",
         image=soften(canvas.rgb, rng),
@@ -229,7 +278,11 @@ def user_preferences(n_profiles: int, seed: int) -> np.ndarray:
         raise ValueError(f"n_profiles must be >= 1, got {n_profiles}")
     rng = np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, 0x5EED])
     base = np.array([a.base_sensitivity for a in ATTRIBUTES], np.float64)
-    ratings = base + rng.normal(0, 0.6, (n_profiles, 1)) + rng.normal(0, 0.8, (n_profiles, len(ATTRIBUTES)))
+    ratings = (
+        base
+        + rng.normal(0, 0.6, (n_profiles, 1))
+        + rng.normal(0, 0.8, (n_profiles, len(ATTRIBUTES)))
+    )
     prefs = np.clip(np.rint(ratings), 1, 5).astype(np.int64)
     prefs[:, ATTRIBUTE_INDEX["a0_safe"]] = 1
     return prefs
@@ -294,10 +347,16 @@ def write_synthpriv(root: Path, cfg: Config, *, progress: bool = True) -> dict:
                 label_counts.update(sample.label_ids)
                 image_path = f"images/{split}/{sample.image_id}.jpg"
                 Image.fromarray(sample.image).save(tmp / image_path, quality=95)
-                record = {"id": sample.image_id, "image_path": image_path, "labels": list(sample.label_ids)}
+                record = {
+                    "id": sample.image_id,
+                    "image_path": image_path,
+                    "labels": list(sample.label_ids),
+                }
                 annotation = tmp / "annotations" / split / f"{sample.image_id}.json"
                 annotation.write_text(json.dumps(record) + "\n")
-                mask_to_image(sample.class_mask).save(tmp / "SegmentationClass" / f"{sample.image_id}.png")
+                mask_to_image(sample.class_mask).save(
+                    tmp / "SegmentationClass" / f"{sample.image_id}.png"
+                )
                 parser_png = tmp / "SimulatedHumanParser" / f"{sample.image_id}.png"
                 Image.fromarray(sample.parser_mask, "L").save(parser_png)
             (tmp / f"{split}.txt").write_text("\n".join(ids) + "\n")

@@ -5,6 +5,7 @@ Every element is painted onto ``Canvas.rgb`` and, where its *region* lies, its i
 written into ``Canvas.owner``; what is drawn later wins, so occlusion updates the ground truth for
 free. A text line's region is its (rotated) box around the glyphs, not the glyph pixels.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -21,12 +22,28 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 # DejaVu fonts bundled with matplotlib, so nothing depends on the system's fonts
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 TEXT_FONTS = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif.ttf",
-    "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
 )
 SKIN_TONES = np.array(
-    [(255, 224, 196), (241, 194, 167), (234, 192, 134), (224, 172, 105), (198, 134, 66),
-     (160, 105, 60), (141, 85, 36), (92, 56, 33)], np.float32)
+    [
+        (255, 224, 196),
+        (241, 194, 167),
+        (234, 192, 134),
+        (224, 172, 105),
+        (198, 134, 66),
+        (160, 105, 60),
+        (141, 85, 36),
+        (92, 56, 33),
+    ],
+    np.float32,
+)
 
 
 @functools.lru_cache(maxsize=512)
@@ -43,7 +60,9 @@ class Instance:
     person: Optional[int] = None  # index of the drawn person it belongs to (parser silhouette)
     part: Optional[str] = None  # body part ("arm_l", "leg_r", ...) for missed-limb noise
     full_area: float = 0.0  # area as drawn, including what falls outside the frame
-    text: Optional[str] = None  # the string of a text line (the obfuscation tool's leak test reads it)
+    text: Optional[str] = (
+        None  # the string of a text line (the obfuscation tool's leak test reads it)
+    )
 
 
 class Canvas:
@@ -60,7 +79,9 @@ class Canvas:
         self.instances.append(Instance(attribute, **kwargs))
         return len(self.instances) - 1
 
-    def paint(self, x0: int, y0: int, alpha: np.ndarray, color, region: np.ndarray, instance: int) -> None:
+    def paint(
+        self, x0: int, y0: int, alpha: np.ndarray, color, region: np.ndarray, instance: int
+    ) -> None:
         """Blend ``color`` at opacity ``alpha`` (h, w) into the window at (x0, y0); ``region`` -> owner."""
         h, w = alpha.shape
         xa, ya, xb, yb = max(0, x0), max(0, y0), min(self.size, x0 + w), min(self.size, y0 + h)
@@ -89,8 +110,15 @@ class Canvas:
             self.paint(x0, y0, window.astype(np.float32), color, window, instance)
         return footprint
 
-    def sprite(self, rgba: Image.Image, region: Image.Image, cx: float, cy: float, angle: float,
-               instance: int) -> None:
+    def sprite(
+        self,
+        rgba: Image.Image,
+        region: Image.Image,
+        cx: float,
+        cy: float,
+        angle: float,
+        instance: int,
+    ) -> None:
         """Paste an RGBA sprite centred at (cx, cy), rotated ``angle`` degrees counter-clockwise."""
         if angle:
             rgba = rgba.convert("RGBa").rotate(angle, Image.BICUBIC, expand=True).convert("RGBA")
@@ -103,7 +131,7 @@ class Canvas:
         """Mean colour of the square around (cx, cy), for picking a contrasting text colour."""
         r = max(2, int(radius))
         x0, y0 = int(np.clip(cx - r, 0, self.size - 1)), int(np.clip(cy - r, 0, self.size - 1))
-        return self.rgb[y0:int(cy + r) + 1, x0:int(cx + r) + 1].reshape(-1, 3).mean(axis=0)
+        return self.rgb[y0 : int(cy + r) + 1, x0 : int(cx + r) + 1].reshape(-1, 3).mean(axis=0)
 
 
 def rotate_offset(dx: float, dy: float, angle: float) -> tuple[float, float]:
@@ -120,7 +148,9 @@ def random_color(rng: np.random.Generator, *, sat=(0.2, 0.9), val=(0.25, 0.95)) 
 
 def skin_color(rng: np.random.Generator) -> np.ndarray:
     """A skin tone from a light-to-dark palette, slightly jittered."""
-    return np.clip(SKIN_TONES[rng.integers(len(SKIN_TONES))] + rng.normal(0, 6, 3), 0, 255).astype(np.float32)
+    return np.clip(SKIN_TONES[rng.integers(len(SKIN_TONES))] + rng.normal(0, 6, 3), 0, 255).astype(
+        np.float32
+    )
 
 
 def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -179,7 +209,9 @@ def contrasting_color(rng: np.random.Generator, behind: np.ndarray) -> np.ndarra
     return np.array(palette[rng.integers(len(palette))], np.float32)
 
 
-def fitted_font(rng: np.random.Generator, lines: list[str], size_px: float, max_width: float, name=None):
+def fitted_font(
+    rng: np.random.Generator, lines: list[str], size_px: float, max_width: float, name=None
+):
     """A random (or named) bundled font at ``size_px``, shrunk until every line fits ``max_width``."""
     name = name or TEXT_FONTS[rng.integers(len(TEXT_FONTS))]
     size = max(6, int(size_px))
@@ -191,16 +223,27 @@ def fitted_font(rng: np.random.Generator, lines: list[str], size_px: float, max_
     return font(name, size)
 
 
-def draw_text_block(canvas: Canvas, rng: np.random.Generator, lines: list[str], attribute: Optional[str],
-                    cx: float, cy: float, angle: float, typeface, *, panel: bool, person=None,
-                    part=None) -> tuple[float, float]:
+def draw_text_block(
+    canvas: Canvas,
+    rng: np.random.Generator,
+    lines: list[str],
+    attribute: Optional[str],
+    cx: float,
+    cy: float,
+    angle: float,
+    typeface,
+    *,
+    panel: bool,
+    person=None,
+    part=None,
+) -> tuple[float, float]:
     """Draw lines centred at (cx, cy), rotated ``angle``; each line is its own instance of ``attribute``.
 
     With ``panel`` a paper/sign (unlabelled) is drawn behind first. Returns the block's (w, h).
     """
     sizes = [typeface.getbbox(line) for line in lines]
-    widths = [r - l + 2 for l, t, r, b in sizes]
-    line_h = max(b - t for l, t, r, b in sizes) + 2
+    widths = [right - left + 2 for left, _, right, _ in sizes]
+    line_h = max(bottom - top for _, top, _, bottom in sizes) + 2
     gap = max(1, line_h // 4)
     block_w, block_h = max(widths), len(lines) * line_h + (len(lines) - 1) * gap
     if panel:
@@ -208,18 +251,24 @@ def draw_text_block(canvas: Canvas, rng: np.random.Generator, lines: list[str], 
         paper = Image.new("RGBA", (block_w + 2 * m, block_h + 2 * m), (0, 0, 0, 0))
         light = rng.random() < 0.7
         fill = random_color(rng, sat=(0.0, 0.35), val=(0.75, 1.0)) if light else random_color(rng)
-        ImageDraw.Draw(paper).rounded_rectangle([0, 0, paper.width - 1, paper.height - 1], radius=m // 2,
-                                                fill=tuple(int(c) for c in fill) + (255,))
+        ImageDraw.Draw(paper).rounded_rectangle(
+            [0, 0, paper.width - 1, paper.height - 1],
+            radius=m // 2,
+            fill=tuple(int(c) for c in fill) + (255,),
+        )
         paper_inst = canvas.new_instance(None, person=person, part=part)
         canvas.sprite(paper, paper.getchannel("A"), cx, cy, angle, paper_inst)
     color = contrasting_color(rng, fill if panel else canvas.mean_color(cx, cy, block_h))
     for i, line in enumerate(lines):
         rgba, region = text_sprite(line, typeface, color)
         dy = -block_h / 2 + i * (line_h + gap) + line_h / 2
-        dx = (rgba.width - block_w) / 2 if rng.random() < 0.5 or len(lines) == 1 else 0.0  # left-aligned
+        dx = (
+            (rgba.width - block_w) / 2 if rng.random() < 0.5 or len(lines) == 1 else 0.0
+        )  # left-aligned
         ox, oy = rotate_offset(dx, dy, angle)
-        inst = canvas.new_instance(attribute, person=person, part=part, full_area=rgba.width * rgba.height,
-                                   text=line)
+        inst = canvas.new_instance(
+            attribute, person=person, part=part, full_area=rgba.width * rgba.height, text=line
+        )
         canvas.sprite(rgba, region, cx + ox, cy + oy, angle, inst)
     return block_w, block_h
 
@@ -227,11 +276,17 @@ def draw_text_block(canvas: Canvas, rng: np.random.Generator, lines: list[str], 
 # --------------------------------------------------------------------------------------------
 # Distractors, occluders and the camera finish
 # --------------------------------------------------------------------------------------------
-def random_shape(canvas: Canvas, rng: np.random.Generator, cx: float, cy: float, radius: float,
-                 color) -> None:
+def random_shape(
+    canvas: Canvas, rng: np.random.Generator, cx: float, cy: float, radius: float, color
+) -> None:
     """An unlabelled polygon, ellipse, rectangle or ring (used for distractors and occluders)."""
     kind = rng.integers(4)
-    box = [cx - radius, cy - radius * rng.uniform(0.4, 1.0), cx + radius, cy + radius * rng.uniform(0.4, 1.0)]
+    box = [
+        cx - radius,
+        cy - radius * rng.uniform(0.4, 1.0),
+        cx + radius,
+        cy + radius * rng.uniform(0.4, 1.0),
+    ]
     inst = canvas.new_instance(None)
     if kind == 0:
         angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 8))))
@@ -243,22 +298,33 @@ def random_shape(canvas: Canvas, rng: np.random.Generator, cx: float, cy: float,
     elif kind == 2:
         canvas.fill(lambda d: d.rectangle(box, fill=255), color, inst)
     else:
-        canvas.fill(lambda d: d.ellipse(box, outline=255, width=max(2, int(radius / 3))), color, inst)
+        canvas.fill(
+            lambda d: d.ellipse(box, outline=255, width=max(2, int(radius / 3))), color, inst
+        )
 
 
-def skin_blob(canvas: Canvas, rng: np.random.Generator, cx: float, cy: float, radius: float) -> None:
+def skin_blob(
+    canvas: Canvas, rng: np.random.Generator, cx: float, cy: float, radius: float
+) -> None:
     """An unlabelled skin-coloured blob (hard negative for face and nudity cues), softly shaded."""
     inst = canvas.new_instance(None)
     tone = skin_color(rng)
     for _ in range(int(rng.integers(1, 4))):
         ox, oy = rng.normal(0, radius / 3, 2)
         rx, ry = radius * rng.uniform(0.4, 1.0), radius * rng.uniform(0.4, 1.0)
-        canvas.fill(lambda d: d.ellipse([cx + ox - rx, cy + oy - ry, cx + ox + rx, cy + oy + ry], fill=255),
-                    tone * rng.uniform(0.9, 1.05), inst)
+        canvas.fill(
+            lambda d, box=[cx + ox - rx, cy + oy - ry, cx + ox + rx, cy + oy + ry]: d.ellipse(
+                box, fill=255
+            ),
+            tone * rng.uniform(0.9, 1.05),
+            inst,
+        )
 
 
 def soften(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Camera-like finish: slight blur and sensor noise; returns (S, S, 3) uint8."""
-    img = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.4))
+    img = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(0.4)
+    )
     noisy = np.asarray(img, np.float32) + rng.normal(0, rng.uniform(1, 5), image.shape)
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)

@@ -3,6 +3,7 @@
 A person is a set of canvas instances that share its index (legs, torso, arms, neck, hair, face,
 tattoo, name badge), so the parser's silhouette is the union of what is still visible of them.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,10 @@ from privobfnet.data.synthpriv_draw import Canvas, random_color, skin_color, smo
 
 LIMBS = ("arm_l", "arm_r", "leg_l", "leg_r")
 PERSON_KINDS = ("clothed", "semi_nude", "ethnic", "back")
-HAIR_COLORS = np.array([(20, 15, 10), (60, 35, 20), (110, 70, 35), (200, 160, 90), (150, 60, 25),
-                        (170, 170, 170)], np.float32)
+HAIR_COLORS = np.array(
+    [(20, 15, 10), (60, 35, 20), (110, 70, 35), (200, 160, 90), (150, 60, 25), (170, 170, 170)],
+    np.float32,
+)
 INK = np.array([25, 40, 75], np.float32)
 
 
@@ -45,7 +48,9 @@ def _along(p, q, t: float) -> tuple[float, float]:
     return p[0] + (q[0] - p[0]) * t, p[1] + (q[1] - p[1]) * t
 
 
-def _pattern(rng: np.random.Generator, size: int, colors: list[np.ndarray], scale: float) -> np.ndarray:
+def _pattern(
+    rng: np.random.Generator, size: int, colors: list[np.ndarray], scale: float
+) -> np.ndarray:
     """(S, S, 3) bold textile pattern: stripes, zigzags or checks in 2-3 colours, ``scale`` px wide."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     period = max(2.5, scale * rng.uniform(0.7, 1.4))
@@ -60,7 +65,9 @@ def _pattern(rng: np.random.Generator, size: int, colors: list[np.ndarray], scal
     return np.stack(colors)[index]
 
 
-def _tattoo(canvas: Canvas, rng: np.random.Generator, at, radius: float, person: int, part: str) -> None:
+def _tattoo(
+    canvas: Canvas, rng: np.random.Generator, at, radius: float, person: int, part: str
+) -> None:
     """A small ink motif (star, heart, diamond or ring), labelled a11_tattoo."""
     x, y = at
     shape = Image.new("L", (canvas.size, canvas.size), 0)
@@ -69,27 +76,37 @@ def _tattoo(canvas: Canvas, rng: np.random.Generator, at, radius: float, person:
     if kind == 0:
         radii = [radius if i % 2 == 0 else 0.45 * radius for i in range(10)]
         angles = [math.pi * i / 5 - math.pi / 2 for i in range(10)]
-        d.polygon([(x + r * math.cos(a), y + r * math.sin(a)) for r, a in zip(radii, angles)], fill=255)
+        d.polygon(
+            [(x + r * math.cos(a), y + r * math.sin(a)) for r, a in zip(radii, angles)], fill=255
+        )
     elif kind == 1:
         r = radius / 2
         d.ellipse([x - 2 * r, y - 1.5 * r, x, y + 0.5 * r], fill=255)
         d.ellipse([x, y - 1.5 * r, x + 2 * r, y + 0.5 * r], fill=255)
-        d.polygon([(x - 1.9 * r, y - 0.2 * r), (x + 1.9 * r, y - 0.2 * r), (x, y + 2 * r)], fill=255)
+        d.polygon(
+            [(x - 1.9 * r, y - 0.2 * r), (x + 1.9 * r, y - 0.2 * r), (x, y + 2 * r)], fill=255
+        )
     elif kind == 2:
-        d.polygon([(x, y - radius), (x + 0.7 * radius, y), (x, y + radius), (x - 0.7 * radius, y)], fill=255)
+        d.polygon(
+            [(x, y - radius), (x + 0.7 * radius, y), (x, y + radius), (x - 0.7 * radius, y)],
+            fill=255,
+        )
     else:
         ring = [x - radius, y - radius, x + radius, y + radius]
         d.ellipse(ring, outline=255, width=max(2, round(radius / 2)))
     footprint = np.asarray(shape) > 127
-    inst = canvas.new_instance("a11_tattoo", person=person, part=part, full_area=float(footprint.sum()))
+    inst = canvas.new_instance(
+        "a11_tattoo", person=person, part=part, full_area=float(footprint.sum())
+    )
     canvas.paint(0, 0, footprint * np.float32(0.85), INK * rng.uniform(0.6, 1.2), footprint, inst)
 
 
 class _Body:
     """Measurements, colours and instance bookkeeping of one person being drawn."""
 
-    def __init__(self, canvas: Canvas, rng: np.random.Generator, person: int, cx: float, top: float,
-                 h: float):
+    def __init__(
+        self, canvas: Canvas, rng: np.random.Generator, person: int, cx: float, top: float, h: float
+    ):
         self.canvas, self.person, self.cx, self.top, self.h = canvas, person, cx, top, h
         self.skin, self.shirt = skin_color(rng), random_color(rng)
         self.trousers = random_color(rng, sat=(0.1, 0.6), val=(0.15, 0.6))
@@ -120,18 +137,29 @@ def _legs(body: _Body, rng: np.random.Generator, *, shorts: bool, swimwear: bool
             _line(body.canvas, [hip, hem], leg_w * 1.1, body.trousers, inst)
         fx, fy = foot[0] + side * leg_w * 0.3, foot[1]
         shoe = [fx - leg_w * 0.8, fy - leg_w * 0.35, fx + leg_w * 0.8, fy + leg_w * 0.45]
-        body.canvas.fill(lambda d: d.ellipse(shoe, fill=255), np.full(3, 35, np.float32), inst)
+        body.canvas.fill(
+            lambda d, box=shoe: d.ellipse(box, fill=255), np.full(3, 35, np.float32), inst
+        )
 
 
 def _torso(body: _Body, rng: np.random.Generator, kind: str) -> np.ndarray:
     """Shirt, patterned tunic (ethnic) or bare skin (semi-nudity); returns the sleeve colour."""
     h, cx, ys, yh, size = body.h, body.cx, body.ys, body.yh, body.canvas.size
-    torso = body.part("torso", {"semi_nude": "a12_semi_nudity", "ethnic": "a18_ethnic_clothing"}.get(kind))
+    torso = body.part(
+        "torso", {"semi_nude": "a12_semi_nudity", "ethnic": "a18_ethnic_clothing"}.get(kind)
+    )
     bottom, flare = (yh + 0.14 * h, 1.35) if kind == "ethnic" else (yh, 1.0)
-    outline = [(cx - body.shoulder, ys), (cx + body.shoulder, ys), (cx + body.hip * flare, bottom),
-               (cx - body.hip * flare, bottom)]
+    outline = [
+        (cx - body.shoulder, ys),
+        (cx + body.shoulder, ys),
+        (cx + body.hip * flare, bottom),
+        (cx - body.hip * flare, bottom),
+    ]
     if kind == "ethnic":
-        colors = [random_color(rng, sat=(0.6, 1.0), val=(0.5, 1.0)) for _ in range(int(rng.integers(2, 4)))]
+        colors = [
+            random_color(rng, sat=(0.6, 1.0), val=(0.5, 1.0))
+            for _ in range(int(rng.integers(2, 4)))
+        ]
         fabric, sleeves = _pattern(rng, size, colors, 0.04 * h), colors[0]
     else:
         sleeves = body.skin if kind == "semi_nude" else body.shirt
@@ -151,25 +179,52 @@ def _torso(body: _Body, rng: np.random.Generator, kind: str) -> np.ndarray:
     return sleeves
 
 
-def _arms(body: _Body, rng: np.random.Generator, sleeves: str, sleeve_color, *, tattoo: bool) -> None:
+def _arms(
+    body: _Body, rng: np.random.Generator, sleeves: str, sleeve_color, *, tattoo: bool
+) -> None:
     """Skin, then sleeves on top, then hands; poses: hanging, raised, waving, hand on hip."""
     h, limb_w = body.h, body.limb_w
     for side, part in ((-1, "arm_l"), (1, "arm_r")):
         pose = rng.integers(4)
-        upper = [rng.uniform(8, 25), rng.uniform(120, 165), rng.uniform(60, 100), rng.uniform(25, 40)][pose]
-        fore = [upper + rng.uniform(-5, 20), upper + rng.uniform(-20, 20), rng.uniform(140, 180),
-                upper - rng.uniform(80, 110)][pose]  # degrees from straight down, outwards positive
+        upper = [
+            rng.uniform(8, 25),
+            rng.uniform(120, 165),
+            rng.uniform(60, 100),
+            rng.uniform(25, 40),
+        ][pose]
+        fore = [
+            upper + rng.uniform(-5, 20),
+            upper + rng.uniform(-20, 20),
+            rng.uniform(140, 180),
+            upper - rng.uniform(80, 110),
+        ][pose]  # degrees from straight down, outwards positive
         shoulder = (body.cx + side * (body.shoulder - 0.4 * limb_w), body.ys + 0.5 * limb_w)
-        elbow = (shoulder[0] + side * 0.17 * h * math.sin(math.radians(upper)),
-                 shoulder[1] + 0.17 * h * math.cos(math.radians(upper)))
-        hand = (elbow[0] + side * 0.15 * h * math.sin(math.radians(fore)),
-                elbow[1] + 0.15 * h * math.cos(math.radians(fore)))
+        elbow = (
+            shoulder[0] + side * 0.17 * h * math.sin(math.radians(upper)),
+            shoulder[1] + 0.17 * h * math.cos(math.radians(upper)),
+        )
+        hand = (
+            elbow[0] + side * 0.15 * h * math.sin(math.radians(fore)),
+            elbow[1] + 0.15 * h * math.cos(math.radians(fore)),
+        )
         inst = body.part(part)
         _line(body.canvas, [shoulder, elbow, hand], limb_w, body.skin, inst)
         if sleeves == "long":
-            _line(body.canvas, [shoulder, elbow, _along(elbow, hand, 0.8)], limb_w * 1.15, sleeve_color, inst)
+            _line(
+                body.canvas,
+                [shoulder, elbow, _along(elbow, hand, 0.8)],
+                limb_w * 1.15,
+                sleeve_color,
+                inst,
+            )
         elif sleeves == "short":
-            _line(body.canvas, [shoulder, _along(shoulder, elbow, 0.55)], limb_w * 1.2, sleeve_color, inst)
+            _line(
+                body.canvas,
+                [shoulder, _along(shoulder, elbow, 0.55)],
+                limb_w * 1.2,
+                sleeve_color,
+                inst,
+            )
         body.disc(*hand, 0.6 * limb_w, body.skin, inst)
         if tattoo and limb_w >= 5 and (side == 1 or rng.random() < 0.3):
             radius = 0.55 * limb_w * rng.uniform(0.9, 1.3)
@@ -188,12 +243,14 @@ def _head(body: _Body, rng: np.random.Generator, *, back_view: bool) -> None:
     style = rng.integers(4)  # 0 bald, 1 short, 2 long, 3 bun
     hair = body.part("hair")
     if style or back_view:
+
         def hair_shape(d: ImageDraw.ImageDraw) -> None:
             d.ellipse([x0 - 0.08 * hw, y0 - 0.1 * hh, x1 + 0.08 * hw, hy + 0.2 * hh], fill=255)
             if style == 2:
                 d.rectangle([x0 - 0.08 * hw, hy, x1 + 0.08 * hw, hy + 0.75 * hh], fill=255)
             if style == 3:
                 d.ellipse([cx - 0.25 * hw, y0 - 0.35 * hh, cx + 0.25 * hw, y0 + 0.1 * hh], fill=255)
+
         canvas.fill(hair_shape, hair_color, hair)
     if back_view:
         canvas.fill(lambda d: d.ellipse(head, fill=255), hair_color * 0.9, hair)
@@ -212,12 +269,24 @@ def _head(body: _Body, rng: np.random.Generator, *, back_view: bool) -> None:
         for ex in (cx - 0.22 * hw, cx + 0.22 * hw):
             body.disc(ex, eye_y, eye_r, dark, face)
     mouth = [cx - 0.2 * hw, hy + 0.15 * hh, cx + 0.2 * hw, hy + 0.3 * hh]
-    canvas.fill(lambda d: d.arc(mouth, 20, 160, fill=255, width=max(1, round(0.03 * h))),
-                np.array([150, 40, 40], np.float32), face)
+    canvas.fill(
+        lambda d: d.arc(mouth, 20, 160, fill=255, width=max(1, round(0.03 * h))),
+        np.array([150, 40, 40], np.float32),
+        face,
+    )
 
 
-def draw_person(canvas: Canvas, rng: np.random.Generator, person: int, cx: float, top: float, height: float,
-                *, kind: str, tattoo: bool) -> DrawnPerson:
+def draw_person(
+    canvas: Canvas,
+    rng: np.random.Generator,
+    person: int,
+    cx: float,
+    top: float,
+    height: float,
+    *,
+    kind: str,
+    tattoo: bool,
+) -> DrawnPerson:
     """Draw one upright cartoon person of ``height`` px whose head starts at ``top``.
 
     kind: "clothed" (face only private), "semi_nude" (bare torso: a12_semi_nudity),
@@ -226,11 +295,17 @@ def draw_person(canvas: Canvas, rng: np.random.Generator, person: int, cx: float
     too little of it stays visible. A tattoo needs a bare forearm, so it shortens long sleeves.
     """
     body = _Body(canvas, rng, person, cx, top, height)
-    sleeves = {"clothed": ["long", "short", "short"][rng.integers(3)], "semi_nude": "none",
-               "ethnic": "long", "back": ["long", "short"][rng.integers(2)]}[kind]
+    sleeves = {
+        "clothed": ["long", "short", "short"][rng.integers(3)],
+        "semi_nude": "none",
+        "ethnic": "long",
+        "back": ["long", "short"][rng.integers(2)],
+    }[kind]
     if tattoo and sleeves == "long":
         sleeves = "short"
-    _legs(body, rng, shorts=kind == "semi_nude" or rng.random() < 0.25, swimwear=kind == "semi_nude")
+    _legs(
+        body, rng, shorts=kind == "semi_nude" or rng.random() < 0.25, swimwear=kind == "semi_nude"
+    )
     sleeve_color = _torso(body, rng, kind)
     _arms(body, rng, sleeves, sleeve_color, tattoo=tattoo and kind != "back")
     _head(body, rng, back_view=kind == "back")
@@ -243,9 +318,13 @@ def draw_person(canvas: Canvas, rng: np.random.Generator, person: int, cx: float
 def _jitter(silhouette: np.ndarray, jitter_px: float, rng: np.random.Generator) -> np.ndarray:
     """Move the boundary by about ``jitter_px`` (smooth random in/out), via blur + noise + threshold."""
     sigma = max(1.0, jitter_px)
-    blurred = Image.fromarray(silhouette.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(sigma))
+    blurred = Image.fromarray(silhouette.astype(np.uint8) * 255).filter(
+        ImageFilter.GaussianBlur(sigma)
+    )
     soft = np.asarray(blurred, np.float32) / 255.0
-    noise = 2.0 * smooth_noise(rng, silhouette.shape[0], round(silhouette.shape[0] / (4 * sigma))) - 1.0
+    noise = (
+        2.0 * smooth_noise(rng, silhouette.shape[0], round(silhouette.shape[0] / (4 * sigma))) - 1.0
+    )
     # a blurred step has slope 1/(sigma*sqrt(2*pi)) at the edge: this amplitude shifts it by jitter_px
     return soft + noise * jitter_px / (sigma * math.sqrt(2 * math.pi)) > 0.5
 

@@ -15,6 +15,7 @@ Privacy score of an image (``privobfnet.data.privacy``): per profile the max of 
 the image's attributes, then the mean over profiles or one profile (``data.privacy_profile``),
 then ``data.privacy_rescale`` ((x - 1) / 4 to [0, 1] by default, VPA's (x - 2.5) / 2.5 optional).
 """
+
 from __future__ import annotations
 
 import json
@@ -93,7 +94,11 @@ def read_user_profiles(path: str | os.PathLike, attribute_ids: list[str]) -> np.
     """
     if not os.path.isfile(path):
         old = os.path.join(os.path.dirname(os.path.dirname(path)), "user_profiles.tsv")
-        hint = f"found {old}: VPA's release keeps it under user_studies/" if os.path.isfile(old) else ""
+        hint = (
+            f"found {old}: VPA's release keeps it under user_studies/"
+            if os.path.isfile(old)
+            else ""
+        )
         raise DataError(path, "file missing", hint)
     try:
         with open(path, encoding="utf-8") as f:
@@ -112,14 +117,20 @@ def read_user_profiles(path: str | os.PathLike, attribute_ids: list[str]) -> np.
             rule = "unknown attribute id in user profiles (not in attributes.tsv)"
             raise DataError(path, rule, f"row {row_no}: {attribute_id!r}")
         if attribute_id in rows:
-            raise DataError(path, "duplicate attribute row in user profiles", f"row {row_no}: {attribute_id!r}")
+            raise DataError(
+                path, "duplicate attribute row in user profiles", f"row {row_no}: {attribute_id!r}"
+            )
         values = fields[2:]
         if not values:
-            raise DataError(path, "user-profile row has no ratings", f"row {row_no}: {attribute_id!r}")
+            raise DataError(
+                path, "user-profile row has no ratings", f"row {row_no}: {attribute_id!r}"
+            )
         if n_profiles is None:
             n_profiles = len(values)
         elif len(values) != n_profiles:
-            detail = f"row {row_no} ({attribute_id}): {len(values)} ratings, earlier rows {n_profiles}"
+            detail = (
+                f"row {row_no} ({attribute_id}): {len(values)} ratings, earlier rows {n_profiles}"
+            )
             raise DataError(path, "user-profile rows differ in their number of ratings", detail)
         ratings = np.empty(len(values), dtype=np.float64)
         for column, text in enumerate(values):
@@ -137,7 +148,9 @@ def read_user_profiles(path: str | os.PathLike, attribute_ids: list[str]) -> np.
     missing = [a for a in attribute_ids if a not in rows and a != SAFE_ID]
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise DataError(path, "user_profiles.tsv lacks rows for attributes", ", ".join(missing[:5]) + more)
+        raise DataError(
+            path, "user_profiles.tsv lacks rows for attributes", ", ".join(missing[:5]) + more
+        )
     lowest = np.full(n_profiles, LOWEST_RATING)
     return np.stack([rows.get(a, lowest) for a in attribute_ids], axis=1)
 
@@ -157,7 +170,9 @@ def read_annotation(path: str | os.PathLike, image_id: str) -> dict:
     if missing:
         raise DataError(path, "annotation lacks keys", ", ".join(missing))
     if str(record["id"]) != image_id:
-        raise DataError(path, "annotation id differs from its file name", f"{record['id']!r} != {image_id!r}")
+        raise DataError(
+            path, "annotation id differs from its file name", f"{record['id']!r} != {image_id!r}"
+        )
     if not isinstance(record["image_path"], str):
         raise DataError(path, "image_path must be a string", repr(record["image_path"]))
     labels = record["labels"]

@@ -11,6 +11,7 @@ Layout under the data set root (e.g. ``data/raw/voc``)::
 VOC class masks already use 0 for background, 1..20 for the classes and 255 for void, which is
 the manifest's mask convention, so they are used as they are.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,10 +25,27 @@ from privobfnet.data.manifest import build_manifest, multi_hot
 from privobfnet.data.readers import read_split_list
 
 VOC_CLASSES = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
     "tvmonitor",
-]  # fmt: skip
+]
 VOC_DIR = os.path.join("VOCdevkit", "VOC2012")
 
 

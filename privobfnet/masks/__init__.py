@@ -17,17 +17,33 @@ Model files: rapidocr's wheel ships the OCR model; the MediaPipe files are fetch
 into ``<cache_dir>/mediapipe`` (``privobfnet.masks.assets``); PaddleOCR's model folder is made in
 ``<cache_dir>/paddleocr``. The stage's ``cache_dir`` is ``<project root>/.cache`` (git-ignored).
 """
+
 from __future__ import annotations
 
 import os
 
 from privobfnet.config import MasksConfig
-from privobfnet.masks.base import Box, MaskBackend, MaskKind, MaskResult, NoPrior, coverage, mask_to_uint8
+from privobfnet.masks.base import (
+    Box,
+    MaskBackend,
+    MaskKind,
+    MaskResult,
+    NoPrior,
+    coverage,
+    mask_to_uint8,
+)
 
 
-def build_backend(kind: MaskKind, backend: str, *, margin_px: int = 2, limit_side: int = 960,
-                  parser_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike,
-                  threads: int = 1) -> MaskBackend:
+def build_backend(
+    kind: MaskKind,
+    backend: str,
+    *,
+    margin_px: int = 2,
+    limit_side: int = 960,
+    parser_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike,
+    threads: int = 1,
+) -> MaskBackend:
     """One backend by kind and name; its model is loaded here, once."""
     if (kind, backend) == ("text", "rapidocr"):
         from privobfnet.masks.text import RapidOCRText
@@ -36,7 +52,9 @@ def build_backend(kind: MaskKind, backend: str, *, margin_px: int = 2, limit_sid
     if (kind, backend) == ("text", "paddleocr"):
         from privobfnet.masks.text import PaddleOCRText
 
-        return PaddleOCRText(limit_side=limit_side, margin_px=margin_px, cache_dir=cache_dir, threads=threads)
+        return PaddleOCRText(
+            limit_side=limit_side, margin_px=margin_px, cache_dir=cache_dir, threads=threads
+        )
     if (kind, backend) == ("human", "mediapipe"):
         from privobfnet.masks.mediapipe import SelfieSegmenter
 
@@ -54,8 +72,14 @@ def build_backend(kind: MaskKind, backend: str, *, margin_px: int = 2, limit_sid
     raise ValueError(f"no {kind} mask backend named {backend!r}")
 
 
-def configured_backends(cfg: MasksConfig, *, needed: set[str], parser_dir: str | os.PathLike | None,
-                        cache_dir: str | os.PathLike, threads: int = 1) -> dict[str, MaskBackend]:
+def configured_backends(
+    cfg: MasksConfig,
+    *,
+    needed: set[str],
+    parser_dir: str | os.PathLike | None,
+    cache_dir: str | os.PathLike,
+    threads: int = 1,
+) -> dict[str, MaskBackend]:
     """The human, text and face backends ``cfg`` selects.
 
     A mask kind not in ``needed`` (no class of the data set uses it, e.g. text on VOC) gets
@@ -67,9 +91,15 @@ def configured_backends(cfg: MasksConfig, *, needed: set[str], parser_dir: str |
         if kind != "face" and kind not in needed:
             backends[kind] = NoPrior(kind)
         elif names[kind] != "none":
-            backends[kind] = build_backend(kind, names[kind], margin_px=cfg.text_margin_px,
-                                           limit_side=cfg.text_det_limit_side, parser_dir=parser_dir,
-                                           cache_dir=cache_dir, threads=threads)
+            backends[kind] = build_backend(
+                kind,
+                names[kind],
+                margin_px=cfg.text_margin_px,
+                limit_side=cfg.text_det_limit_side,
+                parser_dir=parser_dir,
+                cache_dir=cache_dir,
+                threads=threads,
+            )
     return backends
 
 

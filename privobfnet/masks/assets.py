@@ -8,6 +8,7 @@ fresh machine has), the files are extracted and checked, and ai-edge-litert runs
 The wheel asked for is always the same one (fixed platform and Python tags), so its sha256 is
 checked too; the ``.tflite`` files are identical in every platform's wheel.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,17 +58,36 @@ def _cached(cache_dir: Path) -> dict[str, Path] | None:
 def _pip_download(dest: Path) -> Path:
     """The pinned mediapipe wheel, downloaded with pip into ``dest``."""
     cmd = [
-        sys.executable, "-m", "pip", "download", f"mediapipe=={MEDIAPIPE_VERSION}", "--no-deps",
-        "--only-binary=:all:", "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
-        "--implementation", "cp", "--abi", "cp311", "--disable-pip-version-check", "-d", str(dest),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        f"mediapipe=={MEDIAPIPE_VERSION}",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+    ]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         done = None
     wheel = dest / MEDIAPIPE_WHEEL
     if done is None or done.returncode != 0 or not wheel.is_file():
-        tail = "timed out" if done is None else " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        tail = (
+            "timed out"
+            if done is None
+            else " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        )
         raise AssetError(
             f"could not download mediapipe {MEDIAPIPE_VERSION} with pip (offline?): {tail}. "
             f"Where a network is available run `pip download mediapipe=={MEDIAPIPE_VERSION} --no-deps "
@@ -91,7 +111,9 @@ def ensure_mediapipe_models(cache_dir: str | os.PathLike) -> dict[str, Path]:
     with tempfile.TemporaryDirectory(prefix=".mediapipe-", dir=cache_dir) as tmp:
         wheel = _pip_download(Path(tmp))
         if sha256_of(wheel) != MEDIAPIPE_WHEEL_SHA256:
-            raise AssetError(f"{wheel.name}: sha256 differs from the pinned {MEDIAPIPE_WHEEL_SHA256}")
+            raise AssetError(
+                f"{wheel.name}: sha256 differs from the pinned {MEDIAPIPE_WHEEL_SHA256}"
+            )
         with zipfile.ZipFile(wheel) as archive:
             for name, (member, sha) in MEDIAPIPE_MODELS.items():
                 data = archive.read(member)

@@ -1,4 +1,5 @@
 """The one interface every mask backend implements: an RGB image in, a mask of its size out."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,8 +34,17 @@ class MaskBackend(Protocol):
 
 def check_rgb(image: np.ndarray) -> None:
     """Refuse anything but a non-empty (H, W, 3) uint8 array (a backend's input contract)."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        what = type(image).__name__ if not isinstance(image, np.ndarray) else f"{image.dtype} {image.shape}"
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or image.shape[2] != 3
+    ):
+        what = (
+            type(image).__name__
+            if not isinstance(image, np.ndarray)
+            else f"{image.dtype} {image.shape}"
+        )
         raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {what}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"empty image {image.shape}")

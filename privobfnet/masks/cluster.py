@@ -13,6 +13,7 @@ A worker that dies loses only the images in flight on it: Dask runs them again o
 an image that kills ``distributed.scheduler.allowed-failures`` + 1 workers gets the same "worker
 died" failure as with the local pool.
 """
+
 from __future__ import annotations
 
 import threading
@@ -27,7 +28,13 @@ from distributed.scheduler import KilledWorker
 
 from privobfnet.masks import configured_backends
 from privobfnet.masks.runner import (
-    Settings, Task, compute_masks, missing_work, stored_masks, with_coverage, write_mask,
+    Settings,
+    Task,
+    compute_masks,
+    missing_work,
+    stored_masks,
+    with_coverage,
+    write_mask,
 )
 
 PLUGIN_NAME = "privobfnet-masks"
@@ -44,22 +51,37 @@ class MaskBackends(WorkerPlugin):
 
     def setup(self, worker) -> None:
         s = self.settings
-        self.backends = configured_backends(s.masks, needed=set(s.needed), threads=worker.state.nthreads,
-                                            parser_dir=s.parser_dir, cache_dir=s.cache_dir)
+        self.backends = configured_backends(
+            s.masks,
+            needed=set(s.needed),
+            threads=worker.state.nthreads,
+            parser_dir=s.parser_dir,
+            cache_dir=s.cache_dir,
+        )
         self.lock = threading.Lock()
 
 
 def remote_masks(task: Task, todo: list[str]) -> tuple[dict, dict]:
     """On a Dask worker: ``compute_masks`` with the worker's backends."""
     plugin: MaskBackends | None = get_worker().plugins.get(PLUGIN_NAME)
-    if plugin is None or plugin.backends is None:  # joined later and failed its setup (its log says why)
+    if (
+        plugin is None or plugin.backends is None
+    ):  # joined later and failed its setup (its log says why)
         raise RuntimeError("this Dask worker could not build the mask backends")
     with plugin.lock:
         return compute_masks(task, todo, plugin.backends, plugin.settings.max_pixels)
 
 
-def run_tasks_on_dask(tasks: list[Task], settings: Settings, address: str, on_result, *,
-                      worker=remote_masks, worker_wait_s: float = 120.0, per_thread: int = 2) -> int:
+def run_tasks_on_dask(
+    tasks: list[Task],
+    settings: Settings,
+    address: str,
+    on_result,
+    *,
+    worker=remote_masks,
+    worker_wait_s: float = 120.0,
+    per_thread: int = 2,
+) -> int:
     """``on_result(task, result)`` for every task, its new masks written first, computed on the
     cluster at ``address``; at most ``per_thread`` images in flight per worker thread.
 
@@ -70,11 +92,20 @@ def run_tasks_on_dask(tasks: list[Task], settings: Settings, address: str, on_re
         try:
             client.wait_for_workers(1, timeout=worker_wait_s)
         except TimeoutError:
-            raise RuntimeError(f"masks.scheduler: no Dask worker joined {address} within {worker_wait_s:.0f} s") \
-                from None
-        client.register_plugin(MaskBackends(settings), name=PLUGIN_NAME)  # builds them on every worker now
-        names = {"human", "text", "face"} - ({"face"} if settings.masks.face_backend == "none" else set())
-        queue, running, window = deque(tasks), as_completed(loop=client.loop), _Window(client, per_thread)
+            raise RuntimeError(
+                f"masks.scheduler: no Dask worker joined {address} within {worker_wait_s:.0f} s"
+            ) from None
+        client.register_plugin(
+            MaskBackends(settings), name=PLUGIN_NAME
+        )  # builds them on every worker now
+        names = {"human", "text", "face"} - (
+            {"face"} if settings.masks.face_backend == "none" else set()
+        )
+        queue, running, window = (
+            deque(tasks),
+            as_completed(loop=client.loop),
+            _Window(client, per_thread),
+        )
         held: dict = {}  # future -> (task, stored masks)
         run = uuid.uuid4().hex[:8]  # keys unique to this run
         while queue or held:
@@ -85,7 +116,9 @@ def run_tasks_on_dask(tasks: list[Task], settings: Settings, address: str, on_re
                 if not todo:  # resumed: nothing left for this image
                     on_result(task, with_coverage(_empty(), stored))
                     continue
-                future = client.submit(worker, task, todo, pure=False, key=f"masks-{run}-{task.image_id}")
+                future = client.submit(
+                    worker, task, todo, pure=False, key=f"masks-{run}-{task.image_id}"
+                )
                 held[future] = (task, stored)
                 running.add(future)
             if not held:
@@ -105,7 +138,9 @@ def _outcome(future) -> tuple[dict, dict]:
         return future.result()
     except (KilledWorker, FutureCancelledError):
         return {**_empty(), "errors": [DIED]}, {}
-    except Exception as exc:  # compute_masks returns errors: this is the transport or the worker itself
+    except (
+        Exception
+    ) as exc:  # compute_masks returns errors: this is the transport or the worker itself
         return {**_empty(), "errors": [("worker", f"{type(exc).__name__}: {exc}")]}, {}
 
 
@@ -124,5 +159,8 @@ class _Window:
     def __call__(self) -> int:
         if time.monotonic() - self.read_at >= self.every_s:
             threads = sum(self.client.nthreads().values())
-            self.value, self.read_at = max(self.per_thread, self.per_thread * threads), time.monotonic()
+            self.value, self.read_at = (
+                max(self.per_thread, self.per_thread * threads),
+                time.monotonic(),
+            )
         return self.value

@@ -10,6 +10,7 @@ The pre- and post-processing re-implements what the MediaPipe graphs of 0.10.21 
   scaled by 192; sigmoid scores (logits clipped at +-100) >= 0.5; weighted non-maximum
   suppression at IoU 0.3 (overlapping boxes averaged by score).
 """
+
 from __future__ import annotations
 
 import os
@@ -80,7 +81,9 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(box) + area(others) - inter, 1e-12)
 
 
-def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[tuple[np.ndarray, float]]:
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float
+) -> list[tuple[np.ndarray, float]]:
     """MediaPipe's WEIGHTED suppression: each kept box is the score-weighted mean of its cluster.
 
     ``boxes``: (N, 4) x0, y0, x1, y1; returns [(box, score of the cluster's best)], best first.
@@ -104,7 +107,9 @@ class FaceDetector:
     name = "mediapipe"
     kind = "face"
 
-    def __init__(self, *, cache_dir: str | os.PathLike, threads: int = 1, min_score: float = FACE_MIN_SCORE):
+    def __init__(
+        self, *, cache_dir: str | os.PathLike, threads: int = 1, min_score: float = FACE_MIN_SCORE
+    ):
         models = ensure_mediapipe_models(Path(cache_dir) / "mediapipe")
         self._interpreter = _interpreter(models["face_detection_full_range_sparse.tflite"], threads)
         self._anchors = face_anchors()
@@ -116,7 +121,9 @@ class FaceDetector:
         h, w = image.shape[:2]
         side = max(h, w)
         top, left = (side - h) // 2, (side - w) // 2  # letterbox, centred like MediaPipe
-        square = cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=0)
+        square = cv2.copyMakeBorder(
+            image, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=0
+        )
         x = cv2.resize(square, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
         x = (x.astype(np.float32) / 127.5 - 1.0)[None]  # (1, 192, 192, 3) in [-1, 1]
         regressors, logits = _invoke(self._interpreter, x)  # (1, 2304, 16), (1, 2304, 1)
@@ -128,7 +135,9 @@ class FaceDetector:
             raw, anchors = regressors[0, keep, :4] / FACE_SIZE, self._anchors[keep]
             centres = anchors + raw[:, :2]  # fixed-size anchors: offsets are in units of the image
             half = raw[:, 2:4] / 2
-            corners = np.concatenate([centres - half, centres + half], axis=1) * side  # square's pixels
+            corners = (
+                np.concatenate([centres - half, centres + half], axis=1) * side
+            )  # square's pixels
             for box, score in weighted_nms(corners, scores[keep], FACE_NMS_IOU):
                 x0, x1 = np.clip([box[0] - left, box[2] - left], 0, w)
                 y0, y1 = np.clip([box[1] - top, box[3] - top], 0, h)

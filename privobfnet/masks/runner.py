@@ -5,6 +5,7 @@ and ``text/<id>.png`` (8-bit L, mask * 255, the image's size), ``index.parquet``
 human_path, text_path, face_boxes as a JSON string of [[x0, y0, x1, y1, score], ...], fallback),
 ``faces.jsonl`` and ``failures.jsonl`` (both sorted by image id once the run is complete).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,8 +76,13 @@ def init_worker(settings: Settings) -> None:
     """Build this process's backends once."""
     if multiprocessing.parent_process() is not None:  # a pool worker, not the stage itself
         threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    _WORKER["backends"] = configured_backends(settings.masks, needed=set(settings.needed), threads=settings.threads,
-                                              parser_dir=settings.parser_dir, cache_dir=settings.cache_dir)
+    _WORKER["backends"] = configured_backends(
+        settings.masks,
+        needed=set(settings.needed),
+        threads=settings.threads,
+        parser_dir=settings.parser_dir,
+        cache_dir=settings.cache_dir,
+    )
     _WORKER["settings"] = settings
 
 
@@ -102,7 +108,9 @@ def process_image(task: Task) -> dict:
     """Masks of one image: reuse valid stored ones, compute the rest; errors are returned, not raised."""
     settings, backends = _WORKER["settings"], _WORKER["backends"]
     stored = stored_masks(task, Path(settings.out_dir))
-    out, computed = compute_masks(task, missing_work(task, stored, backends), backends, settings.max_pixels)
+    out, computed = compute_masks(
+        task, missing_work(task, stored, backends), backends, settings.max_pixels
+    )
     for kind, mask in computed.items():
         write_mask(Path(settings.out_dir) / kind / f"{task.image_id}.png", mask)
     return with_coverage(out, {**stored, **computed})
@@ -110,16 +118,22 @@ def process_image(task: Task) -> dict:
 
 def stored_masks(task: Task, out_dir: Path) -> dict[str, np.ndarray | None]:
     """kind -> the valid stored mask of this image, or None (missing, torn or of another size)."""
-    return {kind: read_valid_mask(out_dir / kind / f"{task.image_id}.png", (task.width, task.height))
-            for kind in KINDS}
+    return {
+        kind: read_valid_mask(out_dir / kind / f"{task.image_id}.png", (task.width, task.height))
+        for kind in KINDS
+    }
 
 
 def missing_work(task: Task, stored: dict, backends) -> list[str]:
     """What is left to compute for an image: mask kinds without a valid stored mask, and its faces."""
-    return [k for k in KINDS if stored[k] is None] + (["face"] if task.need_faces and "face" in backends else [])
+    return [k for k in KINDS if stored[k] is None] + (
+        ["face"] if task.need_faces and "face" in backends else []
+    )
 
 
-def compute_masks(task: Task, todo: list[str], backends, max_pixels: int) -> tuple[dict, dict[str, np.ndarray]]:
+def compute_masks(
+    task: Task, todo: list[str], backends, max_pixels: int
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Run the backends ``todo`` names on one image -> (result without coverage, kind -> new uint8 mask).
 
     Writes nothing: the caller stores the masks (a pool worker into out_dir, the stage for a Dask worker).
@@ -141,13 +155,17 @@ def compute_masks(task: Task, todo: list[str], backends, max_pixels: int) -> tup
         try:
             result = backend(image, image_id=task.image_id)
             if result.mask.shape != image.shape[:2]:
-                raise ValueError(f"mask shape {result.mask.shape} differs from the image's {image.shape[:2]}")
+                raise ValueError(
+                    f"mask shape {result.mask.shape} differs from the image's {image.shape[:2]}"
+                )
         except Exception as exc:  # a backend failing on one image must not stop the others
             out["errors"].append((f"{kind}.{backend.name}", f"{type(exc).__name__}: {exc}"))
             continue
         out["seconds"][kind] = time.perf_counter() - start
         if kind == "face":
-            out["faces"] = [[round(v, 2) for v in box[:4]] + [round(box[4], 4)] for box in result.boxes]
+            out["faces"] = [
+                [round(v, 2) for v in box[:4]] + [round(box[4], 4)] for box in result.boxes
+            ]
         else:
             computed[kind] = mask_to_uint8(result.mask)
     return out, computed
@@ -159,8 +177,15 @@ def with_coverage(out: dict, masks: dict[str, np.ndarray | None]) -> dict:
     return out
 
 
-def run_tasks(tasks: list[Task], settings: Settings, workers: int, on_result, *, worker=process_image,
-              initializer=init_worker) -> None:
+def run_tasks(
+    tasks: list[Task],
+    settings: Settings,
+    workers: int,
+    on_result,
+    *,
+    worker=process_image,
+    initializer=init_worker,
+) -> None:
     """``on_result(task, result)`` for every task, over ``workers`` processes (in this one for <= 1).
 
     A worker process that dies (a native crash) fails the images in flight; a fresh pool goes on.
@@ -169,14 +194,23 @@ def run_tasks(tasks: list[Task], settings: Settings, workers: int, on_result, *,
         for task in tasks:
             on_result(task, worker(task))
         return
-    died = {"seconds": {}, "coverage": {}, "faces": None, "errors": [("worker", "its process died on this image")]}
+    died = {
+        "seconds": {},
+        "coverage": {},
+        "faces": None,
+        "errors": [("worker", "its process died on this image")],
+    }
     queue, context, idle_breaks = deque(tasks), multiprocessing.get_context("spawn"), 0
     while queue:
         answered, broken = 0, False
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=(settings,)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=initializer, initargs=(settings,)
+        ) as pool:
             running: dict = {}
             while (queue or running) and not broken:
-                while queue and len(running) < 2 * workers:  # few in flight: a crash blames few images
+                while (
+                    queue and len(running) < 2 * workers
+                ):  # few in flight: a crash blames few images
                     task = queue.popleft()
                     running[pool.submit(worker, task)] = task
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -200,7 +234,9 @@ def fingerprint(cfg: Config, needed: tuple[str, ...], manifest_files: list[Path]
     digest = hashlib.sha256()
     placement = ("workers", "scheduler", "failure_budget")  # where and how many: not what
     settings = {k: v for k, v in asdict(cfg.masks).items() if k not in placement}
-    digest.update(json.dumps([settings, cfg.data.dataset, cfg.data.raw_dir, needed], sort_keys=True).encode())
+    digest.update(
+        json.dumps([settings, cfg.data.dataset, cfg.data.raw_dir, needed], sort_keys=True).encode()
+    )
     code = sorted(Path(__file__).parent.glob("*.py"))  # this package, this module included
     for file in manifest_files + code:
         digest.update(file.read_bytes())
@@ -253,18 +289,23 @@ def write_fallbacks(tasks, failed_ids, out_dir: Path, faces: dict | None) -> Non
 
 def write_index(tasks, out_dir: Path, faces: dict | None, failed: set[str]) -> None:
     """index.parquet: one row per image with its mask paths and face boxes."""
+
     def path(kind: str, image_id: str) -> str:
         return str(out_dir / kind / f"{image_id}.png")
 
-    frame = pd.DataFrame({
-        "image_id": [t.image_id for t in tasks],
-        "split": [t.split for t in tasks],
-        "human_path": pd.array([path("human", t.image_id) for t in tasks], dtype="string"),
-        "text_path": pd.array([path("text", t.image_id) for t in tasks], dtype="string"),
-        "face_boxes": pd.array([None if faces is None else json.dumps(faces[t.image_id]) for t in tasks],
-                               dtype="string"),
-        "fallback": [t.image_id in failed for t in tasks],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "image_id": [t.image_id for t in tasks],
+            "split": [t.split for t in tasks],
+            "human_path": pd.array([path("human", t.image_id) for t in tasks], dtype="string"),
+            "text_path": pd.array([path("text", t.image_id) for t in tasks], dtype="string"),
+            "face_boxes": pd.array(
+                [None if faces is None else json.dumps(faces[t.image_id]) for t in tasks],
+                dtype="string",
+            ),
+            "fallback": [t.image_id in failed for t in tasks],
+        }
+    )
     with atomic_path(out_dir / "index.parquet") as tmp:
         frame.to_parquet(tmp, index=False)
 
@@ -284,7 +325,9 @@ class ResultLog:
             self._failures_log.flush()
         if result["faces"] is not None:
             self.faces[task.image_id] = result["faces"]
-            self._faces_log.write(json.dumps({"image_id": task.image_id, "faces": result["faces"]}) + "\n")
+            self._faces_log.write(
+                json.dumps({"image_id": task.image_id, "faces": result["faces"]}) + "\n"
+            )
             self._faces_log.flush()
         if self._on_image is not None:
             self._on_image()
@@ -310,7 +353,9 @@ def sort_jsonl(path: Path) -> None:
             records.append(json.loads(line))
         except ValueError:
             continue
-    unique = {json.dumps(r, sort_keys=True): r for r in records}.values()  # a resumed image logs once
+    unique = {
+        json.dumps(r, sort_keys=True): r for r in records
+    }.values()  # a resumed image logs once
     ordered = sorted(unique, key=lambda r: (r["image_id"], json.dumps(r, sort_keys=True)))
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in ordered))
 

@@ -4,6 +4,7 @@ Real human parsers do not fire on SynthPriv's drawn people, so the data set ship
 SIMULATED parser (``<raw_dir>/synthpriv/SimulatedHumanParser/<image_id>.png``, 0/255); see
 ``privobfnet.data.synthpriv``.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,11 @@ class SimulatedHumanParser:
     def __init__(self, *, parser_dir: str | os.PathLike):
         self.parser_dir = Path(parser_dir)
         if not self.parser_dir.is_dir():
-            raise DataError(self.parser_dir, "simulated human parser folder missing",
-                            "masks.human_backend=simulated works on SynthPriv only")
+            raise DataError(
+                self.parser_dir,
+                "simulated human parser folder missing",
+                "masks.human_backend=simulated works on SynthPriv only",
+            )
 
     def __call__(self, image: np.ndarray, *, image_id: str | None = None) -> MaskResult:
         """The parser's mask for ``image_id``, checked against the image's size."""
@@ -44,6 +48,9 @@ class SimulatedHumanParser:
         except (OSError, ValueError, SyntaxError) as exc:
             raise DataError(path, "simulated human parser output unreadable", str(exc)) from None
         if mask.shape != image.shape[:2]:
-            raise DataError(path, "simulated human parser output has the wrong size",
-                            f"{mask.shape[1]}x{mask.shape[0]}, image {image.shape[1]}x{image.shape[0]}")
+            raise DataError(
+                path,
+                "simulated human parser output has the wrong size",
+                f"{mask.shape[1]}x{mask.shape[0]}, image {image.shape[1]}x{image.shape[0]}",
+            )
         return MaskResult(mask.astype(np.float32) / 255.0)

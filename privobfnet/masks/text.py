@@ -11,6 +11,7 @@ Preprocessing follows the official PP-OCRv6 ``inference.yml``: BGR, ImageNet mea
 longer side is resized to ``limit_side`` (up or down) first, because SynthPriv's small images hold
 text a few pixels high that the detector misses at native size.
 """
+
 from __future__ import annotations
 
 import os
@@ -79,30 +80,47 @@ def resize_long_side(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=interpolation), scale
 
 
-def polygons_to_mask(polygons: Sequence[np.ndarray], shape: tuple[int, int], margin_px: int) -> np.ndarray:
+def polygons_to_mask(
+    polygons: Sequence[np.ndarray], shape: tuple[int, int], margin_px: int
+) -> np.ndarray:
     """(H, W) float32 mask: the union of filled polygons ((K, 2) x/y points), dilated by ``margin_px``."""
     mask = np.zeros(shape, np.uint8)
     for polygon in polygons:
         cv2.fillPoly(mask, [np.round(np.asarray(polygon, np.float64)).astype(np.int32)], 1)
     if margin_px > 0 and mask.any():
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin_px + 1, 2 * margin_px + 1))
+        kernel = cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * margin_px + 1, 2 * margin_px + 1)
+        )
         mask = cv2.dilate(mask, kernel)
     return mask.astype(np.float32)
 
 
-def _result(polygons: Sequence[np.ndarray], scores: Sequence[float], scale: float, shape: tuple[int, int],
-            margin_px: int) -> MaskResult:
+def _result(
+    polygons: Sequence[np.ndarray],
+    scores: Sequence[float],
+    scale: float,
+    shape: tuple[int, int],
+    margin_px: int,
+) -> MaskResult:
     """Polygons found on the resized image -> mask and boxes in the original image's pixels."""
     h, w = shape
-    lines = [(np.asarray(p, np.float64).reshape(-1, 2) / scale, float(s)) for p, s in zip(polygons, scores)]
-    lines = [(p, s) for p, s in lines if cv2.contourArea(p.astype(np.float32)) <= MAX_LINE_SHARE * h * w]
+    lines = [
+        (np.asarray(p, np.float64).reshape(-1, 2) / scale, float(s))
+        for p, s in zip(polygons, scores)
+    ]
+    lines = [
+        (p, s) for p, s in lines if cv2.contourArea(p.astype(np.float32)) <= MAX_LINE_SHARE * h * w
+    ]
     boxes: list[Box] = []
     for polygon, score in lines:
         x0, y0 = np.clip(polygon.min(0), 0, [w, h])
         x1, y1 = np.clip(polygon.max(0), 0, [w, h])
         boxes.append((float(x0), float(y0), float(x1), float(y1), float(score)))
-    return MaskResult(polygons_to_mask([p for p, _ in lines], shape, margin_px), tuple(boxes),
-                      tuple(p for p, _ in lines))
+    return MaskResult(
+        polygons_to_mask([p for p, _ in lines], shape, margin_px),
+        tuple(boxes),
+        tuple(p for p, _ in lines),
+    )
 
 
 class RapidOCRText:
@@ -116,16 +134,25 @@ class RapidOCRText:
 
         self.limit_side = limit_side
         self.margin_px = margin_px
-        self._engine = RapidOCR(params={
-            "Global.use_cls": False, "Global.use_rec": False, "Global.log_level": "error",
-            "Det.model_path": str(rapidocr_model_path()),
-            "Det.limit_side_len": limit_side, "Det.limit_type": "max",
-            "Det.mean": list(IMAGENET_MEAN), "Det.std": list(IMAGENET_STD),
-            "Det.thresh": DET_THRESH, "Det.box_thresh": DET_BOX_THRESH, "Det.unclip_ratio": DET_UNCLIP_RATIO,
-            "Det.use_dilation": DET_USE_DILATION, "Det.max_candidates": DET_MAX_CANDIDATES,
-            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
-            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-        })  # fmt: skip
+        self._engine = RapidOCR(
+            params={
+                "Global.use_cls": False,
+                "Global.use_rec": False,
+                "Global.log_level": "error",
+                "Det.model_path": str(rapidocr_model_path()),
+                "Det.limit_side_len": limit_side,
+                "Det.limit_type": "max",
+                "Det.mean": list(IMAGENET_MEAN),
+                "Det.std": list(IMAGENET_STD),
+                "Det.thresh": DET_THRESH,
+                "Det.box_thresh": DET_BOX_THRESH,
+                "Det.unclip_ratio": DET_UNCLIP_RATIO,
+                "Det.use_dilation": DET_USE_DILATION,
+                "Det.max_candidates": DET_MAX_CANDIDATES,
+                "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            }
+        )
 
     def __call__(self, image: np.ndarray, *, image_id: str | None = None) -> MaskResult:
         """Mask of the text lines in an (H, W, 3) uint8 RGB image."""
@@ -145,11 +172,17 @@ def paddle_model_dir(cache_dir: str | os.PathLike) -> Path:
     folder = Path(cache_dir) / "paddleocr" / PADDLE_MODEL_NAME
     source = rapidocr_model_path()
     onnx, yml = folder / "inference.onnx", folder / "inference.yml"
-    if not (onnx.is_file() and onnx.stat().st_size == source.stat().st_size and yml.is_file()
-            and yml.read_text() == _PADDLE_INFERENCE_YML):
+    if not (
+        onnx.is_file()
+        and onnx.stat().st_size == source.stat().st_size
+        and yml.is_file()
+        and yml.read_text() == _PADDLE_INFERENCE_YML
+    ):
         folder.mkdir(parents=True, exist_ok=True)
-        for target, write in ((onnx, lambda p: shutil.copyfile(source, p)),
-                              (yml, lambda p: Path(p).write_text(_PADDLE_INFERENCE_YML))):
+        for target, write in (
+            (onnx, lambda p: shutil.copyfile(source, p)),
+            (yml, lambda p: Path(p).write_text(_PADDLE_INFERENCE_YML)),
+        ):
             part = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             write(part)
             os.replace(part, target)
@@ -162,7 +195,9 @@ class PaddleOCRText:
     name = "paddleocr"
     kind = "text"
 
-    def __init__(self, *, limit_side: int, margin_px: int, cache_dir: str | os.PathLike, threads: int = 1):
+    def __init__(
+        self, *, limit_side: int, margin_px: int, cache_dir: str | os.PathLike, threads: int = 1
+    ):
         os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")  # no network probe
         try:
             from paddleocr import TextDetection
@@ -173,11 +208,17 @@ class PaddleOCRText:
         self.limit_side = limit_side
         self.margin_px = margin_px
         self._model = TextDetection(
-            model_name=PADDLE_MODEL_NAME, model_dir=str(paddle_model_dir(cache_dir)), engine="onnxruntime",
-            device="cpu", engine_config={"intra_op_num_threads": threads, "inter_op_num_threads": 1},
-            limit_side_len=limit_side, limit_type="max",
-            thresh=DET_THRESH, box_thresh=DET_BOX_THRESH, unclip_ratio=DET_UNCLIP_RATIO,
-        )  # fmt: skip
+            model_name=PADDLE_MODEL_NAME,
+            model_dir=str(paddle_model_dir(cache_dir)),
+            engine="onnxruntime",
+            device="cpu",
+            engine_config={"intra_op_num_threads": threads, "inter_op_num_threads": 1},
+            limit_side_len=limit_side,
+            limit_type="max",
+            thresh=DET_THRESH,
+            box_thresh=DET_BOX_THRESH,
+            unclip_ratio=DET_UNCLIP_RATIO,
+        )
 
     def __call__(self, image: np.ndarray, *, image_id: str | None = None) -> MaskResult:
         """Mask of the text lines in an (H, W, 3) uint8 RGB image."""

@@ -1,4 +1,5 @@
 """The masks figure (pure: arrays in, a matplotlib Figure out; Agg canvas, no display needed)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,7 +37,9 @@ def tint(image: np.ndarray, mask: np.ndarray, color: np.ndarray, alpha: float = 
 
 def _faces(ax, faces: Sequence[Sequence[float]]) -> None:
     for x0, y0, x1, y1, score in faces:
-        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=FACE_COLOR))
+        ax.add_patch(
+            Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=FACE_COLOR)
+        )
         ax.text(x0, y0 - 1, f"{score:.2f}", color=FACE_COLOR, fontsize=5, va="bottom")
 
 
@@ -51,8 +54,10 @@ def masks_figure(samples: Sequence[MaskSample], *, backends: str = "", per_row: 
         ax_image.imshow(sample.image, interpolation="nearest")
         ax_image.set_title(f"{sample.image_id}: {len(sample.faces)} face(s)", fontsize=7)
         _faces(ax_image, sample.faces)
-        for ax, mask, color, what in ((ax_human, sample.human, HUMAN_COLOR, "human"),
-                                      (ax_text, sample.text, TEXT_COLOR, "text")):
+        for ax, mask, color, what in (
+            (ax_human, sample.human, HUMAN_COLOR, "human"),
+            (ax_text, sample.text, TEXT_COLOR, "text"),
+        ):
             if mask is None:
                 ax.set_title(f"(no {what} mask)", fontsize=7)
                 continue

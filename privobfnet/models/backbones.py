@@ -4,6 +4,7 @@ Every backbone has ``out_channels``, ``output_stride`` (8; EfficientNet-Lite0 16
 ``input_norm``, the normalisation its ImageNet weights expect. ImageNet weights come from a local
 file (the ``weights`` stage puts them in ``data/weights/``); nothing is downloaded here.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,7 +38,12 @@ class TorchvisionResNet(nn.Module):
         make = {50: torchvision.models.resnet50, 101: torchvision.models.resnet101}[depth]
         net = make(weights=None, replace_stride_with_dilation=[False, True, True])
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        )
         self.out_channels = 2048
         self.freeze_bn = freeze_bn
         if freeze_bn:
@@ -68,26 +74,35 @@ def torchvision_imagenet_state(path: str | os.PathLike) -> dict[str, torch.Tenso
             continue
         for old, new in stem.items():
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
         out[key] = value
     return out
 
 
-def build_backbone(name: BackboneName, *, tiny_width: int = 32, pretrained: Optional[str] = None,
-                   lite0_frozen_stages: int = LITE0_FROZEN_STAGES) -> nn.Module:
+def build_backbone(
+    name: BackboneName,
+    *,
+    tiny_width: int = 32,
+    pretrained: Optional[str] = None,
+    lite0_frozen_stages: int = LITE0_FROZEN_STAGES,
+) -> nn.Module:
     """The named backbone, with ImageNet weights loaded from ``pretrained`` (a local file) if given.
 
     Raises ValueError when the file's keys do not match the backbone (a wrong or damaged file).
     """
     if name == "tiny":
         if pretrained is not None:
-            raise ValueError("the tiny backbone has no ImageNet weights; set train.pretrained to null")
+            raise ValueError(
+                "the tiny backbone has no ImageNet weights; set train.pretrained to null"
+            )
         return TinyBackbone(width=tiny_width)
     if name == "lite0":  # loads its weights strictly itself
         return build_lite0(pretrained=pretrained, frozen_stages=lite0_frozen_stages)
     frozen = pretrained is not None
     if name == "resnet38":
-        model: nn.Module = ResNet38(freeze_bn=frozen, frozen_prefixes=("conv1a", "b2.", "b2_") if frozen else ())
+        model: nn.Module = ResNet38(
+            freeze_bn=frozen, frozen_prefixes=("conv1a", "b2.", "b2_") if frozen else ()
+        )
         state = resnet38_imagenet_state(pretrained) if frozen else None
     elif name in ("resnet50", "resnet101"):
         model = TorchvisionResNet(50 if name == "resnet50" else 101, freeze_bn=frozen)
@@ -101,6 +116,8 @@ def build_backbone(name: BackboneName, *, tiny_width: int = 32, pretrained: Opti
             raise ValueError(f"{pretrained}: weights do not fit {name}: {str(exc)[:300]}") from None
         missing = [k for k in missing if not k.endswith("num_batches_tracked")]
         if missing or unexpected:
-            raise ValueError(f"{pretrained}: weights do not fit {name} (missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]})")
+            raise ValueError(
+                f"{pretrained}: weights do not fit {name} (missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]})"
+            )
     return model

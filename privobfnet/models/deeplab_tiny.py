@@ -7,6 +7,7 @@ to keep. The last block hands its sum to the head without a ReLU: features that 
 positive keep the summed ASPP head, at 10x the backbone's learning rate, from overshooting in its
 first steps (on SynthPriv this trained steadier and reached a higher mIoU at a given budget).
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,10 +16,20 @@ from torch import nn
 from privobfnet.models.inputs import IMAGENET_NORM
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+def conv_bn_relu(
+    in_channels: int, out_channels: int, *, stride: int = 1, dilation: int = 1
+) -> nn.Sequential:
     """3x3 convolution (padding keeps the size at stride 1), batch norm, ReLU."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+        nn.Conv2d(
+            in_channels,
+            out_channels,
+            3,
+            stride=stride,
+            padding=dilation,
+            dilation=dilation,
+            bias=False,
+        ),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
@@ -30,7 +41,9 @@ class DilatedResidualBlock(nn.Module):
     def __init__(self, channels: int, *, dilation: int, relu: bool = True):
         super().__init__()
         self.conv1 = conv_bn_relu(channels, channels, dilation=dilation)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(
+            channels, channels, 3, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(channels)
         self.relu = relu
 
@@ -56,9 +69,12 @@ class TinyDilatedBody(nn.Module):
             conv_bn_relu(2 * width, 4 * width, stride=2),  # (B, 4w, H/8, W/8)
         )
         last = len(self.DILATIONS) - 1
-        self.blocks = nn.Sequential(*(
-            DilatedResidualBlock(4 * width, dilation=d, relu=i < last) for i, d in enumerate(self.DILATIONS)
-        ))
+        self.blocks = nn.Sequential(
+            *(
+                DilatedResidualBlock(4 * width, dilation=d, relu=i < last)
+                for i, d in enumerate(self.DILATIONS)
+            )
+        )
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

@@ -10,6 +10,7 @@ stride 8 frozen). At output stride 16 the ASPP rates are halved (3, 6, 9, 12) so
 spans the same image area as the reference's at stride 8. Each body declares its input
 normalisation (``input_norm``) and ``output_stride``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,8 @@ class ASPP(nn.Module):
         super().__init__()
         self.rates = tuple(rates)
         self.branches = nn.ModuleList(
-            nn.Conv2d(in_channels, n_classes, 3, padding=rate, dilation=rate, bias=True) for rate in rates
+            nn.Conv2d(in_channels, n_classes, 3, padding=rate, dilation=rate, bias=True)
+            for rate in rates
         )
         for branch in self.branches:  # the reference's init: small weights, zero bias
             nn.init.normal_(branch.weight, mean=0.0, std=0.01)
@@ -102,7 +104,9 @@ def resnet101_body() -> ResNet101Body:
     Module names match torchvision's state dict (``conv1``, ``layer1`` ...), so its ImageNet
     weights load directly.
     """
-    net = torchvision.models.resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
+    net = torchvision.models.resnet101(
+        weights=None, replace_stride_with_dilation=[False, True, True]
+    )
     names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
     return ResNet101Body(OrderedDict((name, getattr(net, name)) for name in names))
 
@@ -126,15 +130,23 @@ def build_deeplab(cfg: DeeplabConfig, *, n_classes: int, load_pretrained: bool =
             load_resnet101_weights(body, cfg.pretrained)
         # Frozen batch norm keeps ImageNet's statistics; without them it would be the identity
         # (mean 0, var 1) and 101 un-normalised layers diverge (NaN in the first steps on a GPU).
-        return DeepLabV2(body, body_channels=2048, n_classes=n_classes, freeze_bn=cfg.pretrained is not None)
+        return DeepLabV2(
+            body, body_channels=2048, n_classes=n_classes, freeze_bn=cfg.pretrained is not None
+        )
     if cfg.backbone == "lite0":
         frozen = cfg.pretrained is not None
-        lite0 = EfficientNetLite0(frozen_stages=cfg.lite0_frozen_stages if frozen else 0, freeze_bn=frozen)
+        lite0 = EfficientNetLite0(
+            frozen_stages=cfg.lite0_frozen_stages if frozen else 0, freeze_bn=frozen
+        )
         if cfg.pretrained and load_pretrained:
             lite0.load_imagenet(cfg.pretrained)
-        return DeepLabV2(lite0, body_channels=lite0.out_channels, n_classes=n_classes, freeze_bn=frozen)
+        return DeepLabV2(
+            lite0, body_channels=lite0.out_channels, n_classes=n_classes, freeze_bn=frozen
+        )
     if cfg.pretrained and load_pretrained:
-        raise ValueError(f"deeplab.pretrained: the {cfg.backbone} backbone trains from scratch; set it to null")
+        raise ValueError(
+            f"deeplab.pretrained: the {cfg.backbone} backbone trains from scratch; set it to null"
+        )
     body = TinyDilatedBody(width=cfg.tiny_width)
     return DeepLabV2(body, body_channels=body.out_channels, n_classes=n_classes, freeze_bn=False)
 
@@ -149,7 +161,9 @@ def optimizer_param_groups(model: DeepLabV2, *, weight_decay: float) -> list[dic
     ]
 
 
-def checkpoint_payload(model: DeepLabV2, cfg: DeeplabConfig, *, class_names: list[str], iteration: int) -> dict:
+def checkpoint_payload(
+    model: DeepLabV2, cfg: DeeplabConfig, *, class_names: list[str], iteration: int
+) -> dict:
     """What ``final.pt`` holds: the weights, the deeplab config, class names (background first)."""
     return {
         "model": model.state_dict(),

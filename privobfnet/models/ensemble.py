@@ -4,6 +4,7 @@
 head and privacy-score head. Model-Image sees whole images; Model-Cropped sees random crops and
 only its CAM is used (eq. 2, eq. 3). Only Model-Image is used at inference.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,13 @@ from torch import nn
 from privobfnet.config import TrainConfig
 from privobfnet.models.backbones import BackboneName, build_backbone
 from privobfnet.models.heads import (
-    AttentionFeatures, AttributeHead, CamHead, PrivacyHead, gate_by_prior_masks, mask_type_index, prior_masks_at,
+    AttentionFeatures,
+    AttributeHead,
+    CamHead,
+    PrivacyHead,
+    gate_by_prior_masks,
+    mask_type_index,
+    prior_masks_at,
 )
 from privobfnet.models.inputs import IMAGENET_NORM, renormalize_affine
 from privobfnet.models.lite0 import LITE0_FROZEN_STAGES
@@ -26,8 +33,12 @@ from privobfnet.models.lite0 import LITE0_FROZEN_STAGES
 class ModelOutput:
     """What one forward pass gives."""
 
-    cam_logits: torch.Tensor  # (B, K, h, w) mask-gated CAM logits; K = C, or C + 1 with background last
-    class_logits: torch.Tensor  # (B, C) global average of the attribute channels of cam_logits (eq. 3)
+    cam_logits: (
+        torch.Tensor
+    )  # (B, K, h, w) mask-gated CAM logits; K = C, or C + 1 with background last
+    class_logits: (
+        torch.Tensor
+    )  # (B, C) global average of the attribute channels of cam_logits (eq. 3)
     attribute_logits: Optional[torch.Tensor]  # (B, C) attribute head (eq. 5); None when heads=False
     privacy: Optional[torch.Tensor]  # (B,) privacy score in [0, 1] (eq. 4); None when heads=False
 
@@ -39,15 +50,25 @@ class PrivObfNet(nn.Module):
     backbone whose weights expect another normalisation (``input_norm``) gets them converted.
     """
 
-    def __init__(self, backbone: nn.Module, *, mask_types: Sequence[str], background_channel: bool,
-                 feature_dim: int, use_mask_weighting: bool):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        mask_types: Sequence[str],
+        background_channel: bool,
+        feature_dim: int,
+        use_mask_weighting: bool,
+    ):
         super().__init__()
         self.n_classes = len(mask_types)
         self.use_mask_weighting = use_mask_weighting
         self.backbone = backbone
         # (1, 3, 1, 1) affine map to the backbone's own normalisation; None when it is ImageNet's
-        scale, shift = (None, None) if backbone.input_norm == IMAGENET_NORM else renormalize_affine(
-            IMAGENET_NORM, backbone.input_norm)
+        scale, shift = (
+            (None, None)
+            if backbone.input_norm == IMAGENET_NORM
+            else renormalize_affine(IMAGENET_NORM, backbone.input_norm)
+        )
         self.register_buffer("input_scale", scale, persistent=False)
         self.register_buffer("input_shift", shift, persistent=False)
         channel_types = list(mask_types) + (["none"] if background_channel else [])
@@ -57,26 +78,40 @@ class PrivObfNet(nn.Module):
         self.attribute_head = AttributeHead(self.n_classes, feature_dim)
         self.privacy_head = PrivacyHead(self.n_classes, feature_dim)
 
-    def forward(self, images: torch.Tensor, human_masks: torch.Tensor, text_masks: torch.Tensor, *,
-                heads: bool = True) -> ModelOutput:
+    def forward(
+        self,
+        images: torch.Tensor,
+        human_masks: torch.Tensor,
+        text_masks: torch.Tensor,
+        *,
+        heads: bool = True,
+    ) -> ModelOutput:
         """images (B, 3, H, W) ImageNet-normalised; masks (B, 1, H, W) in [0, 1]. ``heads=False``: CAMs only."""
         if self.input_scale is not None:
             images = images * self.input_scale + self.input_shift
         features = self.backbone(images)  # (B, D, h, w)
         logits = self.cam_head(features)  # (B, K, h, w)
         if self.use_mask_weighting:
-            priors = prior_masks_at(human_masks, text_masks, tuple(logits.shape[-2:]))  # (B, 3, h, w)
+            priors = prior_masks_at(
+                human_masks, text_masks, tuple(logits.shape[-2:])
+            )  # (B, 3, h, w)
             logits = gate_by_prior_masks(logits, priors, self.type_index)
         class_logits = logits[:, : self.n_classes].mean(dim=(2, 3))  # (B, C)
         if not heads:
             return ModelOutput(logits, class_logits, None, None)
-        attention = torch.relu(logits[:, : self.n_classes])  # (B, C, h, w): the weighted attention maps
+        attention = torch.relu(
+            logits[:, : self.n_classes]
+        )  # (B, C, h, w): the weighted attention maps
         v = self.attention_features(features, attention)  # (B, C, dim)
         return ModelOutput(logits, class_logits, self.attribute_head(v), self.privacy_head(v))
 
-    def cams(self, images: torch.Tensor, human_masks: torch.Tensor, text_masks: torch.Tensor) -> torch.Tensor:
+    def cams(
+        self, images: torch.Tensor, human_masks: torch.Tensor, text_masks: torch.Tensor
+    ) -> torch.Tensor:
         """Mask-weighted CAMs of the attributes, (B, C, h, w) >= 0 at the backbone's output stride."""
-        return torch.relu(self(images, human_masks, text_masks, heads=False).cam_logits[:, : self.n_classes])
+        return torch.relu(
+            self(images, human_masks, text_masks, heads=False).cam_logits[:, : self.n_classes]
+        )
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(backbone parameters, new-layer parameters), trainable ones only; new layers get lr x10."""
@@ -91,38 +126,83 @@ def feature_dim_for(out_channels: int) -> int:
     return min(256, out_channels)
 
 
-def build_model(*, backbone: BackboneName, tiny_width: int, pretrained: Optional[str], mask_types: Sequence[str],
-                background_channel: bool, use_mask_weighting: bool,
-                lite0_frozen_stages: int = LITE0_FROZEN_STAGES) -> PrivObfNet:
+def build_model(
+    *,
+    backbone: BackboneName,
+    tiny_width: int,
+    pretrained: Optional[str],
+    mask_types: Sequence[str],
+    background_channel: bool,
+    use_mask_weighting: bool,
+    lite0_frozen_stages: int = LITE0_FROZEN_STAGES,
+) -> PrivObfNet:
     """One ``PrivObfNet`` (random heads; backbone from ImageNet weights when ``pretrained``)."""
-    trunk = build_backbone(backbone, tiny_width=tiny_width, pretrained=pretrained,
-                           lite0_frozen_stages=lite0_frozen_stages)
-    return PrivObfNet(trunk, mask_types=mask_types, background_channel=background_channel,
-                      feature_dim=feature_dim_for(trunk.out_channels), use_mask_weighting=use_mask_weighting)
+    trunk = build_backbone(
+        backbone,
+        tiny_width=tiny_width,
+        pretrained=pretrained,
+        lite0_frozen_stages=lite0_frozen_stages,
+    )
+    return PrivObfNet(
+        trunk,
+        mask_types=mask_types,
+        background_channel=background_channel,
+        feature_dim=feature_dim_for(trunk.out_channels),
+        use_mask_weighting=use_mask_weighting,
+    )
 
 
-def model_meta(*, backbone: str, tiny_width: int, mask_types: Sequence[str], class_names: Sequence[str],
-               background_channel: bool, use_mask_weighting: bool, input_size: int, **extra: Any) -> dict[str, Any]:
+def model_meta(
+    *,
+    backbone: str,
+    tiny_width: int,
+    mask_types: Sequence[str],
+    class_names: Sequence[str],
+    background_channel: bool,
+    use_mask_weighting: bool,
+    input_size: int,
+    **extra: Any,
+) -> dict[str, Any]:
     """The description ``load_ensemble`` rebuilds the networks from (plus any extra entries)."""
-    return {"backbone": backbone, "tiny_width": tiny_width, "mask_types": list(mask_types),
-            "class_names": list(class_names), "background_channel": background_channel,
-            "use_mask_weighting": use_mask_weighting, "input_size": input_size, **extra}
+    return {
+        "backbone": backbone,
+        "tiny_width": tiny_width,
+        "mask_types": list(mask_types),
+        "class_names": list(class_names),
+        "background_channel": background_channel,
+        "use_mask_weighting": use_mask_weighting,
+        "input_size": input_size,
+        **extra,
+    }
 
 
-def ensemble_checkpoint(model_image: PrivObfNet, model_cropped: PrivObfNet, meta: dict[str, Any]) -> dict[str, Any]:
+def ensemble_checkpoint(
+    model_image: PrivObfNet, model_cropped: PrivObfNet, meta: dict[str, Any]
+) -> dict[str, Any]:
     """What ``checkpoints/ensemble/final.pt`` holds: both state dicts and the meta (config included)."""
-    return {"meta": meta, "model_image": model_image.state_dict(), "model_cropped": model_cropped.state_dict()}
+    return {
+        "meta": meta,
+        "model_image": model_image.state_dict(),
+        "model_cropped": model_cropped.state_dict(),
+    }
 
 
-def load_ensemble(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[PrivObfNet, PrivObfNet, dict]:
+def load_ensemble(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[PrivObfNet, PrivObfNet, dict]:
     """Load ``final.pt`` -> (model_image, model_cropped, meta), both in eval mode on ``device``."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     meta = checkpoint["meta"]
     models = []
     for key in ("model_image", "model_cropped"):
-        model = build_model(backbone=meta["backbone"], tiny_width=meta["tiny_width"], pretrained=None,
-                            mask_types=meta["mask_types"], background_channel=meta["background_channel"],
-                            use_mask_weighting=meta["use_mask_weighting"])
+        model = build_model(
+            backbone=meta["backbone"],
+            tiny_width=meta["tiny_width"],
+            pretrained=None,
+            mask_types=meta["mask_types"],
+            background_channel=meta["background_channel"],
+            use_mask_weighting=meta["use_mask_weighting"],
+        )
         model.load_state_dict(checkpoint[key])
         models.append(model.to(device).eval())
     return models[0], models[1], meta
@@ -134,14 +214,24 @@ NEW_LAYER_LR_MULT = 10.0  # heads learn 10x faster than the (pretrained) backbon
 def build_training(cfg: TrainConfig, mask_types: Sequence[str], device: torch.device):
     """Model-Image, Model-Cropped (train mode, ``channels_last`` as configured) and their SGD (lr x10 on new layers)."""
     t = cfg
-    build = dict(backbone=t.backbone, tiny_width=t.tiny_width, pretrained=t.pretrained, mask_types=mask_types,
-                 background_channel=t.crop_target == "l2g", use_mask_weighting=t.use_mask_weighting,
-                 lite0_frozen_stages=t.lite0_frozen_stages)
+    build = dict(
+        backbone=t.backbone,
+        tiny_width=t.tiny_width,
+        pretrained=t.pretrained,
+        mask_types=mask_types,
+        background_channel=t.crop_target == "l2g",
+        use_mask_weighting=t.use_mask_weighting,
+        lite0_frozen_stages=t.lite0_frozen_stages,
+    )
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     model_image = build_model(**build).to(device, memory_format=memory_format).train()
     model_cropped = build_model(**build).to(device, memory_format=memory_format).train()
     groups = [*model_image.param_groups(), *model_cropped.param_groups()]
     lr_mults = [1.0, NEW_LAYER_LR_MULT, 1.0, NEW_LAYER_LR_MULT]
-    optimizer = torch.optim.SGD([{"params": g, "lr_mult": m} for g, m in zip(groups, lr_mults)],
-                                lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    optimizer = torch.optim.SGD(
+        [{"params": g, "lr_mult": m} for g, m in zip(groups, lr_mults)],
+        lr=t.lr,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
+    )
     return model_image, model_cropped, optimizer

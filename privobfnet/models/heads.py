@@ -8,6 +8,7 @@
   concatenated on the channel axis.
 - ``AttributeHead`` and ``PrivacyHead`` read V (eq. 5 and eq. 4).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -17,7 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 MASK_TYPES = ("none", "human", "text")  # index into the stacked prior masks [ones, human, text]
-GATED_AS = {"no_region": "none"}  # a class without a region (a0_safe) is un-masked; it only leaves segmentation
+GATED_AS = {
+    "no_region": "none"
+}  # a class without a region (a0_safe) is un-masked; it only leaves segmentation
 
 
 class CamHead(nn.Module):
@@ -47,7 +50,9 @@ def prior_masks_at(human: torch.Tensor, text: torch.Tensor, size: tuple[int, int
     return F.adaptive_avg_pool2d(masks, size)
 
 
-def gate_by_prior_masks(cam_logits: torch.Tensor, priors: torch.Tensor, type_index: torch.Tensor) -> torch.Tensor:
+def gate_by_prior_masks(
+    cam_logits: torch.Tensor, priors: torch.Tensor, type_index: torch.Tensor
+) -> torch.Tensor:
     """Section 3.2's mask weighting applied to CAM logits; ReLU of the result = ReLU(logits) * mask.
 
     cam_logits (B, K, h, w), priors (B, 3, h, w) from ``prior_masks_at``, type_index (K,).
@@ -64,7 +69,9 @@ class AttentionFeatures(nn.Module):
 
     def __init__(self, in_channels: int, dim: int):
         super().__init__()
-        self.reduce = nn.Sequential(nn.Conv2d(in_channels, dim, 1, bias=False), nn.BatchNorm2d(dim), nn.ReLU())
+        self.reduce = nn.Sequential(
+            nn.Conv2d(in_channels, dim, 1, bias=False), nn.BatchNorm2d(dim), nn.ReLU()
+        )
 
     def forward(self, features: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """features (B, D, h, w), attention (B, C, h, w) >= 0 -> V (B, C, dim).
@@ -84,7 +91,7 @@ class AttributeHead(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n_classes, dim))
         self.bias = nn.Parameter(torch.zeros(n_classes))
-        nn.init.normal_(self.weight, std=dim ** -0.5)
+        nn.init.normal_(self.weight, std=dim**-0.5)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         return torch.einsum("bcd,cd->bc", v, self.weight) + self.bias
@@ -95,7 +102,9 @@ class PrivacyHead(nn.Module):
 
     def __init__(self, n_classes: int, dim: int, hidden: int = 64):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(n_classes * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.mlp = nn.Sequential(
+            nn.Flatten(), nn.Linear(n_classes * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.mlp(v)).squeeze(1)

@@ -5,6 +5,7 @@ Each backbone declares the input normalisation its ImageNet weights were trained
 TensorFlow weights ``(x - 127) / 128``. ``normalize`` applies one; the ensemble is fed ImageNet-
 normalised images and maps them to its backbone's convention with ``renormalize``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,10 +25,14 @@ class InputNorm:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
-    def tensors(self, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(
+        self, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, std), each of shape (1, 3, 1, 1)."""
-        return (torch.tensor(self.mean, device=device).view(1, 3, 1, 1),
-                torch.tensor(self.std, device=device).view(1, 3, 1, 1))
+        return (
+            torch.tensor(self.mean, device=device).view(1, 3, 1, 1),
+            torch.tensor(self.std, device=device).view(1, 3, 1, 1),
+        )
 
 
 IMAGENET_NORM = InputNorm(IMAGENET_MEAN, IMAGENET_STD)
@@ -61,15 +66,18 @@ def mask_tensor(mask: np.ndarray | None, shape: tuple[int, int]) -> torch.Tensor
     return torch.from_numpy(array.astype(np.float32) / scale)[None]
 
 
-def resize_sample(image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None,
-                  size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def resize_sample(
+    image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(H, W, 3) uint8 image and (H, W) masks -> (3, S, S) uint8, (1, S, S) and (1, S, S) float masks."""
     shape = image.shape[:2]
     rgb = torch.tensor(image).permute(2, 0, 1)[None].float()  # (1, 3, H, W), a copy
     masks = torch.cat([mask_tensor(human, shape), mask_tensor(text, shape)])[None]  # (1, 2, H, W)
     if shape != (size, size):
         rgb = F.interpolate(rgb, (size, size), mode="bilinear", align_corners=False, antialias=True)
-        masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False, antialias=True)
+        masks = F.interpolate(
+            masks, (size, size), mode="bilinear", align_corners=False, antialias=True
+        )
     rgb = rgb.round().clamp(0, 255).to(torch.uint8)[0]
     masks = masks.clamp(0, 1)[0]
     return rgb, masks[:1], masks[1:]

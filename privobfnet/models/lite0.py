@@ -9,6 +9,7 @@ TensorFlow's ``(x - 127) / 128`` (``TF_LITE_NORM``).
 Dense prediction: ``output_stride`` 16 dilates the last two stages (blocks 5-6) instead of striding;
 8 also dilates blocks 3-4, which on CPU costs 3-5x the time (issue 12's measurements).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,17 +24,46 @@ from privobfnet.models.norm import keep_batchnorm_frozen
 
 TIMM_NAME = "tf_efficientnet_lite0"
 STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage; the original numbers them 0..15 in one run
-STAGE_STRIDES = (2, 4, 8, 16, 16, 32, 32)  # input pixels per feature cell after each stage (undilated)
-FEATURE_CHANNELS = 1280  # the 1x1 head convolution's output, the features ImageNet's classifier pools
+STAGE_STRIDES = (
+    2,
+    4,
+    8,
+    16,
+    16,
+    32,
+    32,
+)  # input pixels per feature cell after each stage (undilated)
+FEATURE_CHANNELS = (
+    1280  # the 1x1 head convolution's output, the features ImageNet's classifier pools
+)
 LITE0_OUTPUT_STRIDE = 16
-LITE0_FROZEN_STAGES = 3  # with ImageNet weights: stem and stages 0-2 (everything up to stride 8) stay fixed
+LITE0_FROZEN_STAGES = (
+    3  # with ImageNet weights: stem and stages 0-2 (everything up to stride 8) stay fixed
+)
 
 # original (lukemelas) module name -> timm's, outside the blocks
-_TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_TOP_LEVEL = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 # inside a block: stage 0 is a depthwise-separable block (no expansion), the rest inverted residuals
-_SEPARABLE_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_INVERTED_RESIDUAL = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                      "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_SEPARABLE_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_INVERTED_RESIDUAL = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _STAGE_STARTS = (0, *accumulate(STAGE_DEPTHS))  # flat index of each stage's first block
 
 
@@ -51,7 +81,15 @@ def timm_key(key: str) -> str:
                 raise KeyError(flat)
             stage = max(s for s, start in enumerate(_STAGE_STARTS[:-1]) if start <= flat)
             names = _SEPARABLE_BLOCK if stage == 0 else _INVERTED_RESIDUAL
-            return ".".join(["blocks", str(stage), str(flat - _STAGE_STARTS[stage]), names[parts[2]], *parts[3:]])
+            return ".".join(
+                [
+                    "blocks",
+                    str(stage),
+                    str(flat - _STAGE_STARTS[stage]),
+                    names[parts[2]],
+                    *parts[3:],
+                ]
+            )
         return ".".join([_TOP_LEVEL[parts[0]], *parts[1:]])
     except (KeyError, IndexError, ValueError):
         raise ValueError(f"{key!r} is not a key of an EfficientNet-Lite0 checkpoint") from None
@@ -86,18 +124,34 @@ class EfficientNetLite0(nn.Module):
     input_norm = TF_LITE_NORM
     out_channels = FEATURE_CHANNELS
 
-    def __init__(self, *, output_stride: int = LITE0_OUTPUT_STRIDE, frozen_stages: int = 0, freeze_bn: bool = False):
+    def __init__(
+        self,
+        *,
+        output_stride: int = LITE0_OUTPUT_STRIDE,
+        frozen_stages: int = 0,
+        freeze_bn: bool = False,
+    ):
         super().__init__()
         if output_stride not in (8, 16, 32):
-            raise ValueError(f"EfficientNet-Lite0: output_stride must be 8, 16 or 32, got {output_stride}")
+            raise ValueError(
+                f"EfficientNet-Lite0: output_stride must be 8, 16 or 32, got {output_stride}"
+            )
         if not 0 <= frozen_stages <= len(STAGE_DEPTHS):
-            raise ValueError(f"EfficientNet-Lite0: frozen_stages must be in 0..{len(STAGE_DEPTHS)}, "
-                             f"got {frozen_stages}")
+            raise ValueError(
+                f"EfficientNet-Lite0: frozen_stages must be in 0..{len(STAGE_DEPTHS)}, "
+                f"got {frozen_stages}"
+            )
         self.output_stride = output_stride
         self.frozen_stages = frozen_stages
         self.freeze_bn = freeze_bn
-        self.net = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0, output_stride=output_stride)
-        frozen = [self.net.conv_stem, self.net.bn1, *self.net.blocks[:frozen_stages]] if frozen_stages else []
+        self.net = timm.create_model(
+            TIMM_NAME, pretrained=False, num_classes=0, output_stride=output_stride
+        )
+        frozen = (
+            [self.net.conv_stem, self.net.bn1, *self.net.blocks[:frozen_stages]]
+            if frozen_stages
+            else []
+        )
         for module in frozen:
             module.requires_grad_(False)
         if freeze_bn:
@@ -129,12 +183,19 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | o
         raise ValueError(f"{path}: weights do not fit {TIMM_NAME}: {str(exc)[:300]}") from None
 
 
-def build_lite0(*, pretrained: str | os.PathLike | None, output_stride: int = LITE0_OUTPUT_STRIDE,
-                frozen_stages: int = LITE0_FROZEN_STAGES) -> EfficientNetLite0:
+def build_lite0(
+    *,
+    pretrained: str | os.PathLike | None,
+    output_stride: int = LITE0_OUTPUT_STRIDE,
+    frozen_stages: int = LITE0_FROZEN_STAGES,
+) -> EfficientNetLite0:
     """EfficientNet-Lite0 with ImageNet weights from ``pretrained`` (then batch norm and the first
     ``frozen_stages`` stages frozen), or from scratch with everything trainable when None."""
-    model = EfficientNetLite0(output_stride=output_stride, frozen_stages=frozen_stages if pretrained else 0,
-                              freeze_bn=pretrained is not None)
+    model = EfficientNetLite0(
+        output_stride=output_stride,
+        frozen_stages=frozen_stages if pretrained else 0,
+        freeze_bn=pretrained is not None,
+    )
     if pretrained is not None:
         model.load_imagenet(pretrained)
     return model

@@ -1,4 +1,5 @@
 """Frozen batch norm: the backbones that start from ImageNet weights keep its running statistics."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -7,6 +7,7 @@ parameter names follow the converted ImageNet weights (``resnet38_dict.pth``: ``
 read straight from the original MXNet file ``ilsvrc-cls_rna-a1_cls1000_ep-0001.params`` by
 ``read_mxnet_params`` + ``mxnet_to_torch_names`` (numpy only, no mxnet).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,21 +26,35 @@ from privobfnet.models.norm import keep_batchnorm_frozen
 class WideBlock(nn.Module):
     """Pre-activation block of two 3x3 convs (PSA's ``ResBlock``); 1x1 projection when shape changes."""
 
-    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, *, stride: int = 1, dilation: int = 1,
-                 first_dilation: int | None = None):
+    def __init__(
+        self,
+        in_ch: int,
+        mid_ch: int,
+        out_ch: int,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        first_dilation: int | None = None,
+    ):
         super().__init__()
         first_dilation = dilation if first_dilation is None else first_dilation
         self.same_shape = in_ch == out_ch and stride == 1
         self.bn_branch2a = nn.BatchNorm2d(in_ch)
-        self.conv_branch2a = nn.Conv2d(in_ch, mid_ch, 3, stride, first_dilation, first_dilation, bias=False)
+        self.conv_branch2a = nn.Conv2d(
+            in_ch, mid_ch, 3, stride, first_dilation, first_dilation, bias=False
+        )
         self.bn_branch2b1 = nn.BatchNorm2d(mid_ch)
         self.conv_branch2b1 = nn.Conv2d(mid_ch, out_ch, 3, 1, dilation, dilation, bias=False)
         if not self.same_shape:
             self.conv_branch1 = nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in, h, w) -> (B, out, h/stride, w/stride)
+    def forward(
+        self, x: torch.Tensor
+    ) -> torch.Tensor:  # (B, in, h, w) -> (B, out, h/stride, w/stride)
         pre = torch.relu(self.bn_branch2a(x))
-        shortcut = x if self.same_shape else self.conv_branch1(pre)  # projection sees the activated input
+        shortcut = (
+            x if self.same_shape else self.conv_branch1(pre)
+        )  # projection sees the activated input
         out = self.conv_branch2b1(torch.relu(self.bn_branch2b1(self.conv_branch2a(pre))))
         return shortcut + out
 
@@ -53,7 +68,9 @@ class BottleneckBlock(nn.Module):
         self.conv_branch2a = nn.Conv2d(in_ch, out_ch // 4, 1, bias=False)
         self.bn_branch2b1 = nn.BatchNorm2d(out_ch // 4)
         self.dropout_2b1 = nn.Dropout2d(dropout)
-        self.conv_branch2b1 = nn.Conv2d(out_ch // 4, out_ch // 2, 3, 1, dilation, dilation, bias=False)
+        self.conv_branch2b1 = nn.Conv2d(
+            out_ch // 4, out_ch // 2, 3, 1, dilation, dilation, bias=False
+        )
         self.bn_branch2b2 = nn.BatchNorm2d(out_ch // 2)
         self.dropout_2b2 = nn.Dropout2d(dropout)
         self.conv_branch2b2 = nn.Conv2d(out_ch // 2, out_ch, 1, bias=False)
@@ -61,17 +78,23 @@ class BottleneckBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in, h, w) -> (B, out, h, w)
         pre = torch.relu(self.bn_branch2a(x))
-        out = self.conv_branch2b1(self.dropout_2b1(torch.relu(self.bn_branch2b1(self.conv_branch2a(pre)))))
+        out = self.conv_branch2b1(
+            self.dropout_2b1(torch.relu(self.bn_branch2b1(self.conv_branch2a(pre))))
+        )
         out = self.conv_branch2b2(self.dropout_2b2(torch.relu(self.bn_branch2b2(out))))
         return self.conv_branch1(pre) + out
 
 
 # (name, in, mid, out, stride, dilation, first_dilation) of the wide blocks, in forward order
 _WIDE_LAYOUT = (
-    [("b2", 64, 128, 128, 2, 1, None)] + [(f"b2_{i}", 128, 128, 128, 1, 1, None) for i in (1, 2)]
-    + [("b3", 128, 256, 256, 2, 1, None)] + [(f"b3_{i}", 256, 256, 256, 1, 1, None) for i in (1, 2)]
-    + [("b4", 256, 512, 512, 2, 1, None)] + [(f"b4_{i}", 512, 512, 512, 1, 1, None) for i in range(1, 6)]
-    + [("b5", 512, 512, 1024, 1, 2, 1)] + [(f"b5_{i}", 1024, 512, 1024, 1, 2, None) for i in (1, 2)]
+    [("b2", 64, 128, 128, 2, 1, None)]
+    + [(f"b2_{i}", 128, 128, 128, 1, 1, None) for i in (1, 2)]
+    + [("b3", 128, 256, 256, 2, 1, None)]
+    + [(f"b3_{i}", 256, 256, 256, 1, 1, None) for i in (1, 2)]
+    + [("b4", 256, 512, 512, 2, 1, None)]
+    + [(f"b4_{i}", 512, 512, 512, 1, 1, None) for i in range(1, 6)]
+    + [("b5", 512, 512, 1024, 1, 2, 1)]
+    + [(f"b5_{i}", 1024, 512, 1024, 1, 2, None) for i in (1, 2)]
 )
 
 
@@ -87,15 +110,30 @@ class ResNet38(nn.Module):
     output_stride = 8
     input_norm = IMAGENET_NORM
 
-    def __init__(self, *, width_divisor: int = 1, freeze_bn: bool = False, frozen_prefixes: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        *,
+        width_divisor: int = 1,
+        freeze_bn: bool = False,
+        frozen_prefixes: tuple[str, ...] = (),
+    ):
         super().__init__()
         d = width_divisor
         self.out_channels = 4096 // d
         self.freeze_bn = freeze_bn
         self.conv1a = nn.Conv2d(3, 64 // d, 3, padding=1, bias=False)
         for name, cin, mid, cout, stride, dilation, first in _WIDE_LAYOUT:
-            self.add_module(name, WideBlock(cin // d, mid // d, cout // d, stride=stride, dilation=dilation,
-                                            first_dilation=first))
+            self.add_module(
+                name,
+                WideBlock(
+                    cin // d,
+                    mid // d,
+                    cout // d,
+                    stride=stride,
+                    dilation=dilation,
+                    first_dilation=first,
+                ),
+            )
         self.b6 = BottleneckBlock(1024 // d, 2048 // d, dilation=4, dropout=0.3)
         self.b7 = BottleneckBlock(2048 // d, 4096 // d, dilation=4, dropout=0.5)
         self.bn7 = nn.BatchNorm2d(4096 // d)
@@ -122,9 +160,17 @@ class ResNet38(nn.Module):
 # --------------------------------------------------------------------------------------------
 # ImageNet weights: the converted state dict, or the original MXNet file
 # --------------------------------------------------------------------------------------------
-_MX_BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_var": "running_var",
-          "mean": "running_mean", "var": "running_var"}
-_MX_BRANCH = re.compile(r"^(res|bn)(\d)(a|b\d+)_(branch\w+?)_(weight|gamma|beta|moving_mean|moving_var|mean|var)$")
+_MX_BN = {
+    "gamma": "weight",
+    "beta": "bias",
+    "moving_mean": "running_mean",
+    "moving_var": "running_var",
+    "mean": "running_mean",
+    "var": "running_var",
+}
+_MX_BRANCH = re.compile(
+    r"^(res|bn)(\d)(a|b\d+)_(branch\w+?)_(weight|gamma|beta|moving_mean|moving_var|mean|var)$"
+)
 
 
 def mxnet_to_torch_names(params: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -158,7 +204,15 @@ def mxnet_to_torch_names(params: Mapping[str, np.ndarray]) -> dict[str, torch.Te
 
 _MX_LIST_MAGIC = 0x112
 _MX_V1, _MX_V2, _MX_V3 = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
-_MX_DTYPES = {0: np.float32, 1: np.float64, 2: np.float16, 3: np.uint8, 4: np.int32, 5: np.int8, 6: np.int64}
+_MX_DTYPES = {
+    0: np.float32,
+    1: np.float64,
+    2: np.float16,
+    3: np.uint8,
+    4: np.int32,
+    5: np.int8,
+    6: np.int64,
+}
 
 
 def _read(stream: BinaryIO, fmt: str):
@@ -218,4 +272,8 @@ def resnet38_imagenet_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if "state_dict" in state:
         state = state["state_dict"]
-    return {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc8", "linear1000"))}
+    return {
+        k.removeprefix("module."): v
+        for k, v in state.items()
+        if not k.startswith(("fc8", "linear1000"))
+    }

@@ -5,6 +5,7 @@ channels at full resolution (such convs run at a few percent of the machine's ma
 work at output stride 4 and 8 with at least 2 * width channels, convs without bias (BN follows),
 and ``channels_last`` memory format so oneDNN picks its blocked kernels.
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,7 +50,9 @@ class TinyBackbone(nn.Module):
         self.out_channels = 4 * width
         self.stem = nn.Sequential(nn.PixelUnshuffle(4), conv_bn_relu(3 * 16, 2 * width))  # OS 4
         self.down = conv_bn_relu(2 * width, 4 * width, stride=2)  # OS 8
-        self.blocks = nn.Sequential(BasicBlock(4 * width, dilation=1), BasicBlock(4 * width, dilation=2))
+        self.blocks = nn.Sequential(
+            BasicBlock(4 * width, dilation=1), BasicBlock(4 * width, dilation=2)
+        )
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

@@ -1,4 +1,5 @@
 """One training step's forward pass through both networks and every enabled loss (eq. 1-5)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,13 @@ import torch
 from privobfnet.config import TrainConfig
 from privobfnet.distributed import SINGLE, World, unwrap
 from privobfnet.losses import (
-    attribute_loss, cropped_loss, image_loss, l2g_crop_target, paper_crop_target, privacy_loss, total_loss,
+    attribute_loss,
+    cropped_loss,
+    image_loss,
+    l2g_crop_target,
+    paper_crop_target,
+    privacy_loss,
+    total_loss,
 )
 from privobfnet.models.crops import align_to_crops, cut_crops, sample_crop_boxes
 from privobfnet.models.ensemble import PrivObfNet
@@ -29,8 +36,15 @@ class Batch:
     privacy_scores: torch.Tensor  # (B,) in [0, 1], NaN where unknown
 
 
-def ensemble_losses(model_image: PrivObfNet, model_cropped: PrivObfNet, batch: Batch, cfg: TrainConfig, *,
-                    generator: torch.Generator, world: World = SINGLE) -> dict[str, torch.Tensor]:
+def ensemble_losses(
+    model_image: PrivObfNet,
+    model_cropped: PrivObfNet,
+    batch: Batch,
+    cfg: TrainConfig,
+    *,
+    generator: torch.Generator,
+    world: World = SINGLE,
+) -> dict[str, torch.Tensor]:
     """The enabled loss terms and their weighted sum under "total" (eq. 1).
 
     With ``use_cropped`` off (Table 4's "Attention(Image)" rows) Model-Cropped is not run and
@@ -46,12 +60,22 @@ def ensemble_losses(model_image: PrivObfNet, model_cropped: PrivObfNet, batch: B
     if cfg.use_cropped:
         size = tuple(batch.images.shape[-2:])
         global_batch = batch.images.shape[0] * world.size
-        boxes = sample_crop_boxes(global_batch, cfg.n_crops, size, cfg.crop_size, generator=generator,
-                                  corners=cfg.crop_target == "l2g")[world.rows(global_batch)]  # (B, N, 4)
+        boxes = sample_crop_boxes(
+            global_batch,
+            cfg.n_crops,
+            size,
+            cfg.crop_size,
+            generator=generator,
+            corners=cfg.crop_target == "l2g",
+        )[world.rows(global_batch)]  # (B, N, 4)
         crop_human = cut_crops(batch.human_masks, boxes, memory_format=memory_format)
         crop_text = cut_crops(batch.text_masks, boxes, memory_format=memory_format)
-        crop_out = model_cropped(cut_crops(batch.images, boxes, memory_format=memory_format), crop_human, crop_text,
-                                 heads=False)
+        crop_out = model_cropped(
+            cut_crops(batch.images, boxes, memory_format=memory_format),
+            crop_human,
+            crop_text,
+            heads=False,
+        )
         crop_labels = batch.labels.repeat_interleave(cfg.n_crops, dim=0)  # (B*N, C)
         losses["cropped"] = cropped_loss(crop_out.class_logits, crop_labels)  # eq. 3
         crop_hw = tuple(crop_out.cam_logits.shape[-2:])
@@ -67,8 +91,13 @@ def ensemble_losses(model_image: PrivObfNet, model_cropped: PrivObfNet, batch: B
             else:
                 fg_gate = torch.ones_like(aligned[:, :n_classes])
                 bg_gate = torch.ones_like(aligned[:, :1])
-            target = l2g_crop_target(crop_out.cam_logits, crop_labels, fg_gate, bg_gate,
-                                     bg_threshold=cfg.l2g_bg_threshold)
+            target = l2g_crop_target(
+                crop_out.cam_logits,
+                crop_labels,
+                fg_gate,
+                bg_gate,
+                bg_threshold=cfg.l2g_bg_threshold,
+            )
             losses["image"] = image_loss(aligned, target)  # eq. 2 over C + 1 channels
     else:
         losses["cropped"] = cropped_loss(out.class_logits, batch.labels)
@@ -87,4 +116,6 @@ def epoch_batches(n_images: int, batch_size: int, *, seed: int, epoch: int) -> l
     iteration number.
     """
     order = np.random.default_rng([seed, epoch]).permutation(n_images)
-    return [order[i:i + batch_size].tolist() for i in range(0, n_images - batch_size + 1, batch_size)]
+    return [
+        order[i : i + batch_size].tolist() for i in range(0, n_images - batch_size + 1, batch_size)
+    ]

@@ -10,19 +10,58 @@
 
 The command line is ``privobfnet obfuscate`` (``ops/cli.py``).
 """
+
 from privobfnet.obfuscate.batch import STEPS, obfuscate_file
 from privobfnet.obfuscate.codec import check_outputs, decode_upright, encode, output_path
 from privobfnet.obfuscate.detect import Detectors, TextReader, build_detectors
 from privobfnet.obfuscate.engine import (
-    LoadedModel, Obfuscator, Outcome, Preferences, PreferencesError, detector_kinds, find_leaks, load_model,
+    LoadedModel,
+    Obfuscator,
+    Outcome,
+    Preferences,
+    PreferencesError,
+    detector_kinds,
+    find_leaks,
+    load_model,
     parse_preferences,
 )
-from privobfnet.obfuscate.regions import Detections, HiddenArea, Region, SnapRules, hidden_area, snap_attribute
+from privobfnet.obfuscate.regions import (
+    Detections,
+    HiddenArea,
+    Region,
+    SnapRules,
+    hidden_area,
+    snap_attribute,
+)
 from privobfnet.obfuscate.styles import BLUR_WARNING, STYLES, apply_style, block_size
 
 __all__ = [
-    "BLUR_WARNING", "STEPS", "STYLES", "Detections", "Detectors", "HiddenArea", "LoadedModel", "Obfuscator",
-    "Outcome", "Preferences", "PreferencesError", "Region", "SnapRules", "TextReader", "apply_style", "block_size",
-    "build_detectors", "check_outputs", "decode_upright", "detector_kinds", "encode", "find_leaks", "hidden_area",
-    "load_model", "obfuscate_file", "output_path", "parse_preferences", "snap_attribute",
+    "BLUR_WARNING",
+    "STEPS",
+    "STYLES",
+    "Detections",
+    "Detectors",
+    "HiddenArea",
+    "LoadedModel",
+    "Obfuscator",
+    "Outcome",
+    "Preferences",
+    "PreferencesError",
+    "Region",
+    "SnapRules",
+    "TextReader",
+    "apply_style",
+    "block_size",
+    "build_detectors",
+    "check_outputs",
+    "decode_upright",
+    "detector_kinds",
+    "encode",
+    "find_leaks",
+    "hidden_area",
+    "load_model",
+    "obfuscate_file",
+    "output_path",
+    "parse_preferences",
+    "snap_attribute",
 ]

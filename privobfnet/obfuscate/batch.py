@@ -1,4 +1,5 @@
 """One file in, one file out (or none, fail-closed), and the report record that says what happened."""
+
 from __future__ import annotations
 
 import io
@@ -16,8 +17,14 @@ from privobfnet.obfuscate.engine import Obfuscator
 STEPS = ("decode", "ocr", "face_person", "model", "compose", "encode", "verify")
 
 
-def obfuscate_file(obfuscator: Obfuscator, source: str | os.PathLike, target: str | os.PathLike, *,
-                   max_pixels: int, verify: bool = False) -> dict:
+def obfuscate_file(
+    obfuscator: Obfuscator,
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    *,
+    max_pixels: int,
+    verify: bool = False,
+) -> dict:
     """Obfuscate ``source`` into ``target``; the report record. Never raises for a bad image.
 
     Fail-closed: when decoding, a detector, the model or the encoder fails, nothing is written
@@ -37,13 +44,18 @@ def obfuscate_file(obfuscator: Obfuscator, source: str | os.PathLike, target: st
         write_atomic(target, data)
         timings["encode"] = time.perf_counter() - start
         record.update(
-            output=str(target), width=int(image.shape[1]), height=int(image.shape[0]),
-            privacy_score=None if outcome.privacy_score is None else round(outcome.privacy_score, 4),
+            output=str(target),
+            width=int(image.shape[1]),
+            height=int(image.shape[0]),
+            privacy_score=None
+            if outcome.privacy_score is None
+            else round(outcome.privacy_score, 4),
             attributes_found={k: round(v, 4) for k, v in outcome.attributes_found.items()},
             regions=[{**asdict(r), "box": list(r.box)} for r in outcome.hidden.regions],
             hidden_share=round(float(outcome.hidden.mask.mean()), 5),
-            faces_found=len(outcome.detections.faces), text_lines_found=len(outcome.detections.text_lines),
-        )  # fmt: skip
+            faces_found=len(outcome.detections.faces),
+            text_lines_found=len(outcome.detections.text_lines),
+        )
         if verify:
             start = time.perf_counter()
             with Image.open(io.BytesIO(data)) as written:
@@ -51,7 +63,9 @@ def obfuscate_file(obfuscator: Obfuscator, source: str | os.PathLike, target: st
             record["leaks"] = obfuscator.verify(pixels, outcome.hidden.mask)
             timings["verify"] = time.perf_counter() - start
     except Exception as exc:  # fail-closed: one image's failure is reported, never written
-        if record["output"] is not None:  # the red team itself failed: an unverified output is withdrawn
+        if (
+            record["output"] is not None
+        ):  # the red team itself failed: an unverified output is withdrawn
             Path(target).unlink(missing_ok=True)
         record = {"input": str(source), "output": None, "error": f"{type(exc).__name__}: {exc}"}
     record["timings_ms"] = {k: round(v * 1000, 1) for k, v in timings.items()}

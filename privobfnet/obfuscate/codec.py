@@ -8,6 +8,7 @@ Encoding builds a fresh image from the RGB array: nothing of the input's metadat
 IPTC, ICC profile, comments, PNG text chunks) can reach the output, because none of it is passed
 to the encoder. JPEG inputs give JPEG outputs (quality 95); every other format gives PNG.
 """
+
 from __future__ import annotations
 
 import io
@@ -41,7 +42,9 @@ def encode(image: np.ndarray, fmt: str) -> bytes:
     """(H, W, 3) uint8 RGB -> encoded bytes with no metadata at all (pixels only)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
-    fresh = Image.frombytes("RGB", (image.shape[1], image.shape[0]), np.ascontiguousarray(image).tobytes())
+    fresh = Image.frombytes(
+        "RGB", (image.shape[1], image.shape[0]), np.ascontiguousarray(image).tobytes()
+    )
     buffer = io.BytesIO()
     if fmt == "JPEG":
         fresh.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
@@ -68,13 +71,19 @@ def check_outputs(pairs: Iterable[tuple[Path, Path]], *, suffix: str = "") -> No
     for source, target in pairs:
         real = Path(os.path.realpath(target))
         if not suffix and real.parent == Path(os.path.realpath(source)).parent:
-            raise ValueError(f"{target}: output folder is the input's folder; choose another --out or give a "
-                             "--suffix")
+            raise ValueError(
+                f"{target}: output folder is the input's folder; choose another --out or give a "
+                "--suffix"
+            )
         if real in inputs:
-            raise ValueError(f"{target}: output would overwrite an input; choose another --out or a --suffix")
+            raise ValueError(
+                f"{target}: output would overwrite an input; choose another --out or a --suffix"
+            )
         if real in seen:
-            raise ValueError(f"{seen[real]} and {source} would both be written to {target}; use separate "
-                             "folders or rename one")
+            raise ValueError(
+                f"{seen[real]} and {source} would both be written to {target}; use separate "
+                "folders or rename one"
+            )
         seen[real] = Path(source)
 
 
@@ -94,5 +103,12 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
             os.unlink(tmp)
 
 
-__all__ = ["DataError", "check_outputs", "decode_upright", "encode", "output_format", "output_path",
-           "write_atomic"]
+__all__ = [
+    "DataError",
+    "check_outputs",
+    "decode_upright",
+    "encode",
+    "output_format",
+    "output_path",
+    "write_atomic",
+]

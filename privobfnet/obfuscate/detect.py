@@ -5,6 +5,7 @@ so the text prior given to the model is made exactly as in training; people from
 selfie segmentation. ``TextReader`` (detection + recognition, rapidocr's PP-OCRv6 models shipped
 in its wheel) reads what is left in an output for ``--verify``.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,15 @@ from typing import Callable
 import numpy as np
 
 from privobfnet.masks import MaskBackend, build_backend
-from privobfnet.masks.text import DET_BOX_THRESH, DET_THRESH, DET_UNCLIP_RATIO, IMAGENET_MEAN, IMAGENET_STD
-from privobfnet.masks.text import rapidocr_model_path, resize_long_side
+from privobfnet.masks.text import (
+    DET_BOX_THRESH,
+    DET_THRESH,
+    DET_UNCLIP_RATIO,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    rapidocr_model_path,
+    resize_long_side,
+)
 from privobfnet.obfuscate.regions import Detections
 
 REC_MODEL_FILE = "PP-OCRv6_rec_small.onnx"  # beside the detection model in the rapidocr wheel
@@ -48,31 +56,49 @@ class TextReader:
 
         det = rapidocr_model_path()
         self.limit_side = limit_side
-        self._engine = RapidOCR(params={
-            "Global.use_cls": False, "Global.log_level": "error", "Global.text_score": 0.0,
-            "Det.model_path": str(det), "Rec.model_path": str(det.parent / REC_MODEL_FILE),
-            "Det.limit_side_len": limit_side, "Det.limit_type": "max",
-            "Det.mean": list(IMAGENET_MEAN), "Det.std": list(IMAGENET_STD),
-            "Det.thresh": DET_THRESH, "Det.box_thresh": DET_BOX_THRESH, "Det.unclip_ratio": DET_UNCLIP_RATIO,
-            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
-            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-        })  # fmt: skip
+        self._engine = RapidOCR(
+            params={
+                "Global.use_cls": False,
+                "Global.log_level": "error",
+                "Global.text_score": 0.0,
+                "Det.model_path": str(det),
+                "Rec.model_path": str(det.parent / REC_MODEL_FILE),
+                "Det.limit_side_len": limit_side,
+                "Det.limit_type": "max",
+                "Det.mean": list(IMAGENET_MEAN),
+                "Det.std": list(IMAGENET_STD),
+                "Det.thresh": DET_THRESH,
+                "Det.box_thresh": DET_BOX_THRESH,
+                "Det.unclip_ratio": DET_UNCLIP_RATIO,
+                "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            }
+        )
 
     def __call__(self, image: np.ndarray) -> list[TextLine]:
         """Every text line found in an (H, W, 3) uint8 RGB image, with what it reads."""
         resized, scale = resize_long_side(image, self.limit_side)
-        out = self._engine(np.ascontiguousarray(resized[:, :, ::-1]), use_cls=False)  # rapidocr takes BGR
+        out = self._engine(
+            np.ascontiguousarray(resized[:, :, ::-1]), use_cls=False
+        )  # rapidocr takes BGR
         if getattr(out, "boxes", None) is None or out.txts is None:
             return []
-        return [TextLine(np.asarray(box, np.float64).reshape(-1, 2) / scale, str(text), float(score))
-                for box, text, score in zip(out.boxes, out.txts, out.scores)]
+        return [
+            TextLine(np.asarray(box, np.float64).reshape(-1, 2) / scale, str(text), float(score))
+            for box, text, score in zip(out.boxes, out.txts, out.scores)
+        ]
 
 
 class Detectors:
     """Text-line, face and person detectors, each built once; None where not wanted."""
 
-    def __init__(self, *, text: MaskBackend | None = None, face: MaskBackend | None = None,
-                 person: MaskBackend | None = None):
+    def __init__(
+        self,
+        *,
+        text: MaskBackend | None = None,
+        face: MaskBackend | None = None,
+        person: MaskBackend | None = None,
+    ):
         self.text, self.face, self.person = text, face, person
 
     def __call__(self, image: np.ndarray, *, timings: dict[str, float] | None = None) -> Detections:
@@ -90,20 +116,36 @@ class Detectors:
         if self.person is not None:
             person = self.person(image).mask
         timings["face_person"] = timings.get("face_person", 0.0) + time.perf_counter() - start
-        return Detections(text_lines=tuple(lines), faces=tuple(faces), person=person, text_mask=text_mask)
+        return Detections(
+            text_lines=tuple(lines), faces=tuple(faces), person=person, text_mask=text_mask
+        )
 
 
-def build_detectors(kinds: set[str], *, cache_dir: str | os.PathLike, text_limit_side: int = DEFAULT_OCR_SIDE,
-                    text_margin_px: int = 2, threads: int = 1,
-                    factory: Callable[..., MaskBackend] = build_backend) -> Detectors:
+def build_detectors(
+    kinds: set[str],
+    *,
+    cache_dir: str | os.PathLike,
+    text_limit_side: int = DEFAULT_OCR_SIDE,
+    text_margin_px: int = 2,
+    threads: int = 1,
+    factory: Callable[..., MaskBackend] = build_backend,
+) -> Detectors:
     """Detectors for the kinds needed ("text", "face", "person"); MediaPipe files cached in ``cache_dir``."""
     unknown = set(kinds) - set(DETECTOR_KINDS)
     if unknown:
-        raise ValueError(f"unknown detector kinds {sorted(unknown)} (known: {', '.join(DETECTOR_KINDS)})")
+        raise ValueError(
+            f"unknown detector kinds {sorted(unknown)} (known: {', '.join(DETECTOR_KINDS)})"
+        )
     text = face = person = None
     if "text" in kinds:
-        text = factory("text", "rapidocr", limit_side=text_limit_side, margin_px=text_margin_px,
-                       cache_dir=cache_dir, threads=threads)
+        text = factory(
+            "text",
+            "rapidocr",
+            limit_side=text_limit_side,
+            margin_px=text_margin_px,
+            cache_dir=cache_dir,
+            threads=threads,
+        )
     if "face" in kinds:
         face = factory("face", "mediapipe", cache_dir=cache_dir, threads=threads)
     if "person" in kinds:

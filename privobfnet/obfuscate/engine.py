@@ -5,6 +5,7 @@ pixels with what was found and hidden. ``Obfuscator.verify`` runs OCR recognitio
 detector on an output and lists leaks: a text line read inside a hidden region, or a face box
 overlapping one. Files, workers and reports are the caller's (``ops/cli.py``, ``stages/redact.py``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,14 @@ import torch
 from privobfnet.inference import Prediction, predict
 from privobfnet.models.ensemble import PrivObfNet, load_ensemble
 from privobfnet.obfuscate.detect import Detectors, TextReader
-from privobfnet.obfuscate.regions import HIDE_ALL_KINDS, Detections, HiddenArea, SnapRules, hidden_area, polygon_patch
+from privobfnet.obfuscate.regions import (
+    HIDE_ALL_KINDS,
+    Detections,
+    HiddenArea,
+    SnapRules,
+    hidden_area,
+    polygon_patch,
+)
 from privobfnet.obfuscate.styles import STYLES, apply_style
 
 # a recognised line counts as a leak when this share of its polygon lies in the hidden area, its
@@ -52,20 +60,27 @@ class Preferences:
 
     def rules(self) -> SnapRules:
         """The snapping rules these preferences set."""
-        return SnapRules(min_overlap=self.min_overlap, dilate_px=self.dilate_px, margin_px=self.margin_px)
+        return SnapRules(
+            min_overlap=self.min_overlap, dilate_px=self.dilate_px, margin_px=self.margin_px
+        )
 
 
-def parse_preferences(raw: Mapping[str, Any] | None, *, source: str = "preferences",
-                      base: Preferences = Preferences()) -> Preferences:
+def parse_preferences(
+    raw: Mapping[str, Any] | None, *, source: str = "preferences", base: Preferences = Preferences()
+) -> Preferences:
     """A mapping (the --prefs YAML's content) over ``base``; unknown keys and bad values name the key."""
     if raw is None:
         return base
     if not isinstance(raw, Mapping):
-        raise PreferencesError(f"{source}: expected a mapping of settings, got {type(raw).__name__}")
+        raise PreferencesError(
+            f"{source}: expected a mapping of settings, got {type(raw).__name__}"
+        )
     fields = {f.name: f for f in dataclasses.fields(Preferences)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise PreferencesError(f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(fields)})")
+        raise PreferencesError(
+            f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(fields)})"
+        )
     values: dict[str, Any] = {}
     for key, value in raw.items():
         where = f"{source}: {key}"
@@ -79,8 +94,13 @@ def parse_preferences(raw: Mapping[str, Any] | None, *, source: str = "preferenc
                 raise PreferencesError(f"{where}: {value!r} is not one of {list(STYLES)}")
             values[key] = value
         elif key == "color":
-            if not (isinstance(value, (list, tuple)) and len(value) == 3
-                    and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)):
+            if not (
+                isinstance(value, (list, tuple))
+                and len(value) == 3
+                and all(
+                    isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value
+                )
+            ):
                 raise PreferencesError(f"{where}: expected three integers 0..255, got {value!r}")
             values[key] = tuple(value)
         elif key in ("block_px", "dilate_px", "margin_px"):
@@ -88,13 +108,19 @@ def parse_preferences(raw: Mapping[str, Any] | None, *, source: str = "preferenc
                 raise PreferencesError(f"{where}: expected an integer >= 0, got {value!r}")
             values[key] = value
         else:  # thresholds and overlap share
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0.0 <= value <= 1.0
+            ):
                 raise PreferencesError(f"{where}: expected a number in [0, 1], got {value!r}")
             values[key] = float(value)
     prefs = dataclasses.replace(base, **values)
     bad = [k for k in prefs.hide_all if k not in HIDE_ALL_KINDS]
     if bad:
-        raise PreferencesError(f"{source}: hide_all: unknown {bad} (known: {', '.join(HIDE_ALL_KINDS)})")
+        raise PreferencesError(
+            f"{source}: hide_all: unknown {bad} (known: {', '.join(HIDE_ALL_KINDS)})"
+        )
     return prefs
 
 
@@ -116,8 +142,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: model checkpoint not found") from None
     except Exception as exc:  # torch's unpickling and state-dict errors
-        raise ValueError(f"{path}: not a PrivObfNet ensemble checkpoint ({type(exc).__name__}: {exc})") from None
-    return LoadedModel(model_image, list(meta["class_names"]), list(meta["mask_types"]), int(meta["input_size"]), meta)
+        raise ValueError(
+            f"{path}: not a PrivObfNet ensemble checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
+    return LoadedModel(
+        model_image,
+        list(meta["class_names"]),
+        list(meta["mask_types"]),
+        int(meta["input_size"]),
+        meta,
+    )
 
 
 def attribute_table(model: LoadedModel) -> list[dict[str, str]]:
@@ -127,26 +161,46 @@ def attribute_table(model: LoadedModel) -> list[dict[str, str]]:
         from privobfnet.data.synthpriv import ATTRIBUTES
 
         descriptions = {a.attribute_id: a.description for a in ATTRIBUTES}
-    return [{"id": name, "mask_type": kind, "description": descriptions.get(name, "")}
-            for name, kind in zip(model.class_names, model.mask_types)]
+    return [
+        {"id": name, "mask_type": kind, "description": descriptions.get(name, "")}
+        for name, kind in zip(model.class_names, model.mask_types)
+    ]
 
 
 def model_kinds(model: LoadedModel) -> set[str]:
     """Detectors whose output the model takes as priors: text lines and the person mask."""
-    return ({"text"} if "text" in model.mask_types else set()) | ({"person"} if "human" in model.mask_types else set())
+    return ({"text"} if "text" in model.mask_types else set()) | (
+        {"person"} if "human" in model.mask_types else set()
+    )
 
 
-def predict_image(model: LoadedModel, image: np.ndarray, detections: Detections, *, class_threshold: float = 0.5,
-                  bg_threshold: float = 0.25, device: str | torch.device = "cpu") -> Prediction:
+def predict_image(
+    model: LoadedModel,
+    image: np.ndarray,
+    detections: Detections,
+    *,
+    class_threshold: float = 0.5,
+    bg_threshold: float = 0.25,
+    device: str | torch.device = "cpu",
+) -> Prediction:
     """Model-Image on one image with the detectors' priors; a prior no class uses is all ones (as in training)."""
     ones = np.ones(image.shape[:2], np.float32)
     human = detections.person if "human" in model.mask_types else None
     text = detections.text_mask if "text" in model.mask_types else None
-    if ("human" in model.mask_types and human is None) or ("text" in model.mask_types and text is None):
+    if ("human" in model.mask_types and human is None) or (
+        "text" in model.mask_types and text is None
+    ):
         raise ValueError("the model needs the person mask and text lines its mask types use")
-    return predict(model.network, image, ones if human is None else human, ones if text is None else text,
-                   input_size=model.input_size, class_threshold=class_threshold, bg_threshold=bg_threshold,
-                   device=device)
+    return predict(
+        model.network,
+        image,
+        ones if human is None else human,
+        ones if text is None else text,
+        input_size=model.input_size,
+        class_threshold=class_threshold,
+        bg_threshold=bg_threshold,
+        device=device,
+    )
 
 
 def attribute_mask(prediction: Prediction, c: int, prefs: Preferences) -> np.ndarray:
@@ -168,7 +222,11 @@ def detector_kinds(prefs: Preferences, model: LoadedModel | None) -> set[str]:
     kinds = {"faces": "face", "text": "text", "people": "person"}
     needed = {kinds[k] for k in prefs.hide_all}
     if model is not None and prefs.hide:
-        types = {model.mask_types[model.class_names.index(a)] for a in prefs.hide if a in model.class_names}
+        types = {
+            model.mask_types[model.class_names.index(a)]
+            for a in prefs.hide
+            if a in model.class_names
+        }
         needed |= model_kinds(model) | ({"text"} if "text" in types else set())
         needed |= {"person", "face"} if "human" in types else set()
     return needed
@@ -182,25 +240,46 @@ class Outcome:
     hidden: HiddenArea
     detections: Detections
     privacy_score: float | None = None
-    attributes_found: dict[str, float] = field(default_factory=dict)  # id -> probability, detected ones
+    attributes_found: dict[str, float] = field(
+        default_factory=dict
+    )  # id -> probability, detected ones
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
 
 class Obfuscator:
     """Hides what ``prefs`` choose in one image at a time; detectors and model are built by the caller."""
 
-    def __init__(self, prefs: Preferences, *, detectors: Detectors, model: LoadedModel | None = None,
-                 reader: TextReader | None = None, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        prefs: Preferences,
+        *,
+        detectors: Detectors,
+        model: LoadedModel | None = None,
+        reader: TextReader | None = None,
+        device: str | torch.device = "cpu",
+    ):
         if prefs.hide and model is None:
-            raise PreferencesError("hiding attributes needs a model (--model); without one use --hide-all")
+            raise PreferencesError(
+                "hiding attributes needs a model (--model); without one use --hide-all"
+            )
         if model is not None:
             unknown = [a for a in prefs.hide if a not in model.class_names]
             if unknown:
-                raise PreferencesError(f"the model has no attribute(s) {', '.join(unknown)}; "
-                                       f"its attributes: {', '.join(model.class_names)}")
+                raise PreferencesError(
+                    f"the model has no attribute(s) {', '.join(unknown)}; "
+                    f"its attributes: {', '.join(model.class_names)}"
+                )
         if not prefs.hide and not prefs.hide_all:
-            raise PreferencesError("nothing to hide: choose attributes (--hide) or --hide-all kinds")
-        self.prefs, self.detectors, self.model, self.reader, self.device = prefs, detectors, model, reader, device
+            raise PreferencesError(
+                "nothing to hide: choose attributes (--hide) or --hide-all kinds"
+            )
+        self.prefs, self.detectors, self.model, self.reader, self.device = (
+            prefs,
+            detectors,
+            model,
+            reader,
+            device,
+        )
 
     def process(self, image: np.ndarray, *, detections: Detections | None = None) -> Outcome:
         """Obfuscate one upright (H, W, 3) uint8 RGB image (``detections``: precomputed, else detected)."""
@@ -213,18 +292,31 @@ class Obfuscator:
         if self.model is not None and self.prefs.hide:
             start = time.perf_counter()
             m = self.model
-            prediction = predict_image(m, image, detections, class_threshold=self.prefs.class_threshold,
-                                       bg_threshold=self.prefs.bg_threshold, device=self.device)
+            prediction = predict_image(
+                m,
+                image,
+                detections,
+                class_threshold=self.prefs.class_threshold,
+                bg_threshold=self.prefs.bg_threshold,
+                device=self.device,
+            )
             timings["model"] = time.perf_counter() - start
             score = prediction.privacy_score
-            found = {name: float(p) for name, p in zip(m.class_names, prediction.attribute_probs)
-                     if p >= self.prefs.class_threshold}
-            for attribute in self.prefs.hide:  # each chosen attribute on its own: see attribute_mask
+            found = {
+                name: float(p)
+                for name, p in zip(m.class_names, prediction.attribute_probs)
+                if p >= self.prefs.class_threshold
+            }
+            for (
+                attribute
+            ) in self.prefs.hide:  # each chosen attribute on its own: see attribute_mask
                 c = m.class_names.index(attribute)
                 chosen[attribute] = (attribute_mask(prediction, c, self.prefs), m.mask_types[c])
         start = time.perf_counter()
         area = hidden_area(chosen, self.prefs.hide_all, detections, shape, self.prefs.rules())
-        out = apply_style(image, area.mask, self.prefs.style, color=self.prefs.color, block_px=self.prefs.block_px)
+        out = apply_style(
+            image, area.mask, self.prefs.style, color=self.prefs.color, block_px=self.prefs.block_px
+        )
         timings["compose"] = time.perf_counter() - start
         return Outcome(out, area, detections, score, found, timings)
 
@@ -243,15 +335,30 @@ def find_leaks(lines: Sequence, faces: Sequence, hidden: np.ndarray) -> list[dic
         x0, y0, x1, y1 = box
         n = int(patch.sum())
         share = float((hidden[y0:y1, x0:x1] & patch).sum() / n) if n else 0.0
-        readable = len(re.findall(r"[^\W_]", line.text)) >= LEAK_MIN_CHARS and line.score >= LEAK_MIN_SCORE
+        readable = (
+            len(re.findall(r"[^\W_]", line.text)) >= LEAK_MIN_CHARS and line.score >= LEAK_MIN_SCORE
+        )
         if share >= LEAK_LINE_SHARE and readable:
-            leaks.append({"kind": "text", "text": line.text, "score": round(line.score, 3), "box": list(box),
-                          "share_hidden": round(share, 3)})
+            leaks.append(
+                {
+                    "kind": "text",
+                    "text": line.text,
+                    "score": round(line.score, 3),
+                    "box": list(box),
+                    "share_hidden": round(share, 3),
+                }
+            )
     for face in faces:
         x0, y0, x1, y1 = (int(round(v)) for v in face[:4])
-        inside = hidden[max(0, y0):max(0, y1), max(0, x0):max(0, x1)]
+        inside = hidden[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)]
         share = float(inside.mean()) if inside.size else 0.0
         if share >= LEAK_FACE_SHARE:
-            leaks.append({"kind": "face", "score": round(float(face[4]), 3), "box": [x0, y0, x1, y1],
-                          "share_hidden": round(share, 3)})
+            leaks.append(
+                {
+                    "kind": "face",
+                    "score": round(float(face[4]), 3),
+                    "box": [x0, y0, x1, y1],
+                    "share_hidden": round(share, 3),
+                }
+            )
     return leaks

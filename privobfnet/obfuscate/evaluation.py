@@ -8,6 +8,7 @@ outside what was meant to be hidden; and its before / after figure.
 - **over-redaction**: the share of pixels outside every chosen attribute's ground-truth region that
   the tool changed; **coverage**: the share of the ground-truth region it hid.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-FACE_ON_TRUTH_SHARE = 0.3  # a face box counts as on the ground truth when this share of it lies there
+FACE_ON_TRUTH_SHARE = (
+    0.3  # a face box counts as on the ground truth when this share of it lies there
+)
 
 
 def normalise(text: str) -> str:
@@ -57,13 +60,24 @@ class RedactTally:
     truth_hidden: int = 0
     leaked_examples: list[str] = field(default_factory=list)
 
-    def add(self, *, strings: Sequence[str], read_before: Sequence[bool], read_after: Sequence[bool],
-            faces_before: int, faces_after: int, hidden: np.ndarray, truth: np.ndarray | None,
-            valid: np.ndarray | None = None) -> None:
+    def add(
+        self,
+        *,
+        strings: Sequence[str],
+        read_before: Sequence[bool],
+        read_after: Sequence[bool],
+        faces_before: int,
+        faces_after: int,
+        hidden: np.ndarray,
+        truth: np.ndarray | None,
+        valid: np.ndarray | None = None,
+    ) -> None:
         """One image: its chosen strings and whether they were read, faces on the truth, the hidden mask."""
         self.strings_total += len(strings)
         self.strings_readable_before += sum(read_before)
-        leaked = [s for s, before, after in zip(strings, read_before, read_after) if before and after]
+        leaked = [
+            s for s, before, after in zip(strings, read_before, read_after) if before and after
+        ]
         self.strings_leaked += len(leaked)
         self.leaked_examples += leaked[: max(0, 10 - len(self.leaked_examples))]
         self.faces_before += faces_before
@@ -78,6 +92,7 @@ class RedactTally:
 
     def metrics(self) -> dict:
         """Rates (None where nothing was measured) and the counts behind them."""
+
         def rate(a: int, b: int) -> float | None:
             return round(a / b, 5) if b else None
 
@@ -86,13 +101,18 @@ class RedactTally:
             "face_leak_rate": rate(self.faces_leaked, self.faces_before),
             "over_redaction": rate(self.outside_changed, self.outside_pixels),
             "coverage": rate(self.truth_hidden, self.truth_pixels),
-            "strings_total": self.strings_total, "strings_readable_before": self.strings_readable_before,
-            "strings_leaked": self.strings_leaked, "faces_before": self.faces_before,
-            "faces_leaked": self.faces_leaked, "leaked_examples": self.leaked_examples,
-        }  # fmt: skip
+            "strings_total": self.strings_total,
+            "strings_readable_before": self.strings_readable_before,
+            "strings_leaked": self.strings_leaked,
+            "faces_before": self.faces_before,
+            "faces_leaked": self.faces_leaked,
+            "leaked_examples": self.leaked_examples,
+        }
 
 
-def before_after_figure(rows: Sequence[tuple[str, np.ndarray, Sequence[tuple[str, np.ndarray]]]]) -> Figure:
+def before_after_figure(
+    rows: Sequence[tuple[str, np.ndarray, Sequence[tuple[str, np.ndarray]]]],
+) -> Figure:
     """One row per image: the original titled with its id, then each (title, output) beside it."""
     n_cols = 1 + max((len(outputs) for _, _, outputs in rows), default=0)
     fig = Figure(figsize=(2.4 * n_cols, 2.5 * max(1, len(rows))), layout="constrained")

@@ -16,6 +16,7 @@ Snapping rules (``SnapRules``; the attribute's mask is ``Prediction.masks[c]`` a
 
 Finally every hidden region grows by ``margin_px`` (an elliptic dilation of the union).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,7 +37,9 @@ class Detections:
     text_lines: tuple[np.ndarray, ...] = ()  # (K, 2) x/y polygons, one per OCR text line
     faces: tuple[Box, ...] = ()  # x0, y0, x1, y1, score
     person: np.ndarray | None = None  # (H, W) float person probability; None: not computed
-    text_mask: np.ndarray | None = None  # (H, W) float text prior as the masks stage makes it (model input)
+    text_mask: np.ndarray | None = (
+        None  # (H, W) float text prior as the masks stage makes it (model input)
+    )
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,9 @@ def _int_box(box: Sequence[float], shape: tuple[int, int]) -> tuple[int, int, in
     return x0, y0, max(x0, x1), max(y0, y1)
 
 
-def polygon_patch(polygon: np.ndarray, shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+def polygon_patch(
+    polygon: np.ndarray, shape: tuple[int, int]
+) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """A polygon as (its pixel box, the filled bool patch of that box's size)."""
     points = np.asarray(polygon, np.float64).reshape(-1, 2)
     x0, y0, x1, y1 = _int_box((*points.min(0), *(points.max(0) + 1)), shape)
@@ -97,7 +102,9 @@ def polygon_patch(polygon: np.ndarray, shape: tuple[int, int]) -> tuple[tuple[in
     return (x0, y0, x1, y1), patch.astype(bool)
 
 
-def share_covered(mask: np.ndarray, box: tuple[int, int, int, int], patch: np.ndarray | None = None) -> float:
+def share_covered(
+    mask: np.ndarray, box: tuple[int, int, int, int], patch: np.ndarray | None = None
+) -> float:
     """Share of a box's pixels (or of the patch's pixels inside the box) that ``mask`` covers."""
     x0, y0, x1, y1 = box
     inside = mask[y0:y1, x0:x1]
@@ -112,8 +119,9 @@ def _paint_polygon(target: np.ndarray, box, patch) -> None:
     target[y0:y1, x0:x1] |= patch
 
 
-def snap_attribute(mask: np.ndarray, mask_type: str, detections: Detections, rules: SnapRules,
-                   source: str) -> tuple[np.ndarray, list[Region]]:
+def snap_attribute(
+    mask: np.ndarray, mask_type: str, detections: Detections, rules: SnapRules, source: str
+) -> tuple[np.ndarray, list[Region]]:
     """One attribute's (H, W) bool mask -> (pixels to hide, regions) by the rule of its mask type."""
     shape = mask.shape
     hidden = np.zeros(shape, bool)
@@ -134,7 +142,7 @@ def snap_attribute(mask: np.ndarray, mask_type: str, detections: Detections, rul
         for face in detections.faces:
             box = _int_box(face[:4], shape)
             if share_covered(mask, box) >= rules.min_overlap:
-                hidden[box[1]:box[3], box[0]:box[2]] = True
+                hidden[box[1] : box[3], box[0] : box[2]] = True
                 regions.append(Region(source, "face", box))
         grown = dilate(mask, rules.dilate_px)
         person = None if detections.person is None else detections.person >= rules.person_threshold
@@ -153,8 +161,9 @@ def snap_attribute(mask: np.ndarray, mask_type: str, detections: Detections, rul
     raise ValueError(f"{source}: unknown mask type {mask_type!r}")
 
 
-def hide_all_regions(kinds: Sequence[str], detections: Detections, shape: tuple[int, int],
-                     rules: SnapRules) -> tuple[np.ndarray, list[Region]]:
+def hide_all_regions(
+    kinds: Sequence[str], detections: Detections, shape: tuple[int, int], rules: SnapRules
+) -> tuple[np.ndarray, list[Region]]:
     """Model-free: every face box, text line or person pixel the detectors found."""
     hidden = np.zeros(shape, bool)
     regions: list[Region] = []
@@ -162,7 +171,7 @@ def hide_all_regions(kinds: Sequence[str], detections: Detections, shape: tuple[
         if kind == "faces":
             for face in detections.faces:
                 box = _int_box(face[:4], shape)
-                hidden[box[1]:box[3], box[0]:box[2]] = True
+                hidden[box[1] : box[3], box[0] : box[2]] = True
                 regions.append(Region("faces", "face", box))
         elif kind == "text":
             for polygon in detections.text_lines:
@@ -177,12 +186,19 @@ def hide_all_regions(kinds: Sequence[str], detections: Detections, shape: tuple[
                 hidden |= person
                 regions.append(Region("people", "person", _box_of(person)))
         else:
-            raise ValueError(f"hide_all: unknown kind {kind!r} (known: {', '.join(HIDE_ALL_KINDS)})")
+            raise ValueError(
+                f"hide_all: unknown kind {kind!r} (known: {', '.join(HIDE_ALL_KINDS)})"
+            )
     return hidden, regions
 
 
-def hidden_area(attribute_masks: dict[str, tuple[np.ndarray, str]], hide_all: Sequence[str],
-                detections: Detections, shape: tuple[int, int], rules: SnapRules) -> HiddenArea:
+def hidden_area(
+    attribute_masks: dict[str, tuple[np.ndarray, str]],
+    hide_all: Sequence[str],
+    detections: Detections,
+    shape: tuple[int, int],
+    rules: SnapRules,
+) -> HiddenArea:
     """Union of the snapped attribute regions (id -> (mask, mask type)) and the hide_all regions, plus margin."""
     hidden, regions = hide_all_regions(hide_all, detections, shape, rules)
     for attribute_id, (mask, mask_type) in attribute_masks.items():
