@@ -3,27 +3,29 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Reinstall only when pyproject.toml changes: the stamp's name carries its hash.
-PYPROJECT_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+# Reinstall only when pyproject.toml or constraints.txt changes: the stamp's name carries their hash.
+PYPROJECT_HASH := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 # The PaddleOCR text backend's own environment (pyproject's `paddle` extra), keyed the same way.
 PADDLE_VENV := .venv-paddle
 PADDLE_BIN := $(PADDLE_VENV)/bin
 PADDLE_STAMP := $(PADDLE_VENV)/.installed-$(PYPROJECT_HASH)
-PADDLE_TESTS := tests/test_masks_paddle.py
+PADDLE_TESTS := tests/privobfnet/masks/test_text_paddle.py
 PROFILE ?= default
 export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install paddle-venv run test lint test-paddle test-fast profile dag status ablation ablation-resume seeds hypotheses prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
+.PHONY: install paddle-venv run test lint test-paddle test-fast profile dag status ablation ablation-resume seeds hypotheses deps prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+## install: the library, the pipeline, the UIs' screenshot tool and the tests, at the versions of
+## constraints.txt (`pip install privobfnet` alone gives the library and the CLI)
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[pipeline,ui,crf,test]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -33,19 +35,18 @@ $(STAMP): pyproject.toml
 PYPROJECT = $(PADDLE_BIN)/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(*$(1), sep="\n")'
 paddle-venv: $(PADDLE_STAMP)
 
-$(PADDLE_STAMP): pyproject.toml
+$(PADDLE_STAMP): pyproject.toml constraints.txt
 	@test -x $(PADDLE_BIN)/python || $(PYTHON) -m venv $(PADDLE_VENV)
 	$(PADDLE_BIN)/python -m pip install --quiet --upgrade pip
 	$(call PYPROJECT,p["optional-dependencies"]["paddle"]) > $(PADDLE_VENV)/requirements.txt
 	$(PADDLE_BIN)/python -m pip install --quiet -r $(PADDLE_VENV)/requirements.txt
-	$(PADDLE_BIN)/python -m pip install --quiet --no-deps \
-	  "$$($(call PYPROJECT,[d for d in p["dependencies"] if d.startswith("rapidocr")]))"
+	$(PADDLE_BIN)/python -m pip install --quiet --no-deps "$$(grep '^rapidocr==' constraints.txt)"
 	$(PADDLE_BIN)/python -c 'import cv2, paddleocr, rapidocr; print("cv2", cv2.__version__)'
 	@rm -f $(PADDLE_VENV)/.installed-*
 	@touch $@
 
 params.yaml: | $(STAMP)
-	$(BIN)/python -m ops.use_profile default
+	$(BIN)/python -m tools.use_profile default
 
 ## run: the whole DVC pipeline on the profile in params.yaml (default: SynthPriv)
 run: $(STAMP) params.yaml
@@ -73,54 +74,32 @@ test-fast: $(STAMP)
 
 ## profile: write params.yaml from profiles/$(PROFILE).yaml, e.g. make profile PROFILE=ci
 profile: $(STAMP)
-	$(BIN)/python -m ops.use_profile $(PROFILE)
+	$(BIN)/python -m tools.use_profile $(PROFILE)
 
 ## ablation: the paper's Table 4 rows and the fully supervised ceiling as queued DVC experiments
 ## (each runs the whole pipeline in a temporary copy), then collect them for the report stage.
-# the full model's switches (paper Table 4's last row), shared by ablation, seeds and hypotheses
-ENSEMBLE_SWITCHES := -S train.use_cropped=true -S train.use_privacy=true -S train.use_attribute=true
-ABLATION := \
-  "-S train.use_cropped=false -S train.use_privacy=false -S train.use_attribute=false" \
-  "-S train.use_cropped=false -S train.use_privacy=true -S train.use_attribute=false" \
-  "-S train.use_cropped=false -S train.use_privacy=false -S train.use_attribute=true" \
-  "-S train.use_cropped=false -S train.use_privacy=true -S train.use_attribute=true" \
-  "$(ENSEMBLE_SWITCHES)" \
-  "-S deeplab.labels=ground_truth"
-ablation: $(STAMP) params.yaml
-	for switches in $(ABLATION); do $(BIN)/dvc exp run --queue $$switches || exit 1; done
+## The rows of ablation, seeds and hypotheses are defined once, in privobfnet/report/rows.py.
+EXPERIMENTS = $(BIN)/python -m tools.experiments
+ablation seeds hypotheses: $(STAMP) params.yaml
+	$(EXPERIMENTS) $@ > /dev/null
+	$(EXPERIMENTS) $@ | while read -r overrides; do $(BIN)/dvc exp run --queue $$overrides || exit 1; done
 	$(MAKE) ablation-resume
 
 ## ablation-resume: run what is still queued, then collect and report (also after an interruption:
 ## DVC's queue worker can die on its file broker, leaving tasks queued; `dvc queue status` shows it)
 ablation-resume: $(STAMP) params.yaml
 	$(BIN)/dvc exp run --run-all
-	$(BIN)/python -m ops.collect_ablation
+	$(BIN)/python -m tools.collect_ablation
 	$(BIN)/dvc repro report
 
-## hypotheses: why Model-Cropped does not help, as queued DVC experiments over the same seeds: L2G's processed
-## target instead of the paper's reading of eq. 2, smaller crops, eq. 2's loss weight 1 instead of 10; collected
-## and reported like `make seeds` (tables.md: "Model-Cropped, judged")
-HYPOTHESES := \
-  "-S train.crop_target=l2g" \
-  "-S train.crop_size=160" \
-  "-S train.loss_weights.image=1.0"
-hypotheses: $(STAMP) params.yaml
-	for seed in $(SEEDS); do for change in $(HYPOTHESES); do \
-	  $(BIN)/dvc exp run --queue -S seed=$$seed $(ENSEMBLE_SWITCHES) $$change || exit 1; done; done
-	$(MAKE) ablation-resume
+## seeds: 3 seeds of the ensemble, the single model (Model-Cropped off) and the ground-truth ceiling;
+## hypotheses: the ensemble trained three other ways over the same seeds (L2G's crop target, crops of
+## 160, eq. 2's weight 1); both queued, collected and reported like ablation (tables.md: mean +- std
+## over the seeds)
 
-## seeds: 3 seeds of the ensemble, the single model (Model-Cropped off) and the ground-truth ceiling
-## as queued DVC experiments, then collected (reports/ablation.json, with each run's seed) and reported:
-## tables.md prints mean +- std over the seeds and marks differences smaller than their spread n.s.
-SEEDS ?= 0 1 2
-SEED_VARIANTS := \
-  "$(ENSEMBLE_SWITCHES)" \
-  "-S train.use_cropped=false -S train.use_privacy=true -S train.use_attribute=true" \
-  "-S deeplab.labels=ground_truth"
-seeds: $(STAMP) params.yaml
-	for seed in $(SEEDS); do for switches in $(SEED_VARIANTS); do \
-	  $(BIN)/dvc exp run --queue -S seed=$$seed $$switches || exit 1; done; done
-	$(MAKE) ablation-resume
+## deps: write dvc.yaml's code deps from each stage's import closure (tests/stages/test_layer.py checks it)
+deps: $(STAMP)
+	$(BIN)/python -m tools.dvc_deps
 
 ## prefect: a Prefect server on 127.0.0.1:$(PREFECT_PORT) (sqlite under .prefect/) serving the
 ## pipeline as a deployment on the cron schedule $(CRON) with parameter profile=$(PROFILE)
@@ -141,11 +120,11 @@ mlflow: $(STAMP)
 A ?= profile:default
 B ?= profile:ci
 compare: $(STAMP) params.yaml
-	$(BIN)/python -m ops.compare_runs $(A) $(B) $(if $(STAGE),--stage $(STAGE)) $(if $(GREP),--grep '$(GREP)')
+	$(BIN)/python -m tools.compare_runs $(A) $(B) $(if $(STAGE),--stage $(STAGE)) $(if $(GREP),--grep '$(GREP)')
 
 ## ui-check: both UIs on loopback in headless Chromium; screenshots in reports/figures/ui_*.png
 ui-check: $(STAMP) params.yaml chromium
-	PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/python -m pipelines.ui_check --out reports/figures --profile $(PROFILE) --cron "$(CRON)"
+	PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/python -m tools.ui_check --out reports/figures --profile $(PROFILE) --cron "$(CRON)"
 
 ## chromium: Debian's chromium package, installed when missing (needs root or sudo)
 chromium:

@@ -29,10 +29,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ops.common import resolve_profile  # noqa: E402
-from ops.project_copy import copy_sources  # noqa: E402
-from privobfnet.config import parse_config  # noqa: E402
-from tests.fixtures_masks import write_fixture_masks  # noqa: E402
+from ops.params import resolve_profile
+from ops.project_copy import copy_sources
+from privobfnet.config import parse_config
+from tests.fixtures.masks import write_fixture_masks
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 FORMS = {

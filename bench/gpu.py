@@ -29,17 +29,22 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.train import FLOP_FORMULAS, median_seconds, synthetic_batch  # noqa: E402
-from ops.common import resolve_profile  # noqa: E402
-from privobfnet.config import parse_config  # noqa: E402
-from privobfnet.data.mask_types import load_mask_types  # noqa: E402
-from privobfnet.data.voc import VOC_CLASSES  # noqa: E402
-from privobfnet.models import backbones  # noqa: E402
-from privobfnet.models.deeplabv2 import build_deeplab, optimizer_param_groups  # noqa: E402
-from privobfnet.models.ensemble import build_training  # noqa: E402
-from privobfnet.models.training import ensemble_losses  # noqa: E402
-from privobfnet.segmentation import segmentation_loss  # noqa: E402
-from privobfnet.trainer import autocast, setup_torch  # noqa: E402
+from bench.train import FLOP_FORMULAS, median_seconds, synthetic_batch
+from ops.params import resolve_profile
+from privobfnet.config import parse_config
+from privobfnet.data.mask_types import load_mask_types
+from privobfnet.data.readers.voc import VOC_CLASSES
+from privobfnet.models import backbones
+from privobfnet.models.deeplabv2 import build_deeplab
+from privobfnet.runtime import autocast, setup_torch
+from privobfnet.training.deeplab import (
+    optimizer_param_groups,
+    segmentation_loss,
+)
+from privobfnet.training.ensemble import (
+    build_training,
+    ensemble_losses,
+)
 
 PROFILES = ("paper_voc", "paper_coco", "paper_vispr")
 WARMUP_STEPS = 3

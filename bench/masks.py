@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ops.common import resolve_profile
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: ops, tools
+
+from ops.params import resolve_profile
 from privobfnet.config import parse_config
 from privobfnet.data.synthpriv import generate_sample
 from privobfnet.masks import build_backend

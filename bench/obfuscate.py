@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,13 +29,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ops.common import resolve_profile
-from ops.obfuscate_example import document
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: ops, tools
+
+from ops.params import resolve_profile
 from privobfnet.config import parse_config
 from privobfnet.data.mask_types import load_mask_types
 from privobfnet.data.synthpriv import ATTRIBUTE_IDS, generate_sample
+from privobfnet.evaluation.redaction import strings_read
 from privobfnet.masks.text import rapidocr_model_path
-from privobfnet.models.ensemble import build_model, ensemble_checkpoint, model_meta
+from privobfnet.models.checkpoints import ensemble_checkpoint, model_meta
+from privobfnet.models.privobfnet import build_model
 from privobfnet.obfuscate import (
     Obfuscator,
     Preferences,
@@ -44,7 +48,7 @@ from privobfnet.obfuscate import (
     obfuscate_file,
 )
 from privobfnet.obfuscate.detect import DEFAULT_OCR_SIDE
-from privobfnet.obfuscate.evaluation import strings_read
+from tools.obfuscate_example import document
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["decode", "ocr", "face_person", "model", "compose", "encode", "verify"]

@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
-    from ops.common import load_params
-    from ops.stage_order import stage_order
+    from ops.dvc_stages import stage_order
+    from ops.params import load_params
     from ops.tracking import KIND_TAG, STAGE_RUNS, project_root, tag_is, tracking_uri
 
     cfg = load_params(REPO / "params.yaml")

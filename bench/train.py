@@ -35,15 +35,15 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ops.common import resolve_profile  # noqa: E402
-from ops.fetch import packaged_file  # noqa: E402
-from ops.fetch_sources import WEIGHTS  # noqa: E402
-from privobfnet.config import WEIGHTS_DIR, parse_config  # noqa: E402
-from privobfnet.data.mask_types import load_mask_types  # noqa: E402
-from privobfnet.data.synthpriv import ATTRIBUTE_IDS  # noqa: E402
-from privobfnet.models.ensemble import build_training  # noqa: E402
-from privobfnet.models.training import Batch, ensemble_losses  # noqa: E402
-from privobfnet.trainer import setup_torch  # noqa: E402
+from ops.fetch import packaged_file
+from ops.fetch.sources import WEIGHTS
+from ops.params import resolve_profile
+from privobfnet.config import WEIGHTS_DIR, parse_config
+from privobfnet.data.mask_types import load_mask_types
+from privobfnet.data.splits import Batch
+from privobfnet.data.synthpriv import ATTRIBUTE_IDS
+from privobfnet.runtime import setup_torch
+from privobfnet.training.ensemble import build_training, ensemble_losses
 
 
 def matmul_gflops(

@@ -1,8 +1,12 @@
-"""What the stages, the Prefect flow and the commands share, and the commands themselves; no stage lives here.
+"""What the stages and the Prefect flow share (no stage lives here; nothing here is installed).
 
-``common`` (params, profiles, atomic writes, metrics files), ``tracking`` and ``registry`` (MLflow),
-``fetch*`` (downloads), ``stage_order`` (the pipeline's stages in order); commands run as
-``python -m ops.<name>``: ``use_profile``, ``compare_runs``, ``collect_ablation``, ``obfuscate_example``.
-``cli`` is the ``privobfnet`` console script (obfuscate / score / attributes); ``model_source`` resolves
-its ``--model`` (a checkpoint path or an MLflow model URI).
+- ``params``: params.yaml and the profiles; ``outputs``: every fixed path and environment variable
+  name of the pipeline, and the metrics writer;
+- ``dvc_stages``: dvc.yaml read as data (stage order, each stage's params);
+- ``tracking`` and ``registry``: one MLflow run per stage execution, the model registry;
+- ``fetch/``: downloads (resumable, checksummed) and safe extraction; ``masks/``: the masks
+  stage's worker pool, its Dask variant and its run statistics;
+- ``project_copy``: a checkout's sources copied into a scratch project (tests, benchmarks).
+
+Commands run by hand are in ``tools/``.
 """

@@ -5,7 +5,7 @@
   Artifacts go to ``<project root>/mlartifacts``.
 - The project root is found even when ``dvc exp run --temp`` runs the stage in a copy under
   ``<root>/.dvc/tmp/exps/<tmp>``, so runs of temporary experiments land in the same store.
-- Each run gets the stage's own params (flattened ``section.key``), its metrics and these tags:
+- Each run gets the params dvc.yaml lists for its stage (flattened ``section.key``), its metrics and these tags:
   ``privobfnet.stage``, ``privobfnet.profile``, ``privobfnet.params_hash`` (of the stage's params),
   ``privobfnet.pipeline_id``, ``mlflow.source.git.commit``, and ``dvc.exp_name`` when DVC sets
   ``DVC_EXP_NAME``.
@@ -28,10 +28,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from ops.dvc_stages import stage_params
+from ops.outputs import MLFLOW_ARTIFACTS, MLFLOW_DB, PIPELINE_ID_ENV, ROOT_ENV
 from privobfnet.config import Config
 
-PIPELINE_ID_ENV = "PRIVOBFNET_PIPELINE_ID"
-ROOT_ENV = "PRIVOBFNET_ROOT"
 _TEMP_EXP_MARKER = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
 
 
@@ -52,7 +52,7 @@ def tracking_uri(cfg: Config, root: Path | None = None) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     root = root or project_root()
-    return f"sqlite:///{root / 'mlflow.db'}"
+    return f"sqlite:///{root / MLFLOW_DB}"
 
 
 def git_commit(root: Path) -> str:
@@ -208,9 +208,7 @@ def pipeline_parent(client: Any, experiment_id: str, pid: str, tags: Mapping[str
 
 
 @contextmanager
-def stage_run(
-    stage: str, cfg: Config, param_sections: list[str], *, record: bool = True
-) -> Iterator[StageRun | NoRun]:
+def stage_run(stage: str, cfg: Config, *, record: bool = True) -> Iterator[StageRun | NoRun]:
     """One MLflow run for one execution of ``stage``; marked FAILED if the block raises.
 
     ``record=False`` (ranks other than 0 under torchrun): a :class:`NoRun`, MLflow untouched.
@@ -221,10 +219,11 @@ def stage_run(
     import mlflow  # imported here: the library and params loading must not pay for it
 
     root = project_root()
+    param_keys = stage_params(stage)  # dvc.yaml's list: what the stage reads, logged and hashed
     mlflow.set_tracking_uri(tracking_uri(cfg, root))
     experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is None:
-        artifacts = (root / "mlartifacts").as_uri()
+        artifacts = (root / MLFLOW_ARTIFACTS).as_uri()
         experiment_id = mlflow.create_experiment(
             cfg.tracking.experiment,
             artifact_location=artifacts,
@@ -236,7 +235,7 @@ def stage_run(
     tags = {
         "privobfnet.stage": stage,
         "privobfnet.profile": cfg.profile,
-        "privobfnet.params_hash": cfg.params_hash(*param_sections),
+        "privobfnet.params_hash": cfg.params_hash(*param_keys),
         "privobfnet.pipeline_id": pipeline_id(cfg, commit),
         "mlflow.source.git.commit": commit,
     }
@@ -251,7 +250,7 @@ def stage_run(
     status = "FAILED"
     try:
         with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
-            params = flatten(cfg.section_dict(*param_sections))
+            params = flatten(cfg.section_dict(*param_keys))
             params["seed"] = str(cfg.seed)
             mlflow.log_params(params)
             yield StageRun(mlflow, run)

@@ -33,15 +33,13 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect_dask import DaskTaskRunner
 
-from ops.common import PARAMS_FILE, load_params, resolve_profile, write_params
-from ops.stage_order import stage_order
-from ops.tracking import PIPELINE_ID_ENV, flatten_numbers
+from ops.dvc_stages import stage_order
+from ops.outputs import MASKS_SCHEDULER_ENV, PARAMS_FILE, PIPELINE_ID_ENV, metrics_file
+from ops.params import load_params, resolve_profile, write_params
+from ops.tracking import flatten_numbers
 
 TRANSIENT_MARKERS = ("Unable to acquire lock", "lock is held", "database is locked")
 TAIL_LINES = 30
-MASKS_SCHEDULER_ENV = (
-    "PRIVOBFNET_MASKS_SCHEDULER"  # read by stages/masks.py: overrides masks.scheduler
-)
 LOCAL_CLUSTER = "distributed.LocalCluster"
 
 
@@ -93,8 +91,8 @@ def run_stage(stage: str, pipeline_id: str, env: dict[str, str] | None = None) -
         text = "\n".join(tail)
         transient = returncode < 0 or any(m in text for m in TRANSIENT_MARKERS)
         raise StageFailed(stage, returncode, text, transient)
-    metrics_file = Path("reports/metrics") / f"{stage}.json"
-    return json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    path = metrics_file(stage)
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 @flow(name="privobfnet-masks-on-dask")

@@ -7,8 +7,6 @@ key's full dotted path, so a typo in params.yaml never silently falls back to a 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import re
 import types
@@ -16,6 +14,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
+
+from privobfnet.io import json_digest
 
 
 class ConfigError(ValueError):
@@ -59,6 +59,10 @@ def ranged(
 
 
 POSITIVE = dict(low=0, low_open=True)
+BG_THRESHOLD = dict(
+    low=0, high=1, low_open=True, high_open=True
+)  # background score of the CAM maps
+HIDE_ALL_KINDS = ("faces", "text", "people")  # what the tool hides without a model
 PROBABILITY = dict(low=0, high=1)
 VPA_PROFILES = 30  # user profiles in VPA's user_studies/user_profiles.tsv
 WEIGHTS_DIR = "data/weights"  # where the weights stage puts ImageNet weights
@@ -214,7 +218,7 @@ class PseudoLabelConfig:
         **POSITIVE
     )  # multi-scale CAM inference, each with a horizontal flip
     bg_threshold: float = ranged(
-        0, 1, low_open=True, high_open=True
+        **BG_THRESHOLD
     )  # background score for the argmax (chosen from the sweep)
     bg_sweep: list[float] = ranged(
         0, 1, low_open=True, high_open=True
@@ -258,24 +262,42 @@ class DeeplabConfig:
     lite0_frozen_stages: int = ranged(0, 7, default=3)  # as train.lite0_frozen_stages
 
 
-@dataclass(frozen=True)
-class RedactConfig:
-    """Stage `redact`: obfuscate a split with default user preferences and measure what leaks."""
+@dataclass(frozen=True, kw_only=True)
+class Preferences:
+    """What to hide and how: the obfuscation tool's settings (the CLI's flags and ``--prefs`` file) and
+    the ``redact`` stage's (params ``redact.*``), parsed by the same code. The defaults are the
+    default profile's ``redact`` params, the settings the redact stage measures (a test checks it);
+    ``hide`` has none: which attributes to hide is the user's choice."""
+
+    hide: tuple[str, ...] = ()  # attribute ids of the model (its masks)
+    hide_all: tuple[Literal["faces", "text", "people"], ...] = ()  # model-free: every detection
+    style: Literal["solid", "pixelate", "blur"] = "solid"
+    color: tuple[int, int, int] = ranged(0, 255, default=(0, 0, 0))  # solid fill
+    block_px: int = ranged(0, default=0)  # pixelate: at least this (and 1/6 of a region's side)
+    class_threshold: float = ranged(0, 1, default=0.5)  # attribute probability that counts as found
+    bg_threshold: float = ranged(**BG_THRESHOLD, default=0.35)  # map value below it: background
+    min_overlap: float = ranged(
+        0, 1, default=0.1
+    )  # share of a text line / face box the mask covers
+    dilate_px: int = ranged(0, default=4)  # growth of un-masked attributes' masks (and fallbacks)
+    margin_px: int = ranged(0, default=2)  # growth of every hidden region
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedactConfig(Preferences):
+    """Stage `redact`: obfuscate a split with these preferences and measure what leaks."""
 
     split: str
     max_images: int = ranged(0)  # 0: every image of the split
-    hide: list[str]  # attribute ids the default preferences hide
-    baseline_hide_all: list[Literal["faces", "text", "people"]]  # the model-free baseline
-    style: Literal["solid", "pixelate", "blur"]
-    class_threshold: float = ranged(0, 1)
-    bg_threshold: float = ranged(0, 1)
-    min_overlap: float = ranged(
-        0, 1
-    )  # share of a text line / face box the attribute's mask must cover
-    dilate_px: int = ranged(0)
-    margin_px: int = ranged(0)
+    baseline_hide_all: tuple[Literal["faces", "text", "people"], ...]  # the model-free baseline
     ocr_side: int = ranged(32)  # OCR recognition input (longer side) for the leak test
     n_examples: int = ranged(0)  # images in reports/figures/redact_examples.png
+
+    def preferences(self) -> Preferences:
+        """The stage's default preferences, as a user would give them to the tool."""
+        return Preferences(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(Preferences)}
+        )
 
 
 @dataclass(frozen=True)
@@ -299,16 +321,25 @@ class Config:
     redact: RedactConfig
     tracking: TrackingConfig
 
-    def section_dict(self, *names: str) -> dict[str, Any]:
-        """The named sections as plain nested dicts (for logging and hashing)."""
+    def section_dict(self, *keys: str) -> dict[str, Any]:
+        """The named params as plain nested dicts (for logging and hashing): a key is a section
+        (``train``), a dotted key (``data.dataset``) or a top-level value (``seed``)."""
         full = dataclasses.asdict(self)
-        return {name: full[name] for name in names}
+        out: dict[str, Any] = {}
+        for key in keys:
+            *sections, name = key.split(".")
+            source, target = full, out
+            for section in sections:
+                source, target = source[section], target.setdefault(section, {})
+            if name not in source:
+                raise KeyError(f"params have no key {key!r}")
+            target[name] = source[name]
+        return out
 
-    def params_hash(self, *names: str) -> str:
-        """Stable short hash of the named sections (all sections when none are named)."""
-        payload = self.section_dict(*names) if names else dataclasses.asdict(self)
-        blob = json.dumps(payload, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+    def params_hash(self, *keys: str) -> str:
+        """Stable short hash of the named params (``section_dict``; all of them when none are named)."""
+        payload = self.section_dict(*keys) if keys else dataclasses.asdict(self)
+        return json_digest(payload, 12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,6 +382,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        fixed = origin is tuple and Ellipsis not in args  # tuple[int, int, int]: exactly three
+        if fixed and len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
         return origin(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -369,7 +403,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")  # a bug in this module, not in params
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
+def _build(cls: type, raw: Any, prefix: str, base: Any = None) -> Any:
+    """``cls`` from the mapping ``raw``, every key checked; with ``base`` (an instance), keys that
+    ``raw`` leaves out keep ``base``'s values."""
     where = prefix or "params"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
@@ -378,14 +414,19 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     unknown = sorted(set(raw) - set(names))
     if unknown:
         dotted = ", ".join(f"{prefix}.{k}" if prefix else k for k in unknown)
-        raise ConfigError(f"unknown key(s): {dotted}")
-    missing = [n for n in names if n not in raw]
+        raise ConfigError(f"unknown key(s): {dotted} (known: {', '.join(names)})")
+    missing = [n for n in names if n not in raw and base is None]
     if missing:
         dotted = ", ".join(f"{prefix}.{k}" if prefix else k for k in missing)
         raise ConfigError(f"missing key(s): {dotted}")
-    kwargs = {n: _coerce(raw[n], hints[n], f"{prefix}.{n}" if prefix else n) for n in names}
+    kwargs = {
+        n: _coerce(raw[n], hints[n], f"{prefix}.{n}" if prefix else n)
+        if n in raw
+        else getattr(base, n)
+        for n in names
+    }
     for f in dataclasses.fields(cls):
-        if "range" in f.metadata:
+        if "range" in f.metadata and f.name in raw:
             _check_range(
                 kwargs[f.name], f.metadata["range"], f"{prefix}.{f.name}" if prefix else f.name
             )
@@ -398,7 +439,7 @@ def _check_range(value: Any, allowed: Range, key: str) -> None:
         value.items()
         if isinstance(value, dict)
         else enumerate(value)
-        if isinstance(value, list)
+        if isinstance(value, (list, tuple))
         else [(None, value)]
     )
     for index, number in items:
@@ -483,6 +524,28 @@ def parse_config(raw: dict[str, Any]) -> Config:
     return cfg
 
 
+def parse_preferences(
+    raw: Any, *, source: str = "preferences", base: Preferences | None = None
+) -> Preferences:
+    """``Preferences`` from a mapping (a ``--prefs`` YAML file's content, or the CLI's flags) over
+    ``base`` (default: the defaults), by the rules params.yaml's ``redact`` keys follow; a
+    ``ConfigError`` names ``source`` and the key. ``hide`` / ``hide_all`` may be comma-separated."""
+    if raw is None:
+        return base or Preferences()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings, got {type(raw).__name__}")
+    raw = {
+        key: [v.strip() for v in value.split(",") if v.strip()]
+        if key in ("hide", "hide_all") and isinstance(value, str)
+        else value
+        for key, value in raw.items()
+    }
+    try:
+        return _build(Preferences, raw, "", base=base or Preferences())
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
 def merge(base: dict[str, Any], override: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Deep-merge a profile's overrides into base; an override key absent from base is an error."""
     out = dict(base)
@@ -509,6 +572,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "MasksConfig",
+    "Preferences",
+    "parse_preferences",
     "PseudoLabelConfig",
     "RedactConfig",
     "DataConfig",

@@ -1,23 +1,30 @@
-"""Inference with Model-Image: one image (+ its human/text masks) -> privacy score, attributes, masks.
+"""Inference: Model-Image on an image (privacy score, attributes, per-attribute maps and masks), on a
+split (scores only), and DeepLabV2 on an image (a label map).
 
-The obfuscation tool calls ``predict`` and hides the pixels of ``Prediction.masks[c]`` for the
-attributes the user picks. ``load_ensemble`` reads ``checkpoints/ensemble/final.pt``.
+The maps and masks come from the one CAM -> mask procedure (``privobfnet.cams``), as the
+pseudo-labels do: at the model's input size the image gives the same maps the pseudo-labels stage
+computes at scale 1. ``load_ensemble`` (``privobfnet.models.checkpoints``) reads the checkpoint.
 """
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from torch import nn
 
-from privobfnet.models.ensemble import PrivObfNet, load_ensemble
-from privobfnet.models.inputs import normalize, resize_sample
+from privobfnet.cams import class_maps, label_masks, sum_views
+from privobfnet.cams import normalise_maps as _normalise_maps
+from privobfnet.models.inputs import images_to_tensor, normalize, resize_sample
+from privobfnet.models.privobfnet import PrivObfNet
+
+if TYPE_CHECKING:  # a split needs pandas, the pipeline extra: not imported by the tool
+    from privobfnet.data.splits import SplitData
+
+TOOL_SCALES = (1.0,)  # the obfuscation tool's views: the model's input size, unflipped and flipped
 
 
 @dataclass(frozen=True)
@@ -26,12 +33,10 @@ class Prediction:
 
     privacy_score: float  # in [0, 1]
     attribute_probs: np.ndarray  # (C,) float32, sigmoid of the attribute head
-    attention: (
-        np.ndarray
-    )  # (C, H, W) float32 in [0, 1]: mask-weighted CAM per attribute, max-normalised
-    masks: (
-        np.ndarray
-    )  # (C, H, W) bool: pixels given to each detected attribute (at most one per pixel)
+    # (C, H, W) float32 in [0, 1]: every attribute's map (``privobfnet.cams``), not zeroed
+    attention: np.ndarray
+    # (C, H, W) bool: the label map of the detected attributes (at most one per pixel)
+    masks: np.ndarray
 
 
 @torch.no_grad()
@@ -42,96 +47,79 @@ def predict(
     text_mask: np.ndarray | None,
     *,
     input_size: int,
-    class_threshold: float = 0.5,
-    bg_threshold: float = 0.25,
+    class_threshold: float,
+    bg_threshold: float,
+    scales: Sequence[float] = TOOL_SCALES,
     device: str | torch.device = "cpu",
 ) -> Prediction:
-    """Run Model-Image on one (H, W, 3) uint8 image with (H, W) masks (uint8 0/255 or [0, 1]; None: none).
+    """Model-Image on one (H, W, 3) uint8 image with (H, W) masks (uint8 0..255 or [0, 1]; None: none).
 
-    A pixel goes to the attribute with the highest normalised attention among the detected ones
-    (probability >= ``class_threshold``) if that attention exceeds ``bg_threshold``, else to none.
+    The image and its masks are resized to ``input_size`` square, as the model trained; the scores
+    come from that view, the maps from every view of ``scales`` (``privobfnet.cams``) at the image's
+    own size. ``masks``: the label map of the attributes detected (probability >= ``class_threshold``)
+    against ``bg_threshold``.
     """
-    height, width = image.shape[:2]
-    rgb, human, text = resize_sample(image, human_mask, text_mask, input_size)
-    images = normalize(rgb[None].to(device))
-    human, text = human[None].to(device), text[None].to(device)
     model_image.eval()
-    out = model_image(images, human, text)
-    attention = attention_at(out.cam_logits, model_image.n_classes, (height, width))[0]  # (C, H, W)
+    rgb, human, text = resize_sample(image, human_mask, text_mask, input_size)
+    tensors = (rgb[None].float().to(device), human[None].to(device), text[None].to(device))
+    out = model_image(normalize(tensors[0]), tensors[1], tensors[2])
     probs = torch.sigmoid(out.attribute_logits[0])
-    masks = attention_to_masks(attention, probs >= class_threshold, bg_threshold=bg_threshold)
-    return Prediction(
-        float(out.privacy[0]), probs.cpu().numpy(), attention.cpu().numpy(), masks.cpu().numpy()
+
+    # views() runs the unflipped view of the first scale first: at scale 1 that is the pass above
+    base_view = [torch.relu(out.cam_logits[:, : model_image.n_classes])] if scales[0] == 1.0 else []
+
+    def cam_fn(images, human_masks, text_masks):
+        if base_view:
+            return base_view.pop()
+        return model_image.cams(normalize(images), human_masks, text_masks)
+
+    maps = class_maps(cam_fn, *tensors, scales=scales, present=None, out_size=image.shape[:2])
+    present = (probs >= class_threshold).cpu().numpy()
+    masks = label_masks(
+        maps * torch.as_tensor(present, device=maps.device)[:, None, None], bg_threshold
+    )
+    return Prediction(float(out.privacy[0]), probs.cpu().numpy(), maps.cpu().numpy(), masks)
+
+
+def batch_maps(cam_logits: torch.Tensor, n_classes: int, size: tuple[int, int]) -> torch.Tensor:
+    """(B, K, h, w) CAM logits of one unflipped view each -> (B, C, H, W) maps (``privobfnet.cams``)."""
+    return torch.stack(
+        [
+            _normalise_maps(sum_views([(logits[None, :n_classes], False)], size), None)
+            for logits in cam_logits
+        ]
     )
 
 
-def attention_at(cam_logits: torch.Tensor, n_classes: int, size: tuple[int, int]) -> torch.Tensor:
-    """(B, K, h, w) CAM logits -> (B, C, H, W) attention: ReLU, bilinear upsampling, per-map max-normalised."""
-    cams = torch.relu(cam_logits[:, :n_classes])
-    cams = F.interpolate(cams, size, mode="bilinear", align_corners=False)
-    return cams / (cams.amax(dim=(2, 3), keepdim=True) + 1e-5)
+@torch.no_grad()
+def predict_split(
+    model, data: "SplitData", device: torch.device, batch_size: int, *, rows: range | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Model-Image on every image of a split (or on ``rows`` of it) -> (N, C) attribute
+    probabilities, (N,) privacy scores."""
+    model.eval()
+    rows = range(len(data)) if rows is None else rows
+    probs, scores = [], []
+    for start in range(rows.start, rows.stop, batch_size):
+        rgb, human, text = data.stack(list(range(start, min(start + batch_size, rows.stop))))
+        out = model(normalize(rgb.to(device)), human.to(device), text.to(device))
+        probs.append(torch.sigmoid(out.attribute_logits).float().cpu())
+        scores.append(out.privacy.float().cpu())
+    if not probs:  # an empty block (more ranks than images)
+        return np.zeros((0, len(data.class_names)), np.float32), np.zeros(0, np.float32)
+    return torch.cat(probs).numpy(), torch.cat(scores).numpy()
 
 
-def attention_to_masks(
-    attention: torch.Tensor, present: torch.Tensor, *, bg_threshold: float
-) -> torch.Tensor:
-    """(C, H, W) attention in [0, 1] and (C,) bool -> (C, H, W) bool, argmax against a background score."""
-    scores = attention * present[:, None, None]
-    best, index = scores.max(dim=0)  # ties go to the first attribute, as argmax would
-    winner = torch.where(best > bg_threshold, index + 1, 0)  # 0 = background (it wins ties)
-    classes = torch.arange(1, attention.shape[0] + 1, device=attention.device)
-    return winner[None] == classes[:, None, None]  # one comparison, not C full-size ones stacked
-
-
-def overlay_attention(
-    image: np.ndarray,
-    attention: np.ndarray,
-    color: Sequence[int] = (255, 40, 40),
-    alpha: float = 0.7,
+@torch.inference_mode()
+def predict_segmentation(
+    model: nn.Module, image: np.ndarray, device: str | torch.device
 ) -> np.ndarray:
-    """(H, W, 3) uint8 image tinted by one (H, W) attention map in [0, 1] -> (H, W, 3) uint8."""
-    weight = np.clip(attention, 0.0, 1.0)[..., None] * alpha
-    dimmed = image.astype(np.float32) * 0.6
-    return np.clip(dimmed * (1 - weight) + np.asarray(color, np.float32) * weight, 0, 255).astype(
-        np.uint8
-    )
-
-
-def attention_figure(
-    images: Sequence[np.ndarray],
-    attentions: Sequence[np.ndarray],
-    probs: Sequence[np.ndarray],
-    labels: Sequence[np.ndarray],
-    class_names: Sequence[str],
-    *,
-    top_k: int = 3,
-) -> Figure:
-    """One row per image: the image titled with its true labels, then the attention overlays of the
-    ``top_k`` most probable attributes titled with their probability. Arrays in, Figure out.
-
-    images (H, W, 3) uint8; attentions (C, H, W) in [0, 1]; probs (C,); labels (C,) {0, 1}.
-    """
-    fig = Figure(figsize=(2.2 * (top_k + 1), 2.4 * len(images)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(images), top_k + 1, squeeze=False)
-    for row, (image, attention, prob, label) in enumerate(zip(images, attentions, probs, labels)):
-        truth = [class_names[c] for c in np.flatnonzero(label)]
-        axes[row, 0].imshow(image)
-        axes[row, 0].set_title("\n".join(textwrap.wrap(", ".join(truth), 28)), fontsize=7)
-        for col, c in enumerate(np.argsort(-prob)[:top_k], start=1):
-            axes[row, col].imshow(overlay_attention(image, attention[c]))
-            axes[row, col].set_title(f"{class_names[c]}\np={prob[c]:.2f}", fontsize=7)
-        for ax in axes[row]:
-            ax.set_axis_off()
-    return fig
-
-
-__all__ = [
-    "Prediction",
-    "attention_at",
-    "attention_figure",
-    "attention_to_masks",
-    "load_ensemble",
-    "overlay_attention",
-    "predict",
-]
+    """DeepLabV2 on a whole image: (H, W, 3) uint8 -> (H, W) uint8 labels (argmax of the scores
+    upsampled bilinearly)."""
+    was_training = model.training
+    model.eval()
+    x = images_to_tensor(torch.from_numpy(np.array(image))[None], device)  # (1, 3, H, W)
+    logits = model(x)  # (1, K, H/8, W/8)
+    logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
+    model.train(was_training)
+    return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()

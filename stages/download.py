@@ -5,17 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ops.common import load_params, write_metrics
+from ops.outputs import write_metrics
+from ops.params import load_params
 from ops.tracking import stage_run
 from privobfnet.config import Config
-
-PARAM_SECTIONS = ["data", "synthpriv", "download"]
 
 
 def main(cfg: Config) -> dict:
     """Produce ``<raw_dir>/<dataset>``; returns the metrics written to reports/metrics/download.json."""
     root = Path(cfg.data.raw_dir) / cfg.data.dataset
-    with stage_run("download", cfg, PARAM_SECTIONS) as run:
+    with stage_run("download", cfg) as run:
         start = time.perf_counter()
         if cfg.data.dataset == "synthpriv":
             from privobfnet.data.synthpriv import write_synthpriv
@@ -28,7 +27,7 @@ def main(cfg: Config) -> dict:
                 cfg.data.dataset, Path(cfg.data.raw_dir), cfg.download, splits=list(cfg.data.splits)
             )
             if cfg.data.dataset == "coco":
-                from privobfnet.data.coco import render_semantic_masks
+                from privobfnet.data.readers.coco import render_semantic_masks
 
                 summary["masks_rendered"] = {
                     split: render_semantic_masks(root, split, overlap=cfg.data.coco_overlap)

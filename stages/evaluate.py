@@ -11,31 +11,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ops.common import atomic_path, load_params, write_metrics
+from ops.outputs import DEEPLAB_CHECKPOINT, ENSEMBLE_CHECKPOINT, figure, write_metrics
+from ops.params import load_params
 from ops.registry import register_final_models
 from ops.tracking import stage_run
-from privobfnet.baselines import background_everywhere, trivial_baselines
 from privobfnet.config import Config
-from privobfnet.data.images import load_rgb
+from privobfnet.data.images import load_rgb, load_truth
 from privobfnet.data.manifest import read_manifest
-from privobfnet.deeplab_data import read_truth, split_confusion
-from privobfnet.ensemble_data import (
-    ENSEMBLE_CHECKPOINT,
-    ensemble_metrics,
-    load_split,
-    predict_split,
-)
-from privobfnet.metrics import segmentation_scores
-from privobfnet.models.deeplabv2 import load_deeplab
-from privobfnet.models.ensemble import load_ensemble
-from privobfnet.seg_classes import SegmentationClasses
-from privobfnet.segmentation import predict_segmentation
-from privobfnet.trainer import setup_torch
+from privobfnet.data.splits import load_split
+from privobfnet.evaluation.attributes import ensemble_metrics
+from privobfnet.evaluation.baselines import background_everywhere, trivial_baselines
+from privobfnet.evaluation.segmentation import segmentation_scores, split_confusion
+from privobfnet.inference import predict_segmentation, predict_split
+from privobfnet.io import atomic_path
+from privobfnet.labels import SegmentationClasses
+from privobfnet.models.checkpoints import load_deeplab, load_ensemble
+from privobfnet.runtime import setup_torch
 from privobfnet.viz import overlay, panels_figure, truth_overlay
 
-DEEPLAB_CHECKPOINT = Path("checkpoints/deeplab/final.pt")
-FIGURE_PATH = Path("reports/figures/deeplab_predictions.png")
-PARAM_SECTIONS = ["train", "deeplab"]
+FIGURE_PATH = figure("deeplab_predictions")
 N_FIGURE = 6
 
 
@@ -48,7 +42,7 @@ def evaluated_splits(cfg: Config) -> list[str]:
 def main(cfg: Config) -> dict:
     """Evaluate both final models; writes reports/metrics/evaluate.json and the predictions figure."""
     max_pixels = cfg.data.max_image_pixels
-    with stage_run("evaluate", cfg, PARAM_SECTIONS) as run:
+    with stage_run("evaluate", cfg) as run:
         run.log_manifests(
             cfg.data.manifest_dir,
             cfg.data.dataset,
@@ -108,7 +102,7 @@ def main(cfg: Config) -> dict:
             eval_manifest[eval_manifest["mask_path"].notna()].head(N_FIGURE).itertuples(index=False)
         ):
             image = load_rgb(row.path, max_pixels=max_pixels)
-            truth = read_truth(row.mask_path, seg, max_pixels=max_pixels)
+            truth = load_truth(row.mask_path, seg, max_pixels=max_pixels)
             figure_rows.append(
                 [
                     (image, row.image_id),

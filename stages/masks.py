@@ -9,7 +9,7 @@ face_boxes is null with ``face_backend: none``.
 
 Runs over ``masks.workers`` spawned processes, each building its backends once, or, with
 ``masks.scheduler`` (tcp://host:port), on that dask.distributed cluster's workers
-(``privobfnet.masks.cluster``; this process then writes the masks as they come back). Resumable: a
+(``ops.masks.cluster``; this process then writes the masks as they come back). Resumable: a
 killed run leaves finished masks (written atomically) and face records, and the next run with
 the same settings, manifests and code skips every mask that decodes at the right size. A run
 after a completed one (DVC re-runs the stage only when something changed) starts afresh.
@@ -29,16 +29,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
-from ops.tracking import project_root, stage_run
-from privobfnet.config import SCHEDULER_PATTERN, Config
-from privobfnet.data.images import load_rgb
-from privobfnet.data.manifest import read_manifest
-from privobfnet.data.mask_types import load_mask_types
-from privobfnet.data.readers import dataset_root
-from privobfnet.masks.cluster import run_tasks_on_dask
-from privobfnet.masks.runner import (
-    KINDS,
+from ops.masks.cluster import run_tasks_on_dask
+from ops.masks.pool import (
     MasksFailed,
     ResultLog,
     Settings,
@@ -47,34 +39,38 @@ from privobfnet.masks.runner import (
     fingerprint,
     init_worker,
     prepare_out_dir,
-    read_faces,
-    read_valid_mask,
     run_tasks,
     sort_jsonl,
     worker_threads,
     write_fallbacks,
-    write_index,
 )
-from privobfnet.masks.simulated import PARSER_FOLDER
-from privobfnet.masks.summary import MaskRunStats, failure_summary, summarize
-from privobfnet.masks.viz import MaskSample, masks_figure
+from ops.masks.summary import MaskRunStats, failure_summary, summarize
+from ops.outputs import MASKS_SCHEDULER_ENV, figure, write_metrics
+from ops.params import load_params
+from ops.tracking import stage_run
+from privobfnet.config import SCHEDULER_PATTERN, Config
+from privobfnet.data.images import load_rgb
+from privobfnet.data.manifest import read_manifest
+from privobfnet.data.mask_types import load_mask_types
+from privobfnet.data.priors import KINDS, read_faces_log, read_valid_mask, write_index
+from privobfnet.data.readers import dataset_root
+from privobfnet.data.synthpriv import PARSER_FOLDER
+from privobfnet.io import atomic_path, atomic_write_text
+from privobfnet.masks.assets import default_cache_dir
+from privobfnet.viz import MaskSample, masks_figure
 
-PARAM_SECTIONS = ["data", "masks"]
-FIGURE_PATH = Path("reports/figures/masks_samples.png")
-CACHE_ENV = "PRIVOBFNET_CACHE_DIR"  # model files (default <project root>/.cache)
-# a Dask scheduler that overrides masks.scheduler: the cluster the Prefect flow started for this run
-SCHEDULER_ENV = "PRIVOBFNET_MASKS_SCHEDULER"
+FIGURE_PATH = figure("masks_samples")
 
 
 def main(cfg: Config) -> dict:
     """Compute (or resume) every image's masks; write index, metrics and figure. Returns the metrics."""
     out_dir, masks = Path(cfg.masks.out_dir), cfg.masks
-    scheduler = os.environ.get(SCHEDULER_ENV) or masks.scheduler
+    scheduler = os.environ.get(MASKS_SCHEDULER_ENV) or masks.scheduler
     if scheduler is not None and not SCHEDULER_PATTERN.fullmatch(scheduler):
         raise ValueError(
-            f"${SCHEDULER_ENV}: {scheduler!r} is not a Dask scheduler address tcp://host:port"
+            f"${MASKS_SCHEDULER_ENV}: {scheduler!r} is not a Dask scheduler address tcp://host:port"
         )
-    with stage_run("masks", cfg, PARAM_SECTIONS) as run:
+    with stage_run("masks", cfg) as run:
         # ---- what to compute -------------------------------------------------------------------
         splits = {
             s: read_manifest(Path(cfg.data.manifest_dir) / f"{s}.parquet") for s in cfg.data.splits
@@ -89,7 +85,7 @@ def main(cfg: Config) -> dict:
             cfg, needed, [Path(cfg.data.manifest_dir) / f"{s}.parquet" for s in splits]
         )
         resumed = prepare_out_dir(out_dir, stamp)
-        faces = read_faces(out_dir / "faces.jsonl") if masks.face_backend != "none" else {}
+        faces = read_faces_log(out_dir / "faces.jsonl") if masks.face_backend != "none" else {}
         rows = pd.concat(list(splits.values()), ignore_index=True)
         unsafe = [
             i for i in rows["image_id"] if Path(str(i)).name != str(i) or str(i).startswith(".")
@@ -112,7 +108,7 @@ def main(cfg: Config) -> dict:
             if masks.human_backend == "simulated"
             else None
         )
-        cache_dir = os.environ.get(CACHE_ENV) or str(project_root() / ".cache")
+        cache_dir = default_cache_dir()
         settings = Settings(
             masks=masks,
             needed=needed,
@@ -159,7 +155,12 @@ def main(cfg: Config) -> dict:
             )
         # ---- write -----------------------------------------------------------------------------
         write_fallbacks(tasks, failed, out_dir, faces if masks.face_backend != "none" else None)
-        write_index(tasks, out_dir, faces if masks.face_backend != "none" else None, set(failed))
+        write_index(
+            out_dir,
+            [(t.image_id, t.split) for t in tasks],
+            faces if masks.face_backend != "none" else None,
+            set(failed),
+        )
         for log in ("faces.jsonl", "failures.jsonl"):
             sort_jsonl(out_dir / log)
         run.log_artifact(

@@ -1,12 +1,12 @@
 """Stage `pseudo_labels`: Model-Image's CAMs -> VOC-palette pseudo-label PNGs, scored against ground truth.
 
 For every image of ``deeplab.train_split`` and of ``pseudo_labels.eval_splits``: multi-scale + flip
-CAMs at the image's own resolution (``privobfnet.pseudo_labels``), background by
+CAMs at the image's own resolution (``privobfnet.cams``), background by
 ``pseudo_labels.bg_threshold``. On the eval splits the CAM mIoU against the ground-truth masks is
 reported for every threshold of ``pseudo_labels.bg_sweep`` (a DVC plot) and per class at the chosen
 threshold. An image in several splits (VOC's train is inside train_aug) is computed once.
 
-Only the segmentation classes (``privobfnet.seg_classes``; no ``a0_safe``) take pixels, in the
+Only the segmentation classes (``privobfnet.labels``; no ``a0_safe``) take pixels, in the
 segmentation encoding (0 background, segmentation class j -> j + 1); ground truth is converted to it.
 The masks-only baseline, an untrained Model-Image (same build, mask weighting and seed) given the
 same true image labels and post-processing, is scored beside it: ``splits.<split>.masks_only_cam_miou``.
@@ -19,36 +19,32 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
+from ops.outputs import ENSEMBLE_CHECKPOINT, PLOTS_DIR, figure, write_metrics
+from ops.params import load_params
 from ops.tracking import stage_run
+from privobfnet.cams import pseudo_label, segmentation_maps
 from privobfnet.config import Config
-from privobfnet.data.images import load_rgb, mask_to_image
+from privobfnet.data.images import load_rgb, load_truth, mask_to_image
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.mask_types import load_mask_types
-from privobfnet.deeplab_data import read_truth
-from privobfnet.ensemble_data import ENSEMBLE_CHECKPOINT, mask_paths, read_gray
-from privobfnet.inference import overlay_attention
-from privobfnet.models.ensemble import load_ensemble
-from privobfnet.pseudo_labels import (
-    CamScores,
-    pseudo_label,
-    segmentation_cams,
-    untrained_model_image,
-)
-from privobfnet.seg_classes import segmentation_classes
-from privobfnet.trainer import setup_torch
-from privobfnet.viz import overlay, panels_figure, truth_overlay
+from privobfnet.data.priors import read_index, read_prior_masks
+from privobfnet.evaluation.baselines import untrained_model_image
+from privobfnet.evaluation.segmentation import CamScores
+from privobfnet.io import atomic_path, atomic_write_text
+from privobfnet.labels import segmentation_classes
+from privobfnet.models.checkpoints import load_ensemble
+from privobfnet.runtime import setup_torch
+from privobfnet.viz import overlay, overlay_attention, panels_figure, truth_overlay
 
-PARAM_SECTIONS = ["pseudo_labels"]
-SWEEP_PLOT = Path("reports/plots/pseudo_labels_sweep.csv")
-FIGURE_PATH = Path("reports/figures/pseudo_labels.png")
+SWEEP_PLOT = PLOTS_DIR / "pseudo_labels_sweep.csv"
+FIGURE_PATH = figure("pseudo_labels")
 N_FIGURE = 6
 
 
 def main(cfg: Config) -> dict:
     """Write ``<out_dir>/<image_id>.png`` for the needed splits; returns the metrics written."""
     settings, max_pixels = cfg.pseudo_labels, cfg.data.max_image_pixels
-    with stage_run("pseudo_labels", cfg, PARAM_SECTIONS) as run:
+    with stage_run("pseudo_labels", cfg) as run:
         start = time.perf_counter()
         run.log_manifests(
             cfg.data.manifest_dir,
@@ -68,7 +64,7 @@ def main(cfg: Config) -> dict:
         untrained = untrained_model_image(
             meta, seed=cfg.seed, device=device
         )  # the masks-only baseline
-        priors = mask_paths(cfg.masks.out_dir)
+        priors = read_index(cfg.masks.out_dir)
         rows, splits_of = {}, {}  # image_id -> manifest row, and the splits it is in
         for split in dict.fromkeys([cfg.deeplab.train_split, *settings.eval_splits]):
             for row in read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet").itertuples(
@@ -83,8 +79,8 @@ def main(cfg: Config) -> dict:
         figure_rows = []
         for image_id, row in tqdm(rows.items(), desc="pseudo_labels", mininterval=2.0):
             image = load_rgb(row.path, max_pixels=max_pixels)
-            human, text = (read_gray(path) for path in priors[image_id])
-            cams = segmentation_cams(
+            human, text = read_prior_masks(priors[image_id], image.shape[:2])
+            cams = segmentation_maps(
                 model_image,
                 image,
                 human,
@@ -102,11 +98,11 @@ def main(cfg: Config) -> dict:
             truth = None
             scored = [s for s in splits_of[image_id] if s in scores]
             if isinstance(row.mask_path, str):
-                truth = read_truth(row.mask_path, seg, max_pixels=max_pixels)
+                truth = load_truth(row.mask_path, seg, max_pixels=max_pixels)
                 for split in scored:
                     scores[split].add(label, cams, truth)
                 if scored:
-                    free = segmentation_cams(
+                    free = segmentation_maps(
                         untrained,
                         image,
                         human,

@@ -1,5 +1,5 @@
 """Stage `redact`: the obfuscation tool on a held-out split with the default preferences (params
-``redact``), against the model-free ``--hide-all`` baseline. See ``privobfnet.obfuscate.evaluation``
+``redact``), against the model-free ``--hide-all`` baseline. See ``privobfnet.evaluation.redaction``
 for the metrics (PII and face leak rates, over-redaction, coverage).
 
 The model gets the priors it was trained with (the masks stage's stored human and text masks, and
@@ -12,47 +12,37 @@ redacted pixels stay in memory (lossless: PNG output would hold exactly them).
 
 from __future__ import annotations
 
-import json
-import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
-from ops.common import atomic_path, load_params, write_metrics
-from ops.tracking import project_root, stage_run
+from ops.outputs import ENSEMBLE_CHECKPOINT, figure, write_metrics
+from ops.params import load_params
+from ops.tracking import stage_run
 from privobfnet.config import Config
 from privobfnet.data.images import load_mask, load_rgb
 from privobfnet.data.manifest import read_manifest
+from privobfnet.data.priors import read_index, read_prior_masks
 from privobfnet.data.synthpriv import generate_sample
+from privobfnet.evaluation.redaction import RedactTally, faces_on, strings_read
+from privobfnet.io import atomic_path
 from privobfnet.masks import build_backend
+from privobfnet.masks.assets import default_cache_dir
 from privobfnet.obfuscate import (
     Detections,
     Detectors,
     Obfuscator,
-    Preferences,
     TextReader,
     load_model,
 )
-from privobfnet.obfuscate.evaluation import RedactTally, before_after_figure, faces_on, strings_read
+from privobfnet.viz import before_after_figure
 
 STAGE = "redact"
-PARAM_SECTIONS = ["redact", "masks"]
-ENSEMBLE_CHECKPOINT = Path("checkpoints/ensemble/final.pt")
-FIGURE_PATH = Path("reports/figures/redact_examples.png")
-CACHE_ENV = "PRIVOBFNET_CACHE_DIR"  # detector model files (default <project root>/.cache)
-
-
-def stored_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
-    """A masks-stage mask (8-bit L, mask * 255) as float [0, 1] of ``shape``."""
-    with Image.open(path) as png:
-        mask = np.asarray(png.convert("L"), np.float32) / 255.0
-    if mask.shape != shape:
-        raise ValueError(f"{path}: mask is {mask.shape}, the image {shape}")
-    return mask
+FIGURE_PATH = figure("redact_examples")
 
 
 def synthpriv_strings(
@@ -72,11 +62,11 @@ def synthpriv_strings(
 def main(cfg: Config) -> dict:
     """Redact the split both ways, tally leaks and over-redaction; write metrics and figure."""
     settings, masks_cfg = cfg.redact, cfg.masks
-    with stage_run(STAGE, cfg, PARAM_SECTIONS) as run:
+    with stage_run(STAGE, cfg) as run:
         manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{settings.split}.parquet")
         run.log_manifests(cfg.data.manifest_dir, cfg.data.dataset, {settings.split: "redaction"})
         rows = manifest if settings.max_images == 0 else manifest.head(settings.max_images)
-        index = pd.read_parquet(Path(masks_cfg.out_dir) / "index.parquet").set_index("image_id")
+        priors = read_index(masks_cfg.out_dir, rows["image_id"].tolist())
         model = load_model(ENSEMBLE_CHECKPOINT)
         missing = [a for a in settings.hide if a not in model.class_names]
         if missing:
@@ -86,7 +76,7 @@ def main(cfg: Config) -> dict:
         chosen = [model.class_names.index(a) for a in settings.hide]
         face_classes = [c for c in chosen if model.mask_types[c] == "human"]
         text_classes = {model.class_names[c] for c in chosen if model.mask_types[c] == "text"}
-        cache_dir = os.environ.get(CACHE_ENV) or str(project_root() / ".cache")
+        cache_dir = default_cache_dir()
         text = build_backend(
             "text",
             masks_cfg.text_backend,
@@ -96,21 +86,11 @@ def main(cfg: Config) -> dict:
         )
         faces = build_backend("face", "mediapipe", cache_dir=cache_dir)
         reader = TextReader(limit_side=settings.ocr_side)
-        common = dict(
-            style=settings.style,
-            class_threshold=settings.class_threshold,
-            bg_threshold=settings.bg_threshold,
-            min_overlap=settings.min_overlap,
-            dilate_px=settings.dilate_px,
-            margin_px=settings.margin_px,
-        )
+        prefs = settings.preferences()  # what a user of the tool gets with these settings
         modes = {
-            "model": Obfuscator(
-                Preferences(hide=tuple(settings.hide), **common), detectors=Detectors(), model=model
-            ),
+            "model": Obfuscator(prefs, detectors=Detectors(), model=model),
             "hide_all": Obfuscator(
-                Preferences(hide_all=tuple(settings.baseline_hide_all), **common),
-                detectors=Detectors(),
+                replace(prefs, hide=(), hide_all=settings.baseline_hide_all), detectors=Detectors()
             ),
         }
         tallies = {mode: RedactTally() for mode in modes}
@@ -120,13 +100,15 @@ def main(cfg: Config) -> dict:
         ):
             image = load_rgb(row.path, max_pixels=cfg.data.max_image_pixels)
             shape = image.shape[:2]
-            stored = index.loc[row.image_id]
-            boxes = json.loads(stored.face_boxes) if isinstance(stored.face_boxes, str) else []
+            stored = priors[row.image_id]
+            human, text_prior = read_prior_masks(
+                stored, shape
+            )  # (H, W) uint8, as the model trained
             detections = Detections(
                 text_lines=text(image).polygons,
-                faces=tuple(tuple(b) for b in boxes),
-                person=stored_mask(stored.human_path, shape),
-                text_mask=stored_mask(stored.text_path, shape),
+                faces=stored.face_boxes or (),
+                person=human.astype(np.float32) / 255.0,
+                text_mask=text_prior.astype(np.float32) / 255.0,
             )
             labels = (
                 None

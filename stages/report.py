@@ -1,4 +1,4 @@
-"""Stage `report`: reports/tables.md, the paper's Tables 2-5 beside ours (``privobfnet.report``).
+"""Stage `report`: reports/tables.md, the paper's Tables 2-5 beside ours (``privobfnet.report.tables``).
 
 Reads reports/metrics/evaluate.json, reports/metrics/pseudo_labels.json and reports/ablation.json.
 """
@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ops.collect_ablation import ABLATION_FILE
-from ops.common import METRICS_DIR, atomic_write_text, load_params, write_metrics
+from ops.outputs import ABLATION_FILE, TABLES_FILE, metrics_file, write_metrics
+from ops.params import load_params
 from ops.tracking import stage_run
 from privobfnet.config import Config
-from privobfnet.report import render_tables
-
-TABLES_PATH = Path("reports/tables.md")
-PARAM_SECTIONS = ["train", "deeplab", "pseudo_labels"]  # what the protocol lines print
+from privobfnet.io import atomic_write_text
+from privobfnet.report.tables import render_tables
 
 
 def read_json(path: Path) -> dict:
@@ -25,17 +23,17 @@ def read_json(path: Path) -> dict:
 
 def main(cfg: Config) -> dict:
     """Write reports/tables.md; returns which rows are filled."""
-    with stage_run("report", cfg, PARAM_SECTIONS) as run:
+    with stage_run("report", cfg) as run:
         tables, metrics = render_tables(
             cfg,
-            read_json(METRICS_DIR / "evaluate.json"),
-            read_json(METRICS_DIR / "pseudo_labels.json"),
+            read_json(metrics_file("evaluate")),
+            read_json(metrics_file("pseudo_labels")),
             read_json(ABLATION_FILE).get("experiments", []),
         )
-        atomic_write_text(TABLES_PATH, tables)
+        atomic_write_text(TABLES_FILE, tables)
         write_metrics("report", metrics)
         run.log_metrics(metrics)
-        run.log_artifact(TABLES_PATH)
+        run.log_artifact(TABLES_FILE)
     return metrics
 
 

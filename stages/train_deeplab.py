@@ -3,12 +3,12 @@
 Trains on ``<pseudo_labels.out_dir>/<image_id>.png`` for the images of ``deeplab.train_split``
 (``deeplab.labels: ground_truth``: on the manifest's masks instead, the fully supervised ceiling),
 with poly lr, random scale, crop and flip. Restartable through ``checkpoints/deeplab/last.pt``
-(``privobfnet.trainer``): each iteration's batch and augmentation are a function of (seed,
+(``privobfnet.training.loop``): each iteration's batch and augmentation are a function of (seed,
 iteration), so a resumed run ends with the weights of an uninterrupted one (CPU). At the end:
 ``checkpoints/deeplab/final.pt`` (weights, config, class names), the ground-truth mIoU on
 ``deeplab.eval_split`` in ``reports/metrics/train_deeplab.json``, and the loss curve in
 ``reports/plots/train_deeplab_loss.csv``. DeepLab's classes are the segmentation classes
-(``privobfnet.seg_classes``: background and the attributes with a region; no ``a0_safe``).
+(``privobfnet.labels``: background and the attributes with a region; no ``a0_safe``).
 
 Under ``torchrun`` (``deeplab.launcher``) DeepLab trains in DistributedDataParallel, each rank on
 its slice of every global batch of ``deeplab.batch_size``; each rank scores a block of the eval
@@ -23,44 +23,48 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ops.common import atomic_write_text, load_params, write_metrics
+from ops.outputs import DEEPLAB_CHECKPOINT, DEEPLAB_LAST, loss_plot, write_metrics
+from ops.params import load_params
 from ops.tracking import stage_run
 from privobfnet.config import Config
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.mask_types import load_mask_types
-from privobfnet.deeplab_data import (
+from privobfnet.evaluation.segmentation import segmentation_scores, split_confusion
+from privobfnet.io import atomic_write_text, json_digest
+from privobfnet.labels import segmentation_classes
+from privobfnet.models.checkpoints import deeplab_checkpoint, save_checkpoint
+from privobfnet.models.deeplabv2 import build_deeplab
+from privobfnet.models.inputs import images_to_tensor
+from privobfnet.runtime import autocast, setup_torch
+from privobfnet.training.deeplab import (
     IterationBatches,
     TrainingSamples,
-    split_confusion,
+    optimizer_param_groups,
+    poly_lr,
+    segmentation_loss,
     training_label_paths,
 )
-from privobfnet.distributed import joined, mean_over_ranks, seed_ranks, sum_over_ranks, wrap
-from privobfnet.metrics import segmentation_scores
-from privobfnet.models.deeplabv2 import build_deeplab, checkpoint_payload, optimizer_param_groups
-from privobfnet.seg_classes import segmentation_classes
-from privobfnet.segmentation import images_to_tensor, poly_lr, segmentation_loss
-from privobfnet.trainer import (
+from privobfnet.training.distributed import (
+    joined,
+    mean_over_ranks,
+    seed_ranks,
+    sum_over_ranks,
+    wrap,
+)
+from privobfnet.training.loop import (
     RESUME_TAG,
     Progress,
     apply_lr,
-    autocast,
     final_loss,
-    fingerprint,
     loss_csv,
     loss_values,
     resume,
-    save_checkpoint,
-    setup_torch,
     training_state,
 )
 
 STAGE = "train_deeplab"
-PARAM_SECTIONS = ["data", "deeplab", "pseudo_labels"]
-LAST_CHECKPOINT, FINAL_CHECKPOINT = (
-    Path("checkpoints/deeplab/last.pt"),
-    Path("checkpoints/deeplab/final.pt"),
-)
-LOSS_CSV = Path("reports/plots/train_deeplab_loss.csv")
+LAST_CHECKPOINT, FINAL_CHECKPOINT = DEEPLAB_LAST, DEEPLAB_CHECKPOINT
+LOSS_CSV = loss_plot(STAGE)
 GPU_LOADER_WORKERS = 6  # on CPU the main process loads: 160 px images cost ~1 ms, the step ~1 s
 
 
@@ -69,7 +73,7 @@ def main(cfg: Config) -> dict:
     deeplab = cfg.deeplab
     with (
         joined(deeplab.device) as (world, device),
-        stage_run(STAGE, cfg, PARAM_SECTIONS, record=world.is_main) as run,
+        stage_run(STAGE, cfg, record=world.is_main) as run,
     ):
         # ---- setup ---------------------------------------------------------------------------
         run.log_manifests(
@@ -113,7 +117,7 @@ def main(cfg: Config) -> dict:
         )
         seed_ranks(cfg.seed, world)
         # ---- resume --------------------------------------------------------------------------
-        run_fingerprint = fingerprint(cfg.section_dict("seed", "data", "deeplab", "pseudo_labels"))
+        run_fingerprint = json_digest(cfg.section_dict("seed", "data", "deeplab", "pseudo_labels"))
         start, history = resume(
             LAST_CHECKPOINT,
             run_fingerprint=run_fingerprint,
@@ -181,7 +185,7 @@ def main(cfg: Config) -> dict:
         if world.is_main:
             save_checkpoint(
                 FINAL_CHECKPOINT,
-                checkpoint_payload(
+                deeplab_checkpoint(
                     model, deeplab, class_names=class_names, iteration=deeplab.iterations
                 ),
             )

@@ -4,12 +4,12 @@ Reads the manifests, the prior masks of the `masks` stage and the mask-type tabl
 ``checkpoints/ensemble/final.pt`` (both networks, their config embedded), the attribute and
 privacy-score metrics of ``train.eval_split`` to ``reports/metrics/train_ensemble.json`` and the
 loss curve to ``reports/plots/train_ensemble_loss.csv``; MLflow gets per-step losses, the metrics
-and CAM overlay figures. Restartable through ``checkpoints/ensemble/last.pt`` (``privobfnet.trainer``):
+and CAM overlay figures. Restartable through ``checkpoints/ensemble/last.pt`` (``privobfnet.training.loop``):
 each epoch's data order is a function of (seed, epoch), each step's flips and crops of
 (seed, iteration), so a resumed run ends with the weights of an uninterrupted one.
 
 Under ``torchrun`` (``train.launcher``) both networks train in DistributedDataParallel, each rank
-on its slice of every global batch of ``train.batch_size`` (``privobfnet.distributed``); rank 0
+on its slice of every global batch of ``train.batch_size`` (``privobfnet.training.distributed``); rank 0
 alone writes checkpoints, metrics, the loss curve and the MLflow run.
 """
 
@@ -21,44 +21,42 @@ import os
 # On 2 cores that another process also uses, spinning made 2-thread steps 3-6x slower (measured).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ops.common import atomic_write_text, load_params, write_metrics
+from ops.outputs import ENSEMBLE_CHECKPOINT, ENSEMBLE_LAST, loss_plot, write_metrics
+from ops.params import load_params
 from ops.tracking import stage_run
 from privobfnet.config import Config
 from privobfnet.data.mask_types import load_mask_types
-from privobfnet.distributed import gather_blocks, joined, mean_over_ranks, seed_ranks, wrap
-from privobfnet.ensemble_data import (
-    ENSEMBLE_CHECKPOINT,
+from privobfnet.data.splits import load_split
+from privobfnet.evaluation.attributes import ensemble_metrics
+from privobfnet.inference import predict_split
+from privobfnet.io import atomic_write_text, json_digest
+from privobfnet.models.checkpoints import ensemble_checkpoint, model_meta, save_checkpoint
+from privobfnet.runtime import autocast, setup_torch
+from privobfnet.training.distributed import gather_blocks, joined, mean_over_ranks, seed_ranks, wrap
+from privobfnet.training.ensemble import (
     attention_overlays,
-    ensemble_metrics,
-    load_split,
-    predict_split,
+    build_training,
+    ensemble_losses,
+    epoch_batches,
 )
-from privobfnet.models.ensemble import build_training, ensemble_checkpoint, model_meta
-from privobfnet.models.training import ensemble_losses, epoch_batches
-from privobfnet.trainer import (
+from privobfnet.training.loop import (
     RESUME_TAG,
     Progress,
     apply_lr,
-    autocast,
     final_loss,
-    fingerprint,
     loss_csv,
     loss_values,
     resume,
-    save_checkpoint,
-    setup_torch,
     training_state,
 )
 
 STAGE = "train_ensemble"
-PARAM_SECTIONS = ["data", "masks", "train"]
-LAST_CHECKPOINT = Path("checkpoints/ensemble/last.pt")
-LOSS_CSV = Path("reports/plots/train_ensemble_loss.csv")
+LAST_CHECKPOINT = ENSEMBLE_LAST
+LOSS_CSV = loss_plot(STAGE)
 # each step's random flips and crops come from its own generator, seeded by (seed, iteration)
 STEP_SEED_STRIDE = (
     1_000_003  # a prime > any iteration count, so no two (seed, iteration) pairs share a seed
@@ -81,7 +79,7 @@ def main(cfg: Config) -> dict:
     train = cfg.train
     with (
         joined(train.device) as (world, device),
-        stage_run(STAGE, cfg, PARAM_SECTIONS, record=world.is_main) as run,
+        stage_run(STAGE, cfg, record=world.is_main) as run,
     ):
         # ---- setup ---------------------------------------------------------------------------
         run.log_manifests(
@@ -111,7 +109,7 @@ def main(cfg: Config) -> dict:
         iters_per_epoch = len(train_data) // train.batch_size
         total_iters = iters_per_epoch * train.epochs
         # ---- resume --------------------------------------------------------------------------
-        run_fingerprint = fingerprint(
+        run_fingerprint = json_digest(
             {
                 "seed": cfg.seed,
                 "dataset": cfg.data.dataset,

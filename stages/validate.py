@@ -25,7 +25,8 @@ import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from PIL import Image
 
-from ops.common import atomic_path, atomic_write_text, load_params, write_metrics
+from ops.outputs import FIGURES_DIR, VALIDATION_REPORT, write_metrics
+from ops.params import load_params
 from ops.tracking import stage_run
 from privobfnet.config import Config
 from privobfnet.data.checks import row_checks, split_overlaps
@@ -34,11 +35,10 @@ from privobfnet.data.images import load_mask, load_rgb
 from privobfnet.data.manifest import COLUMNS, write_manifest
 from privobfnet.data.privacy import score_range as privacy_score_range
 from privobfnet.data.readers import SHARED_SPLITS, dataset_root, read_dataset
+from privobfnet.io import atomic_path, atomic_write_text
 from privobfnet.viz import FigureSample, samples_figure
 
-PARAM_SECTIONS = ["data", "validate"]
-REPORT_PATH = Path("reports/validation.md")
-FIGURES_DIR = Path("reports/figures")
+REPORT_PATH = VALIDATION_REPORT
 MAX_OFFENDERS = 10  # listed per failed expectation; the count says how many there were
 
 
@@ -367,7 +367,7 @@ def summarize(reports: list[SplitReport]) -> dict:
 
 def main(cfg: Config) -> dict:
     """Validate every split; write manifests only if all pass. Returns the metrics written."""
-    with stage_run("validate", cfg, PARAM_SECTIONS) as run:
+    with stage_run("validate", cfg) as run:
         reports = validate_dataset(cfg)
         title = f"{cfg.data.dataset} (profile {cfg.profile})"
         atomic_write_text(REPORT_PATH, render_report(reports, title=title))

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ops.common import atomic_write_text, load_params
 from ops.fetch import WEIGHTS, fetch_weights
+from ops.outputs import WEIGHTS_DIR
+from ops.params import load_params
 from ops.tracking import stage_run
 from privobfnet.config import Config, ConfigError
-
-WEIGHTS_DIR = Path("data/weights")
-PARAM_SECTIONS = ["train", "deeplab", "download"]
+from privobfnet.io import atomic_write_text
 
 
 def required_weights(cfg: Config) -> list[str]:
@@ -35,7 +34,7 @@ def required_weights(cfg: Config) -> list[str]:
 
 def main(cfg: Config) -> dict:
     """Make ``data/weights/`` hold every file the profile needs; returns a summary."""
-    with stage_run("weights", cfg, PARAM_SECTIONS) as run:
+    with stage_run("weights", cfg) as run:
         names = required_weights(cfg)
         WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
         summary = fetch_weights(names, WEIGHTS_DIR, cfg.download) if names else {"files": 0}

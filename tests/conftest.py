@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from ops.common import resolve_profile
+from ops.params import resolve_profile
 from privobfnet.config import Config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def copy_project(root: Path, profile: str = "ci") -> Path:
     run("git", "init", "-q")
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "fixture")
-    run(sys.executable, "-m", "ops.use_profile", profile)
+    run(sys.executable, "-m", "tools.use_profile", profile)
     return root
 
 

@@ -23,8 +23,11 @@ import numpy as np
 import pandas as pd
 
 from privobfnet.data.errors import DataError
-from privobfnet.data.images import IGNORE_INDEX, image_size, load_mask, load_rgb
-from privobfnet.data.vispr import SAFE_ID  # an image with nothing private: the label stands alone
+from privobfnet.data.images import image_size, load_mask, load_rgb
+from privobfnet.data.readers.vispr import (
+    SAFE_ID,  # an image with nothing private: the label stands alone
+)
+from privobfnet.labels import IGNORE_LABEL
 
 CHECK_COLUMNS = [
     "file_exists",
@@ -116,7 +119,7 @@ def _check_mask(
         if decode:
             mask = load_mask(mask_path, n_classes=len(class_names), max_pixels=max_pixels)
             height, width = mask.shape
-            classes = {int(v) - 1 for v in np.unique(mask) if v not in (0, IGNORE_INDEX)}
+            classes = {int(v) - 1 for v in np.unique(mask) if v not in (0, IGNORE_LABEL)}
         else:  # header only: the size is checked, the values are not
             width, height = image_size(mask_path, max_pixels=max_pixels, apply_exif=False)
     except DataError as exc:

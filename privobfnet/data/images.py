@@ -9,8 +9,7 @@ import numpy as np
 from PIL import Image
 
 from privobfnet.data.errors import DataError
-
-IGNORE_INDEX = 255  # VOC's "void" label in class masks
+from privobfnet.labels import IGNORE_LABEL, SegmentationClasses
 
 
 def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:
@@ -189,7 +188,7 @@ def load_mask(path: str | os.PathLike, *, n_classes: int, max_pixels: int) -> np
         except (OSError, ValueError, SyntaxError) as exc:
             raise DataError(path, "corrupt or truncated mask", str(exc)) from None
         arr = np.array(img)  # palette indices, not colours
-    bad = (arr > n_classes) & (arr != IGNORE_INDEX)
+    bad = (arr > n_classes) & (arr != IGNORE_LABEL)
     if bad.any():
         values = sorted(int(v) for v in np.unique(arr[bad]))[:5]
         raise DataError(
@@ -219,3 +218,8 @@ def mask_to_image(mask: np.ndarray) -> Image.Image:
     img = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
     img.putpalette(voc_palette())
     return img
+
+
+def load_truth(path: str, seg: SegmentationClasses, *, max_pixels: int) -> np.ndarray:
+    """A ground-truth mask (attribute i -> i + 1) as (H, W) uint8 segmentation labels (class j -> j + 1)."""
+    return seg.from_truth(load_mask(path, n_classes=len(seg.attributes), max_pixels=max_pixels))

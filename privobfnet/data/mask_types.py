@@ -7,7 +7,7 @@ header ``class_name<TAB>mask_type[<TAB>basis]``, then one row per class. Types:
 - ``text``: weighted by the OCR text mask (names, addresses, dates, handwriting);
 - ``none``: un-masked (documents and objects such as credit cards and tickets);
 - ``no_region``: un-masked like ``none``, and no pixel shows it (VISPR's ``a0_safe``): it stays an
-  attribute and leaves segmentation (``privobfnet.seg_classes``: pseudo-labels, DeepLab, mIoU).
+  attribute and leaves segmentation (``privobfnet.labels``: pseudo-labels, DeepLab, mIoU).
 """
 
 from __future__ import annotations

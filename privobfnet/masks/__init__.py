@@ -15,7 +15,8 @@ face      ``mediapipe``   MediaPipe full-range face detection (boxes)
 
 Model files: rapidocr's wheel ships the OCR model; the MediaPipe files are fetched on first use
 into ``<cache_dir>/mediapipe`` (``privobfnet.masks.assets``); PaddleOCR's model folder is made in
-``<cache_dir>/paddleocr``. The stage's ``cache_dir`` is ``<project root>/.cache`` (git-ignored).
+``<cache_dir>/paddleocr``. The CLI and the stages share one ``cache_dir``
+(``privobfnet.masks.assets.default_cache_dir``: $PRIVOBFNET_CACHE_DIR, else ~/.cache/privobfnet).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from privobfnet.io import file_digest
+
 MEDIAPIPE_VERSION = "0.10.21"
 MEDIAPIPE_WHEEL = "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"
 MEDIAPIPE_WHEEL_SHA256 = "05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3"
@@ -34,24 +36,27 @@ MEDIAPIPE_MODELS = {
     ),
 }
 PIP_TIMEOUT_S = 600
+CACHE_ENV = "PRIVOBFNET_CACHE_DIR"  # where the detector model files are cached
+
+
+def default_cache_dir() -> str:
+    """The one cache of detector model files, for the CLI and the stages alike: $PRIVOBFNET_CACHE_DIR,
+    else $XDG_CACHE_HOME/privobfnet, else ~/.cache/privobfnet."""
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "privobfnet")
 
 
 class AssetError(RuntimeError):
     """A model file could not be fetched or failed its checksum; the message says what to do."""
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cached(cache_dir: Path) -> dict[str, Path] | None:
     paths = {name: cache_dir / name for name in MEDIAPIPE_MODELS}
-    ok = all(p.is_file() and sha256_of(p) == MEDIAPIPE_MODELS[name][1] for name, p in paths.items())
+    ok = all(
+        p.is_file() and file_digest(p) == MEDIAPIPE_MODELS[name][1] for name, p in paths.items()
+    )
     return paths if ok else None
 
 
@@ -110,7 +115,7 @@ def ensure_mediapipe_models(cache_dir: str | os.PathLike) -> dict[str, Path]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".mediapipe-", dir=cache_dir) as tmp:
         wheel = _pip_download(Path(tmp))
-        if sha256_of(wheel) != MEDIAPIPE_WHEEL_SHA256:
+        if file_digest(wheel) != MEDIAPIPE_WHEEL_SHA256:
             raise AssetError(
                 f"{wheel.name}: sha256 differs from the pinned {MEDIAPIPE_WHEEL_SHA256}"
             )

@@ -71,14 +71,17 @@ def face_anchors(grid: int = FACE_GRID) -> np.ndarray:
     return np.stack([(xs.ravel() + 0.5) / grid, (ys.ravel() + 0.5) / grid], axis=1)
 
 
+def _area(b: np.ndarray) -> np.ndarray:
+    return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+
+
 def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     x0 = np.maximum(box[0], others[:, 0])
     y0 = np.maximum(box[1], others[:, 1])
     x1 = np.minimum(box[2], others[:, 2])
     y1 = np.minimum(box[3], others[:, 3])
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / np.maximum(area(box) + area(others) - inter, 1e-12)
+    return inter / np.maximum(_area(box) + _area(others) - inter, 1e-12)
 
 
 def weighted_nms(

@@ -16,8 +16,6 @@ from PIL import Image
 from privobfnet.data.errors import DataError
 from privobfnet.masks.base import MaskResult, check_rgb
 
-PARSER_FOLDER = "SimulatedHumanParser"
-
 
 class SimulatedHumanParser:
     """Human mask of a SynthPriv image, read from the simulated parser's PNG."""

@@ -13,20 +13,12 @@ normalisation (``input_norm``) and ``output_stride``.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections import OrderedDict
-from typing import Any
-
 import torch
-import torchvision
 from torch import nn
 
 from privobfnet.config import DeeplabConfig
-from privobfnet.models.deeplab_tiny import TinyDilatedBody
-from privobfnet.models.inputs import IMAGENET_NORM
-from privobfnet.models.lite0 import EfficientNetLite0
-from privobfnet.models.norm import keep_batchnorm_frozen
+from privobfnet.models.backbones import build_backbone
+from privobfnet.models.layers import freeze_batchnorm, keep_batchnorm_frozen
 
 ASPP_RATES = (6, 12, 18, 24)
 ASPP_LR_MULT = 10.0  # the head learns from scratch; the reference gives it 10x the backbone's rate
@@ -71,8 +63,7 @@ class DeepLabV2(nn.Module):
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
         if freeze_bn:
-            for module in self.batch_norms():
-                module.requires_grad_(False)
+            freeze_batchnorm(self.body)
         self.train()
 
     def batch_norms(self) -> list[nn.BatchNorm2d]:
@@ -91,93 +82,23 @@ class DeepLabV2(nn.Module):
         return self.aspp(self.body(x))  # (B, K, H/os, W/os)
 
 
-class ResNet101Body(nn.Sequential):
-    """torchvision's ResNet-101 modules in sequence; ImageNet-normalised input, output stride 8."""
-
-    input_norm = IMAGENET_NORM
-    output_stride = 8
-
-
-def resnet101_body() -> ResNet101Body:
-    """torchvision's ResNet-101 without pooling and classifier, output stride 8 (B, 2048, H/8, W/8).
-
-    Module names match torchvision's state dict (``conv1``, ``layer1`` ...), so its ImageNet
-    weights load directly.
-    """
-    net = torchvision.models.resnet101(
-        weights=None, replace_stride_with_dilation=[False, True, True]
-    )
-    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-    return ResNet101Body(OrderedDict((name, getattr(net, name)) for name in names))
-
-
-def load_resnet101_weights(body: nn.Sequential, path: str | os.PathLike) -> None:
-    """Load torchvision ImageNet ResNet-101 weights (a state dict file) into ``body``; fc is skipped.
-
-    Every backbone tensor must be present (strict), so a wrong file fails loudly.
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if "state_dict" in state:  # some exporters nest it
-        state = state["state_dict"]
-    body.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=True)
+# DeepLabV2's deeplab.backbone -> the backbone factory's name (its small body is the dilated one)
+BODIES = {"tiny": "tiny_dilated", "resnet101": "resnet101", "lite0": "lite0"}
 
 
 def build_deeplab(cfg: DeeplabConfig, *, n_classes: int, load_pretrained: bool = True) -> DeepLabV2:
-    """DeepLabV2 with the configured backbone; ImageNet weights from ``cfg.pretrained`` when set."""
-    if cfg.backbone == "resnet101":
-        body = resnet101_body()
-        if cfg.pretrained and load_pretrained:
-            load_resnet101_weights(body, cfg.pretrained)
-        # Frozen batch norm keeps ImageNet's statistics; without them it would be the identity
-        # (mean 0, var 1) and 101 un-normalised layers diverge (NaN in the first steps on a GPU).
-        return DeepLabV2(
-            body, body_channels=2048, n_classes=n_classes, freeze_bn=cfg.pretrained is not None
-        )
-    if cfg.backbone == "lite0":
-        frozen = cfg.pretrained is not None
-        lite0 = EfficientNetLite0(
-            frozen_stages=cfg.lite0_frozen_stages if frozen else 0, freeze_bn=frozen
-        )
-        if cfg.pretrained and load_pretrained:
-            lite0.load_imagenet(cfg.pretrained)
-        return DeepLabV2(
-            lite0, body_channels=lite0.out_channels, n_classes=n_classes, freeze_bn=frozen
-        )
-    if cfg.pretrained and load_pretrained:
-        raise ValueError(
-            f"deeplab.pretrained: the {cfg.backbone} backbone trains from scratch; set it to null"
-        )
-    body = TinyDilatedBody(width=cfg.tiny_width)
-    return DeepLabV2(body, body_channels=body.out_channels, n_classes=n_classes, freeze_bn=False)
-
-
-def optimizer_param_groups(model: DeepLabV2, *, weight_decay: float) -> list[dict[str, Any]]:
-    """SGD groups: the backbone's trainable tensors at 1x, the ASPP head at 10x (key ``lr_mult``)."""
-    body = [p for p in model.body.parameters() if p.requires_grad]
-    head = list(model.aspp.parameters())
-    return [
-        {"params": body, "lr_mult": 1.0, "weight_decay": weight_decay},
-        {"params": head, "lr_mult": ASPP_LR_MULT, "weight_decay": weight_decay},
-    ]
-
-
-def checkpoint_payload(
-    model: DeepLabV2, cfg: DeeplabConfig, *, class_names: list[str], iteration: int
-) -> dict:
-    """What ``final.pt`` holds: the weights, the deeplab config, class names (background first)."""
-    return {
-        "model": model.state_dict(),
-        "config": dataclasses.asdict(cfg),
-        "class_names": list(class_names),
-        "iteration": iteration,
-    }
-
-
-def load_deeplab(path: str | os.PathLike, device: str | torch.device) -> tuple[DeepLabV2, dict]:
-    """A trained model from ``final.pt`` in eval mode, and its metadata (config, class_names ...)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = DeeplabConfig(**payload["config"])
-    model = build_deeplab(cfg, n_classes=len(payload["class_names"]), load_pretrained=False)
-    model.load_state_dict(payload["model"])
-    meta = {k: v for k, v in payload.items() if k != "model"}
-    return model.to(device).eval(), meta
+    """DeepLabV2 on the configured body (``build_backbone``); ImageNet weights from ``cfg.pretrained``
+    when set and ``load_pretrained`` (a trained checkpoint's weights replace them otherwise)."""
+    body = build_backbone(
+        BODIES[cfg.backbone],
+        pretrained=cfg.pretrained,
+        load_weights=load_pretrained,
+        tiny_width=cfg.tiny_width,
+        lite0_frozen_stages=cfg.lite0_frozen_stages,
+    )
+    return DeepLabV2(
+        body,
+        body_channels=body.out_channels,
+        n_classes=n_classes,
+        freeze_bn=cfg.pretrained is not None,
+    )

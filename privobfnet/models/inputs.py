@@ -81,3 +81,9 @@ def resize_sample(
     rgb = rgb.round().clamp(0, 255).to(torch.uint8)[0]
     masks = masks.clamp(0, 1)[0]
     return rgb, masks[:1], masks[1:]
+
+
+def images_to_tensor(images: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1], channels-last on ``device``."""
+    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)

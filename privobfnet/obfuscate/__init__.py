@@ -4,13 +4,16 @@
   recognition for the red team;
 - ``regions``: Model-Image's per-attribute masks snapped to the detector regions of their mask type;
 - ``styles``: solid (default), coarse pixelation, blur;
-- ``codec``: upright decoding, metadata-free encoding, atomic writes, output paths;
-- ``engine``: preferences, model loading, ``Obfuscator`` (one image) and the leak rules;
-- ``batch``: one file in, one file out or none (fail-closed), with its report record.
+- ``codec``: upright decoding, metadata-free encoding, output paths;
+- ``engine``: model loading, ``Obfuscator`` (one image) and the leak rules; the preferences are
+  ``privobfnet.config.Preferences``, the same object as the redact stage's params;
+- ``batch``: one file in, one file out or none (fail-closed), with its report record; many files
+  over worker processes.
 
-The command line is ``privobfnet obfuscate`` (``ops/cli.py``).
+The command line is ``privobfnet obfuscate`` (``privobfnet/cli.py``).
 """
 
+from privobfnet.config import Preferences, parse_preferences
 from privobfnet.obfuscate.batch import STEPS, obfuscate_file
 from privobfnet.obfuscate.codec import check_outputs, decode_upright, encode, output_path
 from privobfnet.obfuscate.detect import Detectors, TextReader, build_detectors
@@ -18,12 +21,11 @@ from privobfnet.obfuscate.engine import (
     LoadedModel,
     Obfuscator,
     Outcome,
-    Preferences,
     PreferencesError,
     detector_kinds,
     find_leaks,
     load_model,
-    parse_preferences,
+    snap_rules,
 )
 from privobfnet.obfuscate.regions import (
     Detections,
@@ -64,4 +66,5 @@ __all__ = [
     "output_path",
     "parse_preferences",
     "snap_attribute",
+    "snap_rules",
 ]

@@ -1,18 +1,29 @@
-"""One file in, one file out (or none, fail-closed), and the report record that says what happened."""
+"""Files in, files out: one input file to one output (or none, fail-closed) with the report record
+that says what happened, and many files over worker processes."""
 
 from __future__ import annotations
 
+import glob
 import io
+import multiprocessing
 import os
+import sys
 import time
-from dataclasses import asdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image
+from tqdm import tqdm
 
-from privobfnet.obfuscate.codec import decode_upright, encode, output_format, write_atomic
-from privobfnet.obfuscate.engine import Obfuscator
+from privobfnet.config import Preferences
+from privobfnet.io import atomic_write_bytes
+from privobfnet.obfuscate.codec import decode_upright, encode, output_format
+from privobfnet.obfuscate.detect import TextReader, build_detectors
+from privobfnet.obfuscate.engine import Obfuscator, detector_kinds, load_model
 
 STEPS = ("decode", "ocr", "face_person", "model", "compose", "encode", "verify")
 
@@ -41,7 +52,7 @@ def obfuscate_file(
         timings.update(outcome.timings)
         start = time.perf_counter()
         data = encode(outcome.image, output_format(source))
-        write_atomic(target, data)
+        atomic_write_bytes(target, data)
         timings["encode"] = time.perf_counter() - start
         record.update(
             output=str(target),
@@ -70,3 +81,135 @@ def obfuscate_file(
         record = {"input": str(source), "output": None, "error": f"{type(exc).__name__}: {exc}"}
     record["timings_ms"] = {k: round(v * 1000, 1) for k, v in timings.items()}
     return record
+
+
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+}
+
+
+class InputError(ValueError):
+    """The inputs name no image (a glob that matches nothing, an empty folder)."""
+
+
+def expand_inputs(specs: Sequence[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and globs -> input files, in order, without repeats."""
+    found: list[Path] = []
+    for spec in specs:
+        if os.path.isdir(spec):
+            items = sorted(
+                p
+                for p in Path(spec).iterdir()
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+        elif glob.has_magic(spec):
+            items = sorted(
+                Path(p)
+                for p in glob.glob(spec, recursive=True)
+                if os.path.isfile(p) and Path(p).suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not items:
+                raise InputError(f"{spec}: no image matches")
+        else:
+            items = [Path(spec)]  # a missing file is reported as that image's error
+        found += [p for p in items if p not in found]
+    if not found:
+        raise InputError("no input images")
+    return found
+
+
+# ---- one worker per process -------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker needs to build its own detectors and model (picklable)."""
+
+    prefs: Preferences
+    checkpoint: str | None
+    cache_dir: str
+    ocr_side: int
+    verify_side: int
+    threads: int
+    verify: bool
+    max_pixels: int
+    device: str
+
+
+_WORKER: dict = {}
+
+
+def build_obfuscator(settings: WorkerSettings) -> Obfuscator:
+    """Model, detectors and (for --verify) OCR recognition, built once per process."""
+    model = load_model(settings.checkpoint, settings.device) if settings.checkpoint else None
+    kinds = detector_kinds(settings.prefs, model) | ({"face"} if settings.verify else set())
+    detectors = build_detectors(
+        kinds,
+        cache_dir=settings.cache_dir,
+        text_limit_side=settings.ocr_side,
+        threads=settings.threads,
+    )
+    reader = (
+        TextReader(limit_side=settings.verify_side, threads=settings.threads)
+        if settings.verify
+        else None
+    )
+    return Obfuscator(
+        settings.prefs, detectors=detectors, model=model, reader=reader, device=settings.device
+    )
+
+
+def _init_worker(settings: WorkerSettings) -> None:
+    torch.set_num_threads(settings.threads)
+    _WORKER["obfuscator"], _WORKER["settings"] = build_obfuscator(settings), settings
+
+
+def _work(job: tuple[str, str]) -> dict:
+    settings = _WORKER["settings"]
+    return obfuscate_file(
+        _WORKER["obfuscator"],
+        job[0],
+        job[1],
+        max_pixels=settings.max_pixels,
+        verify=settings.verify,
+    )
+
+
+def run_jobs(
+    jobs: list[tuple[str, str]], settings: WorkerSettings, workers: int, *, progress: bool
+) -> list[dict]:
+    """Every job's record, in job order; ``workers`` processes (this one when 1)."""
+    bar = tqdm(total=len(jobs), desc="obfuscate", unit="img", disable=not progress, file=sys.stderr)
+    records: list[dict] = []
+    with bar:
+        if workers <= 1:
+            threads = (
+                torch.get_num_threads()
+            )  # restored after: the caller may be a longer-lived process
+            try:
+                _init_worker(settings)
+                for job in jobs:
+                    records.append(_work(job))
+                    bar.update(1)
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            with ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(settings,),
+            ) as pool:
+                for record in pool.map(_work, jobs):
+                    records.append(record)
+                    bar.update(1)
+    return records

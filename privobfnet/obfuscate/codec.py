@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -87,22 +86,6 @@ def check_outputs(pairs: Iterable[tuple[Path, Path]], *, suffix: str = "") -> No
         seen[real] = Path(source)
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to ``path`` through a temporary file in the same folder, renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 __all__ = [
     "DataError",
     "check_outputs",
@@ -110,5 +93,4 @@ __all__ = [
     "encode",
     "output_format",
     "output_path",
-    "write_atomic",
 ]

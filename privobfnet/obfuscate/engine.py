@@ -3,33 +3,34 @@
 ``Obfuscator.process`` takes an upright (H, W, 3) uint8 RGB image and returns the obfuscated
 pixels with what was found and hidden. ``Obfuscator.verify`` runs OCR recognition and the face
 detector on an output and lists leaks: a text line read inside a hidden region, or a face box
-overlapping one. Files, workers and reports are the caller's (``ops/cli.py``, ``stages/redact.py``).
+overlapping one. Files, workers and reports are the caller's (``privobfnet/cli.py``, ``stages/redact.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from privobfnet import cams
+from privobfnet.config import ConfigError, Preferences
 from privobfnet.inference import Prediction, predict
-from privobfnet.models.ensemble import PrivObfNet, load_ensemble
+from privobfnet.models.checkpoints import load_ensemble
+from privobfnet.models.privobfnet import PrivObfNet
 from privobfnet.obfuscate.detect import Detectors, TextReader
 from privobfnet.obfuscate.regions import (
-    HIDE_ALL_KINDS,
     Detections,
     HiddenArea,
     SnapRules,
     hidden_area,
     polygon_patch,
 )
-from privobfnet.obfuscate.styles import STYLES, apply_style
+from privobfnet.obfuscate.styles import apply_style
 
 # a recognised line counts as a leak when this share of its polygon lies in the hidden area, its
 # recognition confidence is at least LEAK_MIN_SCORE and it holds at least LEAK_MIN_CHARS letters or digits
@@ -39,89 +40,14 @@ LEAK_MIN_CHARS = 2
 LEAK_FACE_SHARE = 0.3  # a face box with this share inside the hidden area is a leak
 
 
-class PreferencesError(ValueError):
-    """A preferences mapping (the --prefs YAML) is wrong; the message names the key."""
+PreferencesError = ConfigError  # a bad preferences mapping: the message names the source and key
 
 
-@dataclass(frozen=True)
-class Preferences:
-    """What the user wants hidden and how (the paper's user preferences, plus the tool's settings)."""
-
-    hide: tuple[str, ...] = ()  # attribute ids of the model
-    hide_all: tuple[str, ...] = ()  # model-free: faces, text, people
-    style: Literal["solid", "pixelate", "blur"] = "solid"
-    color: tuple[int, int, int] = (0, 0, 0)  # solid fill colour
-    block_px: int = 0  # pixelate: at least this (and at least 1/6 of the region's shorter side)
-    class_threshold: float = 0.5  # attribute probability from which its mask is used
-    bg_threshold: float = 0.25  # attention below this is background
-    min_overlap: float = 0.1
-    dilate_px: int = 8
-    margin_px: int = 4
-
-    def rules(self) -> SnapRules:
-        """The snapping rules these preferences set."""
-        return SnapRules(
-            min_overlap=self.min_overlap, dilate_px=self.dilate_px, margin_px=self.margin_px
-        )
-
-
-def parse_preferences(
-    raw: Mapping[str, Any] | None, *, source: str = "preferences", base: Preferences = Preferences()
-) -> Preferences:
-    """A mapping (the --prefs YAML's content) over ``base``; unknown keys and bad values name the key."""
-    if raw is None:
-        return base
-    if not isinstance(raw, Mapping):
-        raise PreferencesError(
-            f"{source}: expected a mapping of settings, got {type(raw).__name__}"
-        )
-    fields = {f.name: f for f in dataclasses.fields(Preferences)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise PreferencesError(
-            f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(fields)})"
-        )
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        where = f"{source}: {key}"
-        if key in ("hide", "hide_all"):
-            items = value.split(",") if isinstance(value, str) else value
-            if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
-                raise PreferencesError(f"{where}: expected a list of names, got {value!r}")
-            values[key] = tuple(v.strip() for v in items if v.strip())
-        elif key == "style":
-            if value not in STYLES:
-                raise PreferencesError(f"{where}: {value!r} is not one of {list(STYLES)}")
-            values[key] = value
-        elif key == "color":
-            if not (
-                isinstance(value, (list, tuple))
-                and len(value) == 3
-                and all(
-                    isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value
-                )
-            ):
-                raise PreferencesError(f"{where}: expected three integers 0..255, got {value!r}")
-            values[key] = tuple(value)
-        elif key in ("block_px", "dilate_px", "margin_px"):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise PreferencesError(f"{where}: expected an integer >= 0, got {value!r}")
-            values[key] = value
-        else:  # thresholds and overlap share
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not 0.0 <= value <= 1.0
-            ):
-                raise PreferencesError(f"{where}: expected a number in [0, 1], got {value!r}")
-            values[key] = float(value)
-    prefs = dataclasses.replace(base, **values)
-    bad = [k for k in prefs.hide_all if k not in HIDE_ALL_KINDS]
-    if bad:
-        raise PreferencesError(
-            f"{source}: hide_all: unknown {bad} (known: {', '.join(HIDE_ALL_KINDS)})"
-        )
-    return prefs
+def snap_rules(prefs: Preferences) -> SnapRules:
+    """The snapping rules the preferences set."""
+    return SnapRules(
+        min_overlap=prefs.min_overlap, dilate_px=prefs.dilate_px, margin_px=prefs.margin_px
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,8 +105,8 @@ def predict_image(
     image: np.ndarray,
     detections: Detections,
     *,
-    class_threshold: float = 0.5,
-    bg_threshold: float = 0.25,
+    class_threshold: float,
+    bg_threshold: float,
     device: str | torch.device = "cpu",
 ) -> Prediction:
     """Model-Image on one image with the detectors' priors; a prior no class uses is all ones (as in training)."""
@@ -214,7 +140,7 @@ def attribute_mask(prediction: Prediction, c: int, prefs: Preferences) -> np.nda
     """
     if prediction.attribute_probs[c] < prefs.class_threshold:
         return np.zeros(prediction.attention.shape[1:], bool)
-    return prediction.attention[c] > prefs.bg_threshold
+    return cams.attribute_mask(prediction.attention, c, prefs.bg_threshold)
 
 
 def detector_kinds(prefs: Preferences, model: LoadedModel | None) -> set[str]:
@@ -313,7 +239,7 @@ class Obfuscator:
                 c = m.class_names.index(attribute)
                 chosen[attribute] = (attribute_mask(prediction, c, self.prefs), m.mask_types[c])
         start = time.perf_counter()
-        area = hidden_area(chosen, self.prefs.hide_all, detections, shape, self.prefs.rules())
+        area = hidden_area(chosen, self.prefs.hide_all, detections, shape, snap_rules(self.prefs))
         out = apply_style(
             image, area.mask, self.prefs.style, color=self.prefs.color, block_px=self.prefs.block_px
         )

@@ -25,9 +25,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from privobfnet.config import HIDE_ALL_KINDS
 from privobfnet.masks.base import Box
-
-HIDE_ALL_KINDS = ("faces", "text", "people")
 
 
 @dataclass(frozen=True, eq=False)  # arrays inside
@@ -42,14 +41,15 @@ class Detections:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SnapRules:
-    """How masks become hidden regions (see the module docstring)."""
+    """How masks become hidden regions (see the module docstring); the preferences set them
+    (``privobfnet.obfuscate.engine.snap_rules``)."""
 
-    min_overlap: float = 0.1  # share of a text line / face box the attribute's mask must cover
-    dilate_px: int = 8  # growth of un-masked attributes' masks (and of the fallbacks)
-    margin_px: int = 4  # growth of every hidden region
-    person_threshold: float = 0.5
+    min_overlap: float  # share of a text line / face box the attribute's mask must cover
+    dilate_px: int  # growth of un-masked attributes' masks (and of the fallbacks)
+    margin_px: int  # growth of every hidden region
+    person_threshold: float = 0.5  # person probability that counts as a person pixel
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,193 @@
+"""The one CAM -> mask procedure: the pseudo-labels, the obfuscation tool and the figures use it.
+
+Model-Image's mask-weighted CAM logits are computed for an image at each of ``scales`` (the image
+resized by that factor), each view also horizontally flipped. Every view's CAMs are ReLU'd,
+upsampled bicubically to the output size, flipped back and summed (``class_maps``); the sum is
+ReLU'd, max-normalised per class, and the classes absent from the image are zeroed: the image-level
+labels for pseudo-labels, the attributes below the probability threshold for the tool.
+
+From those maps in [0, 1]:
+
+- ``label_map``: one label per pixel, the argmax class unless every class scores at most the
+  background threshold (label 0; background wins ties). Pseudo-labels, DeepLab's targets and the
+  tool's ``Prediction.masks`` are this map.
+- ``attribute_mask``: one attribute's own region, where its map exceeds the background threshold
+  whatever the other attributes score (the tool hides each chosen attribute so: a pixel two
+  chosen attributes share is hidden for either; see ``privobfnet.obfuscate.engine``).
+
+Pseudo-labels use only the segmentation classes' channels (``privobfnet.labels``: no ``a0_safe``)
+and write labels in the segmentation encoding (0 background, segmentation class j -> j + 1).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from privobfnet.config import PseudoLabelConfig
+from privobfnet.crf import dense_crf, scores_to_probs
+from privobfnet.labels import SegmentationClasses
+from privobfnet.models.inputs import mask_tensor, normalize
+
+# (1, 3, h, w) image tensor, (1, 1, h, w) human mask, (1, 1, h, w) text mask -> (1, C, h', w') CAMs
+CamFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+MIN_PEAK = 1e-5  # a class whose maps never exceed this stays (near) zero after normalising
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+def views(scales: Sequence[float], size: tuple[int, int]) -> list[tuple[tuple[int, int], bool]]:
+    """The (input size, flipped) views of an image of ``size``: each scale, unflipped then flipped."""
+    if not scales:
+        raise ValueError("at least one scale is needed")
+    height, width = size
+    sizes = [(max(8, round(height * s)), max(8, round(width * s))) for s in scales]
+    return [(view_size, flip) for view_size in sizes for flip in (False, True)]
+
+
+def view_input(
+    tensors: Sequence[torch.Tensor], size: tuple[int, int], flip: bool
+) -> list[torch.Tensor]:
+    """The image and its masks, (1, ch, H, W) each, resized (bilinear) to one view and flipped if asked."""
+    out = [t if tuple(t.shape[-2:]) == size else _resize(t, size, "bilinear") for t in tensors]
+    return [t.flip(-1) for t in out] if flip else out
+
+
+def sum_views(
+    view_cams: Sequence[tuple[torch.Tensor, bool]], size: tuple[int, int]
+) -> torch.Tensor:
+    """(1, C, h', w') CAM logits of each (view, flipped) -> (C, H, W): ReLU, bicubic to ``size``,
+    flipped back, summed."""
+    total: torch.Tensor | None = None
+    for cams, flipped in view_cams:
+        cams = torch.relu(cams)
+        cams = cams.flip(-1) if flipped else cams
+        cams = _resize(cams, size, "bicubic")[0]  # (C, H, W)
+        total = cams if total is None else total + cams
+    if total is None:
+        raise ValueError("at least one view is needed")
+    return total
+
+
+def normalise_maps(
+    total: torch.Tensor, present: Sequence[bool] | torch.Tensor | None
+) -> torch.Tensor:
+    """(C, H, W) summed CAMs -> maps in [0, 1]: ReLU, per-class max-normalised, absent classes zeroed
+    (``present``: (C,) bool; None keeps every class)."""
+    maps = F.relu(total)
+    if present is not None:
+        maps = (
+            maps
+            * torch.as_tensor(np.asarray(present, dtype=bool), device=maps.device)[:, None, None]
+        )
+    peak = maps.flatten(1).max(dim=1).values.clamp_min(MIN_PEAK)  # (C,)
+    return maps / peak[:, None, None]
+
+
+@torch.no_grad()
+def class_maps(
+    cam_fn: CamFn,
+    image: torch.Tensor,
+    human_mask: torch.Tensor,
+    text_mask: torch.Tensor,
+    *,
+    scales: Sequence[float],
+    present: Sequence[bool] | torch.Tensor | None,
+    out_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """(C, H, W) maps in [0, 1] of one image: every view's CAMs summed, then ``normalise_maps``.
+
+    Args:
+        cam_fn: Model-Image's CAM function (already normalising its input as it was trained).
+        image: (1, 3, h, w) float image as ``cam_fn`` takes it; human_mask, text_mask (1, 1, h, w).
+        scales: input scales relative to ``image`` (L2G: 0.5, 1, 1.5, 2), each also run flipped.
+        present: (C,) classes to keep (the image-level labels, or the detected attributes).
+        out_size: the maps' size (default: the image's).
+    """
+    size = tuple(image.shape[-2:])
+    out_size = size if out_size is None else tuple(out_size)
+    view_cams = [
+        (cam_fn(*view_input((image, human_mask, text_mask), view_size, flip)), flip)
+        for view_size, flip in views(scales, size)
+    ]
+    return normalise_maps(sum_views(view_cams, out_size), present)
+
+
+def label_map(maps: torch.Tensor | np.ndarray, bg_threshold: float) -> np.ndarray:
+    """(H, W) uint8 labels from (C, H, W) maps: the argmax class + 1, 0 where none exceeds ``bg_threshold``."""
+    maps = torch.as_tensor(maps)
+    background = torch.full_like(maps[:1], bg_threshold)
+    scores = torch.cat([background, maps], dim=0)  # (1 + C, H, W): index 0 is background
+    return scores.argmax(dim=0).to(torch.uint8).cpu().numpy()
+
+
+def label_masks(maps: torch.Tensor | np.ndarray, bg_threshold: float) -> np.ndarray:
+    """(C, H, W) bool: the pixels ``label_map`` gives each class (at most one class per pixel)."""
+    labels = label_map(maps, bg_threshold)
+    return labels[None] == np.arange(1, len(maps) + 1, dtype=np.uint8)[:, None, None]
+
+
+def attribute_mask(maps: torch.Tensor | np.ndarray, c: int, bg_threshold: float) -> np.ndarray:
+    """(H, W) bool: where class ``c``'s map exceeds ``bg_threshold``, whatever the others score."""
+    return np.asarray(maps[c] > bg_threshold)
+
+
+def pseudo_label(image: np.ndarray, maps: torch.Tensor, settings: PseudoLabelConfig) -> np.ndarray:
+    """The (H, W) uint8 pseudo-label written for (K, H, W) maps: ``label_map``, or the dense CRF's."""
+    if not settings.crf:
+        return label_map(maps, settings.bg_threshold)
+    probs = scores_to_probs(maps.numpy(), settings.bg_threshold)
+    return (
+        dense_crf(image, probs, iterations=settings.crf_iterations).argmax(axis=0).astype(np.uint8)
+    )
+
+
+def image_tensors(
+    image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(H, W, 3) uint8 image and (H, W) masks -> (1, 3, H, W) float 0..255 and (1, 1, H, W) masks."""
+    shape = image.shape[:2]
+    human_t, text_t = (mask_tensor(m, shape)[None].to(device) for m in (human, text))
+    tensor = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().to(device)
+    return tensor, human_t, text_t
+
+
+@torch.no_grad()
+def image_maps(
+    model_image,
+    image: np.ndarray,
+    human: np.ndarray | None,
+    text: np.ndarray | None,
+    *,
+    scales: Sequence[float],
+    labels: Sequence[int],
+    device: torch.device,
+) -> torch.Tensor:
+    """Model-Image's (C, H, W) maps of one (H, W, 3) uint8 image at its own size, absent classes zeroed."""
+
+    def cam_fn(images, human_masks, text_masks):
+        return model_image.cams(normalize(images), human_masks, text_masks)
+
+    tensors = image_tensors(image, human, text, device)
+    return class_maps(cam_fn, *tensors, scales=scales, present=np.asarray(labels, bool)).cpu()
+
+
+def segmentation_maps(
+    model_image,
+    image: np.ndarray,
+    human: np.ndarray | None,
+    text: np.ndarray | None,
+    *,
+    seg: SegmentationClasses,
+    scales: Sequence[float],
+    labels: Sequence[int],
+    device: torch.device,
+) -> torch.Tensor:
+    """(K, H, W) maps of the K segmentation classes only (``image_maps`` less the classes without a region)."""
+    maps = image_maps(model_image, image, human, text, scales=scales, labels=labels, device=device)
+    return maps[seg.indices]

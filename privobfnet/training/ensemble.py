@@ -1,0 +1,157 @@
+"""One training step's forward pass through both networks and every enabled loss (eq. 1-5)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from privobfnet.config import TrainConfig
+from privobfnet.data.splits import Batch, SplitData
+from privobfnet.inference import batch_maps
+from privobfnet.models.crops import align_to_crops, cut_crops, sample_crop_boxes
+from privobfnet.models.heads import prior_masks_at
+from privobfnet.models.inputs import normalize
+from privobfnet.models.privobfnet import PrivObfNet, build_model
+from privobfnet.training.distributed import SINGLE, World, unwrap
+from privobfnet.training.losses import (
+    attribute_loss,
+    cropped_loss,
+    image_loss,
+    l2g_crop_target,
+    paper_crop_target,
+    privacy_loss,
+    total_loss,
+)
+from privobfnet.viz import attention_figure
+
+LOSS_NAMES = ("image", "cropped", "privacy", "attribute")
+
+
+def ensemble_losses(
+    model_image: PrivObfNet,
+    model_cropped: PrivObfNet,
+    batch: Batch,
+    cfg: TrainConfig,
+    *,
+    generator: torch.Generator,
+    world: World = SINGLE,
+) -> dict[str, torch.Tensor]:
+    """The enabled loss terms and their weighted sum under "total" (eq. 1).
+
+    With ``use_cropped`` off (Table 4's "Attention(Image)" rows) Model-Cropped is not run and
+    eq. 3's multilabel soft margin is applied to Model-Image's own pooled CAM instead, so its CAM
+    still learns from the labels. Under torchrun the models are DDP-wrapped, ``batch`` is this
+    rank's part of the global batch and the crops are drawn for the global batch, then sliced.
+    """
+    out = model_image(batch.images, batch.human_masks, batch.text_masks)
+    net_image = unwrap(model_image)
+    n_classes = net_image.n_classes
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    losses: dict[str, torch.Tensor] = {}
+    if cfg.use_cropped:
+        size = tuple(batch.images.shape[-2:])
+        global_batch = batch.images.shape[0] * world.size
+        boxes = sample_crop_boxes(
+            global_batch,
+            cfg.n_crops,
+            size,
+            cfg.crop_size,
+            generator=generator,
+            corners=cfg.crop_target == "l2g",
+        )[world.rows(global_batch)]  # (B, N, 4)
+        crop_human = cut_crops(batch.human_masks, boxes, memory_format=memory_format)
+        crop_text = cut_crops(batch.text_masks, boxes, memory_format=memory_format)
+        crop_out = model_cropped(
+            cut_crops(batch.images, boxes, memory_format=memory_format),
+            crop_human,
+            crop_text,
+            heads=False,
+        )
+        crop_labels = batch.labels.repeat_interleave(cfg.n_crops, dim=0)  # (B*N, C)
+        losses["cropped"] = cropped_loss(crop_out.class_logits, crop_labels)  # eq. 3
+        crop_hw = tuple(crop_out.cam_logits.shape[-2:])
+        aligned = align_to_crops(out.cam_logits, boxes, size, crop_hw)  # (B*N, K, h, w): G_i
+        if cfg.crop_target == "paper":
+            target = paper_crop_target(crop_out.cam_logits, n_classes)
+            losses["image"] = image_loss(aligned[:, :n_classes], target)  # eq. 2
+        else:
+            if net_image.use_mask_weighting:
+                priors = prior_masks_at(crop_human, crop_text, crop_hw)  # (B*N, 3, h, w)
+                fg_gate = priors[:, net_image.type_index[:n_classes]]  # (B*N, C, h, w)
+                bg_gate = 1.0 - priors[:, 1:].amax(dim=1, keepdim=True)  # outside every prior mask
+            else:
+                fg_gate = torch.ones_like(aligned[:, :n_classes])
+                bg_gate = torch.ones_like(aligned[:, :1])
+            target = l2g_crop_target(
+                crop_out.cam_logits,
+                crop_labels,
+                fg_gate,
+                bg_gate,
+                bg_threshold=cfg.l2g_bg_threshold,
+            )
+            losses["image"] = image_loss(aligned, target)  # eq. 2 over C + 1 channels
+    else:
+        losses["cropped"] = cropped_loss(out.class_logits, batch.labels)
+    if cfg.use_privacy:
+        losses["privacy"] = privacy_loss(out.privacy, batch.privacy_scores)  # eq. 4
+    if cfg.use_attribute:
+        losses["attribute"] = attribute_loss(out.attribute_logits, batch.labels)  # eq. 5
+    losses["total"] = total_loss(losses, cfg.loss_weights)  # eq. 1
+    return losses
+
+
+def epoch_batches(n_images: int, batch_size: int, *, seed: int, epoch: int) -> list[list[int]]:
+    """The image indices of each batch of one epoch: a permutation fixed by (seed, epoch), last partial batch dropped.
+
+    A function of its arguments alone, so a resumed run finds its data order position from the
+    iteration number.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(n_images)
+    return [
+        order[i : i + batch_size].tolist() for i in range(0, n_images - batch_size + 1, batch_size)
+    ]
+
+
+NEW_LAYER_LR_MULT = 10.0  # heads learn 10x faster than the (pretrained) backbone
+
+
+def build_training(cfg: TrainConfig, mask_types: Sequence[str], device: torch.device):
+    """Model-Image, Model-Cropped (train mode, ``channels_last`` as configured) and their SGD (lr x10 on new layers)."""
+    t = cfg
+    build = dict(
+        backbone=t.backbone,
+        tiny_width=t.tiny_width,
+        pretrained=t.pretrained,
+        mask_types=mask_types,
+        background_channel=t.crop_target == "l2g",
+        use_mask_weighting=t.use_mask_weighting,
+        lite0_frozen_stages=t.lite0_frozen_stages,
+    )
+    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+    model_image = build_model(**build).to(device, memory_format=memory_format).train()
+    model_cropped = build_model(**build).to(device, memory_format=memory_format).train()
+    groups = [*model_image.param_groups(), *model_cropped.param_groups()]
+    lr_mults = [1.0, NEW_LAYER_LR_MULT, 1.0, NEW_LAYER_LR_MULT]
+    optimizer = torch.optim.SGD(
+        [{"params": g, "lr_mult": m} for g, m in zip(groups, lr_mults)],
+        lr=t.lr,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
+    )
+    return model_image, model_cropped, optimizer
+
+
+@torch.no_grad()
+def attention_overlays(model, data: SplitData, device: torch.device, n_images: int = 4):
+    """CAM overlays of the first ``n_images`` images of a split (a matplotlib Figure); leaves the
+    model in eval."""
+    model.eval()
+    indices = list(range(min(n_images, len(data))))
+    rgb, human, text = data.stack(indices)
+    out = model(normalize(rgb.to(device)), human.to(device), text.to(device))
+    maps = batch_maps(out.cam_logits, model.n_classes, tuple(rgb.shape[-2:])).cpu().numpy()
+    probs = torch.sigmoid(out.attribute_logits).cpu().numpy()
+    images = rgb.permute(0, 2, 3, 1).numpy()
+    return attention_figure(images, maps, probs, data.labels[indices].numpy(), data.class_names)
