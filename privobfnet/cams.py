@@ -1,10 +1,14 @@
 """The one CAM -> mask procedure: the pseudo-labels, the obfuscation tool and the figures use it.
 
 Model-Image's mask-weighted CAM logits are computed for an image at each of ``scales`` (the image
-resized by that factor), each view also horizontally flipped. Every view's CAMs are ReLU'd,
-upsampled bicubically to the output size, flipped back and summed (``class_maps``); the sum is
-ReLU'd, max-normalised per class, and the classes absent from the image are zeroed: the image-level
-labels for pseudo-labels, the attributes below the probability threshold for the tool.
+resized by that factor with PIL's bicubic filter, as L2G's multi-scale loader does), each view also
+horizontally flipped. Every view's signed CAM logits are upsampled bicubically to the output size,
+flipped back and averaged; then, as L2G's inference, one ReLU of the mean, a per-class
+max-normalisation, and the classes absent from the image zeroed: the image-level labels for
+pseudo-labels, the attributes below the probability threshold for the tool (``class_maps``).
+The masks (human, text) of each view are resized bilinearly. Where the model weights its CAMs by
+the prior masks, the ReLU'd mean is weighted by them again at the output size (L2G has no prior
+masks; bicubic overshoot would otherwise leak a class outside its mask).
 
 From those maps in [0, 1]:
 
@@ -26,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from privobfnet.config import PseudoLabelConfig
 from privobfnet.crf import dense_crf, scores_to_probs
@@ -50,34 +55,47 @@ def views(scales: Sequence[float], size: tuple[int, int]) -> list[tuple[tuple[in
     return [(view_size, flip) for view_size in sizes for flip in (False, True)]
 
 
+def _pil_bicubic(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1, 3, h, w) float 0..255 image -> (1, 3, *size): the 8-bit image resized by PIL's bicubic filter
+    (L2G resizes its PIL images so; PIL antialiases when it shrinks)."""
+    array = image[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    resized = Image.fromarray(array).resize((size[1], size[0]), resample=Image.BICUBIC)
+    out = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)[None]
+    return out.to(device=image.device, dtype=image.dtype)
+
+
 def view_input(
     tensors: Sequence[torch.Tensor], size: tuple[int, int], flip: bool
 ) -> list[torch.Tensor]:
-    """The image and its masks, (1, ch, H, W) each, resized (bilinear) to one view and flipped if asked."""
-    out = [t if tuple(t.shape[-2:]) == size else _resize(t, size, "bilinear") for t in tensors]
+    """The image (first, float 0..255) and its masks, (1, ch, H, W) each, resized to one view (the image
+    with PIL's bicubic filter, the masks bilinearly) and flipped if asked."""
+    image, *masks = tensors
+    if tuple(image.shape[-2:]) != size:
+        image = _pil_bicubic(image, size)
+    masks = [m if tuple(m.shape[-2:]) == size else _resize(m, size, "bilinear") for m in masks]
+    out = [image, *masks]
     return [t.flip(-1) for t in out] if flip else out
 
 
 def sum_views(
     view_cams: Sequence[tuple[torch.Tensor, bool]], size: tuple[int, int]
 ) -> torch.Tensor:
-    """(1, C, h', w') CAM logits of each (view, flipped) -> (C, H, W): ReLU, bicubic to ``size``,
-    flipped back, summed."""
+    """(1, C, h', w') signed CAM logits of each (view, flipped) -> (C, H, W): bicubic to ``size``, flipped
+    back, averaged (L2G: the ReLU comes after the mean, in ``normalise_maps``)."""
     total: torch.Tensor | None = None
     for cams, flipped in view_cams:
-        cams = torch.relu(cams)
+        cams = _resize(cams.float(), size, "bicubic")[0]  # (C, H, W)
         cams = cams.flip(-1) if flipped else cams
-        cams = _resize(cams, size, "bicubic")[0]  # (C, H, W)
         total = cams if total is None else total + cams
     if total is None:
         raise ValueError("at least one view is needed")
-    return total
+    return total / len(view_cams)
 
 
 def normalise_maps(
     total: torch.Tensor, present: Sequence[bool] | torch.Tensor | None
 ) -> torch.Tensor:
-    """(C, H, W) summed CAMs -> maps in [0, 1]: ReLU, per-class max-normalised, absent classes zeroed
+    """(C, H, W) mean CAMs -> maps in [0, 1]: ReLU, per-class max-normalised, absent classes zeroed
     (``present``: (C,) bool; None keeps every class)."""
     maps = F.relu(total)
     if present is not None:
@@ -99,11 +117,19 @@ def class_maps(
     scales: Sequence[float],
     present: Sequence[bool] | torch.Tensor | None,
     out_size: tuple[int, int] | None = None,
+    gate_types: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(C, H, W) maps in [0, 1] of one image: every view's CAMs summed, then ``normalise_maps``.
+    """(C, H, W) maps in [0, 1] of one image: every view's CAMs averaged, then ``normalise_maps``.
+
+    ``gate_types`` ((C,) index into [none, human, text], the model's mask types where it weights its
+    CAMs by the prior masks): the ReLU'd mean is weighted by the masks once more, at the output
+    size. L2G has no prior masks; without this, the bicubic upsampling's overshoot beside a
+    class's negative (gated) logits would give it positive values outside its mask.
 
     Args:
-        cam_fn: Model-Image's CAM function (already normalising its input as it was trained).
+        cam_fn: Model-Image's signed CAM logits (``PrivObfNet.cams``; it normalises its input as it
+            was trained).
+        gate_types: as above, or None (no prior masks).
         image: (1, 3, h, w) float image as ``cam_fn`` takes it; human_mask, text_mask (1, 1, h, w).
         scales: input scales relative to ``image`` (L2G: 0.5, 1, 1.5, 2), each also run flipped.
         present: (C,) classes to keep (the image-level labels, or the detected attributes).
@@ -115,7 +141,22 @@ def class_maps(
         (cam_fn(*view_input((image, human_mask, text_mask), view_size, flip)), flip)
         for view_size, flip in views(scales, size)
     ]
-    return normalise_maps(sum_views(view_cams, out_size), present)
+    total = sum_views(view_cams, out_size)
+    if gate_types is not None:
+        masks = [
+            m if tuple(m.shape[-2:]) == out_size else _resize(m, out_size, "bilinear")
+            for m in (human_mask, text_mask)
+        ]
+        priors = torch.cat([torch.ones_like(masks[0]), *masks], dim=1)[0]  # (3, H, W)
+        total = F.relu(total) * priors[gate_types.to(priors.device)]
+    return normalise_maps(total, present)
+
+
+def gate_types_of(model_image) -> torch.Tensor | None:
+    """The (C,) mask types ``class_maps`` gates a model's maps by, None where it does not weight."""
+    if not getattr(model_image, "use_mask_weighting", False):
+        return None
+    return model_image.type_index[: model_image.n_classes]
 
 
 def label_map(maps: torch.Tensor | np.ndarray, bg_threshold: float) -> np.ndarray:
@@ -174,7 +215,13 @@ def image_maps(
         return model_image.cams(normalize(images), human_masks, text_masks)
 
     tensors = image_tensors(image, human, text, device)
-    return class_maps(cam_fn, *tensors, scales=scales, present=np.asarray(labels, bool)).cpu()
+    return class_maps(
+        cam_fn,
+        *tensors,
+        scales=scales,
+        present=np.asarray(labels, bool),
+        gate_types=gate_types_of(model_image),
+    ).cpu()
 
 
 def segmentation_maps(

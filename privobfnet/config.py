@@ -210,6 +210,17 @@ class TrainConfig:
     )
     # ImageNet-pretrained lite0 only: the stem and this many first block stages keep their weights
     lite0_frozen_stages: int = ranged(0, 7, default=3)
+    # where Model-Cropped's crops lie: "random" (the paper: N uniform random crops) or
+    # "corners_random" (L2G: the 4 corners, then uniform random crops)
+    crop_placement: Literal["random", "corners_random"] = "random"
+    # SGD's parameter groups: "new_layers_10x" (backbone 1x, every new layer 10x, weight decay on all)
+    # or "l2g" (L2G's: Nesterov, backbone weights 1x, biases 2x, new weights 10x, new biases 20x,
+    # weight decay on every group as its SGD's default; docs/protocol.md)
+    optimizer: Literal["new_layers_10x", "l2g"] = "new_layers_10x"
+    # the training images: "squash_flip" (resized to input_size x input_size, random h-flip) or "l2g"
+    # (L2G: short side to input_size * 8 / 7, i.e. 512 for 448, bicubic; a random input_size crop,
+    # aspect kept; ColorJitter(0.3, 0.3, 0.3, 0.1); no flip)
+    augment: Literal["squash_flip", "l2g"] = "squash_flip"
 
 
 @dataclass(frozen=True)
@@ -260,6 +271,15 @@ class DeeplabConfig:
         False  # cuDNN picks kernels by timing: faster on GPU, not run-to-run identical
     )
     lite0_frozen_stages: int = ranged(0, 7, default=3)  # as train.lite0_frozen_stages
+    # the rescale factors drawn from (deeplab-pytorch: 0.5, 0.75, 1, 1.25, 1.5); empty: uniform(scale_range)
+    scale_choices: list[float] = ranged(**POSITIVE, default=())
+    # SGD's groups: "aspp_10x" (backbone 1x, ASPP 10x, weight decay on all) or "deeplab_pytorch"
+    # (backbone 1x, ASPP weights 10x, ASPP biases 20x without weight decay)
+    optimizer: Literal["aspp_10x", "deeplab_pytorch"] = "aspp_10x"
+    # multi-scale inputs (deeplab-pytorch's MSC: the image and these rescaled copies, fused by a
+    # pixel-wise max; in training a loss on every output); empty: single scale
+    msc_scales: list[float] = ranged(0, 1, low_open=True, high_open=True, default=())
+    crf: bool = False  # test-time dense CRF with deeplab-pytorch's parameters (the `crf` extra)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -482,6 +502,11 @@ def _check(cfg: Config) -> None:
     if profile != "mean" and not 0 <= profile < n_profiles:
         raise ConfigError(
             f"data.privacy_profile: must be 'mean' or in [0, {n_profiles - 1}], got {profile!r}"
+        )
+    if cfg.data.privacy_rescale == "vpa" and cfg.train.use_privacy:
+        raise ConfigError(
+            "data.privacy_rescale: 'vpa' maps the 1-5 ratings to [-0.6, 1], which the privacy head "
+            "(a sigmoid, [0, 1]) cannot fit; use 'unit' ((x - 1) / 4) or turn train.use_privacy off"
         )
     deeplab = cfg.deeplab
     if len(deeplab.scale_range) != 2 or deeplab.scale_range[0] > deeplab.scale_range[1]:

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privobfnet.cams import class_maps, label_masks, sum_views
+from privobfnet.cams import class_maps, gate_types_of, label_masks, sum_views
 from privobfnet.cams import normalise_maps as _normalise_maps
+from privobfnet.crf import DEEPLAB_CRF, dense_crf
+from privobfnet.models.deeplabv2 import MSC
 from privobfnet.models.inputs import images_to_tensor, normalize, resize_sample
 from privobfnet.models.privobfnet import PrivObfNet
 
@@ -66,14 +68,21 @@ def predict(
     probs = torch.sigmoid(out.attribute_logits[0])
 
     # views() runs the unflipped view of the first scale first: at scale 1 that is the pass above
-    base_view = [torch.relu(out.cam_logits[:, : model_image.n_classes])] if scales[0] == 1.0 else []
+    base_view = [out.cam_logits[:, : model_image.n_classes]] if scales[0] == 1.0 else []
 
     def cam_fn(images, human_masks, text_masks):
         if base_view:
             return base_view.pop()
         return model_image.cams(normalize(images), human_masks, text_masks)
 
-    maps = class_maps(cam_fn, *tensors, scales=scales, present=None, out_size=image.shape[:2])
+    maps = class_maps(
+        cam_fn,
+        *tensors,
+        scales=scales,
+        present=None,
+        out_size=image.shape[:2],
+        gate_types=gate_types_of(model_image),
+    )
     present = (probs >= class_threshold).cpu().numpy()
     masks = label_masks(
         maps * torch.as_tensor(present, device=maps.device)[:, None, None], bg_threshold
@@ -112,14 +121,24 @@ def predict_split(
 
 @torch.inference_mode()
 def predict_segmentation(
-    model: nn.Module, image: np.ndarray, device: str | torch.device
+    model: nn.Module,
+    image: np.ndarray,
+    device: str | torch.device,
+    *,
+    msc_scales: Sequence[float] = (),
+    crf: bool = False,
 ) -> np.ndarray:
-    """DeepLabV2 on a whole image: (H, W, 3) uint8 -> (H, W) uint8 labels (argmax of the scores
-    upsampled bilinearly)."""
+    """DeepLabV2 on a whole image: (H, W, 3) uint8 -> (H, W) uint8 labels, the argmax of the scores
+    upsampled bilinearly. ``msc_scales``: the image and copies at these scales, fused by a pixel-wise
+    max (``MSC``); ``crf``: the softmax refined by a dense CRF with deeplab-pytorch's parameters."""
     was_training = model.training
     model.eval()
+    net = MSC(model, msc_scales).eval() if msc_scales else model
     x = images_to_tensor(torch.from_numpy(np.array(image))[None], device)  # (1, 3, H, W)
-    logits = model(x)  # (1, K, H/8, W/8)
+    logits = net(x)  # (1, K, H/8, W/8)
     logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
     model.train(was_training)
+    if crf:
+        probs = F.softmax(logits[0].float(), dim=0).cpu().numpy()
+        return dense_crf(image, probs, **DEEPLAB_CRF).argmax(axis=0).astype(np.uint8)
     return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()

@@ -19,7 +19,7 @@ from privobfnet.config import Config
 from privobfnet.data.images import load_rgb, load_truth
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.splits import load_split
-from privobfnet.evaluation.attributes import ensemble_metrics
+from privobfnet.evaluation.attributes import ensemble_metrics, frequent_attributes
 from privobfnet.evaluation.baselines import background_everywhere, trivial_baselines
 from privobfnet.evaluation.segmentation import segmentation_scores, split_confusion
 from privobfnet.inference import predict_segmentation, predict_split
@@ -62,17 +62,25 @@ def main(cfg: Config) -> dict:
         seg = SegmentationClasses.from_label_names(eval_manifest.attrs["class_names"], class_names)
         metrics: dict = {
             "splits": evaluated_splits(cfg),
-            "crf": False,
+            "crf": cfg.deeplab.crf,
+            "msc_scales": list(cfg.deeplab.msc_scales),
             "segmentation": {},
             "privacy": {},
             "attributes": {},
             "baselines": {},
         }
-        train_scores = load_split(cfg, cfg.train.train_split).scores.numpy()
+        train_data = load_split(cfg, cfg.train.train_split)
+        train_scores = train_data.scores.numpy()
         for split in metrics["splits"]:
             manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet")
             cm, n_images = split_confusion(
-                deeplab, manifest, max_pixels=max_pixels, seg=seg, device=device
+                deeplab,
+                manifest,
+                max_pixels=max_pixels,
+                seg=seg,
+                device=device,
+                msc_scales=cfg.deeplab.msc_scales,
+                crf=cfg.deeplab.crf,
             )
             data = load_split(cfg, split)
             baselines = trivial_baselines(data.labels.numpy(), data.scores.numpy(), train_scores)
@@ -95,6 +103,12 @@ def main(cfg: Config) -> dict:
                 "accuracy": ensemble["attribute_accuracy"],
                 "ap": ensemble["attribute_ap"],
                 "images": ensemble["eval_images"],
+                **frequent_attributes(
+                    ensemble["attribute_accuracy"],
+                    train_data.labels.numpy(),
+                    data.labels.numpy(),
+                    list(train_data.class_names),
+                ),
             }
         # ---- figure: image, ground truth, prediction for the first images with masks ----------------
         figure_rows = []

@@ -33,12 +33,13 @@ from privobfnet.evaluation.segmentation import segmentation_scores, split_confus
 from privobfnet.io import atomic_write_text, json_digest
 from privobfnet.labels import segmentation_classes
 from privobfnet.models.checkpoints import deeplab_checkpoint, save_checkpoint
-from privobfnet.models.deeplabv2 import build_deeplab
+from privobfnet.models.deeplabv2 import MSC, build_deeplab
 from privobfnet.models.inputs import images_to_tensor
 from privobfnet.runtime import autocast, setup_torch
 from privobfnet.training.deeplab import (
     IterationBatches,
     TrainingSamples,
+    msc_loss,
     optimizer_param_groups,
     poly_lr,
     segmentation_loss,
@@ -111,7 +112,9 @@ def main(cfg: Config) -> dict:
             device, memory_format=memory_format
         )
         optimizer = torch.optim.SGD(
-            optimizer_param_groups(model, weight_decay=deeplab.weight_decay),
+            optimizer_param_groups(
+                model, weight_decay=deeplab.weight_decay, scheme=deeplab.optimizer
+            ),
             lr=deeplab.lr,
             momentum=deeplab.momentum,
         )
@@ -131,7 +134,9 @@ def main(cfg: Config) -> dict:
             STAGE, total=deeplab.iterations, start=start, log_step=run.log_step, show=world.is_main
         )
         progress.replay(history)
-        net = wrap(model, world, device)
+        # multi-scale training wraps the model before DDP does, so one forward serves every scale
+        net = wrap(MSC(model, deeplab.msc_scales) if deeplab.msc_scales else model, world, device)
+        loss_fn = msc_loss if deeplab.msc_scales else segmentation_loss
         # ---- loop ----------------------------------------------------------------------------
         batches = IterationBatches(
             n_images=len(samples),
@@ -153,7 +158,7 @@ def main(cfg: Config) -> dict:
             lr = poly_lr(deeplab.lr, iteration, deeplab.iterations, deeplab.poly_power)
             apply_lr(optimizer, lr)
             with autocast(device, deeplab.precision):
-                loss = segmentation_loss(
+                loss = loss_fn(
                     net(images_to_tensor(images, device).contiguous(memory_format=memory_format)),
                     labels.to(device),
                 )
@@ -200,6 +205,7 @@ def main(cfg: Config) -> dict:
             max_pixels=cfg.data.max_image_pixels,
             seg=seg,
             device=device,
+            msc_scales=deeplab.msc_scales,
         )
         cm, n_eval = (
             sum_over_ranks(cm, world, device),

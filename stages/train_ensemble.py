@@ -42,6 +42,7 @@ from privobfnet.training.ensemble import (
     build_training,
     ensemble_losses,
     epoch_batches,
+    lr_at,
 )
 from privobfnet.training.loop import (
     RESUME_TAG,
@@ -61,12 +62,6 @@ LOSS_CSV = loss_plot(STAGE)
 STEP_SEED_STRIDE = (
     1_000_003  # a prime > any iteration count, so no two (seed, iteration) pairs share a seed
 )
-
-
-def lr_at(cfg: Config, epoch: int) -> float:
-    """Step decay: ``train.lr`` until ``lr_decay_epoch``, then times ``lr_decay_factor``."""
-    train = cfg.train
-    return train.lr * (train.lr_decay_factor if epoch >= train.lr_decay_epoch else 1.0)
 
 
 def overlay_epochs(cfg: Config) -> set[int]:
@@ -135,7 +130,7 @@ def main(cfg: Config) -> dict:
         cropped_net = wrap(model_cropped, world, device, find_unused_parameters=True)
         # ---- loop ----------------------------------------------------------------------------
         for epoch in range(start // iters_per_epoch, train.epochs):
-            apply_lr(optimizer, lr_at(cfg, epoch))
+            apply_lr(optimizer, lr_at(train, epoch))
             for position, indices in enumerate(
                 epoch_batches(len(train_data), train.batch_size, seed=cfg.seed, epoch=epoch)
             ):
@@ -157,7 +152,7 @@ def main(cfg: Config) -> dict:
                 losses["total"].backward()
                 optimizer.step()
                 history.append(
-                    {"step": iteration + 1, "epoch": epoch, "lr": lr_at(cfg, epoch), **values}
+                    {"step": iteration + 1, "epoch": epoch, "lr": lr_at(train, epoch), **values}
                 )
                 progress.update(history[-1])
                 if (iteration + 1) % train.checkpoint_every == 0 and iteration + 1 < total_iters:

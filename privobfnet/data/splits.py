@@ -13,16 +13,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.transforms.v2 import functional as TF
 
 from privobfnet.config import Config
 from privobfnet.data.images import load_rgb
 from privobfnet.data.manifest import labels_matrix, read_manifest
 from privobfnet.data.priors import Priors, read_index, read_prior_masks
-from privobfnet.models.inputs import normalize, resize_sample
+from privobfnet.models.inputs import mask_tensor, normalize, resize_sample
 
 # a cached sample holds 5 bytes per pixel: 3 for the RGB image, 1 each for the human and text masks
 CACHED_BYTES_PER_PIXEL = 5
 FLIP_PROBABILITY = 0.5
+# augment "l2g" (L2G's VOC loader): the short side resized to input_size * 8 / 7 (512 for 448),
+# then ColorJitter(brightness, contrast, saturation, hue) in a random order
+L2G_SHORT_SIDE_RATIO = 512 / 448
+L2G_JITTER = (0.3, 0.3, 0.3, 0.1)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class SplitData:
         self._paths = manifest["path"].tolist()
         self._priors = [priors[i] for i in self.image_ids]
         self._size, self._max_pixels = cfg.train.input_size, cfg.data.max_image_pixels
+        self._augment = cfg.train.augment
+        self._short_side = round(self._size * L2G_SHORT_SIDE_RATIO)
         self._grayscale = cfg.data.allow_grayscale
         self._memory_format = (
             torch.channels_last if cfg.train.channels_last else torch.contiguous_format
@@ -83,6 +92,21 @@ class SplitData:
             self._cache[index] = sample
         return sample
 
+    def _short_sample(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The image with its short side at ``input_size * 8 / 7`` (PIL bicubic, aspect kept) and its
+        masks (bilinear): (3, h, w) uint8, (1, h, w) float x2. Not cached (sizes vary)."""
+        image = load_rgb(
+            self._paths[index], max_pixels=self._max_pixels, allow_grayscale=self._grayscale
+        )
+        human, text = read_prior_masks(self._priors[index], image.shape[:2])
+        height, width = image.shape[:2]
+        scale = self._short_side / min(height, width)
+        size = (max(self._size, round(height * scale)), max(self._size, round(width * scale)))
+        rgb = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BICUBIC))
+        masks = torch.cat([mask_tensor(m, (height, width)) for m in (human, text)])[None]
+        masks = F.interpolate(masks, size, mode="bilinear", align_corners=False, antialias=True)
+        return torch.from_numpy(rgb.copy()).permute(2, 0, 1), masks[0, :1], masks[0, 1:]
+
     def stack(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (B, 3, S, S) uint8 images, (B, 1, S, S) human and text masks as float in [0, 1]."""
         rgb, human, text = zip(*(self._sample(i) for i in indices))
@@ -101,14 +125,18 @@ class SplitData:
         ``rows``: the part of the global batch ``indices`` this process trains on (torchrun); the
         flips are drawn for the whole global batch, so each sample's flip does not depend on the world size.
         """
-        flip = torch.rand(len(indices), generator=generator) < FLIP_PROBABILITY
-        indices, flip = indices[rows], flip[rows]
-        rgb, human, text = self.stack(indices)  # (B, 3, S, S) uint8, (B, 1, S, S) float x2
-        rgb[flip], human[flip], text[flip] = (
-            rgb[flip].flip(-1),
-            human[flip].flip(-1),
-            text[flip].flip(-1),
-        )
+        if self._augment == "l2g":
+            rgb, human, text = self._l2g_batch(indices, generator, rows)
+            indices = indices[rows]
+        else:
+            flip = torch.rand(len(indices), generator=generator) < FLIP_PROBABILITY
+            indices, flip = indices[rows], flip[rows]
+            rgb, human, text = self.stack(indices)  # (B, 3, S, S) uint8, (B, 1, S, S) float x2
+            rgb[flip], human[flip], text[flip] = (
+                rgb[flip].flip(-1),
+                human[flip].flip(-1),
+                text[flip].flip(-1),
+            )
         images = normalize(rgb.to(device)).contiguous(memory_format=self._memory_format)
         return Batch(
             images,
@@ -117,6 +145,40 @@ class SplitData:
             self.labels[indices].to(device),
             self.scores[indices].to(device),
         )
+
+    def _l2g_batch(self, indices, generator: torch.Generator, rows: slice):
+        """L2G's training input for each image: short side to ``input_size * 8 / 7``, a random
+        ``input_size`` crop (the masks cropped alike), ColorJitter on the image; no flip. The
+        draws are made for the whole global batch, as the flips are."""
+        n = len(indices)
+        offsets = torch.rand(n, 2, generator=generator)
+        factors = torch.rand(n, 4, generator=generator) * 2 - 1  # in [-1, 1)
+        orders = torch.argsort(torch.rand(n, 4, generator=generator), dim=1)
+        images, humans, texts = [], [], []
+        for i in range(n)[rows]:
+            rgb, human, text = self._short_sample(int(indices[i]))
+            top = int(offsets[i, 0] * (rgb.shape[1] - self._size + 1))
+            left = int(offsets[i, 1] * (rgb.shape[2] - self._size + 1))
+            window = (slice(None), slice(top, top + self._size), slice(left, left + self._size))
+            images.append(color_jitter(rgb[window], factors[i], orders[i]))
+            humans.append(human[window])
+            texts.append(text[window])
+        return torch.stack(images), torch.stack(humans), torch.stack(texts)
+
+
+def color_jitter(image: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """torchvision's ColorJitter(*L2G_JITTER) on a (3, H, W) uint8 image with its draws given:
+    ``factors`` (4,) in [-1, 1] scale each strength (brightness, contrast, saturation factors
+    1 + s * f, hue s * f), applied in ``order``."""
+    adjust = (
+        lambda x, f: TF.adjust_brightness(x, 1 + L2G_JITTER[0] * f),
+        lambda x, f: TF.adjust_contrast(x, 1 + L2G_JITTER[1] * f),
+        lambda x, f: TF.adjust_saturation(x, 1 + L2G_JITTER[2] * f),
+        lambda x, f: TF.adjust_hue(x, L2G_JITTER[3] * f),
+    )
+    for k in order.tolist():
+        image = adjust[k](image, float(factors[k]))
+    return image
 
 
 def load_split(cfg: Config, split: str) -> SplitData:

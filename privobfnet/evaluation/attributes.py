@@ -101,6 +101,37 @@ def finite(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+# Table 3's mean in the paper is over VISPR's attributes with > 300 training images (of 10,000): here
+# the attributes with more than this share of the training split's images
+FREQUENT_SHARE = 0.03
+
+
+def frequent_attributes(
+    accuracy: dict[str, float],
+    train_labels: np.ndarray,
+    eval_labels: np.ndarray,
+    names: list[str],
+) -> dict:
+    """The mean accuracy over the attributes present in more than ``FREQUENT_SHARE`` of the
+    training images (``train_labels``, ``eval_labels``: (N, C) 0/1 in ``names`` order), the same
+    mean for "every attribute absent" (the trivial baseline), which attributes, and every
+    attribute's training count. The means are None when no attribute is that frequent."""
+    counts = np.asarray(train_labels).sum(axis=0)
+    minimum = FREQUENT_SHARE * len(train_labels)
+    kept = [n for n, c in zip(names, counts) if c > minimum and accuracy.get(n) is not None]
+    absent = (np.asarray(eval_labels) == 0).mean(axis=0) if len(eval_labels) else None
+    columns = [names.index(n) for n in kept]
+    return {
+        "frequent_mean_accuracy": (float(np.mean([accuracy[n] for n in kept])) if kept else None),
+        "frequent_always_absent_mean_accuracy": (
+            float(absent[columns].mean()) if kept and absent is not None else None
+        ),
+        "frequent_min_train_images": float(minimum),
+        "frequent_attributes": kept,
+        "train_images_per_attribute": {n: int(c) for n, c in zip(names, counts)},
+    }
+
+
 def ensemble_metrics(probs: np.ndarray, scores: np.ndarray, data) -> dict:
     """Table 3 (attribute accuracy, mAP) and Table 2 (privacy L1 / Pearson / Spearman) numbers of a
     split (``data``: a ``privobfnet.data.splits.SplitData``, its labels, scores and class names), NaN as None."""

@@ -141,13 +141,22 @@ class CamScores:
 
 
 def split_confusion(
-    model, manifest: pd.DataFrame, *, max_pixels: int, seg: SegmentationClasses, device
+    model,
+    manifest: pd.DataFrame,
+    *,
+    max_pixels: int,
+    seg: SegmentationClasses,
+    device,
+    msc_scales: Sequence[float] = (),
+    crf: bool = False,
 ) -> tuple[np.ndarray, int]:
-    """Confusion matrix (segmentation labels) of full-image predictions against ground truth, and the image count."""
+    """Confusion matrix (segmentation labels) of full-image predictions (``predict_segmentation``
+    with ``msc_scales`` and ``crf``) against ground truth, and the image count."""
     cm = np.zeros((seg.n_labels, seg.n_labels), dtype=np.int64)
     rows = manifest[manifest["mask_path"].notna()]
     for row in rows.itertuples(index=False):
         image = load_rgb(row.path, max_pixels=max_pixels)
         mask = load_truth(row.mask_path, seg, max_pixels=max_pixels)
-        cm += confusion_matrix(predict_segmentation(model, image, device), mask, seg.n_labels)
+        prediction = predict_segmentation(model, image, device, msc_scales=msc_scales, crf=crf)
+        cm += confusion_matrix(prediction, mask, seg.n_labels)
     return cm, len(rows)

@@ -22,18 +22,22 @@ def sample_crop_boxes(
 ) -> torch.Tensor:
     """(n_images, n_crops, 4) long boxes of side ``crop_size`` inside an (H, W) image.
 
-    Paper: N uniformly random crops. ``corners=True`` is L2G's placement: the four corners first,
-    then random ones.
+    Paper: N uniformly random crops, offsets 0..H - crop and 0..W - crop. ``corners=True`` is L2G's
+    placement (its ``box_generation``): the corners top-left, bottom-left, top-right, bottom-right
+    first, then random offsets from [0, H - crop) and [0, W - crop) (``np.random.randint``'s
+    exclusive end: the far edges are the corners').
     """
     height, width = image_size
     if crop_size > min(height, width):
         raise ValueError(f"crop size {crop_size} exceeds the image size {image_size}")
-    x0 = torch.randint(0, width - crop_size + 1, (n_images, n_crops), generator=generator)
-    y0 = torch.randint(0, height - crop_size + 1, (n_images, n_crops), generator=generator)
+    span_x, span_y = width - crop_size, height - crop_size
+    end_x, end_y = (max(1, span_x), max(1, span_y)) if corners else (span_x + 1, span_y + 1)
+    x0 = torch.randint(0, end_x, (n_images, n_crops), generator=generator)
+    y0 = torch.randint(0, end_y, (n_images, n_crops), generator=generator)
     if corners:
         k = min(4, n_crops)
-        x0[:, :k] = torch.tensor([0, width - crop_size, 0, width - crop_size])[:k]
-        y0[:, :k] = torch.tensor([0, 0, height - crop_size, height - crop_size])[:k]
+        x0[:, :k] = torch.tensor([0, 0, span_x, span_x])[:k]
+        y0[:, :k] = torch.tensor([0, span_y, 0, span_y])[:k]
     return torch.stack([x0, y0, x0 + crop_size, y0 + crop_size], dim=-1)
 
 

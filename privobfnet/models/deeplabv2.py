@@ -13,7 +13,10 @@ normalisation (``input_norm``) and ``output_stride``.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from privobfnet.config import DeeplabConfig
@@ -22,6 +25,7 @@ from privobfnet.models.layers import freeze_batchnorm, keep_batchnorm_frozen
 
 ASPP_RATES = (6, 12, 18, 24)
 ASPP_LR_MULT = 10.0  # the head learns from scratch; the reference gives it 10x the backbone's rate
+ASPP_BIAS_LR_MULT = 20.0  # deeplab-pytorch: the head's biases 20x, without weight decay
 
 
 class ASPP(nn.Module):
@@ -80,6 +84,30 @@ class DeepLabV2(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
         return self.aspp(self.body(x))  # (B, K, H/os, W/os)
+
+
+class MSC(nn.Module):
+    """Multi-scale inputs (deeplab-pytorch's MSC): the model on the image and on copies rescaled by
+    ``scales`` (bilinear); the copies' scores are upsampled (bilinear) to the full image's and fused
+    by a pixel-wise max. In training mode the list [full, *rescaled, fused] (a loss on each), in
+    eval mode the fused scores. Wraps the model for a step; checkpoints hold the model itself."""
+
+    def __init__(self, model: nn.Module, scales: Sequence[float]):
+        super().__init__()
+        self.model, self.scales = model, tuple(scales)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        full = self.model(images)
+        pyramid = [
+            self.model(F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False))
+            for s in self.scales
+        ]
+        size = full.shape[-2:]
+        resized = [
+            F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pyramid
+        ]
+        fused = torch.stack([full, *resized]).amax(dim=0)
+        return [full, *pyramid, fused] if self.training else fused
 
 
 # DeepLabV2's deeplab.backbone -> the backbone factory's name (its small body is the dilated one)

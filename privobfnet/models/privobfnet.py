@@ -106,10 +106,9 @@ class PrivObfNet(nn.Module):
     def cams(
         self, images: torch.Tensor, human_masks: torch.Tensor, text_masks: torch.Tensor
     ) -> torch.Tensor:
-        """Mask-weighted CAMs of the attributes, (B, C, h, w) >= 0 at the backbone's output stride."""
-        return torch.relu(
-            self(images, human_masks, text_masks, heads=False).cam_logits[:, : self.n_classes]
-        )
+        """Mask-weighted CAM logits of the attributes, (B, C, h, w) at the backbone's output stride,
+        signed: CAM inference averages the views' signed maps before its one ReLU, as L2G's."""
+        return self(images, human_masks, text_masks, heads=False).cam_logits[:, : self.n_classes]
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(backbone parameters, new-layer parameters), trainable ones only; new layers get lr x10."""

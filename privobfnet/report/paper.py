@@ -67,3 +67,7 @@ TABLE5_MIOU: dict[str, tuple[str, float | None, float | None]] = {
     "BECO": ("I", 71.8, 45.1),
     "PrivObfNet": ("I+S", 71.5, 43.9),
 }
+
+# VOC 2012 val mIoU (%) where a method's own paper gives it (PrivObfNet's Table 5 gives test only):
+# L2G (Jiang et al., CVPR 2022, Table 5: val 72.1, test 71.7)
+VOC_VAL_MIOU: dict[str, float] = {"L2G": 72.1}

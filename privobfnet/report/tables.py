@@ -3,9 +3,9 @@
 Ours come from the metrics of one pipeline run (evaluate, pseudo_labels) and, for the Table 4
 ablation and the fully supervised ceiling, from the finished experiments that `make ablation`
 collected into reports/ablation.json. Where `make seeds` ran a configuration with several seeds,
-its numbers are their mean ± sample std (``privobfnet.report.seeds``), and a difference smaller than its
-spread is marked n.s. Each table states its protocol and its class list; missing rows say how to
-fill them.
+its numbers are their mean ± sample std (``privobfnet.report.seeds``), a compared row carries its
+t-test's p and n (paired on shared seeds), and a difference with p >= 0.05 is marked n.s. Each
+table states its protocol and its class list; missing rows say how to fill them.
 """
 
 from __future__ import annotations
@@ -53,15 +53,26 @@ def _protocol(cfg: Config, split: str, extra: str = "", *, classes: list[str], k
         f"ensemble backbone `{train.backbone}` init {_init(train.pretrained)}, input {train.input_size}, "
         f"{train.n_crops} crops of {train.crop_size}; "
         f"DeepLabV2 `{deeplab.backbone}` init {_init(deeplab.pretrained)}; "
-        f"pseudo-label CRF {'on' if cfg.pseudo_labels.crf else 'off'}, DeepLab CRF off; seed {cfg.seed}.{extra} "
+        f"pseudo-label CRF {'on' if cfg.pseudo_labels.crf else 'off'}, DeepLab test-time CRF "
+        f"{'on' if deeplab.crf else 'off'}, saliency maps none (only the classes with a human or text "
+        f"mask are gated), DeepLab scales "
+        f"{', '.join(str(x) for x in [1.0, *deeplab.msc_scales])}; seed {cfg.seed}.{extra} "
         f"{privacy_protocol(cfg.data.dataset, profile=cfg.data.privacy_profile, rescale=cfg.data.privacy_rescale)} "
         f"*{kind} classes* ({len(classes)}): {listed}. {SEEDS_NOTE}"
     )
 
 
+# the privacy score's scale by data.privacy_rescale (privobfnet.data.privacy)
+# (the range, rating points per unit of score)
+SCORE_SCALES = {
+    "unit": ("[0, 1], the 1-5 rating as (x - 1) / 4", 4.0),
+    "vpa": ("[-0.6, 1], the 1-5 rating as (x - 2.5) / 2.5", 2.5),
+}
+
 SEEDS_NOTE = (
-    f"Ours with several seeds (`make seeds`): mean ± sample std (n seeds); {NOT_SIGNIFICANT}: the "
-    "difference to the row it is compared with is smaller than its spread sqrt(std_a² + std_b²)."
+    "Ours with several seeds (`make seeds`): mean ± sample std (n seeds). A row compared with another "
+    "carries a two-sided t-test's p: paired on the seeds both share (`scipy.stats.ttest_rel`), Welch's "
+    f"where they share fewer than two, one-sample against a single number; {NOT_SIGNIFICANT}: p >= 0.05."
 )
 
 
@@ -147,6 +158,7 @@ def _baseline(evaluate: dict, split: str, key: str, scale: float, digits: int) -
 
 def table2(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
     split = cfg.train.eval_split
+    scale, points = SCORE_SCALES[cfg.data.privacy_rescale]
     ours = evaluate.get("privacy", {}).get(split, {})
     rows = [
         [name, _fmt(l1), _fmt(p), _fmt(s)]
@@ -185,7 +197,9 @@ def table2(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
         [
             "## Table 2: privacy score (L1 error / Pearson / Spearman)",
             _table(["method", "L1", "Pearson", "Spearman"], rows),
-            "Paper rows: VISPR test set. "
+            "Paper rows: VISPR test set; the paper does not state its score's scale. Ours: the L1 "
+            f"error is on the scale the scores are trained on, {scale} (an L1 of 0.1 is "
+            f"{0.1 * points:.2g} rating points). "
             + _protocol(cfg, split, classes=attribute_classes(evaluate, split), kind="Attribute"),
         ]
     )
@@ -208,8 +222,36 @@ def table3(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
         [f"`{name}`", format_spread(attr(ensemble, ("accuracy", name), acc, True), 100, 1)]
         for name, acc in ours.get("accuracy", {}).items()
     ]
-    summary = [("**mean**", "mean_accuracy"), ("**mAP** (VISPR's official metric)", "map")]
+    frequent = ours.get("frequent_attributes")
+    minimum = ours.get("frequent_min_train_images")
+    summary = [
+        (
+            f"**mean, attributes with > {minimum:g} training images** (the paper's mean: > 300 of "
+            f"VISPR's 10,000; here {len(frequent)})"
+            if frequent is not None and minimum is not None
+            else "**mean, frequent attributes**: missing (re-run `evaluate`)",
+            "frequent_mean_accuracy",
+        ),
+        ("mean over every attribute", "mean_accuracy"),
+        ("**mAP** (VISPR's official metric)", "map"),
+    ]
+
+    def frequent_mean(experiment: dict) -> Optional[float]:
+        """An experiment's mean accuracy over this run's frequent attributes (the data are the
+        same in every seed's run; experiments collected before the mean existed have the parts)."""
+        parts = [dig(experiment, "attributes", split, "accuracy", n) for n in frequent or []]
+        return sum(parts) / len(parts) if parts and None not in parts else None
+
     for label, key in summary:
+        if key == "frequent_mean_accuracy":
+            ens = _ours(ensemble, frequent_mean, ours.get(key), True)
+            our_rows.append([label, format_spread(ens, 100, 1)])
+            if single:
+                label_single = f"{label.split(' (')[0]}, single model (Model-Cropped off)"
+                our_rows.append(
+                    [label_single, mark(over_seeds(single, frequent_mean), ens, 100, 1)]
+                )
+            continue
         ens = attr(ensemble, (key,), ours.get(key), True)
         our_rows.append([label, format_spread(ens, 100, 1)])
         if single:
@@ -221,7 +263,15 @@ def table3(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
             )
     our_rows.append(
         [
-            "trivial baseline, **mean**: every attribute absent",
+            "trivial baseline, **mean over the frequent attributes**: every attribute absent",
+            "missing (re-run `evaluate`)"
+            if ours.get("frequent_always_absent_mean_accuracy") is None and frequent is None
+            else _fmt(ours.get("frequent_always_absent_mean_accuracy"), 100, 1),
+        ]
+    )
+    our_rows.append(
+        [
+            "trivial baseline, mean over every attribute: every attribute absent",
             _baseline(evaluate, split, "always_absent_mean_accuracy", 100, 1),
         ]
     )
@@ -329,7 +379,14 @@ def table5(
 ) -> str:
     split = cfg.deeplab.eval_split
     rows = [
-        [name, sup, _fmt(voc, digits=1), _fmt(coco, digits=1), "-"]
+        [
+            name,
+            sup,
+            _fmt(voc, digits=1),
+            _fmt(paper.VOC_VAL_MIOU.get(name), digits=1),
+            _fmt(coco, digits=1),
+            "-",
+        ]
         for name, (sup, voc, coco) in paper.TABLE5_MIOU.items()
     ]
     ensemble = _matches(experiments, ENSEMBLE, cfg)
@@ -341,6 +398,7 @@ def table5(
         [
             f"**PrivObfNet, ours** ({cfg.data.dataset} {split})",
             "I+S",
+            "-",
             "-",
             "-",
             format_spread(ours, 100, 1),
@@ -365,6 +423,7 @@ def table5(
                 "I+S",
                 "-",
                 "-",
+                "-",
                 format_spread(cam, 100, 1),
             ]
         )
@@ -374,12 +433,14 @@ def table5(
                 "I+S",
                 "-",
                 "-",
+                "-",
                 mark(free, cam, 100, 1) if free else "missing (re-run `pseudo_labels`)",
             ]
         )
         rows.append(
             [
                 f"trivial baseline: background everywhere ({train_split})",
+                "-",
                 "-",
                 "-",
                 "-",
@@ -394,6 +455,7 @@ def table5(
                     "I+S",
                     "-",
                     "-",
+                    "-",
                     mark(one, cam, 100, 1),
                 ]
             )
@@ -404,12 +466,14 @@ def table5(
             "I+S",
             "-",
             "-",
+            "-",
             mark(one, ours, 100, 1) if one else "missing (`make seeds`)",
         ]
     )
     rows.append(
         [
             f"trivial baseline: background everywhere ({split})",
+            "-",
             "-",
             "-",
             "-",
@@ -423,14 +487,28 @@ def table5(
             "full",
             "-",
             "-",
+            "-",
             format_spread(top, 100, 1) if top else "missing (`make seeds`)",
         ]
     )
     return "\n\n".join(
         [
             "## Table 5: DeepLabV2 mIoU (%) trained on CAM pseudo-labels",
-            _table(["method", "sup.", "VOC test", "COCO val", "ours"], rows),
-            "Paper rows: VOC 2012 test / COCO 2014 val, DeepLabV2-ResNet101. The masks-only baseline "
+            _table(
+                [
+                    "method",
+                    "sup.",
+                    "VOC test",
+                    "VOC val",
+                    "COCO val",
+                    f"ours ({cfg.data.dataset} {split})",
+                ],
+                rows,
+            ),
+            "Paper rows: VOC 2012 test (the evaluation server) / COCO 2014 val, DeepLabV2-ResNet101; "
+            "the paper gives no VOC val number, L2G's own paper does (val 72.1, test 71.7), the one to "
+            f"compare with a VOC run here, which scores VOC's val split. Ours score `{split}`. "
+            "The masks-only baseline "
             "is what the prior masks and the true image labels give for free: the same protocol with "
             f"an untrained, randomly initialised Model-Image ({NOT_SIGNIFICANT} against the CAM "
             f"pseudo-labels); the single model's rows are compared with ours. {_deeplab_note(cfg)} "
@@ -522,9 +600,10 @@ def ensemble_table(cfg: Config, evaluate: dict, pseudo: dict, experiments: list[
             _table(header, rows),
             f"Each ensemble row is one way of training Model-Cropped (`make seeds` runs the profile's, "
             f"`make hypotheses` "
-            f"the others), over its seeds; {NOT_SIGNIFICANT} marks a difference to the single model smaller than its "
-            "spread. The paper's reading of eq. 2 (`paper`) makes Model-Cropped's ReLU'd CAM logits, unnormalised, the "
-            "target of Model-Image's softmax; L2G's (`l2g`) processes them first (per-class max-normalised, absent "
+            f"the others), over its seeds; the p of each row is its t-test against the single model "
+            f"({NOT_SIGNIFICANT}: p >= 0.05). The paper's reading of eq. 2 (`paper`) makes "
+            "Model-Cropped's ReLU'd CAM logits, unnormalised, the target of Model-Image's softmax; "
+            "L2G's (`l2g`) processes them first (per-class max-normalised, absent "
             "classes out, argmax class only, thresholded to 0/1, gated by the human/text masks). The Pearson baseline "
             f"is undefined (a constant score has no correlation). {_deeplab_note(cfg)} "
             + _protocol(

@@ -7,7 +7,7 @@ checkpoint sees exactly the batches an uninterrupted run would, whatever loaded 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from privobfnet.config import Config
 from privobfnet.data.errors import DataError
 from privobfnet.data.images import load_mask, load_rgb, load_truth
 from privobfnet.labels import IGNORE_LABEL, SegmentationClasses
-from privobfnet.models.deeplabv2 import ASPP_LR_MULT, DeepLabV2
+from privobfnet.models.deeplabv2 import ASPP_BIAS_LR_MULT, ASPP_LR_MULT, DeepLabV2
 from privobfnet.training.distributed import SINGLE, World
 
 PAD_RGB = (124, 116, 104)  # ImageNet's mean colour: zero after the model's normalisation
@@ -55,17 +55,24 @@ def random_scale_crop_flip(
     rng: np.random.Generator,
     scale_range: tuple[float, float] | list[float],
     crop_size: int,
+    scale_choices: Sequence[float] = (),
     ignore_index: int = IGNORE_LABEL,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rescale by a random factor, pad to the crop (label with ``ignore_index``), crop, maybe flip.
+
+    The factor is uniform over ``scale_range``, or one of ``scale_choices`` (equally likely) when
+    given, as deeplab-pytorch draws it.
 
     ``image`` (H, W, 3) uint8 and ``label`` (H, W) uint8 -> (crop, crop, 3) and (crop, crop).
     The image is resized bilinearly, the label by nearest neighbour, so labels stay labels.
     """
     if image.shape[:2] != label.shape:
         raise ValueError(f"image {image.shape[:2]} and label {label.shape} differ in size")
-    low, high = scale_range
-    scale = rng.uniform(low, high)
+    if scale_choices:
+        scale = float(scale_choices[int(rng.integers(len(scale_choices)))])
+    else:
+        low, high = scale_range
+        scale = rng.uniform(low, high)
     height, width = label.shape
     size = (max(1, round(width * scale)), max(1, round(height * scale)))  # PIL wants (w, h)
     image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
@@ -91,6 +98,30 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     """Cross-entropy of (B, K, h, w) scores upsampled bilinearly to the (B, H, W) labels; 255 ignored."""
     logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
     return F.cross_entropy(logits, labels.long(), ignore_index=IGNORE_LABEL)
+
+
+def msc_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """deeplab-pytorch's multi-scale loss: for each (B, K, h, w) output of ``MSC`` in training, the
+    cross-entropy against the (B, H, W) labels resized to (h, w) by nearest neighbour (PIL's
+    ``NEAREST``, as its ``resize_labels``), 255 ignored; summed over the outputs, as its training
+    loop sums them."""
+    total = 0.0
+    for logits in outputs:
+        height, width = logits.shape[-2:]
+        resized = torch.stack(
+            [
+                torch.from_numpy(
+                    np.asarray(
+                        Image.fromarray(label.cpu().numpy().astype(np.uint8)).resize(
+                            (width, height), Image.NEAREST
+                        )
+                    ).copy()
+                )
+                for label in labels
+            ]
+        ).to(logits.device)
+        total = total + F.cross_entropy(logits, resized.long(), ignore_index=IGNORE_LABEL)
+    return total
 
 
 class TrainingSamples(Dataset):
@@ -132,6 +163,7 @@ class TrainingSamples(Dataset):
             rng=np.random.default_rng(sample_seed),
             scale_range=self.cfg.deeplab.scale_range,
             crop_size=self.cfg.deeplab.crop_size,
+            scale_choices=self.cfg.deeplab.scale_choices,
         )
         return torch.from_numpy(image), torch.from_numpy(label)
 
@@ -196,11 +228,25 @@ def training_label_paths(cfg: Config, manifest: pd.DataFrame) -> list[str]:
     return paths
 
 
-def optimizer_param_groups(model: DeepLabV2, *, weight_decay: float) -> list[dict[str, Any]]:
-    """SGD groups: the backbone's trainable tensors at 1x, the ASPP head at 10x (key ``lr_mult``)."""
+def optimizer_param_groups(
+    model: DeepLabV2, *, weight_decay: float, scheme: str = "aspp_10x"
+) -> list[dict[str, Any]]:
+    """SGD groups (key ``lr_mult``). ``aspp_10x``: the backbone's trainable tensors at 1x, the ASPP
+    head at 10x, weight decay on all. ``deeplab_pytorch``: the backbone at 1x, the head's weights at
+    10x, its biases at 20x without weight decay (its ``get_params``)."""
     body = [p for p in model.body.parameters() if p.requires_grad]
-    head = list(model.aspp.parameters())
+    if scheme == "aspp_10x":
+        head = list(model.aspp.parameters())
+        return [
+            {"params": body, "lr_mult": 1.0, "weight_decay": weight_decay},
+            {"params": head, "lr_mult": ASPP_LR_MULT, "weight_decay": weight_decay},
+        ]
+    if scheme != "deeplab_pytorch":
+        raise ValueError(f"unknown DeepLab optimizer scheme {scheme!r}")
+    weights = [b.weight for b in model.aspp.branches]
+    biases = [b.bias for b in model.aspp.branches]
     return [
         {"params": body, "lr_mult": 1.0, "weight_decay": weight_decay},
-        {"params": head, "lr_mult": ASPP_LR_MULT, "weight_decay": weight_decay},
+        {"params": weights, "lr_mult": ASPP_LR_MULT, "weight_decay": weight_decay},
+        {"params": biases, "lr_mult": ASPP_BIAS_LR_MULT, "weight_decay": 0.0},
     ]

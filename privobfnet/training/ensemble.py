@@ -59,7 +59,7 @@ def ensemble_losses(
             size,
             cfg.crop_size,
             generator=generator,
-            corners=cfg.crop_target == "l2g",
+            corners=cfg.crop_placement == "corners_random",
         )[world.rows(global_batch)]  # (B, N, 4)
         crop_human = cut_crops(batch.human_masks, boxes, memory_format=memory_format)
         crop_text = cut_crops(batch.text_masks, boxes, memory_format=memory_format)
@@ -115,10 +115,60 @@ def epoch_batches(n_images: int, batch_size: int, *, seed: int, epoch: int) -> l
 
 
 NEW_LAYER_LR_MULT = 10.0  # heads learn 10x faster than the (pretrained) backbone
+# L2G's groups (get_parameter_groups + its train script) -> lr multiplier; its SGD's weight decay is
+# a default, so every group decays (its frozen batch norms are in no group)
+L2G_GROUPS = {
+    "backbone_weights": 1.0,
+    "backbone_biases": 2.0,
+    "new_weights": 10.0,
+    "new_biases": 20.0,
+}
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """The lr of 0-based ``epoch``: ``lr`` until ``lr_decay_epoch``, then times ``lr_decay_factor``.
+
+    L2G decays "at the sixth epoch" as ``epoch >= 5`` (0-based), which is ``lr_decay_epoch: 5``."""
+    return cfg.lr * (cfg.lr_decay_factor if epoch >= cfg.lr_decay_epoch else 1.0)
+
+
+def optimizer_groups(cfg: TrainConfig, networks: Sequence[PrivObfNet]) -> list[dict[str, object]]:
+    """SGD parameter groups of the ensemble's networks (key ``lr_mult`` scales the epoch's lr).
+
+    ``new_layers_10x``: a network's backbone at 1x, its new layers at 10x, weight decay on all.
+    ``l2g``: L2G's groups (``L2G_GROUPS``), weight decay on each: a weight is a tensor of 2+
+    dimensions (conv, linear), a bias one of 1; the heads' batch-norm affine tensors (L2G's head has
+    none; its backbone's are frozen, as a pretrained backbone's are here) count as new biases."""
+    groups: list[dict[str, object]] = []
+    for net in networks:
+        backbone, new = net.param_groups()
+        if cfg.optimizer == "new_layers_10x":
+            groups += [
+                {"params": backbone, "lr_mult": 1.0, "weight_decay": cfg.weight_decay},
+                {"params": new, "lr_mult": NEW_LAYER_LR_MULT, "weight_decay": cfg.weight_decay},
+            ]
+            continue
+        parts = {
+            "backbone_weights": [p for p in backbone if p.ndim > 1],
+            "backbone_biases": [p for p in backbone if p.ndim <= 1],
+            "new_weights": [p for p in new if p.ndim > 1],
+            "new_biases": [p for p in new if p.ndim <= 1],
+        }
+        for name, mult in L2G_GROUPS.items():
+            groups.append(
+                {
+                    "params": parts[name],
+                    "lr_mult": mult,
+                    "weight_decay": cfg.weight_decay,
+                    "name": name,
+                }
+            )
+    return groups
 
 
 def build_training(cfg: TrainConfig, mask_types: Sequence[str], device: torch.device):
-    """Model-Image, Model-Cropped (train mode, ``channels_last`` as configured) and their SGD (lr x10 on new layers)."""
+    """Model-Image, Model-Cropped (train mode, ``channels_last`` as configured) and their SGD
+    (``ensemble_optimizer``)."""
     t = cfg
     build = dict(
         backbone=t.backbone,
@@ -132,15 +182,17 @@ def build_training(cfg: TrainConfig, mask_types: Sequence[str], device: torch.de
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     model_image = build_model(**build).to(device, memory_format=memory_format).train()
     model_cropped = build_model(**build).to(device, memory_format=memory_format).train()
-    groups = [*model_image.param_groups(), *model_cropped.param_groups()]
-    lr_mults = [1.0, NEW_LAYER_LR_MULT, 1.0, NEW_LAYER_LR_MULT]
-    optimizer = torch.optim.SGD(
-        [{"params": g, "lr_mult": m} for g, m in zip(groups, lr_mults)],
-        lr=t.lr,
-        momentum=t.momentum,
-        weight_decay=t.weight_decay,
+    return model_image, model_cropped, ensemble_optimizer(t, [model_image, model_cropped])
+
+
+def ensemble_optimizer(cfg: TrainConfig, networks: Sequence[PrivObfNet]) -> torch.optim.SGD:
+    """SGD over ``optimizer_groups`` (momentum ``cfg.momentum``; Nesterov with ``optimizer: l2g``)."""
+    return torch.optim.SGD(
+        optimizer_groups(cfg, networks),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.optimizer == "l2g",
     )
-    return model_image, model_cropped, optimizer
 
 
 @torch.no_grad()

@@ -196,9 +196,14 @@ def test_protocol_sentence_states_the_choice():
 
 def test_config_takes_mean_or_an_index_and_names_the_key(tmp_path):
     for value in ("mean", 0, 29):
-        params = ci_params(tmp_path, data={"privacy_profile": value, "privacy_rescale": "vpa"})
+        params = ci_params(tmp_path, data={"privacy_profile": value, "privacy_rescale": "unit"})
         cfg = parse_config(params)
-        assert cfg.data.privacy_profile == value and cfg.data.privacy_rescale == "vpa"
+        assert cfg.data.privacy_profile == value and cfg.data.privacy_rescale == "unit"
+    # the sigmoid privacy head cannot fit vpa's [-0.6, 1]: refused while it is trained
+    with pytest.raises(ConfigError, match=r"data.privacy_rescale: 'vpa'.*sigmoid"):
+        parse_config(ci_params(tmp_path, data={"privacy_rescale": "vpa"}))
+    params = ci_params(tmp_path, data={"privacy_rescale": "vpa"}, train={"use_privacy": False})
+    assert parse_config(params).data.privacy_rescale == "vpa"
     for key, value in (
         ("privacy_profile", "median"),
         ("privacy_profile", True),

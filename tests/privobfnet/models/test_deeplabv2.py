@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from torch.nn import functional as F
 
 from privobfnet.models.backbones import TorchvisionResNet
-from privobfnet.models.deeplabv2 import ASPP, build_deeplab
+from privobfnet.models.deeplabv2 import ASPP, MSC, build_deeplab
 from privobfnet.training.deeplab import (
     optimizer_param_groups,
 )
@@ -116,3 +117,25 @@ def test_pretrained_resnet101_batch_norm_is_frozen_and_tiny_batch_norm_learns(pr
     assert tiny_bn.training and tiny_bn.weight.requires_grad
     tiny(torch.rand(2, 3, 24, 24))
     assert tiny_bn.running_mean.abs().sum() > 0
+
+
+def test_msc_fuses_the_scales_by_a_pixelwise_max_and_trains_on_each():
+    torch.manual_seed(0)
+    model = build_deeplab(deeplab_config(), n_classes=3).eval()
+    images = torch.rand(1, 3, 48, 40)
+    msc = MSC(model, (0.5, 0.75)).eval()
+    fused = msc(images)
+    full = model(images)
+    assert fused.shape == full.shape
+    assert (fused >= full - 1e-6).all()  # the max over the scales includes the full image
+    small = torch.nn.functional.interpolate(
+        model(torch.nn.functional.interpolate(images, scale_factor=0.5, mode="bilinear")),
+        size=full.shape[-2:],
+        mode="bilinear",
+    )
+    assert (fused >= small - 1e-6).all()
+    outputs = msc.train()(images)
+    assert len(outputs) == 4  # full, 0.5, 0.75, fused
+    assert [tuple(o.shape[-2:]) for o in outputs[:3]] == [(6, 5), (3, 3), (5, 4)]
+    stacked = [outputs[0], *(F.interpolate(o, size=(6, 5), mode="bilinear") for o in outputs[1:3])]
+    assert torch.equal(outputs[3], torch.stack(stacked).amax(dim=0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from scipy import stats
 
 from privobfnet.report.seeds import (
     Spread,
@@ -14,6 +15,7 @@ from privobfnet.report.seeds import (
     over_seeds,
     significant,
     spread,
+    t_test,
 )
 from privobfnet.report.tables import render_tables
 
@@ -26,17 +28,28 @@ def test_spread_is_mean_and_sample_std_of_the_defined_values():
     assert spread([None, math.nan]) is None
 
 
-def test_a_difference_smaller_than_its_spread_is_not_significant():
-    a, b = (
-        Spread(0.60, 0.03, 3),
-        Spread(0.56, 0.04, 3),
-    )  # spread of a - b: hypot(.03, .04) = .05 > .04
-    assert significant(a, b) is False
-    assert significant(Spread(0.70, 0.03, 3), b) is True  # .14 > .05
-    assert (
-        significant(Spread(0.5, 0.0, 3), Spread(0.5, 0.0, 3)) is False
-    )  # equal numbers, no spread
-    assert significant(a, Spread(0.50, None, 1)) is True  # one side without spread: .10 >= .03
+def test_significance_is_a_t_test_paired_on_shared_seeds():
+    ensemble = spread([0.40, 0.44, 0.42], seeds=[0, 1, 2])
+    variant = spread([0.38, 0.43, 0.40], seeds=[0, 1, 2])  # lower in every seed
+    paired = t_test(variant, ensemble)
+    expected = stats.ttest_rel([0.38, 0.43, 0.40], [0.40, 0.44, 0.42]).pvalue
+    assert (paired.kind, paired.n) == ("paired", "3") and paired.p == pytest.approx(expected)
+    assert paired.p < 0.05 and significant(variant, ensemble) is True
+    # the same numbers from other seeds cannot be paired: Welch's test, which sees no difference
+    unpaired = t_test(spread([0.38, 0.43, 0.40], seeds=[3, 4, 5]), ensemble)
+    welch = stats.ttest_ind([0.38, 0.43, 0.40], [0.40, 0.44, 0.42], equal_var=False).pvalue
+    assert (unpaired.kind, unpaired.n) == ("Welch", "3+3") and unpaired.p == pytest.approx(welch)
+    assert unpaired.p > 0.05
+    # against one number (one run, a paper's): a one-sample test of the side with seeds
+    one = t_test(ensemble, spread([0.30]))
+    assert one.kind == "one-sample"
+    assert one.p == pytest.approx(stats.ttest_1samp([0.40, 0.44, 0.42], 0.30).pvalue)
+    # known only by mean, std and n: tested from those
+    a, b = Spread(0.60, 0.03, 3), Spread(0.56, 0.04, 3)
+    assert t_test(a, b).p == pytest.approx(
+        stats.ttest_ind_from_stats(0.60, 0.03, 3, 0.56, 0.04, 3, equal_var=False).pvalue
+    )
+    assert significant(Spread(0.5, 0.0, 3), Spread(0.5, 0.0, 3)) is False  # equal, no spread
     assert significant(Spread(0.6, None, 1), Spread(0.5, None, 1)) is None  # nothing to judge by
     assert significant(a, None) is None
 
@@ -44,8 +57,17 @@ def test_a_difference_smaller_than_its_spread_is_not_significant():
 def test_formatting_and_marks():
     assert format_spread(Spread(0.1234, 0.0123, 3), 100, 1) == "12.3 ± 1.2 (n=3)"
     assert format_spread(Spread(0.1234, None, 1)) == "0.12" and format_spread(None) == "-"
-    assert mark(Spread(0.60, 0.03, 3), Spread(0.56, 0.04, 3)) == "0.60 ± 0.03 (n=3) n.s."
-    assert mark(Spread(0.70, 0.03, 3), Spread(0.56, 0.04, 3)) == "0.70 ± 0.03 (n=3)"
+    assert mark(Spread(0.60, 0.03, 3), Spread(0.56, 0.04, 3)) == (
+        "0.60 ± 0.03 (n=3) n.s. (p=0.24, Welch n=3+3)"
+    )
+    assert mark(Spread(0.70, 0.03, 3), Spread(0.56, 0.04, 3)) == (
+        "0.70 ± 0.03 (n=3) (p=0.01, Welch n=3+3)"
+    )
+    ensemble = spread([0.40, 0.44, 0.42], seeds=[0, 1, 2])
+    assert mark(spread([0.38, 0.43, 0.40], seeds=[0, 1, 2]), ensemble, 100, 1) == (
+        "40.3 ± 2.5 (n=3) (p=0.038, paired n=3)"
+    )
+    assert mark(Spread(0.6, None, 1), Spread(0.5, None, 1)) == "0.60"  # nothing to test
 
 
 def test_one_run_per_seed_the_last_one_wins():
@@ -102,27 +124,36 @@ def test_report_prints_mean_std_over_seeds_and_marks_not_significant(ci_config):
     tables, _ = render_tables(ci_config, evaluate, pseudo, experiments)
     # ensemble CAM: 40/44/42 -> 42.0 ± 2.0; masks-only 20/21/22 -> 21.0 ± 1.0, far below: no mark
     assert (
-        "| ours: CAM pseudo-labels vs ground truth (train) | I+S | - | - | 42.0 ± 2.0 (n=3) |"
+        "| ours: CAM pseudo-labels vs ground truth (train) | I+S | - | - | - | 42.0 ± 2.0 (n=3) |"
+        in tables
+    )
+    # masks-only 20/21/22 against 40/44/42, seed by seed: paired p = ttest_rel's
+    p = stats.ttest_rel([0.20, 0.21, 0.22], [0.40, 0.44, 0.42]).pvalue
+    assert (
+        "untrained Model-Image's pseudo-labels (train) | I+S | - | - | - | "
+        f"21.0 ± 1.0 (n=3) (p={p:.2g}, paired n=3) |" in tables
+    )
+    # single model CAM 41/39/43 -> 41.0 ± 2.0: differences +1, -5, +1 to the ensemble: p 0.67
+    assert (
+        "Model-Cropped off (train) | I+S | - | - | - | 41.0 ± 2.0 (n=3) n.s. (p=0.67, paired n=3) |"
         in tables
     )
     assert (
-        "untrained Model-Image's pseudo-labels (train) | I+S | - | - | 21.0 ± 1.0 (n=3) |" in tables
+        "| ours: fully supervised ceiling (val) | full | - | - | - | 72.0 ± 2.0 (n=3) |" in tables
     )
-    # single model CAM 41/39/43 -> 41.0 ± 2.0: 1 point from the ensemble, spread 2.8: not significant
-    assert "Model-Cropped off (train) | I+S | - | - | 41.0 ± 2.0 (n=3) n.s. |" in tables
-    assert "| ours: fully supervised ceiling (val) | full | - | - | 72.0 ± 2.0 (n=3) |" in tables
     # Table 2: the ensemble's Pearson is the same 0.80 in every seed (std 0); the single model's 0.50-0.52 differs
     assert (
         "| **PrivObfNet, ours** (synthpriv test) | 0.10 ± 0.00 (n=3) | 0.80 ± 0.00 (n=3) |"
         in tables
     )
     assert (
-        "| ours: single model, Model-Cropped off (test) | 0.10 ± 0.00 (n=3) n.s. | 0.51 ± 0.01 (n=3) |"
-        in tables
+        "| ours: single model, Model-Cropped off (test) | 0.10 ± 0.00 (n=3) n.s. (p=1, paired n=3) "
+        "| 0.51 ± 0.01 (n=3) (p<0.001, paired n=3) |" in tables
     )
     # Table 4's last row is the full model, the + Priv + Attr row is the single model compared with it
     assert (
-        "| + Priv + Attr | 0.85 | 0.83 | 0.51 ± 0.01 (n=3) | 0.41 ± 0.01 (n=3) | 41.0 ± 2.0 (n=3) n.s. |"
+        "| + Priv + Attr | 0.85 | 0.83 | 0.51 ± 0.01 (n=3) (p<0.001, paired n=3) "
+        "| 0.41 ± 0.01 (n=3) (p<0.001, paired n=3) | 41.0 ± 2.0 (n=3) n.s. (p=0.67, paired n=3) |"
         in tables
     )
     assert "*Segmentation classes* (2): `background`, `a9`" in tables

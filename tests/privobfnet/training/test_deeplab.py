@@ -16,6 +16,7 @@ from privobfnet.models.deeplabv2 import (
 from privobfnet.training.deeplab import (
     PAD_RGB,
     batch_keys,
+    msc_loss,
     optimizer_param_groups,
     poly_lr,
     random_scale_crop_flip,
@@ -170,3 +171,52 @@ def test_loss_ignores_255_and_upsamples_logits():
     )
     labels[0, 8:] = 0
     assert segmentation_loss(logits, labels) > 1.0
+
+
+def test_deeplab_pytorch_groups_give_aspp_biases_twenty_times_without_weight_decay():
+    model = build_deeplab(deeplab_config(), n_classes=3)
+    body, weights, biases = optimizer_param_groups(
+        model, weight_decay=5e-4, scheme="deeplab_pytorch"
+    )
+    assert (body["lr_mult"], body["weight_decay"]) == (1.0, 5e-4)
+    assert (weights["lr_mult"], weights["weight_decay"]) == (10.0, 5e-4)
+    assert (biases["lr_mult"], biases["weight_decay"]) == (20.0, 0.0)
+    assert {id(p) for p in biases["params"]} == {id(b.bias) for b in model.aspp.branches}
+    grouped = [id(p) for g in (body, weights, biases) for p in g["params"]]
+    assert len(grouped) == len(set(grouped)) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="unknown DeepLab optimizer scheme"):
+        optimizer_param_groups(model, weight_decay=5e-4, scheme="adam")
+
+
+def test_scale_choices_draw_only_the_listed_factors():
+    image = np.zeros((40, 40, 3), np.uint8)
+    label = np.zeros((40, 40), np.uint8)
+    sizes = set()
+    for seed in range(40):
+        out, _ = random_scale_crop_flip(
+            image,
+            label,
+            rng=np.random.default_rng(seed),
+            scale_range=(0.5, 1.5),
+            crop_size=80,  # larger than any rescaled image: the pad shows the scaled size
+            scale_choices=(0.5, 1.0, 1.5),
+        )
+        sizes.add(
+            int((out != PAD_RGB).any(axis=2).any(axis=1).sum())
+        )  # rows (flips are left-right)
+    assert sizes == {20, 40, 60}
+
+
+def test_msc_loss_scores_every_output_against_labels_resized_by_nearest_neighbour():
+    labels = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 255], [2, 2, 255, 255]]])
+    full = torch.zeros(1, 3, 4, 4)
+    half = torch.zeros(1, 3, 2, 2)
+    half[0, 0, 0, 0] = half[0, 1, 0, 1] = half[0, 2, 1, 0] = 10.0  # right where labels say
+    # the half-size output is compared with the labels at 2 x 2 (nearest: [[0, 1], [2, 255]])
+    expected = torch.nn.functional.cross_entropy(
+        full, labels.long(), ignore_index=255
+    ) + torch.nn.functional.cross_entropy(
+        half, torch.tensor([[[0, 1], [2, 255]]]), ignore_index=255
+    )  # summed, as deeplab-pytorch's loop sums them
+    assert msc_loss([full, half], labels).item() == pytest.approx(expected.item())
+    assert msc_loss([half], labels).item() < 1e-3  # confident and right: no loss
