@@ -1,0 +1,92 @@
+"""Parity with DeepLabV2 as deeplab-pytorch trains it (kazuto1011/deeplab-pytorch 4219467, and L2G's
+copy of it for the schedules): the project's functions against the reference code's outputs
+(tests/fixtures/parity/make_fixtures.py wrote them)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from ops.params import resolve_profile
+from privobfnet.config import parse_config
+from privobfnet.crf import DEEPLAB_CRF, dense_crf
+from privobfnet.models.deeplabv2 import MSC
+from privobfnet.training.deeplab import msc_loss
+from tests.conftest import REPO
+
+FIXTURES = REPO / "tests" / "fixtures" / "parity"
+REFERENCE = json.loads((FIXTURES / "reference.json").read_text())
+
+
+def fixed_conv(f) -> nn.Conv2d:
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(f["weight"]))
+        conv.bias.copy_(torch.from_numpy(f["bias"]))
+    return conv
+
+
+def test_msc_matches_libs_models_msc():
+    f = np.load(FIXTURES / "deeplab_msc.npz")
+    msc = MSC(fixed_conv(f), scales=list(f["scales"]))
+    x = torch.from_numpy(f["x"])
+    with torch.no_grad():
+        train = msc.train()(x)
+        fused = msc.eval()(x)
+    assert len(train) == len([k for k in f.files if k.startswith("train_")])
+    for i, out in enumerate(train):
+        np.testing.assert_allclose(out.numpy(), f[f"train_{i}"], atol=1e-6)
+    np.testing.assert_allclose(fused.numpy(), f["eval"], atol=1e-6)
+
+
+def test_msc_loss_matches_the_training_loop_and_resize_labels():
+    """The cross-entropy of each output against the labels resized by PIL nearest, summed."""
+    f = np.load(FIXTURES / "deeplab_msc_loss.npz")
+    logits = [torch.from_numpy(f[f"logits_{i}"]) for i in range(4)]
+    loss = msc_loss(logits, torch.from_numpy(f["labels"]))
+    assert loss.item() == pytest.approx(float(f["loss"]), rel=1e-6)
+
+
+def test_test_time_crf_matches_dense_crf_with_the_configs_values():
+    pytest.importorskip("pydensecrf", reason="the crf extra (make install has it)")
+    for name, cfg in {
+        **REFERENCE["deeplab_pytorch"]["configs"],
+        **REFERENCE["l2g"]["deeplab_configs"],
+    }.items():
+        c = cfg["CRF"]
+        assert DEEPLAB_CRF == dict(
+            iterations=c["ITER_MAX"],
+            pos_w=c["POS_W"],
+            pos_xy_std=c["POS_XY_STD"],
+            bi_w=c["BI_W"],
+            bi_xy_std=c["BI_XY_STD"],
+            bi_rgb_std=c["BI_RGB_STD"],
+        ), name
+    f = np.load(FIXTURES / "deeplab_crf.npz")
+    q = dense_crf(f["image"], f["probs"], **DEEPLAB_CRF)
+    np.testing.assert_allclose(q, f["q"], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "profile, config", [("paper_voc", "voc12_resnet_dplv2"), ("paper_coco", "coco_resnet_dplv2")]
+)
+def test_paper_profiles_take_the_schedule_of_l2g_deeplab_configs(profile, config):
+    d = parse_config(resolve_profile(profile, REPO / "profiles")).deeplab
+    ref = REFERENCE["l2g"]["deeplab_configs"][config]
+    solver = ref["SOLVER"]
+    # a step sees BATCH_SIZE.TRAIN x ITER_SIZE images (gradients accumulated)
+    assert d.batch_size == solver["BATCH_SIZE"]["TRAIN"] * solver["ITER_SIZE"]
+    assert (d.iterations, d.lr, d.momentum, d.weight_decay, d.poly_power) == (
+        solver["ITER_MAX"],
+        solver["LR"],
+        solver["MOMENTUM"],
+        solver["WEIGHT_DECAY"],
+        solver["POLY_POWER"],
+    )
+    assert d.scale_choices == ref["DATASET"]["SCALES"]
+    assert d.crop_size == ref["IMAGE"]["SIZE"]["TRAIN"]
+    assert d.crf
