@@ -163,6 +163,9 @@ class MasksConfig:
     scheduler: Optional[str]
     failure_budget: int = ranged(0)  # images allowed to fail before the stage fails
     out_dir: str
+    # L2G's class-agnostic saliency maps, placed by hand at <raw_dir>/<dataset>/Sal/<image name>.png
+    # (privobfnet.data.saliency): the l2g crop target gates the classes without a prior mask by them
+    saliency: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,9 @@ class PseudoLabelConfig:
 
 @dataclass(frozen=True)
 class DeeplabConfig:
-    backbone: Literal["tiny", "resnet101", "lite0"]
+    # resnet101_msra: DeepLab's MSRA (Caffe) ResNet-101, initialised from deeplab-pytorch's
+    # COCO-trained deeplabv1_resnet101-coco.pth as deeplab-pytorch starts VOC (docs/protocol.md)
+    backbone: Literal["tiny", "resnet101", "resnet101_msra", "lite0"]
     pretrained: Optional[str]
     labels: Literal["pseudo", "ground_truth"]  # ground_truth gives the fully supervised ceiling
     train_split: str
@@ -502,6 +507,11 @@ def _check(cfg: Config) -> None:
     if profile != "mean" and not 0 <= profile < n_profiles:
         raise ConfigError(
             f"data.privacy_profile: must be 'mean' or in [0, {n_profiles - 1}], got {profile!r}"
+        )
+    if cfg.masks.saliency and cfg.train.crop_target != "l2g":
+        raise ConfigError(
+            "masks.saliency: the saliency maps gate L2G's crop target only; set "
+            f"train.crop_target: l2g or masks.saliency: false (got {cfg.train.crop_target!r})"
         )
     if cfg.data.privacy_rescale == "vpa" and cfg.train.use_privacy:
         raise ConfigError(

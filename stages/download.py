@@ -1,4 +1,5 @@
-"""Stage `download`: generate SynthPriv, or fetch and verify a real data set, into data/raw/."""
+"""Stage `download`: generate SynthPriv, or fetch and verify a real data set, into data/raw/; with
+``masks.saliency``, check the saliency maps placed by hand beside it (``privobfnet.data.saliency``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from ops.outputs import write_metrics
 from ops.params import load_params
 from ops.tracking import stage_run
 from privobfnet.config import Config
+from privobfnet.data.saliency import check_saliency_folder, saliency_dir
 
 
 def main(cfg: Config) -> dict:
@@ -33,6 +35,10 @@ def main(cfg: Config) -> dict:
                     split: render_semantic_masks(root, split, overlap=cfg.data.coco_overlap)
                     for split in cfg.data.splits
                 }
+        if cfg.masks.saliency:  # placed by hand: Google Drive cannot be fetched unattended
+            summary["saliency_maps"] = check_saliency_folder(
+                saliency_dir(cfg.data.raw_dir, cfg.data.dataset), cfg.data.dataset
+            )
         metrics = {"dataset": cfg.data.dataset, **summary}
         run_facts = {"seconds": round(time.perf_counter() - start, 2)}
         write_metrics("download", metrics, run_facts)

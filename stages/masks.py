@@ -2,7 +2,9 @@
 
 Writes under ``masks.out_dir``: ``human/<id>.png`` and ``text/<id>.png`` (8-bit L, mask * 255,
 the image's size), ``index.parquet`` (image_id, split, human_path, text_path, face_boxes as a
-JSON string of [[x0, y0, x1, y1, score], ...], fallback), ``faces.jsonl`` and ``failures.jsonl``.
+JSON string of [[x0, y0, x1, y1, score], ...], fallback, saliency_path), ``faces.jsonl`` and
+``failures.jsonl``. With ``masks.saliency``, every image's placed saliency map is checked (before
+any mask is computed) and its path recorded in the index.
 A kind of mask that no class of the data set uses (``load_mask_types``: no ``text`` class on VOC
 or COCO) is not computed: its files are all ones (no weighting), backend ``unused`` in the metrics.
 face_boxes is null with ``face_backend: none``.
@@ -54,6 +56,7 @@ from privobfnet.data.manifest import read_manifest
 from privobfnet.data.mask_types import load_mask_types
 from privobfnet.data.priors import KINDS, read_faces_log, read_valid_mask, write_index
 from privobfnet.data.readers import dataset_root
+from privobfnet.data.saliency import check_saliency_files, saliency_dir
 from privobfnet.data.synthpriv import PARSER_FOLDER
 from privobfnet.io import atomic_path, atomic_write_text
 from privobfnet.masks.assets import default_cache_dir
@@ -103,6 +106,15 @@ def main(cfg: Config) -> dict:
             )
             for r in rows.itertuples()
         ]
+        saliency = (
+            check_saliency_files(
+                saliency_dir(cfg.data.raw_dir, cfg.data.dataset),
+                [(t.image_id, t.path, t.width, t.height) for t in tasks],
+                cfg.data.dataset,
+            )
+            if masks.saliency
+            else None
+        )
         parser_dir = (
             str(Path(dataset_root(cfg.data)) / PARSER_FOLDER)
             if masks.human_backend == "simulated"
@@ -140,6 +152,7 @@ def main(cfg: Config) -> dict:
             wall_seconds=time.perf_counter() - start,
         )
         run_facts["scheduler"] = scheduler
+        metrics["saliency_maps"] = 0 if saliency is None else len(saliency)
         write_metrics("masks", metrics, run_facts)
         run.log_metrics(metrics)
         run.log_metrics(run_facts)
@@ -160,6 +173,7 @@ def main(cfg: Config) -> dict:
             [(t.image_id, t.split) for t in tasks],
             faces if masks.face_backend != "none" else None,
             set(failed),
+            saliency,
         )
         for log in ("faces.jsonl", "failures.jsonl"):
             sort_jsonl(out_dir / log)

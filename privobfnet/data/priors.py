@@ -3,8 +3,9 @@
 Under the masks folder: ``human/<image_id>.png`` and ``text/<image_id>.png`` (8-bit L, mask * 255,
 the image's size) and ``index.parquet``, one row per image: ``image_id``, ``split``,
 ``human_path``, ``text_path`` (relative to the project or to the masks folder), ``face_boxes`` (a
-JSON string of ``[[x0, y0, x1, y1, score], ...]``, null without a face backend) and ``fallback``
-(the image failed and got all-ones masks). Training, pseudo-labels, evaluation and the redact
+JSON string of ``[[x0, y0, x1, y1, score], ...]``, null without a face backend), ``fallback``
+(the image failed and got all-ones masks) and ``saliency_path`` (the image's placed saliency map,
+``privobfnet.data.saliency``; null with ``masks.saliency`` off). Training, pseudo-labels, evaluation and the redact
 stage read the priors through ``read_index`` and ``read_mask``.
 """
 
@@ -73,6 +74,7 @@ class Priors:
     text_path: Path | None
     face_boxes: tuple[tuple[float, ...], ...] | None
     fallback: bool = False
+    saliency_path: Path | None = None
 
 
 def write_index(
@@ -80,8 +82,10 @@ def write_index(
     rows: Iterable[tuple[str, str]],
     faces: dict[str, list] | None,
     failed: set[str],
+    saliency: dict[str, Path] | None = None,
 ) -> None:
-    """``index.parquet`` for the (image_id, split) ``rows``; ``faces``: image_id -> boxes, or None."""
+    """``index.parquet`` for the (image_id, split) ``rows``; ``faces``: image_id -> boxes, or None;
+    ``saliency``: image_id -> saliency map, or None."""
     masks_dir = Path(masks_dir)
     rows = list(rows)
     frame = pd.DataFrame(
@@ -98,6 +102,9 @@ def write_index(
                 [None if faces is None else json.dumps(faces[i]) for i, _ in rows], dtype="string"
             ),
             "fallback": [i in failed for i, _ in rows],
+            "saliency_path": pd.array(
+                [None if saliency is None else str(saliency[i]) for i, _ in rows], dtype="string"
+            ),
         }
     )
     with atomic_path(masks_dir / INDEX_FILE) as tmp:
@@ -132,6 +139,7 @@ def read_index(
             resolve(row.text_path),
             boxes(row.face_boxes),
             bool(getattr(row, "fallback", False)),
+            resolve(getattr(row, "saliency_path", None)),
         )
         for row in index.itertuples()
     }

@@ -21,9 +21,11 @@ from privobfnet.config import Config
 from privobfnet.data.images import load_rgb
 from privobfnet.data.manifest import labels_matrix, read_manifest
 from privobfnet.data.priors import Priors, read_index, read_prior_masks
+from privobfnet.data.saliency import read_saliency
 from privobfnet.models.inputs import mask_tensor, normalize, resize_sample
 
 # a cached sample holds 5 bytes per pixel: 3 for the RGB image, 1 each for the human and text masks
+# (6 with a saliency map)
 CACHED_BYTES_PER_PIXEL = 5
 FLIP_PROBABILITY = 0.5
 # augment "l2g" (L2G's VOC loader): the short side resized to input_size * 8 / 7 (512 for 448),
@@ -41,6 +43,7 @@ class Batch:
     text_masks: torch.Tensor  # (B, 1, S, S) in [0, 1]
     labels: torch.Tensor  # (B, C) multi-hot float
     privacy_scores: torch.Tensor  # (B,) in [0, 1], NaN where unknown
+    saliency: torch.Tensor | None = None  # (B, 1, S, S) in [0, 1] with masks.saliency, else None
 
 
 class SplitData:
@@ -62,6 +65,10 @@ class SplitData:
         )  # (N,), NaN where the data set has none
         self._paths = manifest["path"].tolist()
         self._priors = [priors[i] for i in self.image_ids]
+        # L2G's saliency maps where the masks stage recorded them (masks.saliency)
+        self.has_saliency = bool(self._priors) and all(
+            p.saliency_path is not None for p in self._priors
+        )
         self._size, self._max_pixels = cfg.train.input_size, cfg.data.max_image_pixels
         self._augment = cfg.train.augment
         self._short_side = round(self._size * L2G_SHORT_SIDE_RATIO)
@@ -69,13 +76,22 @@ class SplitData:
         self._memory_format = (
             torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         )
-        fits = len(self) * CACHED_BYTES_PER_PIXEL * self._size**2 <= self.CACHE_BYTES
+        per_pixel = CACHED_BYTES_PER_PIXEL + self.has_saliency
+        fits = len(self) * per_pixel * self._size**2 <= self.CACHE_BYTES
         self._cache: dict[int, tuple] | None = {} if fits else None
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def _sample(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _saliency(self, index: int, shape: tuple[int, int]) -> torch.Tensor | None:
+        """(1, H, W) float saliency map of an image, None without ``has_saliency``."""
+        if not self.has_saliency:
+            return None
+        return torch.from_numpy(read_saliency(self._priors[index].saliency_path, shape))[None]
+
+    def _sample(self, index: int) -> tuple[torch.Tensor, ...]:
+        """(3, S, S) image, (1, S, S) human and text masks, uint8 each, and the saliency map alike
+        (None without ``has_saliency``)."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         image = load_rgb(
@@ -83,18 +99,25 @@ class SplitData:
         )
         human, text = read_prior_masks(self._priors[index], image.shape[:2])
         rgb, human_t, text_t = resize_sample(image, human, text, self._size)
+        saliency = self._saliency(index, image.shape[:2])
+        if saliency is not None and tuple(saliency.shape[-2:]) != (self._size, self._size):
+            saliency = F.interpolate(
+                saliency[None], (self._size, self._size), mode="bilinear", antialias=True
+            )[0].clamp(0, 1)
         sample = (
             rgb,
             (human_t * 255).round().to(torch.uint8),
             (text_t * 255).round().to(torch.uint8),
+            None if saliency is None else (saliency * 255).round().to(torch.uint8),
         )
         if self._cache is not None:
             self._cache[index] = sample
         return sample
 
-    def _short_sample(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _short_sample(self, index: int) -> tuple[torch.Tensor, ...]:
         """The image with its short side at ``input_size * 8 / 7`` (PIL bicubic, aspect kept) and its
-        masks (bilinear): (3, h, w) uint8, (1, h, w) float x2. Not cached (sizes vary)."""
+        masks (bilinear): (3, h, w) uint8, (1, h, w) float x2, and the saliency map alike or None.
+        Not cached (sizes vary)."""
         image = load_rgb(
             self._paths[index], max_pixels=self._max_pixels, allow_grayscale=self._grayscale
         )
@@ -103,14 +126,27 @@ class SplitData:
         scale = self._short_side / min(height, width)
         size = (max(self._size, round(height * scale)), max(self._size, round(width * scale)))
         rgb = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BICUBIC))
-        masks = torch.cat([mask_tensor(m, (height, width)) for m in (human, text)])[None]
+        saliency = self._saliency(index, (height, width))
+        masks = [mask_tensor(m, (height, width)) for m in (human, text)]
+        masks = torch.cat(masks + ([] if saliency is None else [saliency]))[None]
         masks = F.interpolate(masks, size, mode="bilinear", align_corners=False, antialias=True)
-        return torch.from_numpy(rgb.copy()).permute(2, 0, 1), masks[0, :1], masks[0, 1:]
+        return (
+            torch.from_numpy(rgb.copy()).permute(2, 0, 1),
+            masks[0, :1],
+            masks[0, 1:2],
+            None if saliency is None else masks[0, 2:].clamp(0, 1),
+        )
 
     def stack(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (B, 3, S, S) uint8 images, (B, 1, S, S) human and text masks as float in [0, 1]."""
-        rgb, human, text = zip(*(self._sample(i) for i in indices))
+        rgb, human, text, _ = zip(*(self._sample(i) for i in indices))
         return torch.stack(rgb), torch.stack(human).float() / 255, torch.stack(text).float() / 255
+
+    def stack_saliency(self, indices: list[int]) -> torch.Tensor | None:
+        """(B, 1, S, S) saliency maps in [0, 1], None without ``has_saliency``."""
+        if not self.has_saliency:
+            return None
+        return torch.stack([self._sample(i)[3] for i in indices]).float() / 255
 
     def batch(
         self,
@@ -126,17 +162,20 @@ class SplitData:
         flips are drawn for the whole global batch, so each sample's flip does not depend on the world size.
         """
         if self._augment == "l2g":
-            rgb, human, text = self._l2g_batch(indices, generator, rows)
+            rgb, human, text, saliency = self._l2g_batch(indices, generator, rows)
             indices = indices[rows]
         else:
             flip = torch.rand(len(indices), generator=generator) < FLIP_PROBABILITY
             indices, flip = indices[rows], flip[rows]
             rgb, human, text = self.stack(indices)  # (B, 3, S, S) uint8, (B, 1, S, S) float x2
+            saliency = self.stack_saliency(indices)
             rgb[flip], human[flip], text[flip] = (
                 rgb[flip].flip(-1),
                 human[flip].flip(-1),
                 text[flip].flip(-1),
             )
+            if saliency is not None:
+                saliency[flip] = saliency[flip].flip(-1)
         images = normalize(rgb.to(device)).contiguous(memory_format=self._memory_format)
         return Batch(
             images,
@@ -144,6 +183,7 @@ class SplitData:
             text.to(device),
             self.labels[indices].to(device),
             self.scores[indices].to(device),
+            None if saliency is None else saliency.to(device),
         )
 
     def _l2g_batch(self, indices, generator: torch.Generator, rows: slice):
@@ -154,16 +194,23 @@ class SplitData:
         offsets = torch.rand(n, 2, generator=generator)
         factors = torch.rand(n, 4, generator=generator) * 2 - 1  # in [-1, 1)
         orders = torch.argsort(torch.rand(n, 4, generator=generator), dim=1)
-        images, humans, texts = [], [], []
+        images, humans, texts, saliencies = [], [], [], []
         for i in range(n)[rows]:
-            rgb, human, text = self._short_sample(int(indices[i]))
+            rgb, human, text, saliency = self._short_sample(int(indices[i]))
             top = int(offsets[i, 0] * (rgb.shape[1] - self._size + 1))
             left = int(offsets[i, 1] * (rgb.shape[2] - self._size + 1))
             window = (slice(None), slice(top, top + self._size), slice(left, left + self._size))
             images.append(color_jitter(rgb[window], factors[i], orders[i]))
             humans.append(human[window])
             texts.append(text[window])
-        return torch.stack(images), torch.stack(humans), torch.stack(texts)
+            if saliency is not None:
+                saliencies.append(saliency[window])
+        return (
+            torch.stack(images),
+            torch.stack(humans),
+            torch.stack(texts),
+            torch.stack(saliencies) if saliencies else None,
+        )
 
 
 def color_jitter(image: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

@@ -48,14 +48,18 @@ def _protocol(cfg: Config, split: str, extra: str = "", *, classes: list[str], k
         if classes
         else "not in the metrics (re-run the pipeline)"
     )
+    saliency = (
+        "saliency maps placed in Sal/ (gating the classes without a prior mask in L2G's crop target)"
+        if cfg.masks.saliency
+        else "saliency maps none (only the classes with a human or text mask are gated)"
+    )
     return (
         f"*Protocol:* data set `{cfg.data.dataset}` (profile `{cfg.profile}`), split `{split}`; "
         f"ensemble backbone `{train.backbone}` init {_init(train.pretrained)}, input {train.input_size}, "
         f"{train.n_crops} crops of {train.crop_size}; "
         f"DeepLabV2 `{deeplab.backbone}` init {_init(deeplab.pretrained)}; "
         f"pseudo-label CRF {'on' if cfg.pseudo_labels.crf else 'off'}, DeepLab test-time CRF "
-        f"{'on' if deeplab.crf else 'off'}, saliency maps none (only the classes with a human or text "
-        f"mask are gated), DeepLab scales "
+        f"{'on' if deeplab.crf else 'off'}, {saliency}, DeepLab scales "
         f"{', '.join(str(x) for x in [1.0, *deeplab.msc_scales])}; seed {cfg.seed}.{extra} "
         f"{privacy_protocol(cfg.data.dataset, profile=cfg.data.privacy_profile, rescale=cfg.data.privacy_rescale)} "
         f"*{kind} classes* ({len(classes)}): {listed}. {SEEDS_NOTE}"

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from privobfnet.config import TrainConfig
 from privobfnet.data.splits import Batch, SplitData
@@ -77,13 +78,21 @@ def ensemble_losses(
             target = paper_crop_target(crop_out.cam_logits, n_classes)
             losses["image"] = image_loss(aligned[:, :n_classes], target)  # eq. 2
         else:
-            if net_image.use_mask_weighting:
-                priors = prior_masks_at(crop_human, crop_text, crop_hw)  # (B*N, 3, h, w)
-                fg_gate = priors[:, net_image.type_index[:n_classes]]  # (B*N, C, h, w)
-                bg_gate = 1.0 - priors[:, 1:].amax(dim=1, keepdim=True)  # outside every prior mask
-            else:
-                fg_gate = torch.ones_like(aligned[:, :n_classes])
-                bg_gate = torch.ones_like(aligned[:, :1])
+            crop_saliency = (
+                None
+                if batch.saliency is None
+                else F.adaptive_avg_pool2d(
+                    cut_crops(batch.saliency, boxes, memory_format=memory_format), crop_hw
+                )
+            )
+            fg_gate, bg_gate = l2g_gates(
+                prior_masks_at(crop_human, crop_text, crop_hw)
+                if net_image.use_mask_weighting
+                else None,
+                crop_saliency,
+                net_image.type_index[:n_classes],
+                like=aligned,
+            )
             target = l2g_crop_target(
                 crop_out.cam_logits,
                 crop_labels,
@@ -100,6 +109,35 @@ def ensemble_losses(
         losses["attribute"] = attribute_loss(out.attribute_logits, batch.labels)  # eq. 5
     losses["total"] = total_loss(losses, cfg.loss_weights)  # eq. 1
     return losses
+
+
+def l2g_gates(
+    priors: torch.Tensor | None,
+    saliency: torch.Tensor | None,
+    type_index: torch.Tensor,
+    *,
+    like: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The l2g crop target's (B*N, C, h, w) foreground and (B*N, 1, h, w) background gates.
+
+    ``priors`` (B*N, 3, h, w) ``prior_masks_at``'s [ones, human, text], or None without mask
+    weighting; ``saliency`` (B*N, 1, h, w), or None without saliency maps. A class is gated by its
+    mask type's prior, a class of type ``none`` by the saliency map where there is one (L2G gates
+    every class by it); the background by 1 - the union of the gates in use."""
+    n_crops, _, height, width = like.shape
+    if priors is None:  # no prior masks: every class is of type none
+        priors = like.new_ones(n_crops, 1, height, width).expand(-1, 3, -1, -1)
+        type_index = torch.zeros_like(type_index)
+        used = []
+    else:
+        used = [priors[:, 1:]]
+    if saliency is not None:
+        priors = torch.cat([saliency, priors[:, 1:]], dim=1)  # type none -> the saliency map
+        used.append(saliency)
+    fg_gate = priors[:, type_index]
+    if not used:
+        return fg_gate, like.new_ones(n_crops, 1, height, width)
+    return fg_gate, 1.0 - torch.cat(used, dim=1).amax(dim=1, keepdim=True)
 
 
 def epoch_batches(n_images: int, batch_size: int, *, seed: int, epoch: int) -> list[list[int]]:

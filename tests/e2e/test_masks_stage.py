@@ -18,6 +18,7 @@ from PIL import Image
 
 from ops.tracking import STAGE_RUNS
 from privobfnet.config import parse_config
+from privobfnet.data.errors import DataError
 from privobfnet.data.manifest import read_manifest, write_manifest
 from privobfnet.data.readers import dataset_root, read_dataset
 from privobfnet.masks.assets import CACHE_ENV
@@ -62,7 +63,9 @@ def test_stage_writes_masks_index_metrics_and_figure(synthpriv_data, in_tmp):
         "text_path",
         "face_boxes",
         "fallback",
+        "saliency_path",
     ]
+    assert index["saliency_path"].isna().all()  # masks.saliency off
     assert len(index) == N_IMAGES and sorted(index["split"].unique()) == ["test", "train", "val"]
     parser_dir = Path(dataset_root(cfg.data)) / "SimulatedHumanParser"
     for row in index.itertuples():
@@ -170,6 +173,40 @@ def test_changed_settings_do_not_resume(synthpriv_data, in_tmp):
     assert sum(int((wide[n] > 0).sum()) for n in wide) > sum(
         int((narrow[n] > 0).sum()) for n in narrow
     )
+
+
+def test_placed_saliency_maps_are_checked_first_then_recorded(synthpriv_data, in_tmp):
+    params = stage_params(synthpriv_data, in_tmp, saliency=True)
+    params["train"]["crop_target"] = "l2g"
+    params["data"]["raw_dir"] = str(in_tmp / "raw")
+    params["data"]["manifest_dir"] = str(in_tmp / "manifests")
+    shutil.copytree(Path(ci_params(synthpriv_data)["data"]["raw_dir"]), in_tmp / "raw")
+    cfg = parse_config(params)
+    Path(cfg.data.manifest_dir).mkdir()
+    sal = Path(dataset_root(cfg.data)) / "Sal"
+    sal.mkdir()
+    frames = read_dataset(cfg.data)
+    rows = pd.concat(list(frames.values()))
+    for row in rows.itertuples():
+        Image.new("L", (int(row.width), int(row.height)), 200).save(
+            sal / f"{Path(row.path).stem}.png"
+        )
+    for split, frame in frames.items():  # manifests naming the copied images
+        write_manifest(frame, Path(cfg.data.manifest_dir) / f"{split}.parquet")
+    missing = sal / f"{Path(rows['path'].iloc[5]).stem}.png"
+    missing.unlink()
+    with pytest.raises(DataError, match=f"1 of {N_IMAGES} saliency maps missing") as err:
+        stage.main(cfg)
+    assert missing.name in str(err.value)
+    assert not (in_tmp / "masks" / "human").exists() or not any(
+        (in_tmp / "masks" / "human").iterdir()
+    )
+    Image.new("L", (int(rows["width"].iloc[5]), int(rows["height"].iloc[5])), 9).save(missing)
+    metrics = stage.main(cfg)
+    assert metrics["saliency_maps"] == N_IMAGES
+    index = index_of(in_tmp / "masks")
+    recorded = {Path(p).name for p in index["saliency_path"]}
+    assert recorded == {f"{Path(p).stem}.png" for p in rows["path"]}
 
 
 def bad_copy(synthpriv_data: Path, tmp_path: Path) -> tuple[dict, str, str]:

@@ -66,7 +66,7 @@ def test_l2g_augmentation_crops_the_short_side_resized_image_with_its_masks(wide
         if inside.any() and outside.any():
             assert brightness[inside].min() > brightness[outside].max()
     # the aspect is kept: the bright third is 24 of 72 columns, not 14 of 42 (a squash would give)
-    rgb, human, _ = data._short_sample(0)
+    rgb, human, _, _ = data._short_sample(0)
     assert tuple(rgb.shape[1:]) == (48, 72) and int((human[0, 0] > 0.5).sum()) == 24
 
 

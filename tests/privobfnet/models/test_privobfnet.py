@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
@@ -298,6 +299,25 @@ def test_ensemble_losses_follow_the_ablation_switches(changes, expected):
     assert set(losses) == expected
     weighted = sum(cfg.loss_weights[k] * v for k, v in losses.items() if k != "total")
     torch.testing.assert_close(losses["total"], weighted)
+
+
+def test_the_l2g_image_loss_uses_the_saliency_map_when_the_batch_has_one():
+    cfg = _train_cfg(crop_target="l2g")
+    model_image, model_cropped = (
+        tiny_model(background_channel=True),
+        tiny_model(background_channel=True),
+    )
+    batch = _batch()
+
+    def image_loss(saliency):
+        with_map = dataclasses.replace(batch, saliency=saliency)
+        return ensemble_losses(
+            model_image, model_cropped, with_map, cfg, generator=torch.Generator().manual_seed(0)
+        )["image"]
+
+    nowhere, everywhere = torch.zeros(2, 1, 64, 64), torch.ones(2, 1, 64, 64)
+    assert image_loss(None) != image_loss(nowhere)
+    assert image_loss(nowhere) != image_loss(everywhere)
 
 
 def test_image_loss_trains_model_image_only():
