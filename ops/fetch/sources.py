@@ -196,6 +196,17 @@ WEIGHTS: dict[str, Source] = {
         note="ResNet-38 converted from MXNet by the PSA authors (used by PSA and L2G); "
         "no public URL survives",
     ),
+    "resnet101_msra": Source(
+        "deeplabv1_resnet101_coco",
+        None,
+        "deeplabv1_resnet101-coco.pth",
+        None,
+        kind="checkpoint",
+        note="DeepLab's COCO-trained ResNet-101 (init.caffemodel, from "
+        "http://liangchiehchen.com/projects/released/deeplab_aspp_resnet101/prototxt_and_model.zip) "
+        "converted to PyTorch by kazuto1011/deeplab-pytorch's `python convert.py --dataset coco`, "
+        "which needs the Caffe files and the converter",
+    ),
 }
 
 

@@ -111,7 +111,12 @@ class MSC(nn.Module):
 
 
 # DeepLabV2's deeplab.backbone -> the backbone factory's name (its small body is the dilated one)
-BODIES = {"tiny": "tiny_dilated", "resnet101": "resnet101", "lite0": "lite0"}
+BODIES = {
+    "tiny": "tiny_dilated",
+    "resnet101": "resnet101",
+    "resnet101_msra": "resnet101_msra",
+    "lite0": "lite0",
+}
 
 
 def build_deeplab(cfg: DeeplabConfig, *, n_classes: int, load_pretrained: bool = True) -> DeepLabV2:

@@ -14,7 +14,8 @@ import torch.nn as nn
 from ops.params import resolve_profile
 from privobfnet.config import parse_config
 from privobfnet.crf import DEEPLAB_CRF, dense_crf
-from privobfnet.models.deeplabv2 import MSC
+from privobfnet.models.backbones.resnet import MsraResNet
+from privobfnet.models.deeplabv2 import MSC, DeepLabV2
 from privobfnet.training.deeplab import msc_loss
 from tests.conftest import REPO
 
@@ -90,3 +91,44 @@ def test_paper_profiles_take_the_schedule_of_l2g_deeplab_configs(profile, config
     assert d.scale_choices == ref["DATASET"]["SCALES"]
     assert d.crop_size == ref["IMAGE"]["SIZE"]["TRAIN"]
     assert d.crf
+
+
+def seeded_tensor(shape: list[int], seed: int, kind: str) -> torch.Tensor:
+    """The values make_fixtures.py gave each tensor of the reference model (its seeded_tensor)."""
+    g = torch.Generator().manual_seed(seed)
+    if kind == "running_var":
+        return torch.rand(shape, generator=g) + 0.5
+    if kind == "conv":
+        fan_in = int(np.prod(shape[1:]))
+        return torch.randn(shape, generator=g) * (2.0 / fan_in) ** 0.5
+    return torch.randn(shape, generator=g) * 0.1
+
+
+def test_msra_resnet_matches_deeplab_pytorch_on_a_caffe_input(tmp_path):
+    """deeplab-pytorch's DeepLabV2 (its MSRA ResNet, one block per stage) on BGR minus the means
+    against the project's MsraResNet loaded from the same state dict, fed RGB in [0, 1]."""
+    spec = json.loads((FIXTURES / "deeplab_msra_resnet.json").read_text())
+    f = np.load(FIXTURES / "deeplab_msra_resnet.npz")
+    state = {t["key"]: seeded_tensor(t["shape"], t["seed"], t["kind"]) for t in spec["tensors"]}
+    torch.save(state, tmp_path / "deeplab.pth")
+    body = MsraResNet(freeze_bn=True, blocks=tuple(spec["n_blocks"]))
+    rest = body.load_deeplab_pytorch(tmp_path / "deeplab.pth")
+    model = DeepLabV2(body, body_channels=2048, n_classes=spec["n_classes"], freeze_bn=True)
+    assert model.aspp.rates == tuple(spec["rates"])
+    with torch.no_grad():
+        for i, branch in enumerate(model.aspp.branches):
+            branch.weight.copy_(rest[f"aspp.c{i}.weight"])
+            branch.bias.copy_(rest[f"aspp.c{i}.bias"])
+    images = torch.from_numpy(f["rgb"]).float() / 255
+    with torch.no_grad():
+        logits = model.eval()(images)
+    assert logits.shape == f["logits"].shape
+    np.testing.assert_allclose(
+        logits.numpy(), f["logits"], rtol=1e-4, atol=1e-4 * np.abs(f["logits"]).max()
+    )
+
+
+def test_a_state_dict_that_is_not_deeplab_pytorch_s_is_named(tmp_path):
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "torchvision.pth")
+    with pytest.raises(ValueError, match="torchvision.pth: not a deeplab-pytorch ResNet-101"):
+        MsraResNet(blocks=(1, 1, 1, 1)).load_deeplab_pytorch(tmp_path / "torchvision.pth")

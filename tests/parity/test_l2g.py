@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 
@@ -14,6 +15,7 @@ from privobfnet.cams import label_map, normalise_maps, sum_views, view_input, vi
 from privobfnet.config import parse_config
 from privobfnet.models.crops import sample_crop_boxes
 from privobfnet.training.ensemble import ensemble_optimizer, lr_at
+from privobfnet.training.losses import image_loss, l2g_crop_target
 from tests.conftest import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "parity"
@@ -43,6 +45,31 @@ def test_cam_inference_matches_test_l2g_voc_multi_scale():
     relu_first = sum_views([(torch.relu(c), flip) for c, flip in view_cams], size)
     other = label_map(normalise_maps(relu_first[:n_classes], present), float(f["thr"]))
     assert (other != f["pred"]).mean() > 0.01
+
+
+def test_crop_target_and_eq2_match_the_training_step():
+    """The local CAM -> L2G's target (ReLU, max-normalised, absent classes out, argmax only,
+    > bg_thr, foreground x saliency, background x (1 - saliency)) and eq. 2's term: the MSE of
+    the softmaxed global CAM cut at the boxes against it, x kd_weights (train_l2g_sal_voc.py)."""
+    f = np.load(FIXTURES / "l2g_crop_target.npz")
+    feat_local = torch.from_numpy(f["feat_local"])
+    n_classes = feat_local.shape[1] - 1
+    crop_labels = torch.from_numpy(f["label"]).repeat_interleave(int(f["crops_per_image"]), dim=0)
+    saliency = torch.from_numpy(f["saliency"])
+    target = l2g_crop_target(
+        feat_local,
+        crop_labels,
+        saliency.expand(-1, n_classes, -1, -1),
+        1.0 - saliency,
+        bg_threshold=float(f["bg_thr"]),
+    )
+    np.testing.assert_allclose(target.numpy(), f["target"], atol=1e-6)
+    assert (f["target"] > 0).any() and (f["target"][:, -1] > 0).any()
+    loss = float(f["kd_weight"]) * image_loss(torch.from_numpy(f["aligned"]), target)
+    assert loss.item() == pytest.approx(float(f["loss_kd"]), rel=1e-5)
+    t = paper().train  # train_l2g_sal_voc.sh's --kd_weights=10 --bg_thr=0.001
+    assert (t.loss_weights["image"], t.l2g_bg_threshold) == (10.0, 0.001)
+    assert (float(f["kd_weight"]), float(f["bg_thr"])) == pytest.approx((10.0, 0.001))
 
 
 def test_view_images_match_the_multi_scale_loader():

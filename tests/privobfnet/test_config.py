@@ -59,7 +59,11 @@ def test_paper_profiles_carry_the_papers_settings():
         assert t.loss_weights == {"image": 10.0, "cropped": 1.0, "privacy": 1.0, "attribute": 1.0}
     voc = parse_config(resolve_profile("paper_voc", REPO / "profiles"))
     assert voc.data.splits == {"train_aug": 10582, "train": 1464, "val": 1449}
-    assert voc.deeplab.backbone == "resnet101"
+    # deeplab-pytorch's VOC initialisation: DeepLab's COCO-trained MSRA ResNet-101
+    assert (voc.deeplab.backbone, voc.deeplab.pretrained) == (
+        "resnet101_msra",
+        "data/weights/deeplabv1_resnet101-coco.pth",
+    )
 
 
 @pytest.mark.parametrize("name", ["paper_vispr", "paper_voc", "paper_coco"])

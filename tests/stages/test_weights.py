@@ -31,7 +31,21 @@ def test_default_profile_needs_no_weights(ci_config, tmp_path, monkeypatch):
 
 def test_paper_profile_needs_resnet38_and_resnet101():
     cfg = parse_config(resolve_profile("paper_voc", REPO / "profiles"))
-    assert weights.required_weights(cfg) == ["resnet101", "resnet38"]
+    assert weights.required_weights(cfg) == ["resnet101_msra", "resnet38"]
+    coco = parse_config(resolve_profile("paper_coco", REPO / "profiles"))
+    assert weights.required_weights(coco) == ["resnet101", "resnet38"]
+
+
+def test_missing_coco_deeplab_init_says_where_it_comes_from(ci_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = with_changes(
+        ci_config,
+        "deeplab",
+        backbone="resnet101_msra",
+        pretrained="data/weights/deeplabv1_resnet101-coco.pth",
+    )
+    with pytest.raises(ManualDownloadRequired, match="convert.py --dataset coco"):
+        weights.main(cfg)
 
 
 def test_pretrained_path_must_match_the_catalogue(ci_config):

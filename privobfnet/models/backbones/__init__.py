@@ -13,6 +13,7 @@ name                      what                                                  
 ``tiny_dilated``          DeepLabV2's small from-scratch body (dilated blocks)   none
 ``resnet38``              ResNet-38 as PSA / L2G use it                          PSA's converted file
 ``resnet50``, ``resnet101``  torchvision's, output stride 8                      torchvision's
+``resnet101_msra``        DeepLab's MSRA (Caffe) ResNet-101, deeplab-pytorch's   its COCO-trained init
 ``lite0``                 EfficientNet-Lite0 (timm), output stride 16            the PyPI wheel's
 ========================  =====================================================  ==================
 """
@@ -25,12 +26,14 @@ from typing import Literal, Optional
 from torch import nn
 
 from privobfnet.models.backbones.lite0 import LITE0_FROZEN_STAGES, build_lite0
-from privobfnet.models.backbones.resnet import TorchvisionResNet
+from privobfnet.models.backbones.resnet import MsraResNet, TorchvisionResNet
 from privobfnet.models.backbones.resnet38 import ResNet38, resnet38_imagenet_state
 from privobfnet.models.backbones.tiny import TinyBackbone
 from privobfnet.models.backbones.tiny_dilated import TinyDilatedBody
 
-BackboneName = Literal["tiny", "tiny_dilated", "resnet38", "resnet50", "resnet101", "lite0"]
+BackboneName = Literal[
+    "tiny", "tiny_dilated", "resnet38", "resnet50", "resnet101", "resnet101_msra", "lite0"
+]
 FROM_SCRATCH = ("tiny", "tiny_dilated")
 
 
@@ -66,6 +69,11 @@ def build_backbone(
         model = TorchvisionResNet(50 if name == "resnet50" else 101, freeze_bn=frozen)
         if weights is not None:
             model.load_imagenet(weights)
+        return model
+    if name == "resnet101_msra":
+        model = MsraResNet(freeze_bn=frozen)
+        if weights is not None:
+            model.load_deeplab_pytorch(weights)  # its fc / ASPP is not the body's: left out
         return model
     if name == "resnet38":
         model = ResNet38(
