@@ -74,6 +74,15 @@ def test_paper_profiles_follow_the_reference_protocol(name):
     # eq. 2's target: C + 1 channels, max-normalised, argmax, background above 0.001
     assert (t.crop_target, t.l2g_bg_threshold) == ("l2g", 0.001)
     assert t.crop_placement == "corners_random"  # 4 corners + random
+    assert t.augment == "l2g"  # short side 512, random 448 crop, ColorJitter, no flip
+    assert t.lr_decay_epoch == 5  # reduce_lr at the start of the sixth epoch
+    assert cfg.masks.saliency is (name != "paper_vispr")  # L2G's Sal/ maps (none for VISPR)
+    init = (
+        ("resnet101_msra", "data/weights/deeplabv1_resnet101-coco.pth")
+        if name == "paper_voc"
+        else ("resnet101", "data/weights/resnet101-imagenet.pth")
+    )
+    assert (d.backbone, d.pretrained) == init  # VOC from DeepLab's COCO-trained ResNet-101
     assert t.optimizer == "l2g"  # Nesterov; biases 2x, new weights 10x, new biases 20x
     assert cfg.pseudo_labels.scales == [0.5, 1.0, 1.5, 2.0]
     assert d.scale_choices == [0.5, 0.75, 1.0, 1.25, 1.5]
