@@ -18,6 +18,7 @@ from privobfnet.models.backbones.resnet import MsraResNet
 from privobfnet.models.deeplabv2 import MSC, DeepLabV2
 from privobfnet.training.deeplab import msc_loss
 from tests.conftest import REPO
+from tests.fixtures.parity.make_fixtures import seeded_tensor  # the values the fixture's seeds name
 
 FIXTURES = REPO / "tests" / "fixtures" / "parity"
 REFERENCE = json.loads((FIXTURES / "reference.json").read_text())
@@ -91,17 +92,6 @@ def test_paper_profiles_take_the_schedule_of_l2g_deeplab_configs(profile, config
     assert d.scale_choices == ref["DATASET"]["SCALES"]
     assert d.crop_size == ref["IMAGE"]["SIZE"]["TRAIN"]
     assert d.crf
-
-
-def seeded_tensor(shape: list[int], seed: int, kind: str) -> torch.Tensor:
-    """The values make_fixtures.py gave each tensor of the reference model (its seeded_tensor)."""
-    g = torch.Generator().manual_seed(seed)
-    if kind == "running_var":
-        return torch.rand(shape, generator=g) + 0.5
-    if kind == "conv":
-        fan_in = int(np.prod(shape[1:]))
-        return torch.randn(shape, generator=g) * (2.0 / fan_in) ** 0.5
-    return torch.randn(shape, generator=g) * 0.1
 
 
 def test_msra_resnet_matches_deeplab_pytorch_on_a_caffe_input(tmp_path):

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from ops.params import resolve_profile
 from privobfnet.cams import label_map, normalise_maps, sum_views, view_input, views
@@ -17,6 +16,7 @@ from privobfnet.models.crops import sample_crop_boxes
 from privobfnet.training.ensemble import ensemble_optimizer, lr_at
 from privobfnet.training.losses import image_loss, l2g_crop_target
 from tests.conftest import REPO
+from tests.fixtures.parity.make_fixtures import L2GHead
 
 FIXTURES = REPO / "tests" / "fixtures" / "parity"
 REFERENCE = json.loads((FIXTURES / "reference.json").read_text())["l2g"]
@@ -110,17 +110,9 @@ def test_crop_boxes_follow_box_generation():
             assert offsets.max(0).values.tolist() == case["random_max"]  # never the far edge
 
 
-class L2GShaped(nn.Module):
-    """The module make_fixtures.py ran L2G's get_parameter_groups on: pretrained convs (one with a
-    bias), a frozen batch norm, new convs (one with a bias). ``param_groups`` as PrivObfNet's."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(4).requires_grad_(False)
-        self.conv2 = nn.Conv2d(4, 4, 1, bias=True)
-        self.fc8 = nn.Conv2d(4, 3, 1, bias=False)
-        self.f9 = nn.Conv2d(4, 4, 1, bias=True)
+class L2GShaped(L2GHead):
+    """The module make_fixtures.py ran L2G's get_parameter_groups on, with ``param_groups`` as
+    PrivObfNet's: (pretrained conv1, bn1, conv2; new fc8, f9), trainable tensors only."""
 
     def param_groups(self):
         backbone = [m for m in (self.conv1, self.bn1, self.conv2) for m in m.parameters()]
