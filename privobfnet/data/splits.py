@@ -139,14 +139,18 @@ class SplitData:
 
     def stack(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (B, 3, S, S) uint8 images, (B, 1, S, S) human and text masks as float in [0, 1]."""
-        rgb, human, text, _ = zip(*(self._sample(i) for i in indices))
-        return torch.stack(rgb), torch.stack(human).float() / 255, torch.stack(text).float() / 255
+        return self._stack(indices)[:3]
 
-    def stack_saliency(self, indices: list[int]) -> torch.Tensor | None:
-        """(B, 1, S, S) saliency maps in [0, 1], None without ``has_saliency``."""
-        if not self.has_saliency:
-            return None
-        return torch.stack([self._sample(i)[3] for i in indices]).float() / 255
+    def _stack(self, indices: list[int]) -> tuple[torch.Tensor | None, ...]:
+        """``stack`` and the (B, 1, S, S) saliency maps in [0, 1] (None without ``has_saliency``),
+        each sample read once."""
+        rgb, human, text, saliency = zip(*(self._sample(i) for i in indices))
+        return (
+            torch.stack(rgb),
+            torch.stack(human).float() / 255,
+            torch.stack(text).float() / 255,
+            torch.stack(saliency).float() / 255 if self.has_saliency else None,
+        )
 
     def batch(
         self,
@@ -167,8 +171,8 @@ class SplitData:
         else:
             flip = torch.rand(len(indices), generator=generator) < FLIP_PROBABILITY
             indices, flip = indices[rows], flip[rows]
-            rgb, human, text = self.stack(indices)  # (B, 3, S, S) uint8, (B, 1, S, S) float x2
-            saliency = self.stack_saliency(indices)
+            # (B, 3, S, S) uint8, (B, 1, S, S) float x2, the saliency maps alike or None
+            rgb, human, text, saliency = self._stack(indices)
             rgb[flip], human[flip], text[flip] = (
                 rgb[flip].flip(-1),
                 human[flip].flip(-1),
