@@ -125,19 +125,16 @@ def l2g_gates(
     mask type's prior, a class of type ``none`` by the saliency map where there is one (L2G gates
     every class by it); the background by 1 - the union of the gates in use."""
     n_crops, _, height, width = like.shape
+    ones = like.new_ones(n_crops, 1, height, width)
+    none_gate = ones if saliency is None else saliency  # what a class of type none is gated by
     if priors is None:  # no prior masks: every class is of type none
-        priors = like.new_ones(n_crops, 1, height, width).expand(-1, 3, -1, -1)
-        type_index = torch.zeros_like(type_index)
-        used = []
+        fg_gate = none_gate.expand(-1, len(type_index), -1, -1)
+        used = saliency
     else:
-        used = [priors[:, 1:]]
-    if saliency is not None:
-        priors = torch.cat([saliency, priors[:, 1:]], dim=1)  # type none -> the saliency map
-        used.append(saliency)
-    fg_gate = priors[:, type_index]
-    if not used:
-        return fg_gate, like.new_ones(n_crops, 1, height, width)
-    return fg_gate, 1.0 - torch.cat(used, dim=1).amax(dim=1, keepdim=True)
+        fg_gate = torch.cat([none_gate, priors[:, 1:]], dim=1)[:, type_index]
+        used = priors[:, 1:] if saliency is None else torch.cat([priors[:, 1:], saliency], dim=1)
+    bg_gate = ones if used is None else 1.0 - used.amax(dim=1, keepdim=True)
+    return fg_gate, bg_gate
 
 
 def epoch_batches(n_images: int, batch_size: int, *, seed: int, epoch: int) -> list[list[int]]:
