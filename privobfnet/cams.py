@@ -46,6 +46,11 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 
+def _resize_masks(masks: Sequence[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
+    """(1, 1, h, w) masks at ``size`` (bilinear), each left as it is where it has that size."""
+    return [m if tuple(m.shape[-2:]) == size else _resize(m, size, "bilinear") for m in masks]
+
+
 def views(scales: Sequence[float], size: tuple[int, int]) -> list[tuple[tuple[int, int], bool]]:
     """The (input size, flipped) views of an image of ``size``: each scale, unflipped then flipped."""
     if not scales:
@@ -72,8 +77,7 @@ def view_input(
     image, *masks = tensors
     if tuple(image.shape[-2:]) != size:
         image = _pil_bicubic(image, size)
-    masks = [m if tuple(m.shape[-2:]) == size else _resize(m, size, "bilinear") for m in masks]
-    out = [image, *masks]
+    out = [image, *_resize_masks(masks, size)]
     return [t.flip(-1) for t in out] if flip else out
 
 
@@ -143,10 +147,7 @@ def class_maps(
     ]
     total = sum_views(view_cams, out_size)
     if gate_types is not None:
-        masks = [
-            m if tuple(m.shape[-2:]) == out_size else _resize(m, out_size, "bilinear")
-            for m in (human_mask, text_mask)
-        ]
+        masks = _resize_masks((human_mask, text_mask), out_size)
         priors = torch.cat([torch.ones_like(masks[0]), *masks], dim=1)[0]  # (3, H, W)
         total = F.relu(total) * priors[gate_types.to(priors.device)]
     return normalise_maps(total, present)
