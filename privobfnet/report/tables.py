@@ -228,17 +228,6 @@ def table3(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
     ]
     frequent = ours.get("frequent_attributes")
     minimum = ours.get("frequent_min_train_images")
-    summary = [
-        (
-            f"**mean, attributes with > {minimum:g} training images** (the paper's mean: > 300 of "
-            f"VISPR's 10,000; here {len(frequent)})"
-            if frequent is not None and minimum is not None
-            else "**mean, frequent attributes**: missing (re-run `evaluate`)",
-            "frequent_mean_accuracy",
-        ),
-        ("mean over every attribute", "mean_accuracy"),
-        ("**mAP** (VISPR's official metric)", "map"),
-    ]
 
     def frequent_mean(experiment: dict) -> Optional[float]:
         """An experiment's mean accuracy over this run's frequent attributes (the data are the
@@ -246,23 +235,45 @@ def table3(cfg: Config, evaluate: dict, experiments: list[dict]) -> str:
         parts = [dig(experiment, "attributes", split, "accuracy", n) for n in frequent or []]
         return sum(parts) / len(parts) if parts and None not in parts else None
 
-    for label, key in summary:
-        if key == "frequent_mean_accuracy":
-            ens = _ours(ensemble, frequent_mean, ours.get(key), True)
-            our_rows.append([label, format_spread(ens, 100, 1)])
-            if single:
-                label_single = f"{label.split(' (')[0]}, single model (Model-Cropped off)"
-                our_rows.append(
-                    [label_single, mark(over_seeds(single, frequent_mean), ens, 100, 1)]
-                )
-            continue
-        ens = attr(ensemble, (key,), ours.get(key), True)
+    def metric(key: str) -> Callable[[dict], Optional[float]]:
+        return lambda e: dig(e, "attributes", split, key)
+
+    frequent_label = (
+        f"**mean, attributes with > {minimum:g} training images**"
+        if frequent is not None and minimum is not None
+        else None
+    )
+    # (label, the single model's row label, an experiment's number, the workspace's number)
+    summary = [
+        (
+            f"{frequent_label} (the paper's mean: > 300 of VISPR's 10,000; here {len(frequent)})"
+            if frequent_label
+            else "**mean, frequent attributes**: missing (re-run `evaluate`)",
+            frequent_label or "**mean, frequent attributes**: missing",
+            frequent_mean,
+            ours.get("frequent_mean_accuracy"),
+        ),
+        (
+            "mean over every attribute",
+            "mean over every attribute",
+            metric("mean_accuracy"),
+            ours.get("mean_accuracy"),
+        ),
+        (
+            "**mAP** (VISPR's official metric)",
+            "**mAP** (VISPR's official metric)",
+            metric("map"),
+            ours.get("map"),
+        ),
+    ]
+    for label, single_label, read, workspace in summary:
+        ens = _ours(ensemble, read, workspace, True)
         our_rows.append([label, format_spread(ens, 100, 1)])
         if single:
             our_rows.append(
                 [
-                    f"{label}, single model (Model-Cropped off)",
-                    mark(attr(single, (key,)), ens, 100, 1),
+                    f"{single_label}, single model (Model-Cropped off)",
+                    mark(over_seeds(single, read), ens, 100, 1),
                 ]
             )
     our_rows.append(
