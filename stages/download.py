@@ -10,12 +10,13 @@ from ops.outputs import write_metrics
 from ops.params import load_params
 from ops.tracking import stage_run
 from privobfnet.config import Config
+from privobfnet.data.readers import dataset_root
 from privobfnet.data.saliency import check_saliency_folder, saliency_dir
 
 
 def main(cfg: Config) -> dict:
     """Produce ``<raw_dir>/<dataset>``; returns the metrics written to reports/metrics/download.json."""
-    root = Path(cfg.data.raw_dir) / cfg.data.dataset
+    root = Path(dataset_root(cfg.data))
     with stage_run("download", cfg) as run:
         start = time.perf_counter()
         if cfg.data.dataset == "synthpriv":
@@ -36,9 +37,7 @@ def main(cfg: Config) -> dict:
                     for split in cfg.data.splits
                 }
         if cfg.masks.saliency:  # placed by hand: Google Drive cannot be fetched unattended
-            summary["saliency_maps"] = check_saliency_folder(
-                saliency_dir(cfg.data.raw_dir, cfg.data.dataset), cfg.data.dataset
-            )
+            summary["saliency_maps"] = check_saliency_folder(saliency_dir(root), cfg.data.dataset)
         metrics = {"dataset": cfg.data.dataset, **summary}
         run_facts = {"seconds": round(time.perf_counter() - start, 2)}
         write_metrics("download", metrics, run_facts)

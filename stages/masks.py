@@ -108,7 +108,7 @@ def main(cfg: Config) -> dict:
         ]
         saliency = (
             check_saliency_files(
-                saliency_dir(cfg.data.raw_dir, cfg.data.dataset),
+                saliency_dir(dataset_root(cfg.data)),
                 [(t.image_id, t.path, t.width, t.height) for t in tasks],
                 cfg.data.dataset,
             )

@@ -30,9 +30,10 @@ SALIENCY_SOURCES = {
 MAX_LISTED = 5  # problem files named in an error
 
 
-def saliency_dir(raw_dir: str | os.PathLike, dataset: str) -> Path:
-    """Where a data set's saliency maps are placed: ``<raw_dir>/<dataset>/Sal``."""
-    return Path(raw_dir) / dataset / SALIENCY_FOLDER
+def saliency_dir(dataset_root: str | os.PathLike) -> Path:
+    """Where a data set's saliency maps are placed: ``Sal`` in its root
+    (``privobfnet.data.readers.dataset_root``: ``<raw_dir>/<dataset>``)."""
+    return Path(dataset_root) / SALIENCY_FOLDER
 
 
 def saliency_file(folder: str | os.PathLike, image_path: str | os.PathLike) -> Path:

@@ -25,11 +25,11 @@ from privobfnet.data.saliency import (
 )
 from privobfnet.data.splits import SplitData
 from privobfnet.training.ensemble import l2g_gates
-from tests.conftest import REPO, with_changes
+from tests.conftest import REPO, unmasked_record, with_changes
 
 
 def test_the_folder_check_says_where_the_maps_come_from(tmp_path):
-    folder = saliency_dir(tmp_path, "voc")
+    folder = saliency_dir(tmp_path / "voc")
     assert folder == tmp_path / "voc" / "Sal"
     with pytest.raises(DataError, match="saliency maps missing") as missing:
         check_saliency_folder(folder, "voc")
@@ -98,18 +98,7 @@ def salient_split(tmp_path, ci_config):
         sal = np.zeros((40, 60), np.uint8)
         sal[:, :30] = 128
         Image.fromarray(sal, "L").save(tmp_path / f"{i}_sal.png")
-        records.append(
-            {
-                "image_id": str(i),
-                "path": str(tmp_path / f"{i}.png"),
-                "split": "train",
-                "labels": [0, 1],
-                "privacy_score": 0.5,
-                "mask_path": None,
-                "width": 60,
-                "height": 40,
-            }
-        )
+        records.append(unmasked_record(str(i), tmp_path / f"{i}.png", 60, 40))
         priors[str(i)] = Priors(
             str(i), tmp_path / f"{i}_human.png", None, None, saliency_path=tmp_path / f"{i}_sal.png"
         )
