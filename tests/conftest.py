@@ -124,6 +124,21 @@ def project(tmp_path, monkeypatch) -> Path:
     return root
 
 
+def unmasked_record(image_id: str, path, width: int, height: int) -> dict:
+    """A manifest record of a train image labelled (a0_safe, a9_face_complete) = (0, 1), score 0.5,
+    without a ground-truth mask: what the split tests build their manifests from."""
+    return {
+        "image_id": image_id,
+        "path": str(path),
+        "split": "train",
+        "labels": [0, 1],
+        "privacy_score": 0.5,
+        "mask_path": None,
+        "width": width,
+        "height": height,
+    }
+
+
 def with_changes(cfg: Config, section: str, **changes) -> Config:
     """A copy of cfg with fields of one section replaced."""
     return dataclasses.replace(

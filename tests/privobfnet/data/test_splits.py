@@ -11,7 +11,7 @@ from torchvision import transforms
 from privobfnet.data.manifest import build_manifest
 from privobfnet.data.priors import Priors, write_mask
 from privobfnet.data.splits import L2G_JITTER, SplitData, color_jitter
-from tests.conftest import with_changes
+from tests.conftest import unmasked_record, with_changes
 
 CLASSES = ["a0_safe", "a9_face_complete"]
 
@@ -27,18 +27,7 @@ def wide_split(tmp_path, ci_config):
         mask[:, 60:] = 255
         Image.fromarray(image).save(tmp_path / f"{i}.png")
         write_mask(tmp_path / f"{i}_human.png", mask)
-        records.append(
-            {
-                "image_id": str(i),
-                "path": str(tmp_path / f"{i}.png"),
-                "split": "train",
-                "labels": [0, 1],
-                "privacy_score": 0.5,
-                "mask_path": None,
-                "width": 90,
-                "height": 60,
-            }
-        )
+        records.append(unmasked_record(str(i), tmp_path / f"{i}.png", 90, 60))
         priors[str(i)] = Priors(str(i), tmp_path / f"{i}_human.png", None, None)
     manifest = build_manifest(records, dataset="synthpriv", class_names=CLASSES)
 
