@@ -109,8 +109,9 @@ class Sample:
     person_mask: np.ndarray  # (H, W) bool: exact union of the people's visible silhouettes
     labels: tuple[int, ...]  # attribute indices present, sorted; (0,) for a safe image
     people_boxes: tuple[tuple[int, int, int, int], ...]  # (x0, y0, x1, y1), x1/y1 exclusive
-    # (attribute id, string) of every labelled text line left visible (>= min_region_pixels), drawing order
-    texts: tuple[tuple[str, str], ...] = ()
+    # (attribute id, string) of every text line left visible (>= min_region_pixels), drawing order;
+    # ordinary (non-private) lines have attribute None
+    texts: tuple[tuple[str | None, str], ...] = ()
 
     @property
     def label_ids(self) -> tuple[str, ...]:
@@ -254,7 +255,7 @@ def generate_sample(split: str, index: int, cfg: Config) -> Sample:
     texts = tuple(
         (inst.attribute, inst.text)
         for i, inst in enumerate(canvas.instances)
-        if inst.text and inst.attribute and owned[i] >= min_region_pixels(canvas.size)
+        if inst.text and owned[i] >= min_region_pixels(canvas.size)
     )
     return Sample(
         image_id=f"{split}_{index:05d}",

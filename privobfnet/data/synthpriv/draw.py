@@ -13,7 +13,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import matplotlib
 import numpy as np
@@ -227,7 +227,7 @@ def draw_text_block(
     canvas: Canvas,
     rng: np.random.Generator,
     lines: list[str],
-    attribute: Optional[str],
+    attribute: Optional[str] | Sequence[Optional[str]],
     cx: float,
     cy: float,
     angle: float,
@@ -237,7 +237,8 @@ def draw_text_block(
     person=None,
     part=None,
 ) -> tuple[float, float]:
-    """Draw lines centred at (cx, cy), rotated ``angle``; each line is its own instance of ``attribute``.
+    """Draw lines centred at (cx, cy), rotated ``angle``; each line is its own instance of ``attribute``
+    (one for all lines, or one per line; None: ordinary text).
 
     With ``panel`` a paper/sign (unlabelled) is drawn behind first. Returns the block's (w, h).
     """
@@ -259,6 +260,7 @@ def draw_text_block(
         paper_inst = canvas.new_instance(None, person=person, part=part)
         canvas.sprite(paper, paper.getchannel("A"), cx, cy, angle, paper_inst)
     color = contrasting_color(rng, fill if panel else canvas.mean_color(cx, cy, block_h))
+    per_line = list(attribute) if isinstance(attribute, (list, tuple)) else [attribute] * len(lines)
     for i, line in enumerate(lines):
         rgba, region = text_sprite(line, typeface, color)
         dy = -block_h / 2 + i * (line_h + gap) + line_h / 2
@@ -267,7 +269,7 @@ def draw_text_block(
         )  # left-aligned
         ox, oy = rotate_offset(dx, dy, angle)
         inst = canvas.new_instance(
-            attribute, person=person, part=part, full_area=rgba.width * rgba.height, text=line
+            per_line[i], person=person, part=part, full_area=rgba.width * rgba.height, text=line
         )
         canvas.sprite(rgba, region, cx + ox, cy + oy, angle, inst)
     return block_w, block_h

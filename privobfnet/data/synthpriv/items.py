@@ -15,7 +15,12 @@ from privobfnet.data.synthpriv.draw import (
     rotate_offset,
     skin_blob,
 )
-from privobfnet.data.synthpriv.text import SHOP_WORDS, person_name, private_text
+from privobfnet.data.synthpriv.text import (
+    DOCUMENT_TITLES,
+    ordinary_text,
+    person_name,
+    private_text,
+)
 
 OBJECT_KINDS = ("a30_credit_card", "a38_ticket", "a43_medicine", "a103_license_plate_complete")
 
@@ -26,6 +31,15 @@ def _gradient_rgba(w: int, h: int, c1, c2, alpha: Image.Image) -> Image.Image:
     img = Image.fromarray(np.ascontiguousarray(arr), "RGB").convert("RGBA")
     img.putalpha(alpha)
     return img
+
+
+def luhn_complete(digits: list[int]) -> list[int]:
+    """``digits`` followed by their Luhn check digit (real card numbers pass the Luhn check)."""
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        d = 2 * d if i % 2 == 0 else d
+        total += d - 9 if d > 9 else d
+    return [*digits, (10 - total % 10) % 10]
 
 
 def card_sprite(rng: np.random.Generator, w: int, *, blank: bool) -> Image.Image:
@@ -44,7 +58,9 @@ def card_sprite(rng: np.random.Generator, w: int, *, blank: bool) -> Image.Image
         fill=(214, 178, 70, 255),
         outline=(150, 120, 40, 255),
     )
-    digits = " ".join(f"{rng.integers(0, 10000):04d}" for _ in range(4))
+    issuer = [4] if rng.random() < 0.5 else [5, int(rng.integers(1, 6))]  # Visa or Mastercard
+    number = luhn_complete(issuer + [int(d) for d in rng.integers(0, 10, 15 - len(issuer))])
+    digits = " ".join("".join(map(str, number[i : i + 4])) for i in range(0, 16, 4))
     draw.text(
         (0.08 * w, 0.58 * h),
         digits,
@@ -167,19 +183,48 @@ def draw_car(
 
 
 def draw_text_item(canvas: Canvas, rng: np.random.Generator, attribute: str | None) -> None:
-    """A private text item (lines disclosing ``attribute``) or, for None, a shop word; maybe on a panel."""
+    """A private text item (lines disclosing ``attribute``) or, for None, ordinary text: on an open
+    background or a sign (half the time), or in a document with ordinary lines around it."""
+    if attribute is not None and rng.random() < 0.5:
+        draw_document(canvas, rng, attribute)
+        return
     size = canvas.size
-    lines = (
-        private_text(rng, attribute) if attribute else [SHOP_WORDS[rng.integers(len(SHOP_WORDS))]]
-    )
+    pairs = private_text(rng, attribute) if attribute else [(None, ordinary_text(rng))]
+    lines = [text for _, text in pairs]
     typeface = fitted_font(rng, lines, size * rng.uniform(0.055, 0.11), 0.9 * size)
     width = max(typeface.getlength(line) for line in lines)
     cx = rng.uniform(min(width / 2, size / 2), max(size - width / 2, size / 2))
     cy = rng.uniform(0.08, 0.92) * size
     angle = 0.0 if rng.random() < 0.4 else rng.uniform(-15, 15)
     draw_text_block(
-        canvas, rng, lines, attribute, cx, cy, angle, typeface, panel=rng.random() < 0.5
+        canvas,
+        rng,
+        lines,
+        [a for a, _ in pairs],
+        cx,
+        cy,
+        angle,
+        typeface,
+        panel=rng.random() < 0.5,
     )
+
+
+def draw_document(canvas: Canvas, rng: np.random.Generator, attribute: str) -> None:
+    """A letter, envelope, receipt, ticket or screenshot: a light panel holding the private lines
+    of ``attribute`` among ordinary ones (a title, an order number, a price)."""
+    size = canvas.size
+    pairs = private_text(rng, attribute)
+    if rng.random() < 0.5:
+        pairs.insert(0, (None, DOCUMENT_TITLES[rng.integers(len(DOCUMENT_TITLES))]))
+    for _ in range(int(rng.integers(0, 3))):
+        pairs.insert(int(rng.integers(len(pairs) + 1)), (None, ordinary_text(rng)))
+    lines = [text for _, text in pairs]
+    typeface = fitted_font(rng, lines, size * rng.uniform(0.045, 0.075), 0.85 * size)
+    width = max(typeface.getlength(line) for line in lines)
+    cx = rng.uniform(min(width / 2 + 4, size / 2), max(size - width / 2 - 4, size / 2))
+    cy = rng.uniform(0.2, 0.8) * size
+    angle = 0.0 if rng.random() < 0.5 else rng.uniform(-8, 8)
+    draw_text_block(canvas, rng, lines, [a for a, _ in pairs], cx, cy, angle, typeface, panel=True)
 
 
 def draw_object(canvas: Canvas, rng: np.random.Generator, kind: str) -> None:
@@ -212,7 +257,7 @@ def draw_object(canvas: Canvas, rng: np.random.Generator, kind: str) -> None:
         lines = (
             [person_name(rng).upper()]
             if printed == "a19_name_full"
-            else private_text(rng, printed)[:1]
+            else [private_text(rng, printed)[0][1]]
         )
         typeface = fitted_font(rng, lines, max(6.0, 0.15 * h), 0.62 * w)
         tw = typeface.getlength(lines[0])

@@ -68,13 +68,10 @@ def test_rapidocr_finds_no_text_on_the_astronauts_face(rapidocr):
 @pytest.mark.slow
 def test_rapidocr_recalls_synthpriv_text_lines():
     """Each text attribute's region in the class mask (a rendered string's rotated box) counts as
-    recalled when the text mask covers at least half of it. Regions under 200 px at 160 px are
-    slivers left by occluders, not strings, and are not counted."""
-    raw = resolve_profile("default", REPO / "profiles")
-    raw["synthpriv"]["image_size"] = (
-        160  # measured at 160 px; at the default's 320 px recall is 0.78 (issue 12 note)
-    )
-    cfg = parse_config(raw)
+    recalled when the text mask covers at least half of it. Regions under 800 px at the default's
+    320 px are slivers left by occluders, not strings, and are not counted. Measured on SynthPriv's
+    Faker text: 0.95 at 320 px (59 regions), 0.87 at 160 px, where document text is 7-12 px."""
+    cfg = parse_config(resolve_profile("default", REPO / "profiles"))
     backend = build_backend(
         "text",
         "rapidocr",
@@ -91,9 +88,9 @@ def test_rapidocr_recalls_synthpriv_text_lines():
             n, regions = cv2.connectedComponents((sample.class_mask == value).astype(np.uint8))
             for region in range(1, n):
                 pixels = regions == region
-                if pixels.sum() >= 200:
+                if pixels.sum() >= 800:
                     covered.append(mask[pixels].mean())
-    assert len(covered) >= 60
+    assert len(covered) >= 50
     assert np.mean(np.array(covered) >= 0.5) >= 0.9
 
 
