@@ -3,8 +3,10 @@
 Writes under ``masks.out_dir``: ``human/<id>.png`` and ``text/<id>.png`` (8-bit L, mask * 255,
 the image's size), ``index.parquet`` (image_id, split, human_path, text_path, face_boxes as a
 JSON string of [[x0, y0, x1, y1, score], ...], fallback, saliency_path), ``faces.jsonl`` and
-``failures.jsonl``. With ``masks.saliency``, every image's placed saliency map is checked (before
-any mask is computed) and its path recorded in the index.
+``failures.jsonl``; with ``masks.read_text`` every detected line is also recognised and
+``lines.parquet`` holds them (polygon, text, confidence, word boxes: ``privobfnet.text.lines``).
+With ``masks.saliency``, every image's placed saliency map is checked (before any mask is
+computed) and its path recorded in the index.
 A kind of mask that no class of the data set uses (``load_mask_types``: no ``text`` class on VOC
 or COCO) is not computed: its files are all ones (no weighting), backend ``unused`` in the metrics.
 face_boxes is null with ``face_backend: none``.
@@ -28,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -54,12 +57,19 @@ from privobfnet.config import SCHEDULER_PATTERN, Config
 from privobfnet.data.images import load_rgb
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.mask_types import load_mask_types
-from privobfnet.data.priors import KINDS, read_faces_log, read_valid_mask, write_index
+from privobfnet.data.priors import (
+    KINDS,
+    read_faces_log,
+    read_lines_log,
+    read_valid_mask,
+    write_index,
+)
 from privobfnet.data.readers import dataset_root
 from privobfnet.data.saliency import check_saliency_files, saliency_dir
 from privobfnet.data.synthpriv import PARSER_FOLDER
 from privobfnet.io import atomic_path, atomic_write_text
 from privobfnet.masks.assets import default_cache_dir
+from privobfnet.text.lines import LINES_FILE, write_lines
 from privobfnet.viz import MaskSample, masks_figure
 
 FIGURE_PATH = figure("masks_samples")
@@ -89,6 +99,8 @@ def main(cfg: Config) -> dict:
         )
         resumed = prepare_out_dir(out_dir, stamp)
         faces = read_faces_log(out_dir / "faces.jsonl") if masks.face_backend != "none" else {}
+        reading = masks.read_text and "text" in needed
+        lines = read_lines_log(out_dir / "lines.jsonl") if reading else {}
         rows = pd.concat(list(splits.values()), ignore_index=True)
         unsafe = [
             i for i in rows["image_id"] if Path(str(i)).name != str(i) or str(i).startswith(".")
@@ -103,6 +115,7 @@ def main(cfg: Config) -> dict:
                 int(r.width),
                 int(r.height),
                 masks.face_backend != "none" and str(r.image_id) not in faces,
+                reading and str(r.image_id) not in lines,
             )
             for r in rows.itertuples()
         ]
@@ -135,7 +148,7 @@ def main(cfg: Config) -> dict:
         start, workers = time.perf_counter(), masks.workers
         with (
             tqdm(total=len(tasks), desc="masks", unit="img", mininterval=2.0) as bar,
-            ResultLog(out_dir, MaskRunStats(), faces, on_image=bar.update) as results,
+            ResultLog(out_dir, MaskRunStats(), faces, on_image=bar.update, lines=lines) as results,
         ):
             if scheduler is None:
                 run_tasks(tasks, settings, masks.workers, results)
@@ -153,6 +166,7 @@ def main(cfg: Config) -> dict:
         )
         run_facts["scheduler"] = scheduler
         metrics["saliency_maps"] = 0 if saliency is None else len(saliency)
+        metrics["text_lines"] = line_counts(lines) if reading else None
         write_metrics("masks", metrics, run_facts)
         run.log_metrics(metrics)
         run.log_metrics(run_facts)
@@ -175,8 +189,12 @@ def main(cfg: Config) -> dict:
             set(failed),
             saliency,
         )
-        for log in ("faces.jsonl", "failures.jsonl"):
+        for log in ("faces.jsonl", "lines.jsonl", "failures.jsonl"):
             sort_jsonl(out_dir / log)
+        write_lines(
+            out_dir / LINES_FILE,
+            [row for t in tasks for row in lines.get(t.image_id, [])],
+        )
         run.log_artifact(
             write_figure(cfg, tasks, stats.coverage, needed, out_dir, faces), "figures"
         )
@@ -184,6 +202,18 @@ def main(cfg: Config) -> dict:
             out_dir / ".state.json", json.dumps({"fingerprint": stamp, "complete": True}) + "\n"
         )
     return metrics
+
+
+def line_counts(lines: dict[str, list]) -> dict:
+    """How many lines were read, how many hold text, their mean confidence (the masks metrics)."""
+    rows = [row for records in lines.values() for row in records]
+    read = [row for row in rows if row["text"]]
+    return {
+        "images": len(lines),
+        "lines": len(rows),
+        "lines_read": len(read),
+        "mean_confidence": round(float(np.mean([r["score"] for r in read])), 4) if read else None,
+    }
 
 
 def write_figure(

@@ -138,7 +138,7 @@ def _outcome(future) -> tuple[dict, dict]:
 
 
 def _empty() -> dict:
-    return {"seconds": {}, "coverage": {}, "faces": None, "errors": []}
+    return {"seconds": {}, "coverage": {}, "faces": None, "lines": None, "errors": []}
 
 
 class _Window:

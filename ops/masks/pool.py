@@ -2,8 +2,10 @@
 resumable, and the logs a killed run leaves.
 
 ``stages/masks.py`` drives this; the outputs' format is ``privobfnet.data.priors`` (masks, index).
-Besides them the stage keeps ``faces.jsonl`` and ``failures.jsonl`` (appended as results come in,
-sorted by image id once the run is complete) and ``.state.json`` (what a resumed run must match).
+Besides them the stage keeps ``faces.jsonl``, ``lines.jsonl`` (each image's read lines, with
+``masks.read_text``) and ``failures.jsonl`` (appended as results come in, sorted by image id once
+the run is complete; lines.jsonl then becomes ``lines.parquet``, ``privobfnet.text.lines``) and
+``.state.json`` (what a resumed run must match).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from privobfnet.data.images import load_rgb
 from privobfnet.data.priors import INDEX_FILE, KINDS, mask_file, read_valid_mask, write_mask
 from privobfnet.io import atomic_write_text
 from privobfnet.masks import configured_backends, coverage, mask_to_uint8
+from privobfnet.text.lines import LINES_FILE, line_records
 
 
 class MasksFailed(Exception):
@@ -58,6 +61,7 @@ class Task:
     width: int
     height: int
     need_faces: bool
+    need_lines: bool = False  # its text lines are to be read (none logged yet)
 
 
 _WORKER: dict = {}
@@ -106,9 +110,10 @@ def stored_masks(task: Task, out_dir: Path) -> dict[str, np.ndarray | None]:
 
 def missing_work(task: Task, stored: dict, backends) -> list[str]:
     """What is left to compute for an image: mask kinds without a valid stored mask, and its faces."""
-    return [k for k in KINDS if stored[k] is None] + (
-        ["face"] if task.need_faces and "face" in backends else []
-    )
+    todo = [k for k in KINDS if stored[k] is None]
+    if task.need_lines and "text" not in todo:  # a resumed image whose lines were not logged
+        todo.append("text")
+    return todo + (["face"] if task.need_faces and "face" in backends else [])
 
 
 def compute_masks(
@@ -118,7 +123,7 @@ def compute_masks(
 
     Writes nothing: the caller stores the masks (a pool worker into out_dir, the stage for a Dask worker).
     """
-    out: dict = {"seconds": {}, "coverage": {}, "faces": None, "errors": []}
+    out: dict = {"seconds": {}, "coverage": {}, "faces": None, "lines": None, "errors": []}
     computed: dict[str, np.ndarray] = {}
     if todo:
         try:
@@ -148,6 +153,8 @@ def compute_masks(
             ]
         else:
             computed[kind] = mask_to_uint8(result.mask)
+            if kind == "text" and task.need_lines:
+                out["lines"] = line_records(task.image_id, result.lines)
     return out, computed
 
 
@@ -178,6 +185,7 @@ def run_tasks(
         "seconds": {},
         "coverage": {},
         "faces": None,
+        "lines": None,
         "errors": [("worker", "its process died on this image")],
     }
     queue, context, idle_breaks = deque(tasks), multiprocessing.get_context("spawn"), 0
@@ -219,7 +227,11 @@ def fingerprint(cfg: Config, needed: tuple[str, ...], manifest_files: list[Path]
     )
     # the backends' code decides the masks' content; this package decides how they are written
     code = sorted(
-        [*Path(privobfnet.masks.__file__).parent.glob("*.py"), *Path(__file__).parent.glob("*.py")]
+        [
+            *Path(privobfnet.masks.__file__).parent.glob("*.py"),
+            *Path(__file__).parent.glob("*.py"),
+            *(Path(privobfnet.masks.__file__).parent.parent / "text").glob("read.py"),
+        ]
     )
     for file in manifest_files + code:
         digest.update(file.read_bytes())
@@ -237,7 +249,7 @@ def prepare_out_dir(out_dir: Path, stamp: str) -> bool:
     if not resume:  # only what this stage writes: a mistyped out_dir must not lose anything else
         for name in KINDS:
             shutil.rmtree(out_dir / name, ignore_errors=True)
-        for name in ("faces.jsonl", "failures.jsonl", INDEX_FILE):
+        for name in ("faces.jsonl", "lines.jsonl", LINES_FILE, "failures.jsonl", INDEX_FILE):
             (out_dir / name).unlink(missing_ok=True)
     (out_dir / "failures.jsonl").unlink(missing_ok=True)  # this run's failures only
     atomic_write_text(state_file, json.dumps({"fingerprint": stamp, "complete": False}) + "\n")
@@ -258,13 +270,23 @@ def write_fallbacks(tasks, failed_ids, out_dir: Path, faces: dict | None) -> Non
 
 
 class ResultLog:
-    """Takes each worker result as it comes in: run statistics, and the face and failure records
-    appended (flushed) to faces.jsonl and failures.jsonl, so a killed run keeps what it found."""
+    """Takes each worker result as it comes in: run statistics, and the face, line and failure
+    records appended (flushed) to faces.jsonl, lines.jsonl and failures.jsonl, so a killed run keeps
+    what it found."""
 
-    def __init__(self, out_dir: Path, stats, faces: dict[str, list], on_image=None):
+    def __init__(
+        self,
+        out_dir: Path,
+        stats,
+        faces: dict[str, list],
+        on_image=None,
+        lines: dict[str, list] | None = None,
+    ):
         self._faces_log = open(out_dir / "faces.jsonl", "a")
+        self._lines_log = open(out_dir / "lines.jsonl", "a")
         self._failures_log = open(out_dir / "failures.jsonl", "a")
         self.stats, self.faces, self._on_image = stats, faces, on_image
+        self.lines = {} if lines is None else lines
 
     def __call__(self, task: Task, result: dict) -> None:
         for record in self.stats.add(task.image_id, task.split, result):
@@ -276,11 +298,18 @@ class ResultLog:
                 json.dumps({"image_id": task.image_id, "faces": result["faces"]}) + "\n"
             )
             self._faces_log.flush()
+        if result.get("lines") is not None:
+            self.lines[task.image_id] = result["lines"]
+            self._lines_log.write(
+                json.dumps({"image_id": task.image_id, "lines": result["lines"]}) + "\n"
+            )
+            self._lines_log.flush()
         if self._on_image is not None:
             self._on_image()
 
     def close(self) -> None:
         self._faces_log.close()
+        self._lines_log.close()
         self._failures_log.close()
 
     def __enter__(self) -> "ResultLog":

@@ -1,7 +1,9 @@
 """The mask-type table (paper Table 1): which prior mask weights each class's attention map.
 
 One TSV per data set in ``privobfnet/data/mask_types/<dataset>.tsv``: ``#`` comment lines, a
-header ``class_name<TAB>mask_type[<TAB>basis]``, then one row per class. Types:
+header ``class_name<TAB>mask_type`` and optional named columns (``basis``: why; ``entities``: the
+text entities a line of the class is typed as, comma-separated, ``-`` for none, see
+``privobfnet.text``), then one row per class. Types:
 
 - ``human``: weighted by the human mask (faces, bodies, clothing, people together);
 - ``text``: weighted by the OCR text mask (names, addresses, dates, handwriting);
@@ -27,6 +29,33 @@ def mask_types_file(dataset: str):
 
 def read_mask_type_table(dataset: str) -> dict[str, str]:
     """class name -> mask type, in file order; every row checked."""
+    return {name: row["mask_type"] for name, row in _read_rows(dataset).items()}
+
+
+def read_entity_map(dataset: str) -> dict[str, tuple[str, ...]]:
+    """class name -> the text entities its lines are typed as (classes with some only, file order).
+
+    A table without an ``entities`` column maps nothing (VOC, COCO: no text classes).
+    """
+    from privobfnet.text.recognizers import ENTITIES
+
+    out: dict[str, tuple[str, ...]] = {}
+    for name, row in _read_rows(dataset).items():
+        value = row.get("entities", "-").strip()
+        entities = () if value in ("", "-") else tuple(e.strip() for e in value.split(","))
+        unknown = [e for e in entities if e not in ENTITIES]
+        if unknown:
+            raise DataError(
+                str(mask_types_file(dataset)),
+                f"class {name}: unknown entities {unknown} (known: {', '.join(ENTITIES)})",
+            )
+        if entities:
+            out[name] = entities
+    return out
+
+
+def _read_rows(dataset: str) -> dict[str, dict[str, str]]:
+    """class name -> its row's named fields, in file order; every row checked."""
     path = mask_types_file(dataset)
     if not path.is_file():
         raise DataError(str(path), "no mask-type table for this data set", f"dataset {dataset!r}")
@@ -40,16 +69,18 @@ def read_mask_type_table(dataset: str) -> dict[str, str]:
         raise DataError(
             str(path), "header must start with class_name<TAB>mask_type", f"got {header}"
         )
-    table: dict[str, str] = {}
+    table: dict[str, dict[str, str]] = {}
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in MASK_TYPES:
             raise DataError(
                 str(path), f"row {number}: expected class_name<TAB>one of {list(MASK_TYPES)}", line
             )
+        if len(fields) > len(header):
+            raise DataError(str(path), f"row {number}: more fields than the header names", line)
         if fields[0] in table:
             raise DataError(str(path), f"row {number}: class listed twice", fields[0])
-        table[fields[0]] = fields[1]
+        table[fields[0]] = dict(zip(header, fields))
     return table
 
 

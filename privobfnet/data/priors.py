@@ -163,6 +163,20 @@ def read_prior_masks(
     )
 
 
+def read_lines_log(path: str | os.PathLike) -> dict[str, list]:
+    """image_id -> its line records from ``lines.jsonl`` (a torn last line is skipped)."""
+    lines: dict[str, list] = {}
+    path = Path(path)
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                lines[record["image_id"]] = record["lines"]
+            except (ValueError, KeyError, TypeError):
+                continue
+    return lines
+
+
 def read_faces_log(path: str | os.PathLike) -> dict[str, list]:
     """image_id -> face boxes from ``faces.jsonl`` (a torn last line from a killed run is skipped)."""
     faces: dict[str, list] = {}

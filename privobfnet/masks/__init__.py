@@ -6,7 +6,8 @@ image's size, plus boxes where the backend gives them. Backends by kind (params 
 ========  ==============  ===========================================================
 kind      backend         what runs
 ========  ==============  ===========================================================
-text      ``rapidocr``    PP-OCRv6 text-line detection on onnxruntime (default)
+text      ``rapidocr``    PP-OCRv6 text-line detection on onnxruntime (default), and
+                          with ``masks.read_text`` recognition of each line
 text      ``paddleocr``   the same model through PaddleOCR 3.x (extra ``paddle``)
 human     ``mediapipe``   MediaPipe selfie segmentation (.tflite on ai-edge-litert)
 human     ``simulated``   SynthPriv's simulated human parser, read from disk
@@ -44,17 +45,25 @@ def build_backend(
     parser_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike,
     threads: int = 1,
+    read_text: bool = False,
 ) -> MaskBackend:
-    """One backend by kind and name; its model is loaded here, once."""
+    """One backend by kind and name; its model is loaded here, once. ``read_text``: text backends
+    also recognise every line they detect (``MaskResult.lines``)."""
     if (kind, backend) == ("text", "rapidocr"):
         from privobfnet.masks.text import RapidOCRText
 
-        return RapidOCRText(limit_side=limit_side, margin_px=margin_px, threads=threads)
+        return RapidOCRText(
+            limit_side=limit_side, margin_px=margin_px, threads=threads, read=read_text
+        )
     if (kind, backend) == ("text", "paddleocr"):
         from privobfnet.masks.text import PaddleOCRText
 
         return PaddleOCRText(
-            limit_side=limit_side, margin_px=margin_px, cache_dir=cache_dir, threads=threads
+            limit_side=limit_side,
+            margin_px=margin_px,
+            cache_dir=cache_dir,
+            threads=threads,
+            read=read_text,
         )
     if (kind, backend) == ("human", "mediapipe"):
         from privobfnet.masks.mediapipe import SelfieSegmenter
@@ -100,6 +109,7 @@ def configured_backends(
                 parser_dir=parser_dir,
                 cache_dir=cache_dir,
                 threads=threads,
+                read_text=cfg.read_text,
             )
     return backends
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -19,6 +19,8 @@ class MaskResult:
     boxes: tuple[Box, ...] = field(default=())  # where the backend gives them (faces, text lines)
     # text backends: each line's polygon, (K, 2) x/y in the image's pixels, in the order of ``boxes``
     polygons: tuple[np.ndarray, ...] = field(default=())
+    # text backends that read: each polygon's recognised line (privobfnet.text.lines.Line), same order
+    lines: tuple = field(default=())
 
 
 class MaskBackend(Protocol):
@@ -58,6 +60,28 @@ def boxes_mask(boxes: tuple[Box, ...], shape: tuple[int, int]) -> np.ndarray:
         cols = slice(max(0, int(np.floor(x0))), max(0, int(np.ceil(x1))))
         mask[rows, cols] = 1
     return mask
+
+
+def pixel_box(box: Sequence[float], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Float x0, y0, x1, y1 -> the pixel box that covers it, clipped to the image."""
+    h, w = shape
+    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    return x0, y0, max(x0, x1), max(y0, y1)
+
+
+def polygon_patch(
+    polygon: np.ndarray, shape: tuple[int, int]
+) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """A polygon as (its pixel box, the filled bool patch of that box's size)."""
+    import cv2
+
+    points = np.asarray(polygon, np.float64).reshape(-1, 2)
+    x0, y0, x1, y1 = pixel_box((*points.min(0), *(points.max(0) + 1)), shape)
+    patch = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    if patch.size:
+        cv2.fillPoly(patch, [np.round(points - [x0, y0]).astype(np.int32)], 1)
+    return (x0, y0, x1, y1), patch.astype(bool)
 
 
 def mask_to_uint8(mask: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Text masks: PP-OCRv6 text-line detection (no recognition), union of the line polygons, dilated.
+"""Text masks: PP-OCRv6 text-line detection, union of the line polygons, dilated; with ``read``
+each detected line is also recognised (``privobfnet.text.read.LineReader``, ``MaskResult.lines``).
 
 Two runtimes of the same detector, fed the same resized BGR image with the same settings:
 
@@ -101,6 +102,8 @@ def _result(
     scale: float,
     shape: tuple[int, int],
     margin_px: int,
+    reader=None,
+    image: np.ndarray | None = None,
 ) -> MaskResult:
     """Polygons found on the resized image -> mask and boxes in the original image's pixels."""
     h, w = shape
@@ -116,10 +119,12 @@ def _result(
         x0, y0 = np.clip(polygon.min(0), 0, [w, h])
         x1, y1 = np.clip(polygon.max(0), 0, [w, h])
         boxes.append((float(x0), float(y0), float(x1), float(y1), float(score)))
+    kept = tuple(p for p, _ in lines)
     return MaskResult(
-        polygons_to_mask([p for p, _ in lines], shape, margin_px),
+        polygons_to_mask(list(kept), shape, margin_px),
         tuple(boxes),
-        tuple(p for p, _ in lines),
+        kept,
+        tuple(reader(image, kept)) if reader is not None else (),
     )
 
 
@@ -129,11 +134,12 @@ class RapidOCRText:
     name = "rapidocr"
     kind = "text"
 
-    def __init__(self, *, limit_side: int, margin_px: int, threads: int = 1):
+    def __init__(self, *, limit_side: int, margin_px: int, threads: int = 1, read: bool = False):
         from rapidocr import RapidOCR
 
         self.limit_side = limit_side
         self.margin_px = margin_px
+        self._reader = _reader(read, threads)
         self._engine = RapidOCR(
             params={
                 "Global.use_cls": False,
@@ -164,7 +170,24 @@ class RapidOCRText:
         scores = getattr(out, "scores", None)
         if polygons is None or len(polygons) == 0:
             return MaskResult(np.zeros(image.shape[:2], np.float32))
-        return _result(list(polygons), list(scores), scale, image.shape[:2], self.margin_px)
+        return _result(
+            list(polygons),
+            list(scores),
+            scale,
+            image.shape[:2],
+            self.margin_px,
+            self._reader,
+            image,
+        )
+
+
+def _reader(read: bool, threads: int):
+    """The line reader when lines are to be read, else None."""
+    if not read:
+        return None
+    from privobfnet.text.read import LineReader
+
+    return LineReader(threads=threads)
 
 
 def paddle_model_dir(cache_dir: str | os.PathLike) -> Path:
@@ -196,7 +219,13 @@ class PaddleOCRText:
     kind = "text"
 
     def __init__(
-        self, *, limit_side: int, margin_px: int, cache_dir: str | os.PathLike, threads: int = 1
+        self,
+        *,
+        limit_side: int,
+        margin_px: int,
+        cache_dir: str | os.PathLike,
+        threads: int = 1,
+        read: bool = False,
     ):
         os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")  # no network probe
         try:
@@ -207,6 +236,7 @@ class PaddleOCRText:
             ) from exc
         self.limit_side = limit_side
         self.margin_px = margin_px
+        self._reader = _reader(read, threads)
         self._model = TextDetection(
             model_name=PADDLE_MODEL_NAME,
             model_dir=str(paddle_model_dir(cache_dir)),
@@ -229,4 +259,6 @@ class PaddleOCRText:
         polygons, scores = list(result["dt_polys"]), list(result["dt_scores"])
         if not polygons:
             return MaskResult(np.zeros(image.shape[:2], np.float32))
-        return _result(polygons, scores, scale, image.shape[:2], self.margin_px)
+        return _result(
+            polygons, scores, scale, image.shape[:2], self.margin_px, self._reader, image
+        )

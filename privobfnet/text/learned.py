@@ -1,0 +1,226 @@
+"""A line typer learned from image labels only (multiple-instance learning).
+
+Each line is a bag of hashed sparse features: character 2-4-grams of its text, 2-5-grams of its
+shape (digits -> 9, capitals -> A, small letters -> a), its words and word shapes, the words of
+the line above it (label words such as "Ship to:" on their own line), the words and shapes of its
+neighbours on the same row (the pieces of a line the detector split), and buckets of its length,
+digit share and height in the image. A linear model gives each line a probability per text
+attribute; an image's probability is the noisy-OR over its lines, 1 - prod(1 - p_line), and the
+image's label set supervises it (binary cross-entropy). No pixel or line label is used.
+
+The decision threshold is chosen on another split by image labels again (the image-level macro F1
+of the max over lines); scores are reported calibrated to it: ``sigmoid(z - logit(threshold))``,
+so 0.5 is the decision boundary as for the recognizers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from privobfnet.text.lines import Line
+from privobfnet.text.recognizers import Context, context_of
+
+N_FEATURES = 2**16
+FORMAT = "privobfnet-line-typer/1"
+
+
+def _shape(text: str) -> str:
+    out = re.sub(r"\d", "9", text)
+    out = re.sub(r"[^\W\d_]", lambda m: "A" if m.group().isupper() else "a", out)
+    return re.sub(r"(.)\1{3,}", r"\1\1\1", out)
+
+
+def _ngrams(text: str, low: int, high: int, prefix: str) -> list[str]:
+    return [
+        f"{prefix}{text[i : i + n]}" for n in range(low, high + 1) for i in range(len(text) - n + 1)
+    ]
+
+
+def feature_names(line: Line, context: Context, image_height: int) -> list[str]:
+    """The named features of one line (hashed by ``features``)."""
+    text = " ".join(line.text.split())
+    low = text.lower()
+    tokens = re.findall(r"\w+", low)
+    names = ["bias"]
+    names += _ngrams(f" {low} ", 2, 4, "c:")
+    names += _ngrams(f" {_shape(text)} ", 2, 5, "s:")
+    names += [f"w:{t}" for t in tokens] + [f"ws:{_shape(t)}" for t in re.findall(r"\S+", text)]
+    names += [f"p:{t}" for t in re.findall(r"\w+", context.above.lower())[:4]]
+    for side, other in (("l", context.left), ("r", context.right)):  # pieces of a split line
+        names += [f"{side}:{t}" for t in re.findall(r"\w+", other.lower())[-2:]]
+        names += [f"{side}s:{_shape(t)}" for t in re.findall(r"\S+", other)[-2:]]
+    digits = sum(c.isdigit() for c in text)
+    x0, y0, x1, y1 = line.box
+    names += [
+        f"len:{min(len(text) // 4, 10)}",
+        f"dig:{round(5 * digits / max(1, len(text)))}",
+        f"nt:{min(len(tokens), 6)}",
+        f"h:{min(int(20 * (y1 - y0) / max(1, image_height)), 6)}",
+        f"empty:{not text}",
+    ]
+    return names
+
+
+def features(lines: Sequence[Line], image_height: int) -> list[np.ndarray]:
+    """Hashed feature indices of each line of one image (unique per line)."""
+    out = []
+    for line, context in zip(lines, context_of(lines)):
+        names = feature_names(line, context, image_height)
+        out.append(np.unique([zlib.crc32(n.encode()) % N_FEATURES for n in names]))
+    return out
+
+
+def _design(bags: Sequence[Sequence[np.ndarray]]):
+    """A sparse (lines, N_FEATURES) matrix of 1/sqrt(nnz) rows, and each line's bag index."""
+    import torch
+
+    rows, cols, vals, owner = [], [], [], []
+    n = 0
+    for b, bag in enumerate(bags):
+        for idx in bag:
+            rows += [n] * len(idx)
+            cols += idx.tolist()
+            vals += [1.0 / np.sqrt(len(idx))] * len(idx)
+            owner.append(b)
+            n += 1
+    x = torch.sparse_coo_tensor(
+        torch.tensor([rows, cols], dtype=torch.long),
+        torch.tensor(vals, dtype=torch.float32),
+        (n, N_FEATURES),
+        check_invariants=True,
+    ).coalesce()
+    return x, torch.tensor(owner, dtype=torch.long)
+
+
+@dataclass(frozen=True, eq=False)
+class LearnedTyper:
+    """Weights (N_FEATURES, C), bias (C,), the attributes in column order and the threshold."""
+
+    attributes: tuple[str, ...]
+    weights: np.ndarray
+    bias: np.ndarray
+    threshold: float
+
+    def probabilities(self, lines: Sequence[Line], image_height: int) -> np.ndarray:
+        """(lines, C) line probabilities before calibration."""
+        if not len(lines):
+            return np.zeros((0, len(self.attributes)), np.float32)
+        z = np.stack(
+            [self.weights[idx].sum(0) / np.sqrt(len(idx)) for idx in features(lines, image_height)]
+        )
+        return 1.0 / (1.0 + np.exp(-(z + self.bias)))
+
+    def scores(self, lines: Sequence[Line], image_height: int) -> list[dict[str, float]]:
+        """Attribute -> calibrated score (0.5 at the threshold) of each line."""
+        p = np.clip(self.probabilities(lines, image_height), 1e-7, 1 - 1e-7)
+        t = np.clip(self.threshold, 1e-4, 1 - 1e-4)
+        shift = np.log(t / (1 - t))
+        s = 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) - shift)))
+        return [dict(zip(self.attributes, map(float, row))) for row in s]
+
+    def save(self, path: str | Path) -> None:
+        """An .npz file: the arrays and a JSON header (format, attributes, threshold)."""
+        from privobfnet.io import atomic_path
+
+        meta = {
+            "format": FORMAT,
+            "attributes": list(self.attributes),
+            "threshold": self.threshold,
+            "n_features": N_FEATURES,
+        }
+        with atomic_path(Path(path)) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(
+                    f,
+                    weights=self.weights.astype(np.float16),
+                    bias=self.bias,
+                    meta=np.array(json.dumps(meta)),
+                )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LearnedTyper":
+        """A saved typer; errors name the file."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                weights, bias = data["weights"].astype(np.float32), data["bias"].astype(np.float32)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: line typer not found") from None
+        except Exception as exc:
+            raise ValueError(
+                f"{path}: not a line typer file ({type(exc).__name__}: {exc})"
+            ) from None
+        if meta.get("format") != FORMAT or meta.get("n_features") != N_FEATURES:
+            raise ValueError(
+                f"{path}: line typer format {meta.get('format')!r}, expected {FORMAT!r}"
+            )
+        if weights.shape != (N_FEATURES, len(meta["attributes"])):
+            raise ValueError(
+                f"{path}: weights of shape {weights.shape} for {len(meta['attributes'])} attributes"
+            )
+        return cls(tuple(meta["attributes"]), weights, bias, float(meta["threshold"]))
+
+
+def train_mil(
+    bags: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    lr: float,
+    l2: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the line model so the noisy-OR over each bag's lines predicts the bag's labels.
+
+    ``bags``: per image, its lines' feature indices; ``labels``: (images, C) 0/1. Images without
+    lines are left out (nothing could explain a label). Full-batch Adam; returns (weights, bias).
+    """
+    import torch
+
+    keep = [i for i, bag in enumerate(bags) if len(bag)]
+    if not keep:
+        raise ValueError("no image has a detected line: nothing to learn the line typer from")
+    x, owner = _design([bags[i] for i in keep])
+    y = torch.tensor(np.asarray(labels, np.float32)[keep])
+    generator = torch.Generator().manual_seed(seed)
+    w = (0.01 * torch.randn(N_FEATURES, y.shape[1], generator=generator)).requires_grad_()
+    prior = y.mean(0).clamp(1e-3, 1 - 1e-3)
+    b = torch.log(prior / (1 - prior)).clone().requires_grad_()  # start at the label frequency
+    optimizer = torch.optim.Adam([w, b], lr=lr)
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        z = torch.sparse.mm(x, w) + b
+        log_none = torch.zeros_like(y).index_add_(0, owner, -torch.nn.functional.softplus(z))
+        log_any = torch.log(-torch.expm1(log_none.clamp(max=-1e-6)))
+        loss = -(y * log_any + (1 - y) * log_none).mean() + l2 * (w * w).sum()
+        loss.backward()
+        optimizer.step()
+    return w.detach().numpy(), b.detach().numpy()
+
+
+def choose_threshold(
+    bag_probabilities: Sequence[np.ndarray], labels: np.ndarray, grid: Sequence[float]
+) -> tuple[float, float]:
+    """The threshold of ``grid`` with the best image-level macro F1 (max over an image's lines).
+
+    ``bag_probabilities``: per image its (lines, C) probabilities. Returns (threshold, macro F1).
+    """
+    c = labels.shape[1]
+    top = np.stack([p.max(0) if len(p) else np.zeros(c) for p in bag_probabilities])
+    best = (float(grid[0]), -1.0)
+    for t in grid:
+        pred = top >= t
+        tp = (pred & (labels > 0)).sum(0)
+        f1 = 2 * tp / np.maximum(1, pred.sum(0) + (labels > 0).sum(0))
+        present = (labels > 0).any(0)
+        macro = float(f1[present].mean()) if present.any() else 0.0
+        if macro > best[1]:
+            best = (float(t), macro)
+    return best

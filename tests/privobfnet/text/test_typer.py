@@ -1,0 +1,56 @@
+"""Sources combined per attribute, with the source named; entities mapped by the mask-type table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from privobfnet.data.errors import DataError
+from privobfnet.data.mask_types import read_entity_map
+from privobfnet.text.learned import N_FEATURES, LearnedTyper
+from privobfnet.text.lines import Line
+from privobfnet.text.typer import TextTyper
+
+
+def line(text: str) -> Line:
+    return Line(np.array([[0, 0], [100, 0], [100, 20], [0, 20]], float), text, 0.99)
+
+
+def flat_typer(score_logit: float) -> LearnedTyper:
+    """A learned typer scoring every line the same for a19_name_full (bias only)."""
+    return LearnedTyper(
+        ("a19_name_full",), np.zeros((N_FEATURES, 1), np.float32), np.array([score_logit]), 0.5
+    )
+
+
+def test_both_keeps_the_higher_score_and_its_source():
+    emap = read_entity_map("synthpriv")
+    typer = TextTyper(emap, source="both", learned=flat_typer(2.0))
+    phone, name = typer([line("Tel +44 20 7946 0958"), line("hello")], 100)
+    assert phone.type() == "a49_phone" and phone.sources["a49_phone"] == "recognizer"
+    assert name.type() == "a19_name_full" and name.sources["a19_name_full"] == "learned"
+    recognizers = TextTyper(emap, source="recognizers")
+    assert recognizers([line("hello")], 100)[0].type() is None
+
+
+def test_learned_typing_needs_the_typer():
+    with pytest.raises(ValueError, match="needs a learned line typer"):
+        TextTyper(read_entity_map("synthpriv"), source="learned")
+
+
+def test_vispr_maps_its_text_attributes_to_entities():
+    emap = read_entity_map("vispr")
+    assert emap["a20_name_first"] == ("PERSON",) and emap["a78_address_home_complete"] == (
+        "ADDRESS",
+    )
+    assert read_entity_map("voc") == {}
+
+
+def test_an_unknown_entity_is_refused(monkeypatch, tmp_path):
+    import privobfnet.data.mask_types as mt
+
+    bad = tmp_path / "x.tsv"
+    bad.write_text("class_name\tmask_type\tentities\na19_name_full\ttext\tNAME\n")
+    monkeypatch.setattr(mt, "mask_types_file", lambda dataset: bad)
+    with pytest.raises(DataError, match="unknown entities"):
+        mt.read_entity_map("x")
