@@ -62,7 +62,9 @@ POSITIVE = dict(low=0, low_open=True)
 BG_THRESHOLD = dict(
     low=0, high=1, low_open=True, high_open=True
 )  # background score of the CAM maps
-HIDE_ALL_KINDS = ("faces", "text", "people")  # what the tool hides without a model
+# what the tool hides by kind: every face box, text line or person pixel; pii: every line typed as
+# a private text attribute (privobfnet.text), ordinary text left as it is
+HIDE_ALL_KINDS = ("faces", "text", "people", "pii")
 PROBABILITY = dict(low=0, high=1)
 VPA_PROFILES = 30  # user profiles in VPA's user_studies/user_profiles.tsv
 WEIGHTS_DIR = "data/weights"  # where the weights stage puts ImageNet weights
@@ -166,6 +168,23 @@ class MasksConfig:
     # L2G's class-agnostic saliency maps, placed by hand at <raw_dir>/<dataset>/Sal/<image name>.png
     # (privobfnet.data.saliency): the l2g crop target gates the classes without a prior mask by them
     saliency: bool = False
+    # recognition of every detected text line (privobfnet.text.read) into <out_dir>/lines.parquet
+    read_text: bool = True
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Stage `type_text`: the line typer learned from image labels, and every line typed."""
+
+    # which sources type the lines: none | recognizers | learned | both (privobfnet.text.typer)
+    typing: Literal["none", "recognizers", "learned", "both"]
+    train_split: str  # the split whose image labels train the learned typer
+    threshold_split: str  # the split whose image labels choose its threshold
+    eval_split: str  # the split its line typing is evaluated on (SynthPriv's line ground truth)
+    epochs: int = ranged(1)
+    lr: float = ranged(**POSITIVE)
+    l2: float = ranged(0)
+    out_dir: str
 
 
 @dataclass(frozen=True)
@@ -306,6 +325,12 @@ class Preferences:
     )  # share of a text line / face box the mask covers
     dilate_px: int = ranged(0, default=4)  # growth of un-masked attributes' masks (and fallbacks)
     margin_px: int = ranged(0, default=2)  # growth of every hidden region
+    # text attributes: which sources type the read lines (none: the model's attention snapped to
+    # lines, as for the other attributes); a line is hidden when a chosen attribute scores at least
+    # type_threshold (below the 0.5 decision: a line uncertain between attributes is hidden)
+    text_typing: Literal["none", "recognizers", "learned", "both"] = "both"
+    type_threshold: float = ranged(0, 1, low_open=True, default=0.35)
+    allow: tuple[str, ...] = ()  # strings never hidden by typing (compared case- and space-blind)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -340,6 +365,7 @@ class Config:
     download: DownloadConfig
     validate: ValidateConfig
     masks: MasksConfig
+    text: TextConfig
     train: TrainConfig
     pseudo_labels: PseudoLabelConfig
     deeplab: DeeplabConfig
@@ -550,6 +576,14 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"deeplab.train_split: {cfg.deeplab.train_split!r} is not in data.splits")
     if cfg.redact.split not in cfg.data.splits:
         raise ConfigError(f"redact.split: {cfg.redact.split!r} is not in data.splits")
+    if not cfg.masks.read_text and (cfg.text.typing != "none" or cfg.redact.text_typing != "none"):
+        raise ConfigError(
+            "masks.read_text: typing text lines (text.typing, redact.text_typing) needs what they "
+            "read; turn it on or set both typings to none"
+        )
+    for key in ("train_split", "threshold_split", "eval_split"):
+        if getattr(cfg.text, key) not in cfg.data.splits:
+            raise ConfigError(f"text.{key}: {getattr(cfg.text, key)!r} is not in data.splits")
 
 
 def parse_config(raw: dict[str, Any]) -> Config:
@@ -571,7 +605,7 @@ def parse_preferences(
         raise ConfigError(f"{source}: expected a mapping of settings, got {type(raw).__name__}")
     raw = {
         key: [v.strip() for v in value.split(",") if v.strip()]
-        if key in ("hide", "hide_all") and isinstance(value, str)
+        if key in ("hide", "hide_all", "allow") and isinstance(value, str)
         else value
         for key, value in raw.items()
     }

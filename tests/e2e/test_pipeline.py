@@ -386,6 +386,7 @@ def check_dataset_inputs(project: Path, runs) -> None:
     dvc_md5 = {Path(entry["relpath"]).stem: entry["md5"] for entry in listing}
     expected = {
         "masks": {(s, "masks") for s in ("train", "val", "test")},
+        "type_text": {("train", "training"), ("val", "threshold")},
         "train_ensemble": {("train", "training"), ("test", "evaluation")},
         "pseudo_labels": {("train", "pseudo_labels")},  # ci: eval_splits [train] -> one input
         "train_deeplab": {("train", "training"), ("val", "evaluation")},
