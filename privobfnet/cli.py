@@ -1,6 +1,6 @@
 """The ``privobfnet`` command: obfuscate images, score them, list the model's attributes.
 
-    privobfnet obfuscate INPUT... --out DIR (--hide ATTR,... | --hide-all faces,text,people | --prefs FILE)
+    privobfnet obfuscate INPUT... --out DIR (--hide ATTR,... | --hide-all faces,text,people,pii | --prefs FILE)
     privobfnet score INPUT... --model MODEL [--json]
     privobfnet attributes --model MODEL [--json]
 
@@ -42,7 +42,12 @@ from privobfnet.obfuscate import (
 )
 from privobfnet.obfuscate.batch import WorkerSettings, expand_inputs, run_jobs
 from privobfnet.obfuscate.detect import DEFAULT_OCR_SIDE, VERIFY_OCR_SIDE
-from privobfnet.obfuscate.engine import attribute_table, model_kinds, predict_image
+from privobfnet.obfuscate.engine import (
+    attribute_table,
+    build_typer,
+    model_kinds,
+    predict_image,
+)
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 EXIT_FAILED, EXIT_USAGE, EXIT_LEAKS = 1, 2, 4
@@ -112,6 +117,9 @@ def _preferences(args) -> Preferences:
         "margin_px": args.margin,
         "class_threshold": args.threshold,
         "bg_threshold": args.bg_threshold,
+        "text_typing": args.text_typing,
+        "type_threshold": args.type_threshold,
+        "allow": args.allow,
     }
     return parse_preferences(
         {k: v for k, v in flags.items() if v is not None}, source="command line", base=prefs
@@ -130,10 +138,20 @@ def cmd_obfuscate(args) -> int:
     """Obfuscate every input into --out; write the report; exit status as in the module docstring."""
     prefs = _preferences(args)
     checkpoint = _checkpoint(args)
-    if prefs.hide and not checkpoint:
-        raise UsageError(
-            "--hide needs --model (or use --hide-all faces,text,people without a model)"
+    model = load_model(checkpoint) if checkpoint else None
+    typer = build_typer(prefs, model, args.typer)  # refuses bad choices before any image
+    Obfuscator(prefs, detectors=Detectors(), model=model, typer=typer)
+    if typer is not None and (
+        any(a in typer.attributes for a in prefs.hide) or "pii" in prefs.hide_all
+    ):
+        sources = {"both": "recognizers and the learned typer", "learned": "the learned typer"}
+        print(
+            f"text: lines read and typed by {sources.get(typer.source, 'the recognizers alone')}"
+            + ("" if args.typer else " (no --typer FILE: the learned typer is off)")
+            + ("" if model is not None else "; no --model: only text attributes are hidden"),
+            file=sys.stderr,
         )
+    del model
     if prefs.style == "blur":
         print(BLUR_WARNING, file=sys.stderr)
     inputs = expand_inputs(args.inputs)
@@ -150,11 +168,8 @@ def cmd_obfuscate(args) -> int:
         args.verify,
         args.max_pixels,
         args.device,
+        args.typer,
     )
-    if workers > 1:  # refuse bad choices here, once, before any worker starts (no detectors loaded)
-        Obfuscator(
-            prefs, detectors=Detectors(), model=load_model(checkpoint) if checkpoint else None
-        )
     records = run_jobs(jobs, settings, workers, progress=not args.no_progress)
     failed = [r for r in records if r["error"]]
     leaky = [r for r in records if r.get("leaks")]
@@ -299,8 +314,33 @@ def parser() -> argparse.ArgumentParser:
     ob = sub.add_parser("obfuscate", parents=[common], help="hide chosen attributes in images")
     ob.add_argument("inputs", nargs="+", help="files, folders or globs")
     ob.add_argument("--out", required=True, help="output folder")
-    ob.add_argument("--hide", help="attribute ids to hide, comma-separated (needs --model)")
-    ob.add_argument("--hide-all", help="model-free: faces,text,people")
+    ob.add_argument(
+        "--hide",
+        help="attribute ids to hide, comma-separated (text attributes work without --model: their "
+        "lines are read and typed; the others need --model)",
+    )
+    ob.add_argument(
+        "--hide-all",
+        help="by kind: faces, text (every line), people, pii (every line typed as private text)",
+    )
+    ob.add_argument(
+        "--typer",
+        help="the learned line typer (data/text/typer.npz from the pipeline); without it text is "
+        "typed by the recognizers alone",
+    )
+    ob.add_argument(
+        "--text-typing",
+        choices=["none", "recognizers", "learned", "both"],
+        help=f"how text lines are typed (default {DEFAULTS.text_typing}; none: the model's "
+        "attention decides, as for the other attributes)",
+    )
+    ob.add_argument(
+        "--type-threshold",
+        type=float,
+        help=f"a line is hidden when a chosen attribute scores at least this (default "
+        f"{DEFAULTS.type_threshold}; the typing decision is 0.5, so uncertain lines are hidden)",
+    )
+    ob.add_argument("--allow", help="texts never hidden by typing, comma-separated")
     ob.add_argument(
         "--prefs", help="YAML preferences: hide, hide_all, style, thresholds, margin_px, ..."
     )

@@ -7,11 +7,14 @@ outside what was meant to be hidden.
   original, the share it still finds there in the output.
 - **over-redaction**: the share of pixels outside every chosen attribute's ground-truth region that
   the tool changed; **coverage**: the share of the ground-truth region it hid.
+- **collateral**: of the strings the OCR reads in the original that were *not* chosen, the share it
+  no longer reads in the output, separately for unchosen private strings and for ordinary text.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -23,8 +26,12 @@ FACE_ON_TRUTH_SHARE = (
 
 
 def normalise(text: str) -> str:
-    """Lower-case letters and digits only: OCR spacing and punctuation vary."""
-    return re.sub(r"[^0-9a-z]", "", text.lower())
+    """Lower-case letters and digits only, accents folded: OCR spacing and punctuation vary."""
+    folded = unicodedata.normalize("NFKD", text.lower().translate(FOLD))
+    return re.sub(r"[^0-9a-z]", "", "".join(c for c in folded if not unicodedata.combining(c)))
+
+
+FOLD = str.maketrans({"ß": "ss", "ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "đ": "d", "ı": "i"})
 
 
 def strings_read(strings: Sequence[str], ocr_texts: Sequence[str]) -> list[bool]:
@@ -57,6 +64,9 @@ class RedactTally:
     truth_pixels: int = 0
     truth_hidden: int = 0
     leaked_examples: list[str] = field(default_factory=list)
+    # readable-before strings not chosen: [private, ordinary] x [readable before, changed]
+    others_before: list[int] = field(default_factory=lambda: [0, 0])
+    others_changed: list[int] = field(default_factory=lambda: [0, 0])
 
     def add(
         self,
@@ -69,8 +79,14 @@ class RedactTally:
         hidden: np.ndarray,
         truth: np.ndarray | None,
         valid: np.ndarray | None = None,
+        others: Sequence[tuple[bool, bool, bool]] = (),
     ) -> None:
-        """One image: its chosen strings and whether they were read, faces on the truth, the hidden mask."""
+        """One image: its chosen strings and whether they were read, faces on the truth, the hidden
+        mask; ``others``: each unchosen string as (private, read before, read after)."""
+        for private, before, after in others:
+            if before:
+                self.others_before[0 if private else 1] += 1
+                self.others_changed[0 if private else 1] += not after
         self.strings_total += len(strings)
         self.strings_readable_before += sum(read_before)
         leaked = [
@@ -96,6 +112,8 @@ class RedactTally:
 
         return {
             "pii_leak_rate": rate(self.strings_leaked, self.strings_readable_before),
+            "collateral_private": rate(self.others_changed[0], self.others_before[0]),
+            "collateral_ordinary": rate(self.others_changed[1], self.others_before[1]),
             "face_leak_rate": rate(self.faces_leaked, self.faces_before),
             "over_redaction": rate(self.outside_changed, self.outside_pixels),
             "coverage": rate(self.truth_hidden, self.truth_pixels),
@@ -105,4 +123,8 @@ class RedactTally:
             "faces_before": self.faces_before,
             "faces_leaked": self.faces_leaked,
             "leaked_examples": self.leaked_examples,
+            "other_strings_readable_before": {
+                "private": self.others_before[0],
+                "ordinary": self.others_before[1],
+            },
         }

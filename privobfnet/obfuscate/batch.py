@@ -23,9 +23,9 @@ from privobfnet.config import Preferences
 from privobfnet.io import atomic_write_bytes
 from privobfnet.obfuscate.codec import decode_upright, encode, output_format
 from privobfnet.obfuscate.detect import TextReader, build_detectors
-from privobfnet.obfuscate.engine import Obfuscator, detector_kinds, load_model
+from privobfnet.obfuscate.engine import Obfuscator, build_typer, detector_kinds, load_model
 
-STEPS = ("decode", "ocr", "face_person", "model", "compose", "encode", "verify")
+STEPS = ("decode", "ocr", "face_person", "typing", "model", "compose", "encode", "verify")
 
 
 def obfuscate_file(
@@ -66,6 +66,11 @@ def obfuscate_file(
             hidden_share=round(float(outcome.hidden.mask.mean()), 5),
             faces_found=len(outcome.detections.faces),
             text_lines_found=len(outcome.detections.text_lines),
+            text_lines_typed={
+                t.type(): sum(u.type() == t.type() for u in outcome.detections.typed)
+                for t in outcome.detections.typed
+                if t.type()
+            },
         )
         if verify:
             start = time.perf_counter()
@@ -143,6 +148,7 @@ class WorkerSettings:
     verify: bool
     max_pixels: int
     device: str
+    typer: str | None = None  # the learned line typer file (the type_text stage's typer.npz)
 
 
 _WORKER: dict = {}
@@ -151,7 +157,8 @@ _WORKER: dict = {}
 def build_obfuscator(settings: WorkerSettings) -> Obfuscator:
     """Model, detectors and (for --verify) OCR recognition, built once per process."""
     model = load_model(settings.checkpoint, settings.device) if settings.checkpoint else None
-    kinds = detector_kinds(settings.prefs, model) | ({"face"} if settings.verify else set())
+    typer = build_typer(settings.prefs, model, settings.typer)
+    kinds = detector_kinds(settings.prefs, model, typer) | ({"face"} if settings.verify else set())
     detectors = build_detectors(
         kinds,
         cache_dir=settings.cache_dir,
@@ -164,7 +171,12 @@ def build_obfuscator(settings: WorkerSettings) -> Obfuscator:
         else None
     )
     return Obfuscator(
-        settings.prefs, detectors=detectors, model=model, reader=reader, device=settings.device
+        settings.prefs,
+        detectors=detectors,
+        model=model,
+        typer=typer,
+        reader=reader,
+        device=settings.device,
     )
 
 

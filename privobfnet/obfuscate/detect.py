@@ -36,7 +36,8 @@ REC_MODEL_FILE = "PP-OCRv6_rec_small.onnx"  # beside the detection model in the 
 # a larger hidden share on documents (0.36 against 0.29: more texture in the photo taken for text).
 DEFAULT_OCR_SIDE = 640
 VERIFY_OCR_SIDE = 960  # the red team reads at a larger size than the redactor detects
-DETECTOR_KINDS = ("text", "face", "person")
+# lines: the text detector also recognises every line (text typing reads them)
+DETECTOR_KINDS = ("text", "lines", "face", "person")
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,11 @@ class Detectors:
     def __call__(self, image: np.ndarray, *, timings: dict[str, float] | None = None) -> Detections:
         """Run every configured detector on an (H, W, 3) uint8 RGB image; timings (s) per step added."""
         timings = {} if timings is None else timings
-        lines, text_mask, faces, person = (), None, (), None
+        lines, text_mask, faces, person, read = (), None, (), None, ()
         start = time.perf_counter()
         if self.text is not None:
             result = self.text(image)
-            lines, text_mask = result.polygons, result.mask
+            lines, text_mask, read = result.polygons, result.mask, result.lines
         timings["ocr"] = timings.get("ocr", 0.0) + time.perf_counter() - start
         start = time.perf_counter()
         if self.face is not None:
@@ -117,7 +118,11 @@ class Detectors:
             person = self.person(image).mask
         timings["face_person"] = timings.get("face_person", 0.0) + time.perf_counter() - start
         return Detections(
-            text_lines=tuple(lines), faces=tuple(faces), person=person, text_mask=text_mask
+            text_lines=tuple(lines),
+            faces=tuple(faces),
+            person=person,
+            text_mask=text_mask,
+            lines=tuple(read),
         )
 
 
@@ -130,14 +135,15 @@ def build_detectors(
     threads: int = 1,
     factory: Callable[..., MaskBackend] = build_backend,
 ) -> Detectors:
-    """Detectors for the kinds needed ("text", "face", "person"); MediaPipe files cached in ``cache_dir``."""
+    """Detectors for the kinds needed ("text", "lines", "face", "person"); MediaPipe files cached in
+    ``cache_dir``. "lines" is the text detector reading every line it finds."""
     unknown = set(kinds) - set(DETECTOR_KINDS)
     if unknown:
         raise ValueError(
             f"unknown detector kinds {sorted(unknown)} (known: {', '.join(DETECTOR_KINDS)})"
         )
     text = face = person = None
-    if "text" in kinds:
+    if "text" in kinds or "lines" in kinds:
         text = factory(
             "text",
             "rapidocr",
@@ -145,6 +151,7 @@ def build_detectors(
             margin_px=text_margin_px,
             cache_dir=cache_dir,
             threads=threads,
+            read_text="lines" in kinds,
         )
     if "face" in kinds:
         face = factory("face", "mediapipe", cache_dir=cache_dir, threads=threads)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 
 from privobfnet import cams
 from privobfnet.config import ConfigError, Preferences
+from privobfnet.data.mask_types import read_entity_map
 from privobfnet.inference import Prediction, predict
 from privobfnet.models.checkpoints import load_ensemble
 from privobfnet.models.privobfnet import PrivObfNet
@@ -31,6 +32,8 @@ from privobfnet.obfuscate.regions import (
     polygon_patch,
 )
 from privobfnet.obfuscate.styles import apply_style
+from privobfnet.text.learned import LearnedTyper
+from privobfnet.text.typer import TextTyper
 
 # a recognised line counts as a leak when this share of its polygon lies in the hidden area, its
 # recognition confidence is at least LEAK_MIN_SCORE and it holds at least LEAK_MIN_CHARS letters or digits
@@ -46,8 +49,47 @@ PreferencesError = ConfigError  # a bad preferences mapping: the message names t
 def snap_rules(prefs: Preferences) -> SnapRules:
     """The snapping rules the preferences set."""
     return SnapRules(
-        min_overlap=prefs.min_overlap, dilate_px=prefs.dilate_px, margin_px=prefs.margin_px
+        min_overlap=prefs.min_overlap,
+        dilate_px=prefs.dilate_px,
+        margin_px=prefs.margin_px,
+        type_threshold=prefs.type_threshold,
+        allow=tuple(prefs.allow),
     )
+
+
+# the attribute vocabulary without a model: VISPR's (SynthPriv's ids are a subset of it)
+DEFAULT_TEXT_DATASET = "vispr"
+
+
+def build_typer(
+    prefs: Preferences, model: "LoadedModel | None", typer_path: str | os.PathLike | None
+) -> TextTyper | None:
+    """The text typer the preferences ask for (None for ``text_typing: none``).
+
+    Entities map by the model's data set's mask-type table (VISPR's without a model). ``learned``
+    and ``both`` need the learned typer file (``typer_path``, the type_text stage's typer.npz);
+    without one ``both`` falls back to the recognizers alone and ``learned`` is refused.
+    """
+    if prefs.text_typing == "none":
+        return None
+    dataset = str(model.meta.get("dataset")) if model is not None else DEFAULT_TEXT_DATASET
+    entity_map = read_entity_map(dataset)
+    if model is not None:
+        entity_map = {a: e for a, e in entity_map.items() if a in model.class_names}
+    learned = LearnedTyper.load(typer_path) if typer_path else None
+    if learned is not None:
+        unknown = [a for a in learned.attributes if a not in entity_map]
+        if unknown:
+            raise PreferencesError(
+                f"{typer_path}: the line typer types {unknown}, which {dataset}'s mask-type "
+                "table maps to no text entity"
+            )
+    source = prefs.text_typing
+    if learned is None and source == "learned":
+        raise PreferencesError("text_typing learned needs the learned line typer (--typer FILE)")
+    if learned is None and source == "both":
+        source = "recognizers"
+    return TextTyper(entity_map, source=source, learned=learned)
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,10 +185,15 @@ def attribute_mask(prediction: Prediction, c: int, prefs: Preferences) -> np.nda
     return cams.attribute_mask(prediction.attention, c, prefs.bg_threshold)
 
 
-def detector_kinds(prefs: Preferences, model: LoadedModel | None) -> set[str]:
-    """Which detectors an image needs: the model's priors, the chosen attributes' types, hide_all."""
-    kinds = {"faces": "face", "text": "text", "people": "person"}
+def detector_kinds(
+    prefs: Preferences, model: LoadedModel | None, typer: TextTyper | None = None
+) -> set[str]:
+    """Which detectors an image needs: the model's priors, the chosen attributes' types, hide_all,
+    and "lines" (recognition) where typed text attributes or hide_all pii are chosen."""
+    kinds = {"faces": "face", "text": "text", "people": "person", "pii": "lines"}
     needed = {kinds[k] for k in prefs.hide_all}
+    if typer is not None and any(a in typer.attributes for a in prefs.hide):
+        needed.add("lines")
     if model is not None and prefs.hide:
         types = {
             model.mask_types[model.class_names.index(a)]
@@ -181,20 +228,29 @@ class Obfuscator:
         *,
         detectors: Detectors,
         model: LoadedModel | None = None,
+        typer: TextTyper | None = None,
         reader: TextReader | None = None,
         device: str | torch.device = "cpu",
     ):
-        if prefs.hide and model is None:
+        typed = set(typer.attributes) if typer is not None else set()
+        untyped = [a for a in prefs.hide if a not in typed]
+        if untyped and model is None:
             raise PreferencesError(
-                "hiding attributes needs a model (--model); without one use --hide-all"
+                f"hiding {', '.join(untyped)} needs a model (--model): without one only text "
+                f"attributes are hidden, by text typing ({', '.join(sorted(typed)) or 'off'}); "
+                "or use --hide-all"
             )
         if model is not None:
-            unknown = [a for a in prefs.hide if a not in model.class_names]
+            unknown = [a for a in untyped if a not in model.class_names]
             if unknown:
                 raise PreferencesError(
                     f"the model has no attribute(s) {', '.join(unknown)}; "
                     f"its attributes: {', '.join(model.class_names)}"
                 )
+        if "pii" in prefs.hide_all and typer is None:
+            raise PreferencesError("hide_all pii needs text typing (text_typing is none)")
+        self.typer = typer
+        self.typed_attributes = tuple(a for a in prefs.hide if a in typed)
         if not prefs.hide and not prefs.hide_all:
             raise PreferencesError(
                 "nothing to hide: choose attributes (--hide) or --hide-all kinds"
@@ -215,7 +271,13 @@ class Obfuscator:
         shape = image.shape[:2]
         chosen: dict[str, tuple[np.ndarray, str]] = {}
         score, found = None, {}
-        if self.model is not None and self.prefs.hide:
+        if self.typer is not None and (self.typed_attributes or "pii" in self.prefs.hide_all):
+            start = time.perf_counter()
+            if len(detections.lines) != len(detections.text_lines):
+                raise ValueError("text typing needs the detector's lines read (detector 'lines')")
+            detections = replace(detections, typed=tuple(self.typer(detections.lines, shape[0])))
+            timings["typing"] = time.perf_counter() - start
+        if self.model is not None and any(a in self.model.class_names for a in self.prefs.hide):
             start = time.perf_counter()
             m = self.model
             prediction = predict_image(
@@ -233,13 +295,20 @@ class Obfuscator:
                 for name, p in zip(m.class_names, prediction.attribute_probs)
                 if p >= self.prefs.class_threshold
             }
-            for (
-                attribute
-            ) in self.prefs.hide:  # each chosen attribute on its own: see attribute_mask
+            for attribute in self.prefs.hide:  # each on its own: see attribute_mask
+                if attribute not in m.class_names:  # typed by text typing alone
+                    continue
                 c = m.class_names.index(attribute)
                 chosen[attribute] = (attribute_mask(prediction, c, self.prefs), m.mask_types[c])
         start = time.perf_counter()
-        area = hidden_area(chosen, self.prefs.hide_all, detections, shape, snap_rules(self.prefs))
+        area = hidden_area(
+            chosen,
+            self.prefs.hide_all,
+            detections,
+            shape,
+            snap_rules(self.prefs),
+            self.typed_attributes,
+        )
         out = apply_style(
             image, area.mask, self.prefs.style, color=self.prefs.color, block_px=self.prefs.block_px
         )

@@ -12,21 +12,27 @@ Snapping rules (``SnapRules``; the attribute's mask is ``Prediction.masks[c]`` a
   person (no person mask, or the segmenter missed them), the dilated mask is hidden as it is.
 - **none** (un-masked) attribute: the mask dilated by ``dilate_px``.
 - model-free ``hide_all``: ``faces`` every face box, ``text`` every text line, ``people`` every
-  pixel of the person mask (probability >= ``person_threshold``).
+  pixel of the person mask (probability >= ``person_threshold``), ``pii`` every read line typed as
+  any private text attribute (a score >= ``type_threshold``), ordinary text left as it is.
+- **typed** text attributes (text typing on, ``privobfnet.text.typer``): every read line whose
+  score for a chosen attribute is at least ``type_threshold`` is hidden whole, unless its text is
+  on the allow-list; the model's attention then only adds the lines recognition could not read
+  (no mask fallback: a line the typer read and did not type as chosen stays).
 
 Finally every hidden region grows by ``margin_px`` (an elliptic dilation of the union).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import cv2
 import numpy as np
 
 from privobfnet.config import HIDE_ALL_KINDS
-from privobfnet.masks.base import Box
+from privobfnet.masks.base import Box, pixel_box, polygon_patch
 
 
 @dataclass(frozen=True, eq=False)  # arrays inside
@@ -39,6 +45,10 @@ class Detections:
     text_mask: np.ndarray | None = (
         None  # (H, W) float text prior as the masks stage makes it (model input)
     )
+    # what recognition read of each text line (privobfnet.text.lines.Line), in text_lines order
+    lines: tuple = ()
+    # each read line typed (privobfnet.text.typer.TypedLine), set by the obfuscator
+    typed: tuple = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,15 +60,19 @@ class SnapRules:
     dilate_px: int  # growth of un-masked attributes' masks (and of the fallbacks)
     margin_px: int  # growth of every hidden region
     person_threshold: float = 0.5  # person probability that counts as a person pixel
+    type_threshold: float = 0.35  # a typed line's score from which it is hidden
+    allow: tuple[str, ...] = ()  # texts never hidden by typing (normalised: see allowed)
 
 
 @dataclass(frozen=True)
 class Region:
     """One hidden region, for the report."""
 
-    source: str  # the attribute id, or faces / text / people for hide_all
+    source: str  # the attribute id, or faces / text / people / pii for hide_all
     kind: str  # text_line | face | person | mask
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive) before the margin
+    # what decided it: cam (the model's attention), recognizer / learned (text typing), detector
+    by: str = "detector"
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,26 +96,6 @@ def _box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
-def _int_box(box: Sequence[float], shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Float x0, y0, x1, y1 -> the pixel box that covers it, clipped to the image."""
-    h, w = shape
-    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
-    x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
-    return x0, y0, max(x0, x1), max(y0, y1)
-
-
-def polygon_patch(
-    polygon: np.ndarray, shape: tuple[int, int]
-) -> tuple[tuple[int, int, int, int], np.ndarray]:
-    """A polygon as (its pixel box, the filled bool patch of that box's size)."""
-    points = np.asarray(polygon, np.float64).reshape(-1, 2)
-    x0, y0, x1, y1 = _int_box((*points.min(0), *(points.max(0) + 1)), shape)
-    patch = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    if patch.size:
-        cv2.fillPoly(patch, [np.round(points - [x0, y0]).astype(np.int32)], 1)
-    return (x0, y0, x1, y1), patch.astype(bool)
-
-
 def share_covered(
     mask: np.ndarray, box: tuple[int, int, int, int], patch: np.ndarray | None = None
 ) -> float:
@@ -120,9 +114,18 @@ def _paint_polygon(target: np.ndarray, box, patch) -> None:
 
 
 def snap_attribute(
-    mask: np.ndarray, mask_type: str, detections: Detections, rules: SnapRules, source: str
+    mask: np.ndarray,
+    mask_type: str,
+    detections: Detections,
+    rules: SnapRules,
+    source: str,
+    *,
+    fallback: bool = True,
 ) -> tuple[np.ndarray, list[Region]]:
-    """One attribute's (H, W) bool mask -> (pixels to hide, regions) by the rule of its mask type."""
+    """One attribute's (H, W) bool mask -> (pixels to hide, regions) by the rule of its mask type.
+
+    ``fallback``: a text attribute's mask covering no line is hidden as it is (off for typed text
+    attributes, whose readable lines the typer decides)."""
     shape = mask.shape
     hidden = np.zeros(shape, bool)
     regions: list[Region] = []
@@ -133,31 +136,31 @@ def snap_attribute(
             box, patch = polygon_patch(polygon, shape)
             if share_covered(mask, box, patch) >= rules.min_overlap:
                 _paint_polygon(hidden, box, patch)
-                regions.append(Region(source, "text_line", box))
-        if not regions:
+                regions.append(Region(source, "text_line", box, "cam"))
+        if not regions and fallback:
             hidden = dilate(mask, rules.dilate_px)
-            regions.append(Region(source, "mask", _box_of(hidden)))
+            regions.append(Region(source, "mask", _box_of(hidden), "cam"))
         return hidden, regions
     if mask_type == "human":
         for face in detections.faces:
-            box = _int_box(face[:4], shape)
+            box = pixel_box(face[:4], shape)
             if share_covered(mask, box) >= rules.min_overlap:
                 hidden[box[1] : box[3], box[0] : box[2]] = True
-                regions.append(Region(source, "face", box))
+                regions.append(Region(source, "face", box, "cam"))
         grown = dilate(mask, rules.dilate_px)
         person = None if detections.person is None else detections.person >= rules.person_threshold
         on_person = 0.0 if person is None else float((mask & person).sum() / mask.sum())
         part = grown & person if person is not None else np.zeros(shape, bool)
         if part.any():
             hidden |= part
-            regions.append(Region(source, "person", _box_of(part)))
+            regions.append(Region(source, "person", _box_of(part), "cam"))
         if on_person < 0.5:  # the segmenter missed what the model saw: hide the attention as it is
             hidden |= grown
-            regions.append(Region(source, "mask", _box_of(grown)))
+            regions.append(Region(source, "mask", _box_of(grown), "cam"))
         return hidden, regions
     if mask_type == "none":
         hidden = dilate(mask, rules.dilate_px)
-        return hidden, [Region(source, "mask", _box_of(hidden))]
+        return hidden, [Region(source, "mask", _box_of(hidden), "cam")]
     raise ValueError(f"{source}: unknown mask type {mask_type!r}")
 
 
@@ -170,14 +173,18 @@ def hide_all_regions(
     for kind in kinds:
         if kind == "faces":
             for face in detections.faces:
-                box = _int_box(face[:4], shape)
+                box = pixel_box(face[:4], shape)
                 hidden[box[1] : box[3], box[0] : box[2]] = True
-                regions.append(Region("faces", "face", box))
+                regions.append(Region("faces", "face", box))  # by the detector
         elif kind == "text":
             for polygon in detections.text_lines:
                 box, patch = polygon_patch(polygon, shape)
                 _paint_polygon(hidden, box, patch)
                 regions.append(Region("text", "text_line", box))
+        elif kind == "pii":
+            part, found = typed_regions(detections.typed, None, shape, rules, "pii")
+            hidden |= part
+            regions += found
         elif kind == "people":
             if detections.person is None:
                 raise ValueError("hide_all people needs the person mask")
@@ -192,17 +199,70 @@ def hide_all_regions(
     return hidden, regions
 
 
+def allowed(text: str, allow: Sequence[str]) -> bool:
+    """Whether a line's text is on the allow-list (case, spacing and punctuation ignored)."""
+    key = re.sub(r"[\W_]", "", text.lower())
+    return bool(key) and key in {re.sub(r"[\W_]", "", a.lower()) for a in allow}
+
+
+def typed_regions(
+    typed: Sequence,
+    chosen: Sequence[str] | None,
+    shape: tuple[int, int],
+    rules: SnapRules,
+    source: str | None = None,
+) -> tuple[np.ndarray, list[Region]]:
+    """Read lines typed as a chosen attribute (``chosen`` None: any attribute), score >=
+    ``rules.type_threshold``, not allowed; a region names the attribute (or ``source``) and the
+    typing source that scored it."""
+    hidden = np.zeros(shape, bool)
+    regions: list[Region] = []
+    for line in typed:
+        if allowed(line.line.text, rules.allow):
+            continue
+        hits = {
+            a: v
+            for a, v in line.scores.items()
+            if v >= rules.type_threshold and (chosen is None or a in chosen)
+        }
+        if not hits:
+            continue
+        best = max(hits, key=lambda a: hits[a])
+        box, patch = polygon_patch(line.line.polygon, shape)
+        _paint_polygon(hidden, box, patch)
+        regions.append(Region(source or best, "text_line", box, line.sources.get(best, "")))
+    return hidden, regions
+
+
 def hidden_area(
     attribute_masks: dict[str, tuple[np.ndarray, str]],
     hide_all: Sequence[str],
     detections: Detections,
     shape: tuple[int, int],
     rules: SnapRules,
+    typed_attributes: Sequence[str] = (),
 ) -> HiddenArea:
-    """Union of the snapped attribute regions (id -> (mask, mask type)) and the hide_all regions, plus margin."""
+    """Union of the snapped attribute regions (id -> (mask, mask type)), the typed text lines of
+    ``typed_attributes`` and the hide_all regions, plus margin."""
     hidden, regions = hide_all_regions(hide_all, detections, shape, rules)
+    unread = replace(
+        detections,
+        text_lines=tuple(line.polygon for line in detections.lines if not line.text),
+    )
     for attribute_id, (mask, mask_type) in attribute_masks.items():
-        part, found = snap_attribute(mask, mask_type, detections, rules, attribute_id)
+        typed = attribute_id in typed_attributes
+        part, found = snap_attribute(
+            mask,
+            mask_type,
+            unread if typed else detections,
+            rules,
+            attribute_id,
+            fallback=not typed,
+        )
+        hidden |= part
+        regions += found
+    if typed_attributes:
+        part, found = typed_regions(detections.typed, typed_attributes, shape, rules)
         hidden |= part
         regions += found
     return HiddenArea(dilate(hidden, rules.margin_px), regions)

@@ -16,6 +16,7 @@ from privobfnet.models.checkpoints import ensemble_checkpoint, model_meta
 from privobfnet.models.privobfnet import build_model
 from stages import masks as masks_stage
 from stages import redact as stage
+from stages import type_text as type_text_stage
 from tests.conftest import ci_params
 
 
@@ -32,6 +33,8 @@ def test_redact_stage_measures_leaks_and_over_redaction(
     params["masks"].update({"workers": 1, "out_dir": str(tmp_path / "masks")})
     cfg = parse_config(params)
     masks_stage.main(cfg)
+    typing = type_text_stage.main(cfg)
+    assert typing["attributes"] and (Path(cfg.text.out_dir) / "typer.npz").is_file()
     class_names = read_manifest(Path(cfg.data.manifest_dir) / "test.parquet").attrs["class_names"]
     types = load_mask_types("synthpriv", class_names)
     torch.manual_seed(0)
@@ -72,3 +75,12 @@ def test_redact_stage_measures_leaks_and_over_redaction(
     assert 0 < baseline["over_redaction"] < 1 and 0 < baseline["coverage"] <= 1
     for key in ("pii_leak_rate", "over_redaction", "coverage"):
         assert metrics["model"][key] is None or 0 <= metrics["model"][key] <= 1
+    # every text attribute alone, hide-all pii and the untyped model are measured beside it
+    alone = {k.split(":", 1)[1] for k in metrics if k.startswith("alone:")}
+    assert alone == set(typing["attributes"])
+    assert {"hide_all_pii", "model_untyped"} <= set(metrics)
+    ordinary = baseline["collateral_ordinary"]
+    assert ordinary is None or ordinary >= 0.5  # --hide-all text hides ordinary text too
+    typed = metrics["line_typing"]
+    assert set(typed) == {"recognizers", "learned", "both", "baseline_always_ordinary"}
+    assert typed["baseline_always_ordinary"]["macro_f1"] in (None, 0.0)
