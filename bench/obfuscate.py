@@ -8,9 +8,15 @@ user input. The run hides two text attributes with Model-Image (checkpoints/ense
 present, else an untrained network of the default profile's architecture: its speed does not
 depend on its weights) plus --hide-all faces, and --verify red-teams each output.
 
-Printed: median and p90 ms of each step (decode, OCR, face/person, model, compose, encode,
+The text attributes are read (detection + recognition: the "ocr" step) and typed ("typing": the
+recognizers, plus the learned typer data/text/typer.npz when the pipeline has written it).
+
+Printed: median and p90 ms of each step (decode, OCR, face/person, typing, model, compose, encode,
 verify) and end to end without verify, as a ratio of the reference measured in the same run:
-rapidocr's text detection at its own default settings (the floor named in issue 13). ``--sweep``
+rapidocr's text detection at its own default settings. When presidio-image-redactor is installed
+(a bench-only comparison, not a dependency: ``pip install presidio-image-redactor`` with Tesseract
+and a spaCy model), its ``ImageRedactorEngine().redact`` on the same images is timed in the same run
+and the ratio printed. ``--sweep``
 lists OCR detection input sizes (longer side) to trade, on the 640 x 480 documents and on SynthPriv
 test images: for each, detection ms and the share of the strings the reader (detection +
 recognition at 960) reads before that it still reads after --hide-all text (the leak rate).
@@ -44,6 +50,8 @@ from privobfnet.obfuscate import (
     Preferences,
     TextReader,
     build_detectors,
+    build_typer,
+    detector_kinds,
     load_model,
     obfuscate_file,
 )
@@ -51,7 +59,8 @@ from privobfnet.obfuscate.detect import DEFAULT_OCR_SIDE
 from tools.obfuscate_example import document
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ["decode", "ocr", "face_person", "model", "compose", "encode", "verify"]
+STEPS = ["decode", "ocr", "face_person", "typing", "model", "compose", "encode", "verify"]
+TYPER = REPO / "data" / "text" / "typer.npz"
 
 
 def default_checkpoint(folder: Path) -> Path:
@@ -84,6 +93,22 @@ def default_checkpoint(folder: Path) -> Path:
     )
     torch.save(ensemble_checkpoint(*nets, meta), folder / "final.pt")
     return folder / "final.pt"
+
+
+def presidio_ms(paths: list[Path]) -> float | None:
+    """Median ms of presidio-image-redactor's ImageRedactorEngine on the files, None if absent."""
+    try:
+        from presidio_image_redactor import ImageRedactorEngine
+    except ImportError:
+        return None
+    engine = ImageRedactorEngine()
+    engine.redact(Image.open(paths[0]))  # warm-up: spaCy and Tesseract load
+    times = []
+    for path in paths:
+        start = time.perf_counter()
+        engine.redact(Image.open(path))
+        times.append(1000 * (time.perf_counter() - start))
+    return float(np.median(times))
 
 
 def reference_ms(images: list[np.ndarray], threads: int) -> float:
@@ -133,14 +158,15 @@ def main() -> None:
         checkpoint = default_checkpoint(folder)
         model = load_model(checkpoint)
         prefs = Preferences(hide=("a19_name_full", "a49_phone"), hide_all=("faces",))
+        typer = build_typer(prefs, model, TYPER if TYPER.is_file() else None)
         detectors = build_detectors(
-            {"text", "face", "person"},
+            detector_kinds(prefs, model, typer) | {"face"},
             cache_dir=cache_dir,
             text_limit_side=args.ocr_side,
             threads=args.threads,
         )
         reader = TextReader(threads=args.threads)  # the red team at its own (larger) size
-        obfuscator = Obfuscator(prefs, detectors=detectors, model=model, reader=reader)
+        obfuscator = Obfuscator(prefs, detectors=detectors, model=model, typer=typer, reader=reader)
         obfuscate_file(
             obfuscator,
             folder / "doc000.jpg",
@@ -162,6 +188,7 @@ def main() -> None:
         if failed:
             raise SystemExit(f"benchmark images failed: {failed[:3]}")
         reference = reference_ms([image for image, _ in docs], args.threads)
+        presidio = presidio_ms([folder / f"doc{n:03d}.jpg" for n in range(args.images)])
     print(
         f"{args.images} images 640 x 480, {args.threads} thread(s), OCR side {args.ocr_side}, model "
         f"{'trained' if 'checkpoints' in str(checkpoint) else 'untrained (default-profile shape)'}"
@@ -175,6 +202,18 @@ def main() -> None:
     for name, values in steps.items():
         median, p90 = float(np.median(values)), float(np.percentile(values, 90))
         print(f"{name:<22} {median:>9.1f} {p90:>8.1f} {median / reference:>6.2f}")
+    ours = float(np.median(steps["end to end, no verify"]))
+    print(
+        f"typer: {'learned + recognizers' if TYPER.is_file() else 'recognizers alone'} "
+        f"({typer.source if typer else 'off'})"
+    )
+    if presidio is None:
+        print("presidio-image-redactor: not installed, no comparison")
+    else:
+        print(
+            f"presidio-image-redactor, same images: median {presidio:.0f} ms; "
+            f"privobfnet / presidio = {ours / presidio:.2f}"
+        )
     if args.sweep:
         sides = [int(s) for s in args.sweep.split(",")]
         print("\n640 x 480 documents:")

@@ -30,7 +30,7 @@ from privobfnet.config import Config
 from privobfnet.data.images import load_mask, load_rgb
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.priors import read_index, read_prior_masks
-from privobfnet.data.synthpriv import generate_sample
+from privobfnet.data.synthpriv import drawn_texts
 from privobfnet.evaluation.redaction import RedactTally, faces_on, strings_read
 from privobfnet.evaluation.text_typing import line_truth, typing_scores
 from privobfnet.io import atomic_path
@@ -50,20 +50,6 @@ STAGE = "redact"
 FIGURE_PATH = figure("redact_examples")
 TYPER_FILE = "typer.npz"  # the type_text stage's learned line typer, in text.out_dir
 FIGURE_MODES = {"model": "model", "model_untyped": "model, untyped", "hide_all": "hide all"}
-
-
-def synthpriv_strings(
-    cfg: Config, image_id: str, truth: np.ndarray | None
-) -> list[tuple[str, str]]:
-    """(attribute, string) drawn in a SynthPriv image, regenerated from its seed and checked."""
-    split, index = image_id.rsplit("_", 1)
-    sample = generate_sample(split, int(index), cfg)
-    if truth is not None and not np.array_equal(sample.class_mask, truth):
-        raise ValueError(
-            f"{image_id}: regenerated ground truth differs from the stored one (seed or synthpriv "
-            "params changed since the download stage?)"
-        )
-    return list(sample.texts)
 
 
 def modes(cfg: Config, model, typer) -> dict[str, tuple[Obfuscator, list[str]]]:
@@ -171,9 +157,7 @@ def main(cfg: Config) -> dict:
                 )
             )
             drawn = (
-                synthpriv_strings(cfg, row.image_id, labels)
-                if cfg.data.dataset == "synthpriv"
-                else []
+                drawn_texts(row.image_id, cfg, labels) if cfg.data.dataset == "synthpriv" else []
             )
             before = [line.text for line in reader(image)]
             boxes_before = faces(image).boxes

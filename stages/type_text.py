@@ -1,12 +1,15 @@
 """Stage `type_text`: the line typer learned from image labels, and every read line typed.
 
-Reads the masks stage's ``lines.parquet`` and the manifests. The learned typer
-(``privobfnet.text.learned``) is trained on ``text.train_split``'s image labels alone (noisy-OR
-over each image's lines), its threshold chosen on ``text.threshold_split``'s image labels. Every
+Reads the masks stage's ``lines.parquet`` and the manifests. The learned typers
+(``privobfnet.text.learned``: ``learned`` on text features, ``both`` with the recognizers' scores
+as features too) are trained on ``text.train_split``'s image labels alone (noisy-OR over each
+image's lines), each threshold chosen on ``text.threshold_split``'s image labels. Every
 line of every split is then typed with ``text.typing`` (``privobfnet.text.typer``). Where the data
 set has segmentation ground truth (SynthPriv), line typing on ``text.eval_split`` is scored per
 source (recognizers, learned, both) against each line's true attribute
-(``privobfnet.evaluation.text_typing``), beside the always-ordinary baseline (F1 0).
+(``privobfnet.evaluation.text_typing``), beside the always-ordinary baseline (F1 0); on SynthPriv
+also on the lines that read a whole drawn string (``whole_lines``: typing apart from the reading
+errors and the pieces occluders leave).
 
 Writes ``<text.out_dir>/typer.npz`` (the learned typer: the CLI's ``--typer``),
 ``<text.out_dir>/typed_lines.parquet`` (image_id, line, text, type, score, source, scores as a
@@ -30,6 +33,8 @@ from privobfnet.config import Config
 from privobfnet.data.images import load_mask
 from privobfnet.data.manifest import labels_matrix, read_manifest
 from privobfnet.data.mask_types import read_entity_map
+from privobfnet.data.synthpriv import drawn_texts
+from privobfnet.evaluation.redaction import normalise
 from privobfnet.evaluation.text_typing import line_truth, typing_scores
 from privobfnet.io import atomic_path
 from privobfnet.text.learned import (
@@ -37,10 +42,11 @@ from privobfnet.text.learned import (
     LearnedTyper,
     choose_threshold,
     features,
+    save_typers,
     train_mil,
 )
 from privobfnet.text.lines import LINES_FILE, read_lines
-from privobfnet.text.recognizers import Recognizers
+from privobfnet.text.recognizers import Recognizers, recognize_lines
 from privobfnet.text.typer import TextTyper
 
 STAGE = "type_text"
@@ -70,43 +76,63 @@ def main(cfg: Config) -> dict:
         lines = read_lines(Path(cfg.masks.out_dir) / LINES_FILE) if attributes else {}
         columns = [class_names.index(a) for a in attributes]
 
-        def bags(split: str) -> list:
+        recognizers = Recognizers() if attributes else None
+        entities = {
+            image_id: recognize_lines(recognizers, image_lines)
+            for image_id, image_lines in lines.items()
+        }
+
+        def bags(split: str, with_entities: bool) -> list:
             rows = manifests[split]
-            return [features(lines.get(r.image_id, []), int(r.height)) for r in rows.itertuples()]
+            return [
+                features(
+                    lines.get(r.image_id, []),
+                    int(r.height),
+                    entities.get(r.image_id, []) if with_entities else None,
+                )
+                for r in rows.itertuples()
+            ]
 
         def labels(split: str) -> np.ndarray:
             return labels_matrix(manifests[split])[:, columns].astype(np.float32)
 
         metrics: dict = {"attributes": attributes, "typing": settings.typing}
-        if attributes:
+        learned: dict[str, LearnedTyper] = {}
+        for name, with_entities in (("learned", False), ("both", True)):
+            if not attributes:
+                learned[name] = LearnedTyper(
+                    (), np.zeros((N_FEATURES, 0), np.float32), np.zeros(0), 0.5, with_entities
+                )
+                continue
             weights, bias = train_mil(
-                bags(settings.train_split),
+                bags(settings.train_split, with_entities),
                 labels(settings.train_split),
                 epochs=settings.epochs,
                 lr=settings.lr,
                 l2=settings.l2,
                 seed=cfg.seed,
             )
-            draft = LearnedTyper(tuple(attributes), weights, bias, 0.5)
+            draft = LearnedTyper(tuple(attributes), weights, bias, 0.5, with_entities)
             rows = manifests[settings.threshold_split]
             threshold, image_f1 = choose_threshold(
                 [
-                    draft.probabilities(lines.get(r.image_id, []), int(r.height))
+                    draft.probabilities(
+                        lines.get(r.image_id, []),
+                        int(r.height),
+                        entities.get(r.image_id, []) if with_entities else None,
+                    )
                     for r in rows.itertuples()
                 ],
                 labels(settings.threshold_split),
                 THRESHOLD_GRID,
             )
-            learned = LearnedTyper(tuple(attributes), weights, bias, threshold)
-            metrics["learned"] = {
+            learned[name] = LearnedTyper(tuple(attributes), weights, bias, threshold, with_entities)
+            metrics[name] = {
                 "threshold": threshold,
                 f"{settings.threshold_split}_image_macro_f1": round(image_f1, 4),
             }
-        else:
-            learned = LearnedTyper((), np.zeros((N_FEATURES, 0), np.float32), np.zeros(0), 0.5)
         out_dir.mkdir(parents=True, exist_ok=True)
-        learned.save(out_dir / "typer.npz")
-        recognizers = Recognizers() if attributes else None
+        save_typers(out_dir / "typer.npz", learned)
         typers = {
             source: TextTyper(entity_map, source=source, recognizers=recognizers, learned=learned)
             for source in EVALUATED_SOURCES
@@ -158,7 +184,7 @@ def evaluate_typing(cfg, manifests, lines, typers, attributes, class_names) -> d
     if not attributes or rows["mask_path"].isna().all():
         return None
     values = {a: class_names.index(a) + 1 for a in attributes}
-    truth, predicted = [], {source: [] for source in typers}
+    truth, whole, predicted = [], [], {source: [] for source in typers}
     for r in rows.itertuples():
         image_lines = lines.get(r.image_id, [])
         if pd.isna(r.mask_path) or not image_lines:
@@ -167,10 +193,22 @@ def evaluate_typing(cfg, manifests, lines, typers, attributes, class_names) -> d
             r.mask_path, n_classes=len(class_names), max_pixels=cfg.data.max_image_pixels
         )
         truth += line_truth(image_lines, labels, values)
+        if cfg.data.dataset == "synthpriv":  # which lines read a whole drawn string
+            drawn = [normalise(s) for _, s in drawn_texts(r.image_id, cfg, labels)]
+            whole += [
+                any(len(d) >= 4 and d in normalise(line.text) for d in drawn)
+                for line in image_lines
+            ]
         for source, typer in typers.items():
             predicted[source] += [t.type() for t in typer(image_lines, int(r.height))]
     out = {source: typing_scores(p, truth, attributes) for source, p in predicted.items()}
     out["baseline_always_ordinary"] = typing_scores([None] * len(truth), truth, attributes)
+    if whole:  # the same on the lines that read a whole string: typing without reading errors
+        keep = [i for i, w in enumerate(whole) if w]
+        out["whole_lines"] = {
+            source: typing_scores([p[i] for i in keep], [truth[i] for i in keep], attributes)
+            for source, p in predicted.items()
+        }
     return out
 
 

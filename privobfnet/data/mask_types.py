@@ -20,6 +20,17 @@ from typing import Sequence
 from privobfnet.data.errors import DataError
 
 MASK_TYPES = ("none", "human", "text", "no_region")
+# the text entities a class's lines may be typed as (the ``entities`` column; privobfnet.text types
+# lines by them): presidio-analyzer's names where it has one
+ENTITIES = (
+    "PERSON",
+    "DATE_OF_BIRTH",
+    "DATE_TIME",
+    "PHONE_NUMBER",
+    "ADDRESS",
+    "EMAIL_ADDRESS",
+    "CREDIT_CARD",
+)
 
 
 def mask_types_file(dataset: str):
@@ -37,8 +48,6 @@ def read_entity_map(dataset: str) -> dict[str, tuple[str, ...]]:
 
     A table without an ``entities`` column maps nothing (VOC, COCO: no text classes).
     """
-    from privobfnet.text.recognizers import ENTITIES
-
     out: dict[str, tuple[str, ...]] = {}
     for name, row in _read_rows(dataset).items():
         value = row.get("entities", "-").strip()

@@ -32,7 +32,7 @@ from privobfnet.obfuscate.regions import (
     polygon_patch,
 )
 from privobfnet.obfuscate.styles import apply_style
-from privobfnet.text.learned import LearnedTyper
+from privobfnet.text.learned import load_typers
 from privobfnet.text.typer import TextTyper
 
 # a recognised line counts as a leak when this share of its polygon lies in the hidden area, its
@@ -76,9 +76,9 @@ def build_typer(
     entity_map = read_entity_map(dataset)
     if model is not None:
         entity_map = {a: e for a, e in entity_map.items() if a in model.class_names}
-    learned = LearnedTyper.load(typer_path) if typer_path else None
+    learned = load_typers(typer_path) if typer_path else None
     if learned is not None:
-        unknown = [a for a in learned.attributes if a not in entity_map]
+        unknown = sorted({a for t in learned.values() for a in t.attributes} - set(entity_map))
         if unknown:
             raise PreferencesError(
                 f"{typer_path}: the line typer types {unknown}, which {dataset}'s mask-type "

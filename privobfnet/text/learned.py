@@ -8,7 +8,9 @@ digit share and height in the image. A linear model gives each line a probabilit
 attribute; an image's probability is the noisy-OR over its lines, 1 - prod(1 - p_line), and the
 image's label set supervises it (binary cross-entropy). No pixel or line label is used.
 
-The decision threshold is chosen on another split by image labels again (the image-level macro F1
+Two models are trained the same way: ``learned`` on these features alone, ``both`` with the
+recognizers' entity scores of the line added as features, so it learns from image labels how far to
+trust each format. The decision threshold is chosen on another split by image labels again (the image-level macro F1
 of the max over lines); scores are reported calibrated to it: ``sigmoid(z - logit(threshold))``,
 so 0.5 is the decision boundary as for the recognizers.
 """
@@ -28,7 +30,7 @@ from privobfnet.text.lines import Line
 from privobfnet.text.recognizers import Context, context_of
 
 N_FEATURES = 2**16
-FORMAT = "privobfnet-line-typer/1"
+FORMAT = "privobfnet-line-typer/2"
 
 
 def _shape(text: str) -> str:
@@ -68,11 +70,19 @@ def feature_names(line: Line, context: Context, image_height: int) -> list[str]:
     return names
 
 
-def features(lines: Sequence[Line], image_height: int) -> list[np.ndarray]:
-    """Hashed feature indices of each line of one image (unique per line)."""
+def features(
+    lines: Sequence[Line],
+    image_height: int,
+    entities: Sequence[dict[str, float]] | None = None,
+) -> list[np.ndarray]:
+    """Hashed feature indices of each line of one image (unique per line). ``entities``: the
+    recognizers' scores of each line, added as features (the ``both`` model)."""
     out = []
-    for line, context in zip(lines, context_of(lines)):
+    for i, (line, context) in enumerate(zip(lines, context_of(lines))):
         names = feature_names(line, context, image_height)
+        if entities is not None:
+            names += [f"r:{e}" for e in entities[i]]
+            names += [f"r:{e}:{int(4 * v)}" for e, v in entities[i].items()]
         out.append(np.unique([zlib.crc32(n.encode()) % N_FEATURES for n in names]))
     return out
 
@@ -101,71 +111,97 @@ def _design(bags: Sequence[Sequence[np.ndarray]]):
 
 @dataclass(frozen=True, eq=False)
 class LearnedTyper:
-    """Weights (N_FEATURES, C), bias (C,), the attributes in column order and the threshold."""
+    """Weights (N_FEATURES, C), bias (C,), the attributes in column order and the threshold;
+    ``uses_entities``: trained with the recognizers' scores as features (the ``both`` model)."""
 
     attributes: tuple[str, ...]
     weights: np.ndarray
     bias: np.ndarray
     threshold: float
+    uses_entities: bool = False
 
-    def probabilities(self, lines: Sequence[Line], image_height: int) -> np.ndarray:
+    def probabilities(
+        self,
+        lines: Sequence[Line],
+        image_height: int,
+        entities: Sequence[dict[str, float]] | None = None,
+    ) -> np.ndarray:
         """(lines, C) line probabilities before calibration."""
         if not len(lines):
             return np.zeros((0, len(self.attributes)), np.float32)
-        z = np.stack(
-            [self.weights[idx].sum(0) / np.sqrt(len(idx)) for idx in features(lines, image_height)]
-        )
+        if self.uses_entities and entities is None:
+            raise ValueError("this line typer takes the recognizers' entity scores")
+        bags = features(lines, image_height, entities if self.uses_entities else None)
+        z = np.stack([self.weights[idx].sum(0) / np.sqrt(len(idx)) for idx in bags])
         return 1.0 / (1.0 + np.exp(-(z + self.bias)))
 
-    def scores(self, lines: Sequence[Line], image_height: int) -> list[dict[str, float]]:
+    def scores(
+        self,
+        lines: Sequence[Line],
+        image_height: int,
+        entities: Sequence[dict[str, float]] | None = None,
+    ) -> list[dict[str, float]]:
         """Attribute -> calibrated score (0.5 at the threshold) of each line."""
-        p = np.clip(self.probabilities(lines, image_height), 1e-7, 1 - 1e-7)
+        p = np.clip(self.probabilities(lines, image_height, entities), 1e-7, 1 - 1e-7)
         t = np.clip(self.threshold, 1e-4, 1 - 1e-4)
         shift = np.log(t / (1 - t))
         s = 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) - shift)))
         return [dict(zip(self.attributes, map(float, row))) for row in s]
 
-    def save(self, path: str | Path) -> None:
-        """An .npz file: the arrays and a JSON header (format, attributes, threshold)."""
-        from privobfnet.io import atomic_path
 
-        meta = {
-            "format": FORMAT,
-            "attributes": list(self.attributes),
-            "threshold": self.threshold,
-            "n_features": N_FEATURES,
-        }
-        with atomic_path(Path(path)) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(
-                    f,
-                    weights=self.weights.astype(np.float16),
-                    bias=self.bias,
-                    meta=np.array(json.dumps(meta)),
-                )
+def save_typers(path: str | Path, typers: dict[str, LearnedTyper]) -> None:
+    """An .npz file of named typers (``learned``, ``both``): arrays and a JSON header."""
+    from privobfnet.io import atomic_path
 
-    @classmethod
-    def load(cls, path: str | Path) -> "LearnedTyper":
-        """A saved typer; errors name the file."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                weights, bias = data["weights"].astype(np.float32), data["bias"].astype(np.float32)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: line typer not found") from None
-        except Exception as exc:
+    meta = {
+        "format": FORMAT,
+        "n_features": N_FEATURES,
+        "typers": {
+            name: {
+                "attributes": list(t.attributes),
+                "threshold": t.threshold,
+                "uses_entities": t.uses_entities,
+            }
+            for name, t in typers.items()
+        },
+    }
+    arrays = {}
+    for name, t in typers.items():
+        arrays[f"{name}_weights"] = t.weights.astype(np.float16)
+        arrays[f"{name}_bias"] = np.asarray(t.bias, np.float32)
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load_typers(path: str | Path) -> dict[str, LearnedTyper]:
+    """The named typers of a file written by ``save_typers``; errors name the file."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {k: data[k] for k in data.files if k != "meta"}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: line typer not found") from None
+    except Exception as exc:
+        raise ValueError(f"{path}: not a line typer file ({type(exc).__name__}: {exc})") from None
+    if meta.get("format") != FORMAT or meta.get("n_features") != N_FEATURES:
+        raise ValueError(f"{path}: line typer format {meta.get('format')!r}, expected {FORMAT!r}")
+    out = {}
+    for name, info in meta["typers"].items():
+        weights = arrays[f"{name}_weights"].astype(np.float32)
+        if weights.shape != (N_FEATURES, len(info["attributes"])):
             raise ValueError(
-                f"{path}: not a line typer file ({type(exc).__name__}: {exc})"
-            ) from None
-        if meta.get("format") != FORMAT or meta.get("n_features") != N_FEATURES:
-            raise ValueError(
-                f"{path}: line typer format {meta.get('format')!r}, expected {FORMAT!r}"
+                f"{path}: {name} weights of shape {weights.shape} for "
+                f"{len(info['attributes'])} attributes"
             )
-        if weights.shape != (N_FEATURES, len(meta["attributes"])):
-            raise ValueError(
-                f"{path}: weights of shape {weights.shape} for {len(meta['attributes'])} attributes"
-            )
-        return cls(tuple(meta["attributes"]), weights, bias, float(meta["threshold"]))
+        out[name] = LearnedTyper(
+            tuple(info["attributes"]),
+            weights,
+            arrays[f"{name}_bias"],
+            float(info["threshold"]),
+            bool(info["uses_entities"]),
+        )
+    return out
 
 
 def train_mil(

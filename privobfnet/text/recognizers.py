@@ -30,17 +30,10 @@ from typing import Sequence
 
 import numpy as np
 
+from privobfnet.data.mask_types import ENTITIES
 from privobfnet.text.lines import Line
 
-ENTITIES = (
-    "PERSON",
-    "DATE_OF_BIRTH",
-    "DATE_TIME",
-    "PHONE_NUMBER",
-    "ADDRESS",
-    "EMAIL_ADDRESS",
-    "CREDIT_CARD",
-)
+__all__ = ["ENTITIES", "Context", "Recognizers", "context_of", "recognize_lines"]
 PHONE_REGIONS = ("US", "GB", "CA", "AU", "IE", "DE", "FR", "ES", "IT", "NL", "PT", "SE", "PL")
 BIRTH_WORDS = {"dob", "born", "birth", "birthday", "geb", "b", "nee", "ne", "naissance"}
 STAMP_WORDS = {"issued", "printed", "posted", "time", "date", "checkin", "check", "sent", "at"}

@@ -1,9 +1,11 @@
 """Each line's attribute scores from the chosen sources, and which source gave each.
 
 ``source``: ``none`` (no typing: text attributes fall back to the model's attention), ``recognizers``,
-``learned`` or ``both`` (per attribute the higher score of the two, with its source). Entities map
-to attributes by the data set's mask-type table (``privobfnet.data.mask_types.read_entity_map``):
-an attribute's recognizer score is the highest of its entities' scores.
+``learned`` (the model learned from text features alone) or ``both`` (the model learned with the
+recognizers' scores as features: source ``recognizer`` where a recognizer scored the attribute at
+least 0.5, else ``learned``). Entities map to attributes by the data set's mask-type table
+(``privobfnet.data.mask_types.read_entity_map``): an attribute's recognizer score is the highest of
+its entities' scores.
 
 A line's type is its highest-scoring attribute when that score is at least ``DECISION`` (0.5);
 else the line is ordinary text. Hiding is fail-safe and uses a lower threshold (the preference
@@ -50,35 +52,50 @@ class TextTyper:
         *,
         source: TypingSource,
         recognizers: Recognizers | None = None,
-        learned: LearnedTyper | None = None,
+        learned: dict[str, LearnedTyper] | None = None,
     ):
         if source not in TYPING_SOURCES:
             raise ValueError(f"text typing source {source!r}: one of {', '.join(TYPING_SOURCES)}")
-        if source in ("learned", "both") and learned is None:
-            raise ValueError(f"text typing {source!r} needs a learned line typer (none given)")
+        model = None if source in ("none", "recognizers") else (learned or {}).get(source)
+        if source in ("learned", "both") and model is None:
+            raise ValueError(f"text typing {source!r} needs the learned line typer (none given)")
         if source in ("recognizers", "both") and recognizers is None:
             recognizers = Recognizers()
         self.entity_map, self.source = dict(entity_map), source
-        self.recognizers, self.learned = recognizers, learned
+        self.recognizers, self.model = recognizers, model
         self.attributes = (
             tuple(entity_map)
-            if learned is None
-            else tuple(dict.fromkeys([*entity_map, *learned.attributes]))
+            if model is None
+            else tuple(dict.fromkeys([*entity_map, *model.attributes]))
         )
 
     def __call__(self, lines: Sequence[Line], image_height: int) -> list[TypedLine]:
         """One ``TypedLine`` per line, in order."""
         lines = list(lines)
-        typed = [({}, {}) for _ in lines]
-        if self.source in ("recognizers", "both"):
-            for (scores, sources), entities in zip(typed, recognize_lines(self.recognizers, lines)):
-                for attribute, wanted in self.entity_map.items():
-                    score = max((entities.get(e, 0.0) for e in wanted), default=0.0)
-                    if score > scores.get(attribute, 0.0):
-                        scores[attribute], sources[attribute] = score, "recognizer"
-        if self.source in ("learned", "both"):
-            for (scores, sources), learned in zip(typed, self.learned.scores(lines, image_height)):
-                for attribute, score in learned.items():
-                    if score > scores.get(attribute, 0.0):
-                        scores[attribute], sources[attribute] = score, "learned"
-        return [TypedLine(line, scores, sources) for line, (scores, sources) in zip(lines, typed)]
+        entities = (
+            recognize_lines(self.recognizers, lines)
+            if self.source in ("recognizers", "both")
+            else None
+        )
+        recognized = [
+            {
+                attribute: max((found.get(e, 0.0) for e in wanted), default=0.0)
+                for attribute, wanted in self.entity_map.items()
+                if any(e in found for e in wanted)
+            }
+            for found in entities or [{} for _ in lines]
+        ]
+        if self.source == "recognizers":
+            return [
+                TypedLine(line, scores, dict.fromkeys(scores, "recognizer"))
+                for line, scores in zip(lines, recognized)
+            ]
+        out = []
+        for line, learned, own in zip(
+            lines, self.model.scores(lines, image_height, entities), recognized
+        ):
+            sources = {
+                a: "recognizer" if own.get(a, 0.0) >= DECISION else "learned" for a in learned
+            }
+            out.append(TypedLine(line, learned, sources))
+        return out

@@ -269,6 +269,22 @@ def generate_sample(split: str, index: int, cfg: Config) -> Sample:
     )
 
 
+def drawn_texts(
+    image_id: str, cfg: Config, truth: np.ndarray | None = None
+) -> list[tuple[str | None, str]]:
+    """(attribute or None for ordinary text, string) of every line drawn in image ``image_id``
+    (``<split>_<index>``), regenerated from the seed; checked against the stored ground truth
+    ``truth`` (the class mask) when given."""
+    split, index = image_id.rsplit("_", 1)
+    sample = generate_sample(split, int(index), cfg)
+    if truth is not None and not np.array_equal(sample.class_mask, truth):
+        raise ValueError(
+            f"{image_id}: regenerated ground truth differs from the stored one (seed or synthpriv "
+            "params changed since the download stage?)"
+        )
+    return list(sample.texts)
+
+
 # --------------------------------------------------------------------------------------------
 # Simulated users and the on-disk data set
 # --------------------------------------------------------------------------------------------

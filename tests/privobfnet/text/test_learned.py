@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from privobfnet.text.learned import LearnedTyper, choose_threshold, features, train_mil
+from privobfnet.text.learned import (
+    N_FEATURES,
+    LearnedTyper,
+    choose_threshold,
+    features,
+    load_typers,
+    save_typers,
+    train_mil,
+)
 from privobfnet.text.lines import Line
 
 
@@ -59,20 +67,29 @@ def test_mil_types_lines_it_never_saw_labelled():
 
 def test_typer_file_round_trip_and_refusal(tmp_path):
     rng = np.random.default_rng(1)
-    from privobfnet.text.learned import N_FEATURES
-
     typer = LearnedTyper(
         ("a", "b"), rng.normal(size=(N_FEATURES, 2)).astype(np.float32), np.zeros(2), 0.3
     )
-    typer.save(tmp_path / "typer.npz")
-    back = LearnedTyper.load(tmp_path / "typer.npz")
-    assert back.attributes == ("a", "b") and back.threshold == 0.3
-    assert np.allclose(back.weights, typer.weights, atol=1e-2)  # stored as float16
+    both = LearnedTyper(("a", "b"), typer.weights, np.ones(2), 0.4, uses_entities=True)
+    save_typers(tmp_path / "typer.npz", {"learned": typer, "both": both})
+    back = load_typers(tmp_path / "typer.npz")
+    assert back["learned"].attributes == ("a", "b") and back["learned"].threshold == 0.3
+    assert back["both"].uses_entities and not back["learned"].uses_entities
+    assert np.allclose(back["learned"].weights, typer.weights, atol=1e-2)  # stored as float16
+    with pytest.raises(ValueError, match="entity scores"):
+        back["both"].probabilities([line("x", 0)], 100)
     (tmp_path / "bad.npz").write_bytes(b"not a typer")
     with pytest.raises(ValueError, match="bad.npz: not a line typer file"):
-        LearnedTyper.load(tmp_path / "bad.npz")
+        load_typers(tmp_path / "bad.npz")
     with pytest.raises(FileNotFoundError, match="missing.npz"):
-        LearnedTyper.load(tmp_path / "missing.npz")
+        load_typers(tmp_path / "missing.npz")
+
+
+def test_entity_scores_are_features_of_the_both_model():
+    lines = [line("hello", 0)]
+    plain = features(lines, 100)[0]
+    with_entities = features(lines, 100, [{"PERSON": 0.6}])[0]
+    assert set(plain) < set(with_entities)
 
 
 def test_no_line_anywhere_is_refused():

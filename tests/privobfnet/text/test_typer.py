@@ -16,25 +16,28 @@ def line(text: str) -> Line:
     return Line(np.array([[0, 0], [100, 0], [100, 20], [0, 20]], float), text, 0.99)
 
 
-def flat_typer(score_logit: float) -> LearnedTyper:
-    """A learned typer scoring every line the same for a19_name_full (bias only)."""
-    return LearnedTyper(
-        ("a19_name_full",), np.zeros((N_FEATURES, 1), np.float32), np.array([score_logit]), 0.5
-    )
+def entity_typer(attributes: list[str], feature: str, logit: float) -> LearnedTyper:
+    """A ``both`` model whose only weight is ``logit`` on one named feature (bias -5)."""
+    import zlib
+
+    weights = np.zeros((N_FEATURES, len(attributes)), np.float32)
+    weights[zlib.crc32(feature.encode()) % N_FEATURES, :] = logit
+    return LearnedTyper(tuple(attributes), weights, np.full(len(attributes), -5.0), 0.5, True)
 
 
-def test_both_keeps_the_higher_score_and_its_source():
+def test_both_learns_from_the_recognizers_and_names_the_source():
     emap = read_entity_map("synthpriv")
-    typer = TextTyper(emap, source="both", learned=flat_typer(2.0))
-    phone, name = typer([line("Tel +44 20 7946 0958"), line("hello")], 100)
+    model = entity_typer(["a49_phone"], "r:PHONE_NUMBER", 400.0)  # rows are 1/sqrt(nnz)-scaled
+    typer = TextTyper(emap, source="both", learned={"both": model})
+    phone, word = typer([line("Tel +44 20 7946 0958"), line("hello")], 100)
     assert phone.type() == "a49_phone" and phone.sources["a49_phone"] == "recognizer"
-    assert name.type() == "a19_name_full" and name.sources["a19_name_full"] == "learned"
+    assert word.type() is None and word.sources["a49_phone"] == "learned"
     recognizers = TextTyper(emap, source="recognizers")
     assert recognizers([line("hello")], 100)[0].type() is None
 
 
 def test_learned_typing_needs_the_typer():
-    with pytest.raises(ValueError, match="needs a learned line typer"):
+    with pytest.raises(ValueError, match="needs the learned line typer"):
         TextTyper(read_entity_map("synthpriv"), source="learned")
 
 
