@@ -22,6 +22,7 @@ from privobfnet.data.errors import DataError
 from privobfnet.data.manifest import read_manifest, write_manifest
 from privobfnet.data.readers import dataset_root, read_dataset
 from privobfnet.masks.assets import CACHE_ENV
+from privobfnet.text.lines import read_lines
 from stages import masks as stage
 from tests.conftest import ci_params
 
@@ -85,6 +86,10 @@ def test_stage_writes_masks_index_metrics_and_figure(synthpriv_data, in_tmp):
     )
     assert 0 < metrics["backends"]["text.rapidocr"]["coverage"] < 0.6
     assert json.loads((in_tmp / "reports/metrics/masks.json").read_text()) == metrics
+    lines = read_lines(out / "lines.parquet")  # every detected line, read (masks.read_text)
+    assert set(lines) <= set(index["image_id"]) and metrics["text_lines"]["images"] == N_IMAGES
+    assert sum(map(len, lines.values())) == metrics["text_lines"]["lines"] > 0
+    assert any(line.text and line.words for image_lines in lines.values() for line in image_lines)
     assert (in_tmp / stage.FIGURE_PATH).stat().st_size > 20_000
     mlflow.set_tracking_uri(cfg.tracking.uri)
     (run,) = mlflow.search_runs(
@@ -125,6 +130,23 @@ def test_killed_run_resumes_and_a_finished_one_starts_afresh(synthpriv_data, in_
     stage.main(cfg)  # after a completed run: DVC re-runs only on change, so start afresh
     assert run_facts(in_tmp)["resumed"] is False and run_facts(in_tmp)["computed"] == N_IMAGES
     assert untouched.stat().st_mtime_ns != stamp
+
+
+def test_a_resumed_run_reads_the_lines_it_had_not_logged(synthpriv_data, in_tmp):
+    cfg = parse_config(stage_params(synthpriv_data, in_tmp))
+    stage.main(cfg)
+    out = in_tmp / "masks"
+    before = read_lines(out / "lines.parquet")
+    state = json.loads((out / ".state.json").read_text())
+    (out / ".state.json").write_text(json.dumps({**state, "complete": False}))
+    log = (out / "lines.jsonl").read_text().splitlines()
+    (out / "lines.jsonl").write_text("\n".join(log[:-2]) + "\n")  # two images' lines lost
+    stage.main(cfg)
+    assert run_facts(in_tmp)["resumed"] is True and run_facts(in_tmp)["computed"] == 2
+    after = read_lines(out / "lines.parquet")
+    assert {k: [line.text for line in v] for k, v in after.items()} == {
+        k: [line.text for line in v] for k, v in before.items()
+    }
 
 
 def test_two_runs_with_two_workers_write_byte_identical_outputs(
