@@ -98,11 +98,17 @@ def main(cfg: Config) -> dict:
 
         metrics: dict = {"attributes": attributes, "typing": settings.typing}
         learned: dict[str, LearnedTyper] = {}
+        trainable = any(lines.get(i) for i in manifests[settings.train_split]["image_id"])
         for name, with_entities in (("learned", False), ("both", True)):
-            if not attributes:
+            if not trainable:  # no text attribute, or no line detected to learn from
                 learned[name] = LearnedTyper(
-                    (), np.zeros((N_FEATURES, 0), np.float32), np.zeros(0), 0.5, with_entities
+                    tuple(attributes),
+                    np.zeros((N_FEATURES, len(attributes)), np.float32),
+                    np.full(len(attributes), -20.0),  # types nothing
+                    0.5,
+                    with_entities,
                 )
+                metrics[name] = {"trained": False, "reason": "no text attribute or no line read"}
                 continue
             weights, bias = train_mil(
                 bags(settings.train_split, with_entities),
@@ -128,6 +134,7 @@ def main(cfg: Config) -> dict:
             )
             learned[name] = LearnedTyper(tuple(attributes), weights, bias, threshold, with_entities)
             metrics[name] = {
+                "trained": True,
                 "threshold": threshold,
                 f"{settings.threshold_split}_image_macro_f1": round(image_f1, 4),
             }

@@ -20,6 +20,7 @@ from ops.tracking import flatten_numbers
 COMPARED = {  # in pipeline order: the first stage whose outputs differ is where two runs part
     "validate": ["data/manifests", "reports/metrics/validate.json", "reports/validation.md"],
     "masks": ["data/masks", "reports/metrics/masks.json"],
+    "type_text": ["data/text", "reports/metrics/type_text.json"],
     "train_ensemble": [
         "reports/plots/train_ensemble_loss.csv",
         "reports/metrics/train_ensemble.json",

@@ -66,13 +66,16 @@ def build_typer(
 ) -> TextTyper | None:
     """The text typer the preferences ask for (None for ``text_typing: none``).
 
-    Entities map by the model's data set's mask-type table (VISPR's without a model). ``learned``
+    Entities map by the model's data set's mask-type table (VISPR's without a model, or for a
+    checkpoint that does not name its data set). ``learned``
     and ``both`` need the learned typer file (``typer_path``, the type_text stage's typer.npz);
     without one ``both`` falls back to the recognizers alone and ``learned`` is refused.
     """
     if prefs.text_typing == "none":
         return None
-    dataset = str(model.meta.get("dataset")) if model is not None else DEFAULT_TEXT_DATASET
+    dataset = str(
+        (model.meta.get("dataset") if model is not None else None) or DEFAULT_TEXT_DATASET
+    )
     entity_map = read_entity_map(dataset)
     if model is not None:
         entity_map = {a: e for a, e in entity_map.items() if a in model.class_names}

@@ -17,8 +17,10 @@ so 0.5 is the decision boundary as for the recognizers.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,13 +167,20 @@ def save_typers(path: str | Path, typers: dict[str, LearnedTyper]) -> None:
             for name, t in typers.items()
         },
     }
-    arrays = {}
+    arrays = {"meta": np.array(json.dumps(meta))}
     for name, t in typers.items():
         arrays[f"{name}_weights"] = t.weights.astype(np.float16)
         arrays[f"{name}_bias"] = np.asarray(t.bias, np.float32)
+    # np.savez stamps each member with the clock: written by hand with a fixed date, the same
+    # typers give the same bytes (DVC compares outputs by their md5)
     with atomic_path(Path(path)) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for key, array in arrays.items():
+                member = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                member.compress_type = zipfile.ZIP_DEFLATED
+                buffer = io.BytesIO()
+                np.save(buffer, array, allow_pickle=False)
+                archive.writestr(member, buffer.getvalue())
 
 
 def load_typers(path: str | Path) -> dict[str, LearnedTyper]:
