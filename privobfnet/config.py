@@ -314,7 +314,9 @@ class Preferences:
     ``hide`` has none: which attributes to hide is the user's choice."""
 
     hide: tuple[str, ...] = ()  # attribute ids of the model (its masks)
-    hide_all: tuple[Literal["faces", "text", "people"], ...] = ()  # model-free: every detection
+    hide_all: tuple[
+        Literal["faces", "text", "people", "pii"], ...
+    ] = ()  # model-free: every detection
     style: Literal["solid", "pixelate", "blur"] = "solid"
     color: tuple[int, int, int] = ranged(0, 255, default=(0, 0, 0))  # solid fill
     block_px: int = ranged(0, default=0)  # pixelate: at least this (and 1/6 of a region's side)
@@ -339,7 +341,9 @@ class RedactConfig(Preferences):
 
     split: str
     max_images: int = ranged(0)  # 0: every image of the split
-    baseline_hide_all: tuple[Literal["faces", "text", "people"], ...]  # the model-free baseline
+    baseline_hide_all: tuple[
+        Literal["faces", "text", "people", "pii"], ...
+    ]  # the model-free baseline
     ocr_side: int = ranged(32)  # OCR recognition input (longer side) for the leak test
     n_examples: int = ranged(0)  # images in reports/figures/redact_examples.png
 
