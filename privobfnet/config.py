@@ -331,7 +331,7 @@ class Preferences:
     # lines, as for the other attributes); a line is hidden when a chosen attribute scores at least
     # type_threshold (below the 0.5 decision: a line uncertain between attributes is hidden)
     text_typing: Literal["none", "recognizers", "learned", "both"] = "both"
-    type_threshold: float = ranged(0, 1, low_open=True, default=0.35)
+    type_threshold: float = ranged(0, 1, low_open=True, default=0.3)
     allow: tuple[str, ...] = ()  # strings never hidden by typing (compared case- and space-blind)
 
 

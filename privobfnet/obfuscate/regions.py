@@ -60,7 +60,7 @@ class SnapRules:
     dilate_px: int  # growth of un-masked attributes' masks (and of the fallbacks)
     margin_px: int  # growth of every hidden region
     person_threshold: float = 0.5  # person probability that counts as a person pixel
-    type_threshold: float = 0.35  # a typed line's score from which it is hidden
+    type_threshold: float = 0.3  # a typed line's score from which it is hidden
     allow: tuple[str, ...] = ()  # texts never hidden by typing (normalised: see allowed)
 
 

@@ -45,7 +45,7 @@ MAIL_WORDS = {"email", "mail", "contact"}
 STREET_WORDS = (
     r"street|st|road|rd|avenue|ave|lane|ln|drive|dr|way|court|ct|place|pl|square|close|crescent|"
     r"boulevard|blvd|terrace|parade|highway|hwy|row|hill|gardens|extension|"
-    r"stra(?:ss|ß)e|str|weg|gasse|platz|allee|ring|damm|"
+    r"stra(?:ss|ß|b)e|str|weg|gasse|platz|allee|ring|damm|"
     r"rue|chemin|impasse|allée|quai|"
     r"calle|avenida|plaza|paseo|camino|carrer|rua|travessa|largo|praça|"
     r"via|viale|piazza|vicolo|corso|contrada|"
@@ -53,7 +53,8 @@ STREET_WORDS = (
     r"gatan|vägen|gränd|torget|"
     r"ulica|ul|aleja|al|plac|osiedle"
 )
-STREET_SUFFIXES = r"stra(?:ss|ß)e|str|weg|gasse|platz|allee|straat|laan|gracht|dijk|gatan|vägen"
+# "straBe": how OCR often reads ß
+STREET_SUFFIXES = r"stra(?:ss|ß|b)e|str|weg|gasse|platz|allee|straat|laan|gracht|dijk|gatan|vägen"
 _STREET = re.compile(rf"(?i)\b({STREET_WORDS})\b\.?|[a-zäöüß]({STREET_SUFFIXES})\b\.?")
 # a postcode before a place ("78876 Gelnhausen", "EX8 3XX Exeter", "02-931 Kwidzyn") or a place,
 # comma, optional state and postcode ("Springfield, IL 62704")
@@ -61,6 +62,10 @@ _POSTCODE_PLACE = re.compile(
     r"(\b\d{4,5}\b|\b\d{2}-\d{3}\b|\b\d{4}-\d{3}\b|\b\d{4} ?[A-Z]{2}\b|"
     r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b|\b[A-Z]\d[A-Z] ?\d[A-Z]\d\b)"
     r"[ ,]+[A-Z][\w'-]+|[A-Z][\w'-]+, (?:[A-Z]{2,3},? )?\d{4,5}\b"
+)
+# a line that is a postcode alone (the other half of a split "1365 UT Retranchement")
+_POSTCODE_ALONE = re.compile(
+    r"\d{4} ?[A-Z]{2}|\d{2}-\d{3}|\d{4}-\d{3}|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}|[A-Z]\d[A-Z] ?\d[A-Z]\d"
 )
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _DATE = re.compile(
@@ -168,6 +173,8 @@ class Recognizers:
             give("ADDRESS", 0.95 if labelled else 0.85)
         elif place or parsed:
             give("ADDRESS", 0.9 if labelled else 0.6)
+        elif _POSTCODE_ALONE.fullmatch(text.strip()):
+            give("ADDRESS", 0.5)
 
     @staticmethod
     def _person(text: str, own: set, near: set, digits: int, give) -> None:

@@ -2,10 +2,10 @@
 
 ``source``: ``none`` (no typing: text attributes fall back to the model's attention), ``recognizers``,
 ``learned`` (the model learned from text features alone) or ``both`` (the model learned with the
-recognizers' scores as features: source ``recognizer`` where a recognizer scored the attribute at
-least 0.5, else ``learned``). Entities map to attributes by the data set's mask-type table
-(``privobfnet.data.mask_types.read_entity_map``): an attribute's recognizer score is the highest of
-its entities' scores.
+recognizers' scores as features; a recognizer's validated format, score >= ``VALIDATED`` 0.8,
+counts whatever the model says: source ``recognizer``, else ``learned``). Entities map to
+attributes by the data set's mask-type table (``privobfnet.data.mask_types.read_entity_map``): an
+attribute's recognizer score is the highest of its entities' scores.
 
 A line's type is its highest-scoring attribute when that score is at least ``DECISION`` (0.5);
 else the line is ordinary text. Hiding is fail-safe and uses a lower threshold (the preference
@@ -25,6 +25,7 @@ from privobfnet.text.recognizers import Recognizers, recognize_lines
 TypingSource = Literal["none", "recognizers", "learned", "both"]
 TYPING_SOURCES = ("none", "recognizers", "learned", "both")
 DECISION = 0.5
+VALIDATED = 0.8  # a recognizer score from which a format is taken as found (both)
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,8 +95,9 @@ class TextTyper:
         for line, learned, own in zip(
             lines, self.model.scores(lines, image_height, entities), recognized
         ):
-            sources = {
-                a: "recognizer" if own.get(a, 0.0) >= DECISION else "learned" for a in learned
-            }
-            out.append(TypedLine(line, learned, sources))
+            scores, sources = dict(learned), dict.fromkeys(learned, "learned")
+            for a, v in own.items():  # a validated format counts whatever the model says
+                if v >= VALIDATED and v > scores.get(a, 0.0):
+                    scores[a], sources[a] = v, "recognizer"
+            out.append(TypedLine(line, scores, sources))
         return out

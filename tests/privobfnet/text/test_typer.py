@@ -25,13 +25,16 @@ def entity_typer(attributes: list[str], feature: str, logit: float) -> LearnedTy
     return LearnedTyper(tuple(attributes), weights, np.full(len(attributes), -5.0), 0.5, True)
 
 
-def test_both_learns_from_the_recognizers_and_names_the_source():
+def test_both_takes_the_model_and_the_validated_formats_and_names_the_source():
     emap = read_entity_map("synthpriv")
-    model = entity_typer(["a49_phone"], "r:PHONE_NUMBER", 400.0)  # rows are 1/sqrt(nnz)-scaled
-    typer = TextTyper(emap, source="both", learned={"both": model})
-    phone, word = typer([line("Tel +44 20 7946 0958"), line("hello")], 100)
+    learned = entity_typer(["a19_name_full"], "w:hello", 400.0)  # rows are 1/sqrt(nnz)-scaled
+    typer = TextTyper(emap, source="both", learned={"both": learned})
+    phone, word, other = typer(
+        [line("Tel +44 20 7946 0958"), line("hello"), line("Open daily")], 100
+    )
     assert phone.type() == "a49_phone" and phone.sources["a49_phone"] == "recognizer"
-    assert word.type() is None and word.sources["a49_phone"] == "learned"
+    assert word.type() == "a19_name_full" and word.sources["a19_name_full"] == "learned"
+    assert other.type() is None
     recognizers = TextTyper(emap, source="recognizers")
     assert recognizers([line("hello")], 100)[0].type() is None
 
