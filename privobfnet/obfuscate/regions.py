@@ -19,7 +19,9 @@ Snapping rules (``SnapRules``; the attribute's mask is ``Prediction.masks[c]`` a
   on the allow-list; the model's attention then only adds the lines recognition could not read
   (no mask fallback: a line the typer read and did not type as chosen stays).
 
-Finally every hidden region grows by ``margin_px`` (an elliptic dilation of the union).
+Finally every hidden region grows by ``margin_px`` (an elliptic dilation of the union); with text
+typing on, the margin does not grow into a read line that stays (less than half of it hidden), so
+the line next to a hidden one stays readable. The hidden regions themselves are never cut.
 """
 
 from __future__ import annotations
@@ -265,4 +267,19 @@ def hidden_area(
         part, found = typed_regions(detections.typed, typed_attributes, shape, rules)
         hidden |= part
         regions += found
-    return HiddenArea(dilate(hidden, rules.margin_px), regions)
+    grown = dilate(hidden, rules.margin_px)
+    if typed_attributes or "pii" in hide_all:  # the margin stops at the read lines that stay
+        grown = hidden | (grown & ~kept_lines(detections, hidden, shape))
+    return HiddenArea(grown, regions)
+
+
+def kept_lines(detections: Detections, hidden: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the polygons of the read lines less than half of which is hidden."""
+    kept = np.zeros(shape, bool)
+    for line in detections.lines:
+        if not line.text:
+            continue
+        box, patch = polygon_patch(line.polygon, shape)
+        if share_covered(hidden, box, patch) < 0.5:
+            _paint_polygon(kept, box, patch)
+    return kept

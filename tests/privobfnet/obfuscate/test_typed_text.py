@@ -104,3 +104,28 @@ def test_the_cli_hides_text_attributes_without_a_model(tmp_path, document, capsy
         for line in TextReader(limit_side=960)(np.asarray(Image.open(tmp_path / "out/doc.png")))
     ]
     assert not reads_any_part(texts, "+44 20 7946 0958") and reads(texts, "Margaret Olsen")
+
+
+def test_the_margin_stops_at_a_read_line_that_stays():
+    from privobfnet.obfuscate import SnapRules, hidden_area
+    from privobfnet.obfuscate.regions import Detections
+    from privobfnet.text.lines import Line
+    from privobfnet.text.typer import TypedLine
+
+    def box(y0, y1):
+        return np.array([[10, y0], [90, y0], [90, y1], [10, y1]], float)
+
+    name, title = Line(box(30, 40), "Jane Doe", 0.9), Line(box(42, 52), "RECEIPT", 0.9)
+    detections = Detections(
+        text_lines=(name.polygon, title.polygon),
+        lines=(name, title),
+        typed=(
+            TypedLine(name, {"a19_name_full": 0.9}, {"a19_name_full": "learned"}),
+            TypedLine(title, {"a19_name_full": 0.1}, {"a19_name_full": "learned"}),
+        ),
+    )
+    rules = SnapRules(min_overlap=0.1, dilate_px=0, margin_px=4)
+    area = hidden_area({}, (), detections, (64, 100), rules, ("a19_name_full",))
+    assert area.mask[30:40, 10:90].all()  # the hidden line, whole
+    assert area.mask[26:30, 10:90].all()  # its margin where nothing stays
+    assert not area.mask[43:52, 12:88].any()  # none of it on the line that stays
