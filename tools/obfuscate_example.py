@@ -48,7 +48,7 @@ def document(
     page.paste(face, (size[0] - 230, size[1] - 230))
     strings, y = [], 20
     for attribute in rng.choice(TEXT_ATTRIBUTES, 5, replace=False):
-        text = private_text(rng, str(attribute))[0]
+        text = private_text(rng, str(attribute))[0][1]  # (attribute, text) of the first line
         font_file = FONT_FILES[int(rng.integers(len(FONT_FILES)))]
         font = ImageFont.truetype(str(FONTS / font_file), int(rng.integers(16, 30)))
         left, top, right, bottom = font.getbbox(text)
