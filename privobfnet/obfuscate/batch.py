@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,11 +67,7 @@ def obfuscate_file(
             hidden_share=round(float(outcome.hidden.mask.mean()), 5),
             faces_found=len(outcome.detections.faces),
             text_lines_found=len(outcome.detections.text_lines),
-            text_lines_typed={
-                t.type(): sum(u.type() == t.type() for u in outcome.detections.typed)
-                for t in outcome.detections.typed
-                if t.type()
-            },
+            text_lines_typed=dict(Counter(t.type() for t in outcome.detections.typed if t.type())),
         )
         if verify:
             start = time.perf_counter()

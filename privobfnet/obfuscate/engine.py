@@ -67,9 +67,9 @@ def build_typer(
     """The text typer the preferences ask for (None for ``text_typing: none``).
 
     Entities map by the model's data set's mask-type table (VISPR's without a model, or for a
-    checkpoint that does not name its data set). ``learned``
-    and ``both`` need the learned typer file (``typer_path``, the type_text stage's typer.npz);
-    without one ``both`` falls back to the recognizers alone and ``learned`` is refused.
+    checkpoint that does not name its data set). ``learned`` and ``both`` need the learned typer
+    file (``typer_path``, the type_text stage's typer.npz); without one ``both`` falls back to the
+    recognizers alone and ``learned`` is refused.
     """
     if prefs.text_typing == "none":
         return None
