@@ -37,7 +37,8 @@ from privobfnet.crf import dense_crf, scores_to_probs
 from privobfnet.labels import SegmentationClasses
 from privobfnet.models.inputs import mask_tensor, normalize
 
-# (1, 3, h, w) image tensor, (1, 1, h, w) human mask, (1, 1, h, w) text mask -> (1, C, h', w') CAMs
+# (1, 3, h, w) image tensor, (1, Ch, h, w) human and (1, Ct, h, w) text prior stacks
+# (privobfnet.priors) -> (1, C, h', w') CAMs
 CamFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 MIN_PEAK = 1e-5  # a class whose maps never exceed this stays (near) zero after normalising
 
@@ -47,7 +48,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
 
 
 def _resize_masks(masks: Sequence[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
-    """(1, 1, h, w) masks at ``size`` (bilinear), each left as it is where it has that size."""
+    """(1, ch, h, w) masks at ``size`` (bilinear), each left as it is where it has that size."""
     return [m if tuple(m.shape[-2:]) == size else _resize(m, size, "bilinear") for m in masks]
 
 
@@ -125,7 +126,7 @@ def class_maps(
 ) -> torch.Tensor:
     """(C, H, W) maps in [0, 1] of one image: every view's CAMs averaged, then ``normalise_maps``.
 
-    ``gate_types`` ((C,) index into [none, human, text], the model's mask types where it weights its
+    ``gate_types`` ((C,) index into [ones, *human, *text], the model's priors where it weights its
     CAMs by the prior masks): the ReLU'd mean is weighted by the masks once more, at the output
     size. L2G has no prior masks; without this, the bicubic upsampling's overshoot beside a
     class's negative (gated) logits would give it positive values outside its mask.
@@ -134,7 +135,8 @@ def class_maps(
         cam_fn: Model-Image's signed CAM logits (``PrivObfNet.cams``; it normalises its input as it
             was trained).
         gate_types: as above, or None (no prior masks).
-        image: (1, 3, h, w) float image as ``cam_fn`` takes it; human_mask, text_mask (1, 1, h, w).
+        image: (1, 3, h, w) float image as ``cam_fn`` takes it; human_mask, text_mask (1, Ch, h, w)
+            and (1, Ct, h, w), the prior stacks (``privobfnet.priors``).
         scales: input scales relative to ``image`` (L2G: 0.5, 1, 1.5, 2), each also run flipped.
         present: (C,) classes to keep (the image-level labels, or the detected attributes).
         out_size: the maps' size (default: the image's).
@@ -148,7 +150,8 @@ def class_maps(
     total = sum_views(view_cams, out_size)
     if gate_types is not None:
         masks = _resize_masks((human_mask, text_mask), out_size)
-        priors = torch.cat([torch.ones_like(masks[0]), *masks], dim=1)[0]  # (3, H, W)
+        ones = torch.ones_like(masks[0][:, :1])
+        priors = torch.cat([ones, *masks], dim=1)[0]  # (1 + Ch + Ct, H, W)
         total = F.relu(total) * priors[gate_types.to(priors.device)]
     return normalise_maps(total, present)
 
@@ -192,7 +195,8 @@ def pseudo_label(image: np.ndarray, maps: torch.Tensor, settings: PseudoLabelCon
 def image_tensors(
     image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(H, W, 3) uint8 image and (H, W) masks -> (1, 3, H, W) float 0..255 and (1, 1, H, W) masks."""
+    """(H, W, 3) uint8 image and (H, W) masks or (K, H, W) prior stacks -> (1, 3, H, W) float
+    0..255 and (1, K, H, W) masks."""
     shape = image.shape[:2]
     human_t, text_t = (mask_tensor(m, shape)[None].to(device) for m in (human, text))
     tensor = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().to(device)

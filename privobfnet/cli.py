@@ -214,6 +214,8 @@ def cmd_score(args) -> int:
 
 def _score(args) -> int:
     model = load_model(_checkpoint(args), args.device)
+    # the refined priors weigh typed classes by the lines typed as them: typed as the tool types
+    typer = build_typer(DEFAULTS, model, args.typer) if model.layout.typed_classes else None
     detectors = build_detectors(
         model_kinds(model),
         cache_dir=args.cache_dir,
@@ -231,6 +233,7 @@ def _score(args) -> int:
                 class_threshold=args.threshold,
                 bg_threshold=DEFAULTS.bg_threshold,
                 device=args.device,
+                typer=typer,
             )
             probs = {
                 n: round(float(p), 4) for n, p in zip(model.class_names, prediction.attribute_probs)
@@ -384,6 +387,11 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("inputs", nargs="+")
     sc.add_argument("--threshold", type=float, default=DEFAULTS.class_threshold)
     sc.add_argument("--json", action="store_true")
+    sc.add_argument(
+        "--typer",
+        help="the learned line typer (data/text/typer.npz) for a model with refined priors; "
+        "without it lines are typed by the recognizers alone",
+    )
     sc.set_defaults(run=cmd_score)
 
     at = sub.add_parser(

@@ -123,6 +123,18 @@ class ParserNoise:
 
 
 @dataclass(frozen=True)
+class FaceNoise:
+    """Strength of the simulated face detector's errors (SynthPriv only): what a detector such as
+    MediaPipe's does on photographs, missed small or half-hidden faces, spurious boxes, loose boxes."""
+
+    miss_prob: float = ranged(**PROBABILITY)  # a visible face missed
+    min_face_px: float = ranged(0)  # faces narrower than this are always missed
+    min_visible: float = ranged(**PROBABILITY)  # faces with less of their area visible: missed
+    false_box_prob: float = ranged(**PROBABILITY)  # per image, one spurious box
+    jitter: float = ranged(0)  # each box side moved by up to this share of the box size
+
+
+@dataclass(frozen=True)
 class SynthPrivConfig:
     image_size: int = ranged(64)  # square images, pixels
     safe_fraction: float = ranged(
@@ -134,6 +146,10 @@ class SynthPrivConfig:
     distractor_rate: float = ranged(0)  # mean number of non-private distractors per image
     n_user_profiles: int = ranged(1)  # simulated VISPR-style user-preference profiles
     parser_noise: ParserNoise
+    # face widths as a share of the image width, drawn log-uniformly: [min, max] (portraits,
+    # selfies and group photos: about 0.05 to 0.4)
+    face_width: list[float] = ranged(**POSITIVE)
+    face_noise: FaceNoise
 
 
 @dataclass(frozen=True)
@@ -156,7 +172,8 @@ class MasksConfig:
 
     human_backend: Literal["simulated", "mediapipe"]
     text_backend: Literal["rapidocr", "paddleocr"]
-    face_backend: Literal["none", "mediapipe"]
+    # simulated: SynthPriv's simulated face detector (synthpriv.face_noise), beside the parser
+    face_backend: Literal["none", "mediapipe", "simulated"]
     text_margin_px: int = ranged(0)  # dilation of the union of detected text-line polygons
     text_det_limit_side: int = ranged(32)  # OCR detector resizes the longer side to at most this
     workers: int = ranged(1)  # worker processes (with scheduler null)
@@ -212,6 +229,9 @@ class TrainConfig:
     use_privacy: bool
     use_attribute: bool
     use_mask_weighting: bool
+    # which prior weighs each attribute's CAM (privobfnet.priors): coarse, its Table 1 type's mask
+    # (the paper); refined, its own (face boxes, person mask, lines typed as it)
+    priors: Literal["coarse", "refined"]
     crop_target: Literal["paper", "l2g"]  # how the cropped CAM becomes the image loss target
     l2g_bg_threshold: float = ranged(
         0, 1, high_open=True
@@ -548,6 +568,17 @@ def _check(cfg: Config) -> None:
             "data.privacy_rescale: 'vpa' maps the 1-5 ratings to [-0.6, 1], which the privacy head "
             "(a sigmoid, [0, 1]) cannot fit; use 'unit' ((x - 1) / 4) or turn train.use_privacy off"
         )
+    face_width = cfg.synthpriv.face_width
+    if len(face_width) != 2 or face_width[0] > face_width[1] or face_width[1] > 1:
+        raise ConfigError(
+            f"synthpriv.face_width: needs [min, max] with 0 < min <= max <= 1, got {face_width}"
+        )
+    for kind, backend in (("human", cfg.masks.human_backend), ("face", cfg.masks.face_backend)):
+        if backend == "simulated" and cfg.data.dataset != "synthpriv":
+            raise ConfigError(
+                f"masks.{kind}_backend: 'simulated' reads SynthPriv's simulated outputs; "
+                f"data.dataset {cfg.data.dataset!r} needs mediapipe"
+            )
     deeplab = cfg.deeplab
     if len(deeplab.scale_range) != 2 or deeplab.scale_range[0] > deeplab.scale_range[1]:
         raise ConfigError(

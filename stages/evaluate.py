@@ -25,7 +25,7 @@ from privobfnet.evaluation.segmentation import segmentation_scores, split_confus
 from privobfnet.inference import predict_segmentation, predict_split
 from privobfnet.io import atomic_path
 from privobfnet.labels import SegmentationClasses
-from privobfnet.models.checkpoints import load_deeplab, load_ensemble
+from privobfnet.models.checkpoints import load_deeplab, load_ensemble, prior_layout
 from privobfnet.runtime import setup_torch
 from privobfnet.viz import overlay, panels_figure, truth_overlay
 
@@ -51,7 +51,7 @@ def main(cfg: Config) -> dict:
         device = setup_torch(
             device=cfg.deeplab.device, num_threads=cfg.deeplab.num_threads, seed=cfg.seed
         )
-        model_image, _, _ = load_ensemble(ENSEMBLE_CHECKPOINT, device)
+        model_image, _, meta = load_ensemble(ENSEMBLE_CHECKPOINT, device)
         deeplab, deeplab_meta = load_deeplab(DEEPLAB_CHECKPOINT, device)
         class_names = deeplab_meta[
             "class_names"
@@ -69,7 +69,8 @@ def main(cfg: Config) -> dict:
             "attributes": {},
             "baselines": {},
         }
-        train_data = load_split(cfg, cfg.train.train_split)
+        layout = prior_layout(meta)  # the priors the model was trained with
+        train_data = load_split(cfg, cfg.train.train_split, layout)
         train_scores = train_data.scores.numpy()
         for split in metrics["splits"]:
             manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet")
@@ -82,7 +83,7 @@ def main(cfg: Config) -> dict:
                 msc_scales=cfg.deeplab.msc_scales,
                 crf=cfg.deeplab.crf,
             )
-            data = load_split(cfg, split)
+            data = load_split(cfg, split, layout)
             baselines = trivial_baselines(data.labels.numpy(), data.scores.numpy(), train_scores)
             if n_images:
                 metrics["segmentation"][split] = {

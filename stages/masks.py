@@ -130,7 +130,7 @@ def main(cfg: Config) -> dict:
         )
         parser_dir = (
             str(Path(dataset_root(cfg.data)) / PARSER_FOLDER)
-            if masks.human_backend == "simulated"
+            if "simulated" in (masks.human_backend, masks.face_backend)
             else None
         )
         cache_dir = default_cache_dir()

@@ -27,12 +27,12 @@ from privobfnet.config import Config
 from privobfnet.data.images import load_rgb, load_truth, mask_to_image
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.mask_types import load_mask_types
-from privobfnet.data.priors import read_index, read_prior_masks
+from privobfnet.data.priors import layout_lines, read_index, stored_priors
 from privobfnet.evaluation.baselines import untrained_model_image
 from privobfnet.evaluation.segmentation import CamScores
 from privobfnet.io import atomic_path, atomic_write_text
 from privobfnet.labels import segmentation_classes
-from privobfnet.models.checkpoints import load_ensemble
+from privobfnet.models.checkpoints import load_ensemble, prior_layout
 from privobfnet.runtime import setup_torch
 from privobfnet.viz import overlay, overlay_attention, panels_figure, truth_overlay
 
@@ -65,6 +65,8 @@ def main(cfg: Config) -> dict:
             meta, seed=cfg.seed, device=device
         )  # the masks-only baseline
         priors = read_index(cfg.masks.out_dir)
+        layout = prior_layout(meta)  # the priors the model was trained with (train.priors)
+        lines = layout_lines(cfg, layout, meta["class_names"])
         rows, splits_of = {}, {}  # image_id -> manifest row, and the splits it is in
         for split in dict.fromkeys([cfg.deeplab.train_split, *settings.eval_splits]):
             for row in read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet").itertuples(
@@ -79,7 +81,9 @@ def main(cfg: Config) -> dict:
         figure_rows = []
         for image_id, row in tqdm(rows.items(), desc="pseudo_labels", mininterval=2.0):
             image = load_rgb(row.path, max_pixels=max_pixels)
-            human, text = read_prior_masks(priors[image_id], image.shape[:2])
+            human, text = stored_priors(
+                priors[image_id], image.shape[:2], layout, lines.get(image_id)
+            )
             cams = segmentation_maps(
                 model_image,
                 image,

@@ -94,11 +94,12 @@ def main(cfg: Config) -> dict:
                 f"over the {world.size} processes torchrun started"
             )
         train_data, eval_data = (
-            load_split(cfg, train.train_split),
-            load_split(cfg, train.eval_split),
+            load_split(cfg, train.train_split, train.priors),
+            load_split(cfg, train.eval_split, train.priors),
         )
         mask_types = load_mask_types(cfg.data.dataset, train_data.class_names)
-        model_image, model_cropped, optimizer = build_training(train, mask_types, device)
+        prior_types = train_data.layout.types  # train.priors: coarse (Table 1's) or refined
+        model_image, model_cropped, optimizer = build_training(train, prior_types, device)
         models = {"model_image": model_image, "model_cropped": model_cropped}
         seed_ranks(cfg.seed, world)
         iters_per_epoch = len(train_data) // train.batch_size
@@ -202,6 +203,7 @@ def main(cfg: Config) -> dict:
             backbone=train.backbone,
             tiny_width=train.tiny_width,
             mask_types=mask_types,
+            prior_types=list(prior_types),
             class_names=train_data.class_names,
             background_channel=train.crop_target == "l2g",
             use_mask_weighting=train.use_mask_weighting,

@@ -45,7 +45,7 @@ from privobfnet.text.learned import (
     save_typers,
     train_mil,
 )
-from privobfnet.text.lines import LINES_FILE, read_lines
+from privobfnet.text.lines import LINES_FILE, TYPED_LINES_FILE, read_lines
 from privobfnet.text.recognizers import Recognizers, recognize_lines
 from privobfnet.text.typer import TextTyper
 
@@ -166,7 +166,7 @@ def main(cfg: Config) -> dict:
                             ),
                         }
                     )
-        with atomic_path(out_dir / "typed_lines.parquet") as tmp:
+        with atomic_path(out_dir / TYPED_LINES_FILE) as tmp:
             frame = pd.DataFrame(
                 typed_rows,
                 columns=["image_id", "split", "line", "text", "type", "score", "source", "scores"],

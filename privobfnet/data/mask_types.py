@@ -3,7 +3,9 @@
 One TSV per data set in ``privobfnet/data/mask_types/<dataset>.tsv``: ``#`` comment lines, a
 header ``class_name<TAB>mask_type`` and optional named columns (``basis``: why; ``entities``: the
 text entities a line of the class is typed as, comma-separated, ``-`` for none, see
-``privobfnet.text``), then one row per class. Types:
+``privobfnet.text``; ``refined``: the class's own prior with ``train.priors: refined``, one of
+``privobfnet.priors.PRIOR_TYPES``: face, human, typed, text, none, no_region), then one row per
+class. Types:
 
 - ``human``: weighted by the human mask (faces, bodies, clothing, people together);
 - ``text``: weighted by the OCR text mask (names, addresses, dates, handwriting);
@@ -91,6 +93,41 @@ def _read_rows(dataset: str) -> dict[str, dict[str, str]]:
             raise DataError(str(path), f"row {number}: class listed twice", fields[0])
         table[fields[0]] = dict(zip(header, fields))
     return table
+
+
+def load_prior_types(dataset: str, class_names: Sequence[str], mode: str) -> list[str]:
+    """The prior type of each class under ``mode`` ("coarse": the mask types; "refined": the
+    ``refined`` column, the mask type where a table has no such column).
+
+    A ``typed`` class needs entities to be typed by (else nothing would weigh it), a ``face`` or
+    ``human`` class must be a human class and a ``typed`` one a text class: errors name the file.
+    """
+    coarse = load_mask_types(dataset, class_names)
+    if mode == "coarse":
+        return coarse
+    rows, entities = _read_rows(dataset), read_entity_map(dataset)
+    out = []
+    for name, kind in zip(class_names, coarse):
+        refined = rows[name].get("refined", kind).strip() or kind
+        allowed = {
+            "human": {"human", "face"},
+            "text": {"text", "typed"},
+            "none": {"none"},
+            "no_region": {"no_region"},
+        }[kind]
+        if refined not in allowed:
+            raise DataError(
+                str(mask_types_file(dataset)),
+                f"class {name}: refined prior {refined!r} does not refine mask type {kind!r}",
+                f"allowed: {sorted(allowed)}",
+            )
+        if refined == "typed" and name not in entities:
+            raise DataError(
+                str(mask_types_file(dataset)),
+                f"class {name}: refined prior 'typed' needs entities to type its lines by",
+            )
+        out.append(refined)
+    return out
 
 
 def load_mask_types(dataset: str, class_names: Sequence[str]) -> list[str]:

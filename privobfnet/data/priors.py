@@ -189,3 +189,74 @@ def read_faces_log(path: str | os.PathLike) -> dict[str, list]:
             except (ValueError, KeyError, TypeError):
                 continue
     return faces
+
+
+def read_typed_lines(
+    lines_path: str | os.PathLike, typed_path: str | os.PathLike, class_names: Sequence[str]
+) -> dict[str, list]:
+    """image_id -> its read lines (``privobfnet.priors.TypedLine``: polygon, typer score per class
+    index) from the masks stage's ``lines.parquet`` and the type_text stage's
+    ``typed_lines.parquet`` (the refined priors' typed masks). A typed row naming a line the lines
+    file lacks, or scores that are not a JSON object of numbers, is an error naming the file."""
+    from privobfnet.priors import TypedLine
+    from privobfnet.text.lines import read_lines
+
+    lines = read_lines(lines_path)
+    typed_path = Path(typed_path)
+    try:
+        typed = pd.read_parquet(typed_path, columns=["image_id", "line", "scores"])
+    except FileNotFoundError:
+        raise DataError(typed_path, "typed lines missing (run the type_text stage)") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(typed_path, "typed lines unreadable", str(exc)) from None
+    index = {name: c for c, name in enumerate(class_names)}
+    out: dict[str, list] = {}
+    for number, row in enumerate(typed.itertuples(index=False)):
+        image_lines = lines.get(str(row.image_id), [])
+        if not 0 <= int(row.line) < len(image_lines):
+            raise DataError(
+                typed_path,
+                f"row {number}: line {row.line} of {row.image_id} is not in {lines_path}",
+            )
+        try:
+            scores = {
+                index[name]: float(value)
+                for name, value in json.loads(row.scores).items()
+                if name in index
+            }
+        except (ValueError, TypeError, AttributeError):
+            raise DataError(typed_path, f"row {number}: scores are not a JSON object") from None
+        polygon = np.asarray(image_lines[int(row.line)].polygon, np.float64).reshape(-1, 2)
+        out.setdefault(str(row.image_id), []).append(TypedLine(polygon, scores))
+    return out
+
+
+def stored_priors(
+    priors: Priors, shape: tuple[int, int], layout=None, lines: Sequence | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """One image's priors as the model takes them: the stored (H, W) human and text masks (no
+    ``layout``: the coarse masks), or ``layout``'s (Ch, H, W) and (Ct, H, W) stacks
+    (``privobfnet.priors.build_stacks``) from them, the stored face boxes and ``lines`` (the
+    image's ``read_typed_lines``)."""
+    from privobfnet.priors import build_stacks
+
+    human, text = read_prior_masks(priors, shape)
+    if layout is None:
+        return human, text
+    return build_stacks(
+        layout, shape, human=human, text=text, face_boxes=priors.face_boxes, lines=lines or ()
+    )
+
+
+def layout_lines(cfg, layout, class_names: Sequence[str]) -> dict[str, list]:
+    """The typed lines a layout's typed classes need (``read_typed_lines`` from the masks and
+    type_text stages' outputs), {} when it has none."""
+    from privobfnet.text.lines import LINES_FILE, TYPED_LINES_FILE
+
+    if layout is None or not layout.typed_classes:
+        return {}
+    return read_typed_lines(
+        Path(cfg.masks.out_dir) / LINES_FILE,
+        Path(cfg.text.out_dir) / TYPED_LINES_FILE,
+        class_names,
+    )

@@ -20,13 +20,15 @@ from torchvision.transforms.v2 import functional as TF
 from privobfnet.config import Config
 from privobfnet.data.images import load_rgb
 from privobfnet.data.manifest import labels_matrix, read_manifest
-from privobfnet.data.priors import Priors, read_index, read_prior_masks
+from privobfnet.data.mask_types import load_prior_types
+from privobfnet.data.priors import Priors, layout_lines, read_index, stored_priors
 from privobfnet.data.saliency import read_saliency
 from privobfnet.models.inputs import mask_tensor, normalize, resize_sample
+from privobfnet.priors import PriorLayout, TypedLine
 
-# a cached sample holds 5 bytes per pixel: 3 for the RGB image, 1 each for the human and text masks
-# (6 with a saliency map)
-CACHED_BYTES_PER_PIXEL = 5
+# a cached sample holds 3 bytes per pixel for the RGB image and 1 per prior channel (2 coarse; the
+# refined priors add the face boxes and one per typed class), 1 more with a saliency map
+CACHED_BYTES_PER_PIXEL = 3
 FLIP_PROBABILITY = 0.5
 # augment "l2g" (L2G's VOC loader): the short side resized to input_size * 8 / 7 (512 for 448),
 # then ColorJitter(brightness, contrast, saturation, hue) in a random order
@@ -39,8 +41,8 @@ class Batch:
     """A training batch on the training device."""
 
     images: torch.Tensor  # (B, 3, S, S) normalised, channels_last
-    human_masks: torch.Tensor  # (B, 1, S, S) in [0, 1]
-    text_masks: torch.Tensor  # (B, 1, S, S) in [0, 1]
+    human_masks: torch.Tensor  # (B, Ch, S, S) in [0, 1]: the human prior stack (privobfnet.priors)
+    text_masks: torch.Tensor  # (B, Ct, S, S) in [0, 1]: the text prior stack
     labels: torch.Tensor  # (B, C) multi-hot float
     privacy_scores: torch.Tensor  # (B,) in [0, 1], NaN where unknown
     saliency: torch.Tensor | None = None  # (B, 1, S, S) in [0, 1] with masks.saliency, else None
@@ -55,7 +57,17 @@ class SplitData:
 
     CACHE_BYTES = 2 << 30
 
-    def __init__(self, cfg: Config, manifest: pd.DataFrame, priors: dict[str, Priors]):
+    def __init__(
+        self,
+        cfg: Config,
+        manifest: pd.DataFrame,
+        priors: dict[str, Priors],
+        *,
+        layout: PriorLayout | None = None,
+        lines: dict[str, list[TypedLine]] | None = None,
+    ):
+        """``layout``: the priors the model is weighted by (None: the coarse human and text
+        masks); ``lines``: image_id -> its read lines with their typer scores (refined priors)."""
         self.image_ids = manifest["image_id"].tolist()
         self.class_names = list(manifest.attrs["class_names"])
         self.labels = torch.from_numpy(labels_matrix(manifest).astype(np.float32))  # (N, C)
@@ -65,6 +77,8 @@ class SplitData:
         )  # (N,), NaN where the data set has none
         self._paths = manifest["path"].tolist()
         self._priors = [priors[i] for i in self.image_ids]
+        self.layout, self._lines = layout, lines or {}
+        n_channels = 2 if layout is None else len(layout.human_channels) + len(layout.text_channels)
         # L2G's saliency maps where the masks stage recorded them (masks.saliency)
         self.has_saliency = bool(self._priors) and all(
             p.saliency_path is not None for p in self._priors
@@ -76,7 +90,7 @@ class SplitData:
         self._memory_format = (
             torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         )
-        per_pixel = CACHED_BYTES_PER_PIXEL + self.has_saliency
+        per_pixel = CACHED_BYTES_PER_PIXEL + n_channels + self.has_saliency
         fits = len(self) * per_pixel * self._size**2 <= self.CACHE_BYTES
         self._cache: dict[int, tuple] | None = {} if fits else None
 
@@ -89,15 +103,20 @@ class SplitData:
             return None
         return torch.from_numpy(read_saliency(self._priors[index].saliency_path, shape))[None]
 
+    def _prior_masks(self, index: int, shape: tuple[int, int]):
+        """The image's priors (``stored_priors``: coarse masks, or the layout's stacks)."""
+        image_lines = self._lines.get(self.image_ids[index], ())
+        return stored_priors(self._priors[index], shape, self.layout, image_lines)
+
     def _sample(self, index: int) -> tuple[torch.Tensor, ...]:
-        """(3, S, S) image, (1, S, S) human and text masks, uint8 each, and the saliency map alike
-        (None without ``has_saliency``)."""
+        """(3, S, S) image, (Ch, S, S) human and (Ct, S, S) text priors, uint8 each, and the
+        saliency map alike (None without ``has_saliency``)."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         image = load_rgb(
             self._paths[index], max_pixels=self._max_pixels, allow_grayscale=self._grayscale
         )
-        human, text = read_prior_masks(self._priors[index], image.shape[:2])
+        human, text = self._prior_masks(index, image.shape[:2])
         rgb, human_t, text_t = resize_sample(image, human, text, self._size)
         saliency = self._saliency(index, image.shape[:2])
         if saliency is not None and tuple(saliency.shape[-2:]) != (self._size, self._size):
@@ -121,24 +140,26 @@ class SplitData:
         image = load_rgb(
             self._paths[index], max_pixels=self._max_pixels, allow_grayscale=self._grayscale
         )
-        human, text = read_prior_masks(self._priors[index], image.shape[:2])
+        human, text = self._prior_masks(index, image.shape[:2])
         height, width = image.shape[:2]
         scale = self._short_side / min(height, width)
         size = (max(self._size, round(height * scale)), max(self._size, round(width * scale)))
         rgb = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BICUBIC))
         saliency = self._saliency(index, (height, width))
         masks = [mask_tensor(m, (height, width)) for m in (human, text)]
+        n_human, n_priors = len(masks[0]), len(masks[0]) + len(masks[1])
         masks = torch.cat(masks + ([] if saliency is None else [saliency]))[None]
         masks = F.interpolate(masks, size, mode="bilinear", align_corners=False, antialias=True)
         return (
             torch.from_numpy(rgb.copy()).permute(2, 0, 1),
-            masks[0, :1],
-            masks[0, 1:2],
-            None if saliency is None else masks[0, 2:].clamp(0, 1),
+            masks[0, :n_human],
+            masks[0, n_human:n_priors],
+            None if saliency is None else masks[0, n_priors:].clamp(0, 1),
         )
 
     def stack(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> (B, 3, S, S) uint8 images, (B, 1, S, S) human and text masks as float in [0, 1]."""
+        """-> (B, 3, S, S) uint8 images, (B, Ch, S, S) human and (B, Ct, S, S) text priors as float
+        in [0, 1]."""
         return self._stack(indices)[:3]
 
     def _stack(self, indices: list[int]) -> tuple[torch.Tensor | None, ...]:
@@ -232,7 +253,18 @@ def color_jitter(image: torch.Tensor, factors: torch.Tensor, order: torch.Tensor
     return image
 
 
-def load_split(cfg: Config, split: str) -> SplitData:
-    """A split's manifest joined with the masks stage's index (every image must have its masks)."""
+def load_split(cfg: Config, split: str, priors: str | PriorLayout | None = None) -> SplitData:
+    """A split's manifest joined with the masks stage's index (every image must have its masks).
+
+    ``priors``: the model's prior layout, or a mode ("coarse" | "refined", ``train.priors``) read
+    from the data set's mask-type table; None: the coarse masks, unstacked. A layout with typed
+    classes reads the typed lines too (``read_typed_lines``).
+    """
     manifest = read_manifest(Path(cfg.data.manifest_dir) / f"{split}.parquet")
-    return SplitData(cfg, manifest, read_index(cfg.masks.out_dir, manifest["image_id"].tolist()))
+    layout = priors
+    if isinstance(priors, str):
+        class_names = manifest.attrs["class_names"]
+        layout = PriorLayout(tuple(load_prior_types(cfg.data.dataset, class_names, priors)))
+    index = read_index(cfg.masks.out_dir, manifest["image_id"].tolist())
+    lines = layout_lines(cfg, layout, manifest.attrs["class_names"])
+    return SplitData(cfg, manifest, index, layout=layout, lines=lines)

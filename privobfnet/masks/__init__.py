@@ -75,6 +75,12 @@ def build_backend(
         if parser_dir is None:
             raise ValueError("the simulated human parser needs parser_dir")
         return SimulatedHumanParser(parser_dir=parser_dir)
+    if (kind, backend) == ("face", "simulated"):
+        from privobfnet.masks.simulated import SimulatedFaceDetector
+
+        if parser_dir is None:
+            raise ValueError("the simulated face detector needs parser_dir (its folder's sibling)")
+        return SimulatedFaceDetector(parser_dir=parser_dir)
     if (kind, backend) == ("face", "mediapipe"):
         from privobfnet.masks.mediapipe import FaceDetector
 

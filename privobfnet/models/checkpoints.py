@@ -22,6 +22,7 @@ from privobfnet.config import DeeplabConfig
 from privobfnet.io import atomic_path
 from privobfnet.models.deeplabv2 import DeepLabV2, build_deeplab
 from privobfnet.models.privobfnet import PrivObfNet, build_model
+from privobfnet.priors import PriorLayout
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
@@ -71,13 +72,19 @@ def ensemble_checkpoint(
     }
 
 
+def prior_layout(meta: Mapping[str, Any]) -> PriorLayout:
+    """The priors a checkpoint's model is weighted by (``privobfnet.priors``): its ``prior_types``,
+    or its mask types (checkpoints from before the refined priors: the coarse layout)."""
+    return PriorLayout(tuple(meta.get("prior_types", meta["mask_types"])))
+
+
 def model_from_meta(meta: Mapping[str, Any]) -> PrivObfNet:
     """An untrained network of the architecture ``meta`` describes (no ImageNet weights read)."""
     return build_model(
         backbone=meta["backbone"],
         tiny_width=meta["tiny_width"],
         pretrained=None,
-        mask_types=meta["mask_types"],
+        mask_types=prior_layout(meta).types,
         background_channel=meta["background_channel"],
         use_mask_weighting=meta["use_mask_weighting"],
     )

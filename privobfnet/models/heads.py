@@ -3,7 +3,8 @@
 - ``CamHead``: the attention map generator, a 1x1 conv without bias, one channel per attribute
   (plus a background channel for L2G's crop target); CAM = ReLU of it (Zhou et al. 2016).
 - ``gate_by_prior_masks``: section 3.2's mask weighting. Attribute c's positive evidence is kept
-  only inside the prior mask of its type (human or text); un-masked attributes stay as they are.
+  only inside its prior mask (``privobfnet.priors``: coarse, its type's human or text mask; refined,
+  its own: face boxes, person mask, lines typed as it); un-masked attributes stay as they are.
 - ``AttentionFeatures``: attention-weighted features V, one feature vector per attribute,
   concatenated on the channel axis.
 - ``AttributeHead`` and ``PrivacyHead`` read V (eq. 5 and eq. 4).
@@ -17,10 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MASK_TYPES = ("none", "human", "text")  # index into the stacked prior masks [ones, human, text]
-GATED_AS = {
-    "no_region": "none"
-}  # a class without a region (a0_safe) is un-masked; it only leaves segmentation
+from privobfnet.priors import PriorLayout
 
 
 class CamHead(nn.Module):
@@ -35,18 +33,17 @@ class CamHead(nn.Module):
         return self.conv(features)
 
 
-def mask_type_index(mask_types: Sequence[str]) -> torch.Tensor:
-    """Per-channel index into [ones, human, text] for a list of "none" | "human" | "text" | "no_region"."""
-    gated = [GATED_AS.get(t, t) for t in mask_types]
-    unknown = sorted(set(gated) - set(MASK_TYPES))
-    if unknown:
-        raise ValueError(f"unknown mask type(s) {unknown}; expected {[*MASK_TYPES, *GATED_AS]}")
-    return torch.tensor([MASK_TYPES.index(t) for t in gated], dtype=torch.long)
+def mask_type_index(prior_types: Sequence[str], extra: Sequence[str] = ()) -> torch.Tensor:
+    """Per-channel index into the stacked priors [ones, *human, *text] (``privobfnet.priors``) for
+    each class's prior type ("none" | "no_region" | "human" | "text" | "face" | "typed") and each
+    ``extra`` channel (a background channel: "none")."""
+    return torch.tensor(PriorLayout(tuple(prior_types)).channel_index(extra), dtype=torch.long)
 
 
 def prior_masks_at(human: torch.Tensor, text: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, 1, H, W) human and text masks in [0, 1] -> (B, 3, h, w) = [ones, human, text] area-averaged."""
-    masks = torch.cat([torch.ones_like(human), human, text], dim=1)  # (B, 3, H, W)
+    """(B, Ch, H, W) human and (B, Ct, H, W) text stacks in [0, 1] -> (B, 1 + Ch + Ct, h, w) =
+    [ones, *human, *text] area-averaged (coarse priors: Ch = Ct = 1)."""
+    masks = torch.cat([torch.ones_like(human[:, :1]), human, text], dim=1)
     return F.adaptive_avg_pool2d(masks, size)
 
 
@@ -55,7 +52,7 @@ def gate_by_prior_masks(
 ) -> torch.Tensor:
     """Section 3.2's mask weighting applied to CAM logits; ReLU of the result = ReLU(logits) * mask.
 
-    cam_logits (B, K, h, w), priors (B, 3, h, w) from ``prior_masks_at``, type_index (K,).
+    cam_logits (B, K, h, w), priors (B, P, h, w) from ``prior_masks_at``, type_index (K,).
     Only positive evidence is scaled by the mask: negative logits outside the mask are kept, so an
     attribute absent from an image without people can still be scored below zero (a plain
     ``logits * mask`` would pin it at 0, i.e. probability 0.5).

@@ -56,23 +56,27 @@ def renormalize_affine(source: InputNorm, target: InputNorm) -> tuple[torch.Tens
 
 
 def mask_tensor(mask: np.ndarray | None, shape: tuple[int, int]) -> torch.Tensor:
-    """(H, W) uint8 0..255 (or bool, or float 0..1) mask -> (1, H, W) float in [0, 1]; None -> zeros."""
+    """(H, W) (or a (K, H, W) stack of) uint8 0..255 (or bool, or float 0..1) mask -> (1, H, W)
+    (or (K, H, W)) float in [0, 1]; None -> (1, H, W) zeros."""
     if mask is None:
         return torch.zeros(1, *shape)
-    if mask.shape != shape:
-        raise ValueError(f"mask of shape {mask.shape} does not match the image's {shape}")
     array = np.asarray(mask)
+    if array.shape[-2:] != tuple(shape) or array.ndim not in (2, 3):
+        raise ValueError(f"mask of shape {array.shape} does not match the image's {shape}")
     scale = 255.0 if array.dtype == np.uint8 else 1.0
-    return torch.from_numpy(array.astype(np.float32) / scale)[None]
+    tensor = torch.from_numpy(array.astype(np.float32) / scale)
+    return tensor[None] if array.ndim == 2 else tensor
 
 
 def resize_sample(
     image: np.ndarray, human: np.ndarray | None, text: np.ndarray | None, size: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(H, W, 3) uint8 image and (H, W) masks -> (3, S, S) uint8, (1, S, S) and (1, S, S) float masks."""
+    """(H, W, 3) uint8 image and (H, W) masks (or (Ch, H, W) and (Ct, H, W) prior stacks,
+    ``privobfnet.priors``) -> (3, S, S) uint8, (Ch, S, S) and (Ct, S, S) float masks."""
     shape = image.shape[:2]
     rgb = torch.tensor(image).permute(2, 0, 1)[None].float()  # (1, 3, H, W), a copy
-    masks = torch.cat([mask_tensor(human, shape), mask_tensor(text, shape)])[None]  # (1, 2, H, W)
+    human_t = mask_tensor(human, shape)
+    masks = torch.cat([human_t, mask_tensor(text, shape)])[None]  # (1, Ch + Ct, H, W)
     if shape != (size, size):
         rgb = F.interpolate(rgb, (size, size), mode="bilinear", align_corners=False, antialias=True)
         masks = F.interpolate(
@@ -80,7 +84,7 @@ def resize_sample(
         )
     rgb = rgb.round().clamp(0, 255).to(torch.uint8)[0]
     masks = masks.clamp(0, 1)[0]
-    return rgb, masks[:1], masks[1:]
+    return rgb, masks[: len(human_t)], masks[len(human_t) :]
 
 
 def images_to_tensor(images: torch.Tensor, device: str | torch.device) -> torch.Tensor:

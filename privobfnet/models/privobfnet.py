@@ -69,9 +69,13 @@ class PrivObfNet(nn.Module):
         )
         self.register_buffer("input_scale", scale, persistent=False)
         self.register_buffer("input_shift", shift, persistent=False)
-        channel_types = list(mask_types) + (["none"] if background_channel else [])
-        self.register_buffer("type_index", mask_type_index(channel_types), persistent=False)
-        self.cam_head = CamHead(backbone.out_channels, len(channel_types))
+        # each class's prior type (privobfnet.priors: the coarse Table 1 types, or refined ones)
+        self.prior_types = tuple(mask_types)
+        background = ["none"] if background_channel else []
+        self.register_buffer(
+            "type_index", mask_type_index(self.prior_types, background), persistent=False
+        )
+        self.cam_head = CamHead(backbone.out_channels, self.n_classes + len(background))
         self.attention_features = AttentionFeatures(backbone.out_channels, feature_dim)
         self.attribute_head = AttributeHead(self.n_classes, feature_dim)
         self.privacy_head = PrivacyHead(self.n_classes, feature_dim)
@@ -84,7 +88,8 @@ class PrivObfNet(nn.Module):
         *,
         heads: bool = True,
     ) -> ModelOutput:
-        """images (B, 3, H, W) ImageNet-normalised; masks (B, 1, H, W) in [0, 1]. ``heads=False``: CAMs only."""
+        """images (B, 3, H, W) ImageNet-normalised; the prior stacks (B, Ch, H, W) and (B, Ct, H, W)
+        in [0, 1] (``privobfnet.priors``; coarse: one channel each). ``heads=False``: CAMs only."""
         if self.input_scale is not None:
             images = images * self.input_scale + self.input_shift
         features = self.backbone(images)  # (B, D, h, w)
@@ -92,7 +97,7 @@ class PrivObfNet(nn.Module):
         if self.use_mask_weighting:
             priors = prior_masks_at(
                 human_masks, text_masks, tuple(logits.shape[-2:])
-            )  # (B, 3, h, w)
+            )  # (B, 1 + Ch + Ct, h, w)
             logits = gate_by_prior_masks(logits, priors, self.type_index)
         class_logits = logits[:, : self.n_classes].mean(dim=(2, 3))  # (B, C)
         if not heads:

@@ -32,6 +32,7 @@ from privobfnet.obfuscate.regions import (
     polygon_patch,
 )
 from privobfnet.obfuscate.styles import apply_style
+from privobfnet.priors import PriorLayout, TypedLine, build_stacks
 from privobfnet.text.learned import load_typers
 from privobfnet.text.typer import TextTyper
 
@@ -105,6 +106,11 @@ class LoadedModel:
     input_size: int
     meta: dict
 
+    @property
+    def layout(self) -> PriorLayout:
+        """The priors the model is weighted by (``privobfnet.priors``: coarse or refined)."""
+        return PriorLayout(tuple(self.meta.get("prior_types", self.mask_types)))
+
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Model-Image from an ensemble checkpoint (``final.pt``); errors name the file."""
@@ -139,10 +145,30 @@ def attribute_table(model: LoadedModel) -> list[dict[str, str]]:
 
 
 def model_kinds(model: LoadedModel) -> set[str]:
-    """Detectors whose output the model takes as priors: text lines and the person mask."""
-    return ({"text"} if "text" in model.mask_types else set()) | (
-        {"person"} if "human" in model.mask_types else set()
+    """Detectors whose output the model takes as priors: text lines and the person mask; with
+    refined priors the face boxes and, for typed classes, the lines read (to be typed)."""
+    layout = model.layout
+    return (
+        ({"text"} if "text" in model.mask_types else set())
+        | ({"person"} if "human" in model.mask_types else set())
+        | ({"face"} if "face" in layout.types else set())
+        | ({"lines"} if layout.typed_classes else set())
     )
+
+
+def typed_priors(model: LoadedModel, detections: Detections) -> list[TypedLine] | None:
+    """The read lines with their typer scores per class index, as the refined priors take them
+    (None where the lines were not typed: no typer)."""
+    if not detections.typed:
+        return None
+    index = {name: c for c, name in enumerate(model.class_names)}
+    return [
+        TypedLine(
+            np.asarray(polygon, np.float64),
+            {index[a]: v for a, v in typed.scores.items() if a in index},
+        )
+        for polygon, typed in zip(detections.text_lines, detections.typed)
+    ]
 
 
 def predict_image(
@@ -153,20 +179,37 @@ def predict_image(
     class_threshold: float,
     bg_threshold: float,
     device: str | torch.device = "cpu",
+    typer: TextTyper | None = None,
 ) -> Prediction:
-    """Model-Image on one image with the detectors' priors; a prior no class uses is all ones (as in training)."""
-    ones = np.ones(image.shape[:2], np.float32)
+    """Model-Image on one image with the detectors' priors (``typer`` types the read lines where
+    the refined priors need them and ``detections`` holds none typed); a prior no class uses is all ones (as in
+    training). Refined priors (``privobfnet.priors``): the face boxes, and each typed class's lines
+    typed as it (``detections.typed``); without typed lines (no typer) a typed class falls back to
+    every text line, so a chosen attribute is not left unweighted (fail-safe, not as trained)."""
+    shape = image.shape[:2]
+    ones = np.ones(shape, np.float32)
     human = detections.person if "human" in model.mask_types else None
     text = detections.text_mask if "text" in model.mask_types else None
     if ("human" in model.mask_types and human is None) or (
         "text" in model.mask_types and text is None
     ):
         raise ValueError("the model needs the person mask and text lines its mask types use")
+    human, text = ones if human is None else human, ones if text is None else text
+    layout = model.layout
+    if layout.refined:
+        if layout.typed_classes and typer is not None and not detections.typed and detections.lines:
+            detections = replace(detections, typed=tuple(typer(detections.lines, shape[0])))
+        lines = typed_priors(model, detections)
+        human, text = build_stacks(
+            layout, shape, human=human, text=text, face_boxes=detections.faces, lines=lines or ()
+        )
+        if lines is None:
+            text[1:] = text[0]
     return predict(
         model.network,
         image,
-        ones if human is None else human,
-        ones if text is None else text,
+        human,
+        text,
         input_size=model.input_size,
         class_threshold=class_threshold,
         bg_threshold=bg_threshold,
@@ -274,7 +317,10 @@ class Obfuscator:
         shape = image.shape[:2]
         chosen: dict[str, tuple[np.ndarray, str]] = {}
         score, found = None, {}
-        if self.typer is not None and (self.typed_attributes or "pii" in self.prefs.hide_all):
+        model_types = self.model is not None and bool(self.model.layout.typed_classes)
+        if self.typer is not None and (
+            self.typed_attributes or "pii" in self.prefs.hide_all or model_types
+        ):
             start = time.perf_counter()
             if len(detections.lines) != len(detections.text_lines):
                 raise ValueError("text typing needs the detector's lines read (detector 'lines')")

@@ -30,6 +30,9 @@ import numpy as np
 from privobfnet.data.errors import DataError
 
 LINES_FILE = "lines.parquet"
+TYPED_LINES_FILE = (
+    "typed_lines.parquet"  # the type_text stage's every line typed, under text.out_dir
+)
 WordBox = tuple[str, tuple[float, float, float, float]]
 
 

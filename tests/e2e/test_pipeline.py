@@ -29,7 +29,7 @@ from privobfnet.data.mask_types import load_mask_types
 from privobfnet.data.splits import load_split
 from privobfnet.inference import predict_segmentation, predict_split
 from privobfnet.labels import segmentation_classes
-from privobfnet.models.checkpoints import load_deeplab, load_ensemble
+from privobfnet.models.checkpoints import load_deeplab, load_ensemble, prior_layout
 from tests.conftest import copy_project, dvc
 from tools.compare_outputs import files_under
 from tools.ui_check import free_port, get_json, start
@@ -187,8 +187,8 @@ def test_registered_ensemble_answers_as_the_checkpoint(served, monkeypatch):
     monkeypatch.chdir(project)
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     registered = mlflow.pytorch.load_model(f"models:/{ENSEMBLE_MODEL}/latest")
-    from_checkpoint, _, _ = load_ensemble(project / ENSEMBLE_CHECKPOINT)
-    data = load_split(load_params(project / "params.yaml"), "test")
+    from_checkpoint, _, meta = load_ensemble(project / ENSEMBLE_CHECKPOINT)
+    data = load_split(load_params(project / "params.yaml"), "test", prior_layout(meta))
     cpu = torch.device("cpu")
     probs, scores = predict_split(registered, data, cpu, batch_size=4)
     expected_probs, expected_scores = predict_split(from_checkpoint, data, cpu, batch_size=4)

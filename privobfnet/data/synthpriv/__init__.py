@@ -14,7 +14,13 @@ remnants are set to background. Safe images (no label left) are labelled a0_safe
 
 ``write_synthpriv`` writes the VISPR layout (see ``privobfnet.data.readers.vispr``; the user profiles in
 VPA's ``user_studies/user_profiles.tsv`` layout, so the real reader path is what runs) plus
-``SegmentationClass/`` and ``SimulatedHumanParser/`` (the output of a SIMULATED human parser).
+``SegmentationClass/``, ``SimulatedHumanParser/`` (the output of a SIMULATED human parser) and
+``SimulatedFaceDetector/`` (a SIMULATED face detector's boxes, JSON per image: MediaPipe's detector
+does not fire on the drawn faces).
+
+People are drawn at the sizes people photograph them: a face's width is log-uniform in
+``synthpriv.face_width`` of the image's (group photos to close portraits, where the body leaves
+the frame and a face near an edge is cut by it).
 """
 
 from __future__ import annotations
@@ -47,12 +53,20 @@ from privobfnet.data.synthpriv.items import (
     draw_object,
     draw_text_item,
 )
-from privobfnet.data.synthpriv.people import PERSON_KINDS, draw_person, simulate_human_parser
+from privobfnet.data.synthpriv.people import (
+    HEAD_HEIGHT,
+    HEAD_WIDTH,
+    PERSON_KINDS,
+    draw_person,
+    simulate_face_detector,
+    simulate_human_parser,
+)
 from privobfnet.data.synthpriv.text import person_name
 from privobfnet.io import atomic_dir
 
 MaskType = Literal["none", "human", "text", "no_region"]
 PARSER_FOLDER = "SimulatedHumanParser"  # the simulated human parser's output, beside the images
+FACE_FOLDER = "SimulatedFaceDetector"  # the simulated face detector's boxes, <image_id>.json each
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,8 @@ class Sample:
     # (attribute id, string) of every text line left visible (>= min_region_pixels), drawing order;
     # ordinary (non-private) lines have attribute None
     texts: tuple[tuple[str | None, str], ...] = ()
+    # the SIMULATED face detector's boxes, [x0, y0, x1, y1, score] each (synthpriv.face_noise)
+    face_boxes: tuple[tuple[float, ...], ...] = ()
 
     @property
     def label_ids(self) -> tuple[str, ...]:
@@ -122,10 +138,16 @@ class Sample:
 # --------------------------------------------------------------------------------------------
 # Scene composition
 # --------------------------------------------------------------------------------------------
-def _person_item(canvas: Canvas, rng: np.random.Generator, person: int, kind: str) -> None:
+def _person_item(
+    canvas: Canvas, rng: np.random.Generator, person: int, kind: str, face_width: list[float]
+) -> None:
+    """One person whose face is ``face_width`` (log-uniform [min, max]) of the image wide: small,
+    whole figures for group photos up to close portraits whose body leaves the frame."""
     size = canvas.size
-    height = size * rng.uniform(0.35, 1.0)
-    top = rng.uniform(-0.12 * height, max(0.0, size - 0.55 * height))
+    low, high = np.log(face_width[0]), np.log(face_width[1])
+    height = size * float(np.exp(rng.uniform(low, high))) / HEAD_WIDTH
+    head = HEAD_HEIGHT * height
+    top = rng.uniform(-0.3 * head, max(-0.3 * head + 1.0, size - 0.55 * height, 0.6 * size - head))
     drawn = draw_person(
         canvas,
         rng,
@@ -180,7 +202,7 @@ def _compose(rng: np.random.Generator, cfg: Config) -> tuple[Canvas, int, bool]:
     for job in rng.permutation(len(jobs)):
         what, arg = jobs[job]
         if what == "person":
-            _person_item(canvas, rng, n_people, arg)
+            _person_item(canvas, rng, n_people, arg, sp.face_width)
             n_people += 1
         elif what == "text":
             draw_text_item(canvas, rng, arg)
@@ -233,17 +255,18 @@ def _image_seed(cfg: Config, split: str, index: int) -> np.random.SeedSequence:
 
 def generate_sample(split: str, index: int, cfg: Config) -> Sample:
     """Image ``index`` of ``split``, regenerated alone from (cfg.seed, split, index)."""
-    streams = _image_seed(cfg, split, index).spawn(MAX_ATTEMPTS + 1)
+    streams = _image_seed(cfg, split, index).spawn(MAX_ATTEMPTS + 2)
     for attempt in range(MAX_ATTEMPTS):
         rng = np.random.default_rng(streams[attempt])
         canvas, n_people, safe = _compose(rng, cfg)
         class_mask, labels = _ground_truth(canvas)
         if labels or safe:
             break
-    parser_rng = np.random.default_rng(
-        streams[-1]
-    )  # own stream: parser noise never changes the scene
+    # own streams: the parser's and the face detector's noise never change the scene
+    parser_rng = np.random.default_rng(streams[MAX_ATTEMPTS])
     parser_mask = simulate_human_parser(canvas, n_people, cfg.synthpriv.parser_noise, parser_rng)
+    face_rng = np.random.default_rng(streams[MAX_ATTEMPTS + 1])
+    face_boxes = simulate_face_detector(canvas, cfg.synthpriv.face_noise, face_rng)
     person_of = np.array([-1 if i.person is None else i.person for i in canvas.instances])
     owner_person = person_of[canvas.owner]
     boxes = []
@@ -266,6 +289,7 @@ def generate_sample(split: str, index: int, cfg: Config) -> Sample:
         labels=labels or (0,),
         people_boxes=tuple(boxes),
         texts=texts,
+        face_boxes=tuple(tuple(box) for box in face_boxes),
     )
 
 
@@ -347,7 +371,7 @@ def write_synthpriv(root: Path, cfg: Config, *, progress: bool = True) -> dict:
     label_counts: Counter[str] = Counter()
     with atomic_dir(root) as tmp:  # a killed run leaves either the old data set or the new one
         _write_tables(tmp, cfg)
-        for sub in ("SegmentationClass", PARSER_FOLDER):
+        for sub in ("SegmentationClass", PARSER_FOLDER, FACE_FOLDER):
             (tmp / sub).mkdir()
         for split, n_images in cfg.data.splits.items():
             (tmp / "images" / split).mkdir(parents=True)
@@ -371,6 +395,8 @@ def write_synthpriv(root: Path, cfg: Config, *, progress: bool = True) -> dict:
                 )
                 parser_png = tmp / PARSER_FOLDER / f"{sample.image_id}.png"
                 Image.fromarray(sample.parser_mask, "L").save(parser_png)
+                faces_json = tmp / FACE_FOLDER / f"{sample.image_id}.json"
+                faces_json.write_text(json.dumps([list(b) for b in sample.face_boxes]) + "\n")
             (tmp / f"{split}.txt").write_text("\n".join(ids) + "\n")
     return {
         "images": sum(cfg.data.splits.values()),

@@ -63,6 +63,8 @@ class Instance:
     text: Optional[str] = (
         None  # the string of a text line (the obfuscation tool's leak test reads it)
     )
+    # x0, y0, x1, y1 as drawn, out-of-frame parts included (faces: the simulated face detector's)
+    box: Optional[tuple[float, float, float, float]] = None
 
 
 class Canvas:

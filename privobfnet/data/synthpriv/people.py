@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from privobfnet.config import ParserNoise
+from privobfnet.config import FaceNoise, ParserNoise
 from privobfnet.data.synthpriv.draw import Canvas, random_color, skin_color, smooth_noise
 
 LIMBS = ("arm_l", "arm_r", "leg_l", "leg_r")
@@ -22,6 +22,9 @@ HAIR_COLORS = np.array(
     np.float32,
 )
 INK = np.array([25, 40, 75], np.float32)
+HEAD_WIDTH = 0.15  # a head's width as a share of the person's height (its face is that wide)
+HEAD_HEIGHT = 0.19
+FACE_DETECTOR_SCORES = (0.6, 0.99)  # the simulated detector's box scores, uniform
 
 
 @dataclass(frozen=True)
@@ -226,15 +229,15 @@ def _arms(
                 inst,
             )
         body.disc(*hand, 0.6 * limb_w, body.skin, inst)
-        if tattoo and limb_w >= 5 and (side == 1 or rng.random() < 0.3):
-            radius = 0.55 * limb_w * rng.uniform(0.9, 1.3)
+        if tattoo and limb_w >= 4 and (side == 1 or rng.random() < 0.3):
+            radius = 0.75 * limb_w * rng.uniform(1.0, 1.4)  # seen at 320 px on a group photo
             _tattoo(body.canvas, rng, _along(elbow, hand, 0.45), radius, body.person, part)
 
 
 def _head(body: _Body, rng: np.random.Generator, *, back_view: bool) -> None:
     """Neck, hair and head; a front view has a face (eyes or sunglasses, mouth, maybe a fringe)."""
     h, cx, canvas = body.h, body.cx, body.canvas
-    hh, hw = 0.19 * h, 0.15 * h
+    hh, hw = HEAD_HEIGHT * h, HEAD_WIDTH * h
     hy = body.top + hh / 2
     neck = [cx - 0.035 * h, hy, cx + 0.035 * h, body.ys + 0.02 * h]
     canvas.fill(lambda d: d.rectangle(neck, fill=255), body.skin * 0.92, body.part("neck"))
@@ -255,7 +258,9 @@ def _head(body: _Body, rng: np.random.Generator, *, back_view: bool) -> None:
     if back_view:
         canvas.fill(lambda d: d.ellipse(head, fill=255), hair_color * 0.9, hair)
         return
-    face = body.part("face", "a9_face_complete", full_area=math.pi * hw * hh / 4)
+    face = body.part(
+        "face", "a9_face_complete", full_area=math.pi * hw * hh / 4, box=(x0, y0, x1, y1)
+    )
     canvas.fill(lambda d: d.ellipse(head, fill=255), body.skin, face)
     if style:  # fringe: a chord of the head ellipse, so the face region stays the ellipse
         cut = rng.uniform(10, 35)
@@ -360,3 +365,37 @@ def simulate_human_parser(
             ImageDraw.Draw(blob).ellipse([x - rx, y - ry, x + rx, y + ry], fill=255)
             out |= np.asarray(blob) > 127
     return out.astype(np.uint8) * 255
+
+
+def simulate_face_detector(
+    canvas: Canvas, noise: FaceNoise, rng: np.random.Generator
+) -> list[list[float]]:
+    """SIMULATED face detector output: ``[[x0, y0, x1, y1, score], ...]`` in pixels.
+
+    Each drawn face (its head ellipse's box, clipped to the frame) is missed when narrower than
+    ``min_face_px``, when less than ``min_visible`` of it shows, or with ``miss_prob``; else its
+    sides move by up to ``jitter`` of its size. One spurious box per image with ``false_box_prob``.
+    """
+    size = canvas.size
+    visible = np.bincount(canvas.owner.ravel(), minlength=len(canvas.instances))
+    boxes: list[list[float]] = []
+    for i, inst in enumerate(canvas.instances):
+        if inst.attribute != "a9_face_complete" or inst.box is None:
+            continue
+        x0, y0, x1, y1 = inst.box
+        shown = visible[i] / max(inst.full_area, 1.0)
+        missed = rng.random() < noise.miss_prob
+        if missed or x1 - x0 < noise.min_face_px or shown < noise.min_visible:
+            continue
+        w, h = x1 - x0, y1 - y0
+        dx0, dy0, dx1, dy1 = rng.uniform(-noise.jitter, noise.jitter, 4)
+        box = np.clip([x0 + dx0 * w, y0 + dy0 * h, x1 + dx1 * w, y1 + dy1 * h], 0, size)
+        if box[2] > box[0] and box[3] > box[1]:
+            score = rng.uniform(*FACE_DETECTOR_SCORES)
+            boxes.append([round(float(v), 1) for v in box] + [round(float(score), 3)])
+    if rng.random() < noise.false_box_prob:
+        w = rng.uniform(0.05, 0.2) * size
+        x, y = rng.uniform(0, size - w, 2)
+        score = rng.uniform(*FACE_DETECTOR_SCORES)
+        boxes.append([round(float(v), 1) for v in (x, y, x + w, y + 1.2 * w)] + [round(score, 3)])
+    return boxes

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from privobfnet.config import ParserNoise
+from privobfnet.config import FaceNoise, ParserNoise
 from privobfnet.data import synthpriv
 from privobfnet.data.images import load_mask, load_rgb
 from privobfnet.data.readers.vispr import read_user_profiles
@@ -135,6 +135,45 @@ def test_simulated_parser_is_exact_without_noise_and_imperfect_with_it(ci_config
     assert 0.5 < inter / union < 1.0
 
 
+def test_faces_span_group_photos_to_portraits(ci_config):
+    cfg = with_changes(ci_config, "synthpriv", image_size=320)
+    widths = []
+    for index in range(60):
+        sample = generate_sample("train", index, cfg)
+        face = sample.class_mask == ATTRIBUTE_IDS.index("a9_face_complete") + 1
+        if face.any():
+            cols = np.nonzero(face.any(axis=0))[0]
+            widths.append((cols.max() + 1 - cols.min()) / 320)
+    assert len(widths) >= 15
+    assert min(widths) < 0.08 and max(widths) > 0.25  # group photos and close portraits
+
+
+def test_simulated_face_detector_is_exact_without_noise_and_imperfect_with_it(ci_config):
+    cfg = with_changes(ci_config, "synthpriv", image_size=320)
+    quiet = with_changes(cfg, "synthpriv", face_noise=FaceNoise(0.0, 0.0, 0.0, 0.0, 0.0))
+    noisy = with_changes(cfg, "synthpriv", face_noise=FaceNoise(0.3, 10.0, 0.4, 0.5, 0.1))
+    exact = rough = complete = 0
+    for index in range(40):
+        clean, loose = (
+            generate_sample("train", index, quiet),
+            generate_sample("train", index, noisy),
+        )
+        np.testing.assert_array_equal(clean.image, loose.image)  # noise never changes the scene
+        face = np.isin(clean.class_mask, [ATTRIBUTE_IDS.index("a9_face_complete") + 1])
+        complete += bool(face.any())
+        for x0, y0, x1, y1, score in clean.face_boxes:  # each box holds a drawn face's pixels
+            assert 0.6 <= score <= 0.99 and 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 320
+        exact += len(clean.face_boxes)
+        rough += len(loose.face_boxes)
+        boxes_mask = np.zeros((320, 320), bool)
+        for x0, y0, x1, y1, _ in clean.face_boxes:
+            # PIL's ellipse includes its x1 / y1 pixel: one pixel of slack
+            boxes_mask[int(y0) : int(y1) + 2, int(x0) : int(x1) + 2] = True
+        assert not (face & ~boxes_mask).any()  # every complete face lies in a box
+    assert complete >= 10 and exact >= complete
+    assert rough != exact
+
+
 def test_user_preferences():
     prefs = user_preferences(30, seed=0)
     assert prefs.shape == (30, len(ATTRIBUTES)) and np.issubdtype(prefs.dtype, np.integer)
@@ -192,6 +231,8 @@ def test_write_synthpriv_layout(ci_config, tmp_path):
             parser = Image.open(root / "SimulatedHumanParser" / f"{image_id}.png")
             assert parser.mode == "L"
             np.testing.assert_array_equal(np.asarray(parser), sample.parser_mask)
+            faces = json.loads((root / "SimulatedFaceDetector" / f"{image_id}.json").read_text())
+            assert faces == [list(box) for box in sample.face_boxes]
 
 
 def test_write_is_byte_identical_and_replaces_the_old_root(ci_config, tmp_path):

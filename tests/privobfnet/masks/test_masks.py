@@ -279,3 +279,23 @@ def test_missing_class_names_the_file_and_the_class():
         load_mask_types("voc", ["person", "unicorn"])
     with pytest.raises(DataError, match="no mask-type table"):
         load_mask_types("imagenet", ["person"])
+
+
+def test_simulated_face_detector_reads_the_json_of_the_image(tmp_path):
+    parser_dir = tmp_path / "SimulatedHumanParser"
+    faces_dir = tmp_path / "SimulatedFaceDetector"
+    parser_dir.mkdir()
+    faces_dir.mkdir()
+    (faces_dir / "img1.json").write_text("[[1, 2, 10, 12, 0.9]]\n")
+    (faces_dir / "bad.json").write_text("[[1, 2, 99, 12, 0.9]]\n")
+    backend = build_backend("face", "simulated", parser_dir=parser_dir, cache_dir="unused")
+    image = np.zeros((16, 20, 3), np.uint8)
+    result = backend(image, image_id="img1")
+    assert result.boxes == ((1.0, 2.0, 10.0, 12.0, 0.9),)
+    assert result.mask[5, 5] == 1 and result.mask[14, 14] == 0
+    with pytest.raises(DataError, match="bad.json: box 0: expected"):
+        backend(image, image_id="bad")
+    with pytest.raises(DataError, match="img2.json: simulated face detector output missing"):
+        backend(image, image_id="img2")
+    with pytest.raises(DataError, match="simulated face detector folder missing"):
+        build_backend("face", "simulated", parser_dir=tmp_path / "x" / "y", cache_dir="unused")

@@ -152,8 +152,8 @@ def test_mask_gate_scales_positive_evidence_only_and_leaves_unmasked_types():
     priors = prior_masks_at(torch.full((1, 1, 4, 4), 0.25), torch.zeros(1, 1, 4, 4), (1, 1))
     gated = gate_by_prior_masks(logits, priors, mask_type_index(["human", "human", "none", "none"]))
     assert gated.flatten().tolist() == [0.5, -1.0, 2.0, -1.0]
-    with pytest.raises(ValueError, match="unknown mask type"):
-        mask_type_index(["face"])
+    with pytest.raises(ValueError, match="unknown prior type"):
+        mask_type_index(["hair"])
 
 
 def test_attention_features_are_zero_without_attention_and_weighted_means_with_it():
@@ -257,6 +257,7 @@ def _train_cfg(**changes) -> TrainConfig:
         use_privacy=True,
         use_attribute=True,
         use_mask_weighting=True,
+        priors="coarse",
         crop_target="paper",
         l2g_bg_threshold=0.001,
         checkpoint_every=1,
