@@ -16,7 +16,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install paddle-venv run test lint test-paddle test-fast profile dag status ablation ablation-resume seeds hypotheses deps prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
+.PHONY: install paddle-venv run test lint test-paddle test-fast profile dag status ablation seeds hypotheses push pull deps prefect mlflow compare ui-check chromium clean-venv clean-paddle-venv
 
 install: $(STAMP)
 
@@ -76,26 +76,30 @@ test-fast: $(STAMP)
 profile: $(STAMP)
 	$(BIN)/python -m tools.use_profile $(PROFILE)
 
-## ablation: the paper's Table 4 rows and the fully supervised ceiling as queued DVC experiments
-## (each runs the whole pipeline in a temporary copy), then collect them for the report stage.
+## ablation: the paper's Table 4 rows and the fully supervised ceiling as DVC experiments, one
+## `dvc exp run --temp` after another (each runs the whole pipeline in a temporary copy; no queue),
+## then collect them for the report stage. Only the rows DVC does not list yet run, so the same
+## target resumes after an interruption; ALL=1 runs every row. A failed row does not stop the others
+## (the target fails at the end); `--check` first stops before any run if collecting would drop
+## rows of reports/ablation.json whose experiments this clone lacks (`make pull` fetches them;
+## DROP_UNLISTED=1 drops those rows instead).
 ## The rows of ablation, seeds and hypotheses are defined once, in privobfnet/report/rows.py.
-EXPERIMENTS = $(BIN)/python -m tools.experiments
+COLLECT = $(BIN)/python -m tools.collect_ablation $(if $(DROP_UNLISTED),--drop-unlisted)
 ablation seeds hypotheses: $(STAMP) params.yaml
-	$(EXPERIMENTS) $@ > /dev/null
-	$(EXPERIMENTS) $@ | while read -r overrides; do $(BIN)/dvc exp run --queue $$overrides || exit 1; done
-	$(MAKE) ablation-resume
-
-## ablation-resume: run what is still queued, then collect and report (also after an interruption:
-## DVC's queue worker can die on its file broker, leaving tasks queued; `dvc queue status` shows it)
-ablation-resume: $(STAMP) params.yaml
-	$(BIN)/dvc exp run --run-all
-	$(BIN)/python -m tools.collect_ablation
-	$(BIN)/dvc repro report
+	$(COLLECT) --check
+	$(BIN)/python -m tools.experiments $@ --run $(if $(ALL),--all); failed=$$?; \
+	  $(COLLECT) && $(BIN)/dvc repro report && exit $$failed
 
 ## seeds: 3 seeds of the ensemble, the single model (Model-Cropped off) and the ground-truth ceiling;
 ## hypotheses: the ensemble trained three other ways over the same seeds (L2G's crop target, crops of
-## 160, eq. 2's weight 1); both queued, collected and reported like ablation (tables.md: mean +- std
+## 160, eq. 2's weight 1); both run, collected and reported like ablation (tables.md: mean +- std
 ## over the seeds)
+
+## push / pull: the outputs dvc.lock names to / from DVC's default remote (the `local` remote of
+## .dvc/config: ../privobfnet-dvc-remote beside the clone, offline), and the DVC experiments to /
+## from the git remote origin when there is one (tools/share.py)
+push pull: $(STAMP)
+	$(BIN)/python -m tools.share $@
 
 ## deps: write dvc.yaml's code deps from each stage's import closure (tests/stages/test_layer.py checks it)
 deps: $(STAMP)

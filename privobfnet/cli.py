@@ -292,7 +292,11 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--tracking-uri", help="MLflow store for models:/ URIs (default: $MLFLOW_TRACKING_URI)"
     )
-    common.add_argument("--cache-dir", default=default_cache_dir(), help="detector model cache")
+    common.add_argument(
+        "--cache-dir",
+        default=default_cache_dir(),
+        help="detector model cache (the face, person and text models ship in the packages)",
+    )
     common.add_argument(
         "--threads",
         type=int,

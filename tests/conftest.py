@@ -176,7 +176,7 @@ def local_http_server(handler, **attributes) -> Iterator[ThreadingHTTPServer]:
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory):
-    """One model cache for the session (MediaPipe files fetched into <cache>/mediapipe on first use)."""
+    """One detector model cache for the session (PaddleOCR's models; MediaPipe's ship in the package)."""
     return tmp_path_factory.mktemp("model-cache")
 
 

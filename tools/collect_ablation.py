@@ -1,46 +1,43 @@
-"""Command (not a DVC stage): collect the finished experiments into reports/ablation.json.
+"""Command (not a DVC stage): collect the finished DVC experiments into reports/ablation.json.
 
-`make ablation` queues one `dvc exp run` per row of the paper's Table 4 (the switches
+    python -m tools.collect_ablation           # write the experiments DVC lists
+    python -m tools.collect_ablation --check   # exit 1 if a collection would drop committed rows
+
+`make ablation` runs one `dvc exp run --temp` per row of the paper's Table 4 (the switches
 train.use_cropped / use_privacy / use_attribute), `make seeds` three seeds of the ensemble, the
 single model and the ground-truth ceiling, `make hypotheses` three seeds of each variant of
-Model-Cropped's training (crop target, crop size, loss weight); all run the queue, then call this to read every
-finished experiment's params (switches, seed) and metrics from `dvc exp show --json`. The report
-stage depends on reports/ablation.json, so `dvc repro` rewrites tables.md when new rows arrive;
-it groups runs that differ only in their seed (``privobfnet.report.seeds``). DVC keeps experiments as local git refs, so
-the rows already in reports/ablation.json that are of today's configuration stay: a fresh clone, which lists no
-experiment, keeps the committed results and adds its own.
+Model-Cropped's training (crop target, crop size, loss weight) (``tools.experiments``); then this
+reads every finished experiment through DVC's Python API: ``dvc.api.exp_show`` lists the
+experiments of every commit that has some, ``dvc.api.params_show`` and ``dvc.api.metrics_show``
+read each one's params and metrics, typed (exp_show's table has them as text). The report stage
+depends on reports/ablation.json, so `dvc repro` rewrites tables.md when new rows arrive; it groups
+runs that differ only in their seed (``privobfnet.report.seeds``).
+
+The file holds exactly the experiments DVC lists, of the workspace's configuration. Experiments are
+git refs, shared through the git remote (`make push` / `make pull`: `dvc exp push/pull origin`); a
+clone that has not pulled them lists none, so a collection that would drop rows of the file whose
+experiments DVC does not list stops, naming them, unless ``--drop-unlisted`` says to.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import subprocess
 import sys
-from typing import Any, Iterator
 
 import yaml
 
-from ops.outputs import ABLATION_FILE, PARAMS_FILE
+from ops.outputs import ABLATION_FILE, PARAMS_FILE, metrics_file
 from privobfnet.io import atomic_write_text, json_digest
 from privobfnet.report.rows import SWITCHES, varied_keys
 
-
-def _walk(node: Any, inside: bool = False) -> Iterator[dict]:
-    """Every experiment record (with data.params / data.metrics) under an ``experiments`` key of `dvc exp show
-    --json` output. The workspace and the commits themselves are no rows: a commit's metrics can predate its
-    params (a profile edited and committed before the pipeline re-ran), which made an old tiny run pass for the
-    seed-0 ensemble of the lite0 profile. Nor is an experiment whose executor is queued, running or failed (a
-    killed run): DVC lists it with the baseline's metrics, or its temporary copy's before it writes its own."""
-    if isinstance(node, dict):
-        if (node.get("executor") or {}).get("state") not in (None, "success"):
-            return
-        if inside and isinstance(node.get("data"), dict) and "params" in node["data"]:
-            yield node
-        for key, value in node.items():
-            yield from _walk(value, inside or key == "experiments")
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value, inside)
+EVALUATE_METRICS = str(metrics_file("evaluate"))  # reports/metrics/evaluate.json
+PSEUDO_LABELS_METRICS = str(metrics_file("pseudo_labels"))
+# exp_show's "typ" of an experiment (a commit is a "baseline")
+EXPERIMENT_ROWS = ("branch_commit", "branch_base")
+FINISHED = (None, "Success")  # exp_show's "State": queued, running and failed runs are no rows
 
 
 VARIED = tuple(varied_keys())  # what the runs of one configuration change
@@ -67,17 +64,17 @@ def configuration(params: dict) -> str:
     return json_digest(_fixed_params(params))
 
 
-def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict]:
-    """Finished experiments -> [{name, seed, switches, profile, metrics}]: evaluate's metrics, pseudo_labels' CAM
-    mIoU and its masks-only baseline."""
+def parse_experiments(experiments: list[dict], reference: dict | None = None) -> list[dict]:
+    """Finished experiments (``read_experiments``: name, rev, timestamp, params, metrics by file) -> rows
+    [{name, seed, switches, profile, metrics, ...}]: evaluate's metrics, pseudo_labels' CAM mIoU and its masks-only
+    baseline. With ``reference`` (params.yaml), only experiments of its configuration."""
     rows = []
     wanted = None if reference is None else configuration(reference)
-    for record in _walk(exp_show):
-        data = record["data"]
-        params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
-        files = data.get("metrics") or {}
-        metrics = files.get("reports/metrics/evaluate.json", {}).get("data")
-        pseudo = files.get("reports/metrics/pseudo_labels.json", {}).get("data") or {}
+    for experiment in experiments:
+        params = experiment.get("params") or {}
+        files = experiment.get("metrics") or {}
+        metrics = files.get(EVALUATE_METRICS)
+        pseudo = files.get(PSEUDO_LABELS_METRICS) or {}
         train = params.get("train", {})
         if not metrics or not all(key in train for key in SWITCHES):
             continue
@@ -87,9 +84,9 @@ def parse_experiments(exp_show: Any, reference: dict | None = None) -> list[dict
         rows.append(
             {
                 "configuration": fingerprint,
-                "name": record.get("name") or data.get("rev", "")[:7],
-                "rev": data.get("rev"),
-                "timestamp": data.get("timestamp"),
+                "name": experiment.get("name") or (experiment.get("rev") or "")[:7],
+                "rev": experiment.get("rev"),
+                "timestamp": experiment.get("timestamp"),
                 "profile": params.get("profile"),
                 "seed": params.get("seed"),
                 "switches": {key: bool(train[key]) for key in SWITCHES},
@@ -126,31 +123,116 @@ def _unique(rows: list[dict]) -> list[dict]:
     return list(unique.values())
 
 
-def merge(collected: list[dict], rows: list[dict], reference: dict) -> tuple[list[dict], int]:
-    """Rows already collected (reports/ablation.json) that are of the reference's configuration and that DVC no
-    longer lists (what it lists now replaces its earlier row), then the rows collected now. DVC keeps experiments
-    as local git refs: a fresh clone lists none, and without the committed rows a collection there would empty the
-    tables. -> (rows, how many earlier rows were kept)"""
+def baselines(repo: str = ".") -> list[str]:
+    """The commits that have experiments: DVC keeps each experiment as the git ref
+    ``refs/exps/<baseline sha[:2]>/<baseline sha[2:]>/<name>`` (its temporary and queue refs lie elsewhere)."""
+    done = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = set()
+    for ref in done.stdout.split():
+        parts = ref.split("/")
+        if (
+            len(parts) == 5
+            and re.fullmatch(r"[0-9a-f]{2}", parts[2])
+            and re.fullmatch(r"[0-9a-f]{38}", parts[3])
+        ):
+            found.add(parts[2] + parts[3])
+    return sorted(found)
+
+
+def listed_experiments(repo: str = ".") -> list[dict]:
+    """The finished experiments ``dvc.api.exp_show`` lists for the commits that have experiments (``baselines``,
+    like `dvc exp show --all-commits` but without reading every other commit): [{name, rev}] (rev abbreviated, as
+    exp_show gives it). Neither the workspace nor the commits themselves: a commit's metrics can predate its params
+    (a profile edited and committed before the pipeline re-ran). Nor a queued, running or failed experiment: DVC
+    lists it with the baseline's metrics, or its temporary copy's before it writes its own."""
+    import dvc.api
+
+    revs = baselines(repo)
+    if not revs:
+        return []
+    return [
+        {"name": row.get("Experiment"), "rev": row["rev"]}
+        for row in dvc.api.exp_show(repo=repo, revs=revs)
+        if row.get("typ") in EXPERIMENT_ROWS and row.get("State") in FINISHED
+    ]
+
+
+def read_experiment(listed: dict, repo: str = ".") -> dict:
+    """One listed experiment's full rev, commit time, params.yaml and the two metrics files the rows read
+    (``dvc.api.params_show`` / ``metrics_show``, one file each, so their keys stay as in the file)."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    done = subprocess.run(
+        [
+            "git",
+            "log",
+            "-1",
+            "--date=format-local:%Y-%m-%dT%H:%M:%S",
+            "--format=%H %cd",
+            listed["rev"],
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rev, timestamp = done.stdout.split()
+    metrics = {}
+    for path in (EVALUATE_METRICS, PSEUDO_LABELS_METRICS):
+        try:
+            metrics[path] = dvc.api.metrics_show(path, repo=repo, rev=rev)
+        except (
+            DvcException,
+            FileNotFoundError,
+        ):  # not written by this run: no row, or no CAM numbers
+            metrics[path] = None
+    params = dvc.api.params_show(str(PARAMS_FILE), repo=repo, rev=rev)
+    return {
+        "name": listed["name"],
+        "rev": rev,
+        "timestamp": timestamp,
+        "params": params,
+        "metrics": metrics,
+    }
+
+
+def read_experiments(repo: str = ".") -> list[dict]:
+    """Every finished experiment DVC lists, read (``read_experiment``)."""
+    return [read_experiment(listed, repo) for listed in listed_experiments(repo)]
+
+
+def unlisted(collected: list[dict], rows: list[dict], reference: dict) -> list[dict]:
+    """Rows already in reports/ablation.json, of the reference's configuration, whose experiment DVC does not list:
+    a collection now would drop them (in a clone that has not pulled the experiments, all of them)."""
     listed, wanted = {row["name"] for row in rows}, configuration(reference)
-    kept = [
+    return [
         row
         for row in collected
         if row.get("configuration") == wanted and row.get("name") not in listed
     ]
-    return _unique(kept + rows), len(kept)
 
 
-def main() -> int:
-    done = subprocess.run(
-        [sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"],
-        capture_output=True,
-        text=True,
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.collect_ablation", description=__doc__.split("\n")[0]
     )
-    if done.returncode != 0:
-        print(done.stderr, file=sys.stderr)
-        return done.returncode
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if rows would be dropped"
+    )
+    parser.add_argument(
+        "--drop-unlisted",
+        action="store_true",
+        help="drop the rows whose experiment DVC does not list (they are not in this clone)",
+    )
+    args = parser.parse_args(argv)
     reference = yaml.safe_load(PARAMS_FILE.read_text())
-    listed = parse_experiments(json.loads(done.stdout or "[]"), reference)
     try:
         collected = (
             json.loads(ABLATION_FILE.read_text())["experiments"] if ABLATION_FILE.exists() else []
@@ -160,16 +242,31 @@ def main() -> int:
             f"{ABLATION_FILE}: not an ablation file ({error!r}); fix or remove it", file=sys.stderr
         )
         return 1
-    rows, kept = merge(collected, listed, reference)
+    rows = parse_experiments(read_experiments(), reference)
+    dropped = unlisted(collected, rows, reference)
+    if dropped and not args.drop_unlisted:
+        names = ", ".join(sorted(str(row.get("name")) for row in dropped))
+        print(
+            f"{ABLATION_FILE}: {len(dropped)} rows of this configuration are experiments DVC does not list "
+            f"({names}): `make pull` fetches the experiments from the git remote origin; "
+            f"`python -m tools.collect_ablation --drop-unlisted` writes only what DVC lists",
+            file=sys.stderr,
+        )
+        return 1
+    if args.check:
+        print(
+            f"{ABLATION_FILE}: {len(rows)} finished experiments listed, none of the file's would be dropped"
+        )
+        return 0
     atomic_write_text(
         ABLATION_FILE, json.dumps({"experiments": rows}, indent=2, sort_keys=True) + "\n"
     )
     print(
-        f"{ABLATION_FILE}: {len(rows)} finished experiments ({len(listed)} listed by `dvc exp show`, {kept} of "
-        f"{len(collected)} already collected kept: the others are listed again or of another configuration)"
+        f"{ABLATION_FILE}: {len(rows)} finished experiments of this configuration listed by DVC"
+        + (f" ({len(dropped)} rows DVC does not list dropped)" if dropped else "")
     )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

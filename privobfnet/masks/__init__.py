@@ -14,8 +14,8 @@ human     ``simulated``   SynthPriv's simulated human parser, read from disk
 face      ``mediapipe``   MediaPipe full-range face detection (boxes)
 ========  ==============  ===========================================================
 
-Model files: rapidocr's wheel ships the OCR model; the MediaPipe files are fetched on first use
-into ``<cache_dir>/mediapipe`` (``privobfnet.masks.assets``); PaddleOCR's model folder is made in
+Model files: rapidocr's wheel ships the OCR model; the MediaPipe files ship inside this package
+(``privobfnet/masks/models/``, ``privobfnet.masks.assets``); PaddleOCR's model folder is made in
 ``<cache_dir>/paddleocr``. The CLI and the stages share one ``cache_dir``
 (``privobfnet.masks.assets.default_cache_dir``: $PRIVOBFNET_CACHE_DIR, else ~/.cache/privobfnet).
 """
@@ -68,7 +68,7 @@ def build_backend(
     if (kind, backend) == ("human", "mediapipe"):
         from privobfnet.masks.mediapipe import SelfieSegmenter
 
-        return SelfieSegmenter(cache_dir=cache_dir, threads=threads)
+        return SelfieSegmenter(threads=threads)
     if (kind, backend) == ("human", "simulated"):
         from privobfnet.masks.simulated import SimulatedHumanParser
 
@@ -84,7 +84,7 @@ def build_backend(
     if (kind, backend) == ("face", "mediapipe"):
         from privobfnet.masks.mediapipe import FaceDetector
 
-        return FaceDetector(cache_dir=cache_dir, threads=threads)
+        return FaceDetector(threads=threads)
     raise ValueError(f"no {kind} mask backend named {backend!r}")
 
 

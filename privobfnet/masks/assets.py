@@ -1,30 +1,26 @@
-"""Model files the mask backends run: fetched once into a cache folder, checked by sha256.
+"""Model files the mask backends run: MediaPipe's, shipped inside the package; the shared cache folder.
 
-MediaPipe's selfie-segmentation and face-detection ``.tflite`` files ship inside the mediapipe
-0.10.21 wheel (the last release that bundles its models). mediapipe itself pins numpy<2, so it is
-never installed: ``pip download`` fetches the wheel (a package registry is the only network a
-fresh machine has), the files are extracted and checked, and ai-edge-litert runs them.
+MediaPipe's selfie-segmentation and face-detection ``.tflite`` files (Apache-2.0, 0.9 MB together)
+were extracted once from the mediapipe 0.10.21 wheel (the last release that bundles its models;
+the files are identical in every platform's wheel) and ship as package data in
+``privobfnet/masks/models/`` (their origin and licence: NOTICE). mediapipe itself pins numpy<2, so
+it is never installed; ai-edge-litert runs the files. Nothing is downloaded at run time: no pip,
+no network, no platform tags.
 
-The wheel asked for is always the same one (fixed platform and Python tags), so its sha256 is
-checked too; the ``.tflite`` files are identical in every platform's wheel.
+Each file is checked by sha256 when first loaded in a process, so a damaged install fails with the
+file's name instead of running a broken model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
-import tempfile
-import zipfile
+from functools import cache
 from pathlib import Path
 
 from privobfnet.io import file_digest
 
-MEDIAPIPE_VERSION = "0.10.21"
-MEDIAPIPE_WHEEL = "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"
-MEDIAPIPE_WHEEL_SHA256 = "05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3"
-# file name -> (path inside the wheel, sha256)
+MEDIAPIPE_VERSION = "0.10.21"  # the wheel the files come from
+# file name -> (path inside that wheel, sha256)
 MEDIAPIPE_MODELS = {
     "selfie_segmentation.tflite": (
         "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
@@ -35,8 +31,7 @@ MEDIAPIPE_MODELS = {
         "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
     ),
 }
-PIP_TIMEOUT_S = 600
-CACHE_ENV = "PRIVOBFNET_CACHE_DIR"  # where the detector model files are cached
+CACHE_ENV = "PRIVOBFNET_CACHE_DIR"  # where other detector model files (PaddleOCR's) are cached
 
 
 def default_cache_dir() -> str:
@@ -49,85 +44,33 @@ def default_cache_dir() -> str:
 
 
 class AssetError(RuntimeError):
-    """A model file could not be fetched or failed its checksum; the message says what to do."""
+    """A packaged model file is missing or fails its checksum; the message names it and what to do."""
 
 
-def _cached(cache_dir: Path) -> dict[str, Path] | None:
-    paths = {name: cache_dir / name for name in MEDIAPIPE_MODELS}
-    ok = all(
-        p.is_file() and file_digest(p) == MEDIAPIPE_MODELS[name][1] for name, p in paths.items()
-    )
-    return paths if ok else None
+def models_dir() -> Path:
+    """The package's folder of MediaPipe ``.tflite`` files (package data: plain files beside this
+    module, in a wheel's install and an editable one alike)."""
+    return Path(__file__).parent / "models"
 
 
-def _pip_download(dest: Path) -> Path:
-    """The pinned mediapipe wheel, downloaded with pip into ``dest``."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        f"mediapipe=={MEDIAPIPE_VERSION}",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--platform",
-        "manylinux_2_28_x86_64",
-        "--python-version",
-        "3.11",
-        "--implementation",
-        "cp",
-        "--abi",
-        "cp311",
-        "--disable-pip-version-check",
-        "-d",
-        str(dest),
-    ]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        done = None
-    wheel = dest / MEDIAPIPE_WHEEL
-    if done is None or done.returncode != 0 or not wheel.is_file():
-        tail = (
-            "timed out"
-            if done is None
-            else " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        )
-        raise AssetError(
-            f"could not download mediapipe {MEDIAPIPE_VERSION} with pip (offline?): {tail}. "
-            f"Where a network is available run `pip download mediapipe=={MEDIAPIPE_VERSION} --no-deps "
-            f"--only-binary=:all: --platform manylinux_2_28_x86_64 --python-version 3.11 -d DIR` and "
-            f"extract {', '.join(MEDIAPIPE_MODELS)} from the wheel into the cache folder"
-        )
-    return wheel
+@cache
+def mediapipe_models() -> dict[str, Path]:
+    """Paths of the packaged MediaPipe ``.tflite`` files, each checked by sha256 (once a process).
 
-
-def ensure_mediapipe_models(cache_dir: str | os.PathLike) -> dict[str, Path]:
-    """Paths of the MediaPipe ``.tflite`` files in ``cache_dir``, fetched on first use.
-
-    Safe to call from several processes: each file is checked, then renamed into place whole.
-    Raises ``AssetError`` (naming the file and what to do) when offline or a checksum differs.
+    Raises ``AssetError`` naming the file when one is missing or differs (a damaged install).
     """
-    cache_dir = Path(cache_dir)
-    found = _cached(cache_dir)
-    if found:
-        return found
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".mediapipe-", dir=cache_dir) as tmp:
-        wheel = _pip_download(Path(tmp))
-        if file_digest(wheel) != MEDIAPIPE_WHEEL_SHA256:
+    folder = models_dir()
+    paths = {}
+    for name, (member, sha) in MEDIAPIPE_MODELS.items():
+        path = folder / name
+        if not path.is_file():
             raise AssetError(
-                f"{wheel.name}: sha256 differs from the pinned {MEDIAPIPE_WHEEL_SHA256}"
+                f"{path}: missing; the privobfnet package ships it (from {member} of the mediapipe "
+                f"{MEDIAPIPE_VERSION} wheel): reinstall privobfnet"
             )
-        with zipfile.ZipFile(wheel) as archive:
-            for name, (member, sha) in MEDIAPIPE_MODELS.items():
-                data = archive.read(member)
-                if hashlib.sha256(data).hexdigest() != sha:
-                    raise AssetError(f"{wheel.name}:{member}: sha256 differs from the pinned {sha}")
-                part = Path(tmp) / name
-                part.write_bytes(data)
-                os.replace(part, cache_dir / name)
-    found = _cached(cache_dir)
-    if not found:  # a file was changed under us while we wrote it
-        raise AssetError(f"{cache_dir}: model files fail their sha256 after download")
-    return found
+        if file_digest(path) != sha:
+            raise AssetError(
+                f"{path}: sha256 differs from the pinned {sha} (damaged install?): reinstall privobfnet"
+            )
+        paths[name] = path
+    return paths

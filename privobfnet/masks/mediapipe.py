@@ -14,12 +14,11 @@ The pre- and post-processing re-implements what the MediaPipe graphs of 0.10.21 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from privobfnet.masks.assets import ensure_mediapipe_models
+from privobfnet.masks.assets import mediapipe_models
 from privobfnet.masks.base import Box, MaskResult, boxes_mask, check_rgb
 
 SELFIE_SIZE = 256
@@ -45,13 +44,13 @@ def _invoke(interpreter, x: np.ndarray) -> list[np.ndarray]:
 
 
 class SelfieSegmenter:
-    """Person mask (soft, in [0, 1]) from MediaPipe selfie segmentation (model in <cache_dir>/mediapipe)."""
+    """Person mask (soft, in [0, 1]) from MediaPipe selfie segmentation (the packaged model file)."""
 
     name = "mediapipe"
     kind = "human"
 
-    def __init__(self, *, cache_dir: str | os.PathLike, threads: int = 1):
-        models = ensure_mediapipe_models(Path(cache_dir) / "mediapipe")
+    def __init__(self, *, threads: int = 1):
+        models = mediapipe_models()
         self._interpreter = _interpreter(models["selfie_segmentation.tflite"], threads)
 
     def __call__(self, image: np.ndarray, *, image_id: str | None = None) -> MaskResult:
@@ -110,10 +109,8 @@ class FaceDetector:
     name = "mediapipe"
     kind = "face"
 
-    def __init__(
-        self, *, cache_dir: str | os.PathLike, threads: int = 1, min_score: float = FACE_MIN_SCORE
-    ):
-        models = ensure_mediapipe_models(Path(cache_dir) / "mediapipe")
+    def __init__(self, *, threads: int = 1, min_score: float = FACE_MIN_SCORE):
+        models = mediapipe_models()
         self._interpreter = _interpreter(models["face_detection_full_range_sparse.tflite"], threads)
         self._anchors = face_anchors()
         self.min_score = min_score

@@ -135,8 +135,9 @@ def build_detectors(
     threads: int = 1,
     factory: Callable[..., MaskBackend] = build_backend,
 ) -> Detectors:
-    """Detectors for the kinds needed ("text", "lines", "face", "person"); MediaPipe files cached in
-    ``cache_dir``. "lines" is the text detector reading every line it finds."""
+    """Detectors for the kinds needed ("text", "lines", "face", "person"); ``cache_dir`` is the
+    backends' model cache (rapidocr's and MediaPipe's models ship in their packages and need none).
+    "lines" is the text detector reading every line it finds."""
     unknown = set(kinds) - set(DETECTOR_KINDS)
     if unknown:
         raise ValueError(

@@ -1,12 +1,14 @@
 """The package as others install it: the built wheel in a fresh virtual environment, no extras.
 
-It holds the library only (no ``stages``, ``ops``, ``pipelines`` or ``tools``), installs without
-the MLOps stack, and its ``privobfnet`` command hides faces and text in a real photo, writing a
-file others can read (the umask's mode) and no metadata.
+It holds the library only (no ``stages``, ``ops``, ``pipelines`` or ``tools``) with MediaPipe's
+model files, installs without the MLOps stack, and its ``privobfnet`` command, with pip removed
+from the environment, hides faces and text in a real photo, writing a file others can read (the
+umask's mode) and no metadata.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -21,6 +23,7 @@ from PIL import Image
 from skimage import data as skdata
 
 import privobfnet
+from privobfnet.masks.assets import MEDIAPIPE_MODELS
 from tests.conftest import REPO
 
 PIPELINE_PACKAGES = (
@@ -68,13 +71,21 @@ def test_the_wheel_holds_the_library_only(wheel):
         entry_points = archive.read(
             f"privobfnet-{privobfnet.__version__}.dist-info/entry_points.txt"
         )
+        models = {
+            name: hashlib.sha256(archive.read(f"privobfnet/masks/models/{name}")).hexdigest()
+            for name in MEDIAPIPE_MODELS
+        }
     assert top == {"privobfnet", f"privobfnet-{privobfnet.__version__}.dist-info"}
     assert b"privobfnet = privobfnet.cli:main" in entry_points
+    assert models == {name: sha for name, (_, sha) in MEDIAPIPE_MODELS.items()}  # package data
 
 
-def test_a_fresh_install_hides_faces_and_text_in_a_photo(fresh_venv, tmp_path, model_cache):
+def test_a_fresh_install_hides_faces_and_text_in_a_photo(fresh_venv, tmp_path):
     python, command = fresh_venv / "bin" / "python", fresh_venv / "bin" / "privobfnet"
-    env = {**os.environ, "PRIVOBFNET_CACHE_DIR": str(model_cache)}
+    # without pip and with an empty model cache: the detectors' files ship in the packages
+    subprocess.run([str(python), "-m", "pip", "uninstall", "--yes", "--quiet", "pip"], check=True)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PRIVOBFNET_CACHE_DIR": str(cache)}
     env.pop("PYTHONPATH", None)
     for args in ([str(command), "--version"], [str(python), "-m", "privobfnet", "--version"]):
         done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path)
@@ -105,3 +116,4 @@ def test_a_fresh_install_hides_faces_and_text_in_a_photo(fresh_venv, tmp_path, m
         assert not written.getexif() and "exif" not in written.info
         pixels = np.asarray(written.convert("RGB"))
     assert (np.abs(pixels.astype(int) - skdata.astronaut()).max(axis=2) > 60).mean() > 0.01  # hid
+    assert not cache.exists()  # nothing fetched

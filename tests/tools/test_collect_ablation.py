@@ -1,85 +1,97 @@
-"""Tests of collect_ablation."""
+"""Tests of collect_ablation (without DVC; tests/e2e/test_share.py reads experiments of a real project)."""
 
 from __future__ import annotations
 
-from tools.collect_ablation import parse_experiments
+import json
+import subprocess
+
+import dvc.api
+import yaml
+
+import tools.collect_ablation as collect
+from tools.collect_ablation import (
+    EVALUATE_METRICS,
+    PSEUDO_LABELS_METRICS,
+    configuration,
+    listed_experiments,
+    parse_experiments,
+    unlisted,
+)
 
 
-def test_parse_experiments_reads_dvc_exp_show_json():
-    def record(rev, name, use_cropped, pearson):
-        train = {
-            "use_cropped": use_cropped,
-            "use_privacy": True,
-            "use_attribute": True,
-            "use_mask_weighting": True,
-        }
-        metrics = {
-            "reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": pearson}}}},
-            "reports/metrics/pseudo_labels.json": {
-                "data": {"splits": {"train": {"cam_miou": pearson / 4, "masks_only_cam_miou": 0.1}}}
-            },
-        }
-        return {
-            "rev": rev,
-            "name": name,
-            "data": {
-                "rev": rev,
-                "params": {
-                    "params.yaml": {
-                        "data": {
-                            "profile": "default",
-                            "seed": 2,
-                            "train": train,
-                            "deeplab": {"labels": "pseudo"},
-                        }
-                    }
-                },
-                "metrics": metrics,
-            },
-        }
+def test_only_finished_experiments_are_listed(monkeypatch):
+    """exp_show's rows as dvc.api gives them: the workspace and the commits are no experiments, nor a queued,
+    running or failed run (DVC lists those with the baseline's or a half-written copy's metrics)."""
 
-    unfinished = {"rev": "u", "name": "queued", "data": {"rev": "u", "params": {}, "metrics": {}}}
-    running = record(
-        "workspace", "running", False, 0.9
-    )  # as `dvc exp show` lists a running one: its copy's data
-    failed = {
-        **record("f", "killed", False, 0.9),
-        "error": {"msg": "Experiment run failed", "type": ""},
-    }
-    shown = [
-        {**record("workspace", None, True, 0.3), "experiments": None},
-        {
-            **record("head", "main", True, 0.3),
-            "experiments": [  # a commit whose metrics predate its params
-                {"revs": [record("abc", "exp-1", False, 0.7), unfinished]},
-                {"executor": {"state": "running"}, "revs": [running]},
-                {"executor": {"state": "failed"}, "revs": [failed]},
-                {"executor": {"state": "failed"}, "revs": [record("g", "failed-run", False, 0.9)]},
-                {"revs": [record("def", "exp-2", True, 0.8)]},
-            ],
-        },
-        {
-            **record("older", None, True, 0.3),
-            "experiments": [{"revs": [record("def", "exp-2", True, 0.8)]}],
-        },
+    def row(name, rev, typ, state=None):
+        return {"Experiment": name, "rev": rev, "typ": typ, "State": state, "Created": "12:00 AM"}
+
+    rows = [
+        row(None, "workspace", "baseline"),
+        row(None, "main", "baseline"),
+        row("exp-1", "abc1234", "branch_commit"),
+        row("queued", "1111111", "branch_commit", "Queued"),
+        row("running", "2222222", "branch_commit", "Running"),
+        row("killed", "3333333", "branch_commit", "Failed"),
+        row("exp-2", "def5678", "branch_base", "Success"),
+        row(None, "older", "baseline"),
     ]
-    rows = parse_experiments(shown)
-    assert sorted(
-        (r["switches"]["use_cropped"], r["privacy"]["test"]["pearson"]) for r in rows
-    ) == [
-        (False, 0.7),
-        (True, 0.8),
-    ]  # experiments only, not the commits or the workspace; exp-2 listed twice: one row
-    assert sorted(r["cam_miou"]["train"] for r in rows) == [0.175, 0.2]
-    assert all(r["seed"] == 2 and r["masks_only_cam_miou"] == {"train": 0.1} for r in rows)
+    calls = []
+    monkeypatch.setattr(dvc.api, "exp_show", lambda **kw: calls.append(kw) or rows)
+    monkeypatch.setattr(collect, "baselines", lambda repo: ["a" * 40, "b" * 40])
+    assert listed_experiments("somewhere") == [
+        {"name": "exp-1", "rev": "abc1234"},
+        {"name": "exp-2", "rev": "def5678"},
+    ]
+    assert calls == [{"repo": "somewhere", "revs": ["a" * 40, "b" * 40]}]
+    monkeypatch.setattr(collect, "baselines", lambda repo: [])
+    assert listed_experiments("somewhere") == [] and len(calls) == 1  # no experiment: no exp_show
 
 
-def test_only_experiments_of_the_workspace_configuration_are_collected():
-    """Runs of an older profile (other sizes, another backbone) are no rows of today's tables; runs that differ
-    only in the seed, the Table 4 switches, the DeepLab labels or Model-Cropped's training are."""
+def test_the_baselines_are_the_commits_of_the_experiment_refs(tmp_path):
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@e", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
-    def record(rev, seed, backbone, labels="pseudo", use_cropped=True, **hypothesis):
-        train = {
+    git("init", "-q")
+    git("commit", "-q", "--allow-empty", "-m", "one")
+    first = git("rev-parse", "HEAD")
+    git("commit", "-q", "--allow-empty", "-m", "two")
+    second = git("rev-parse", "HEAD")
+    assert collect.baselines(str(tmp_path)) == []
+    git("update-ref", f"refs/exps/{first[:2]}/{first[2:]}/exp-a", second)
+    git("update-ref", f"refs/exps/{first[:2]}/{first[2:]}/exp-b", second)
+    git("update-ref", f"refs/exps/{second[:2]}/{second[2:]}/exp-c", second)
+    git("update-ref", "refs/exps/celery/stash", second)  # the queue's, no experiment
+    git("update-ref", "refs/exps/exec/EXEC_BASELINE", first)
+    assert collect.baselines(str(tmp_path)) == sorted([first, second])
+
+
+def experiment(name, params, pearson=0.5, cam=None):
+    metrics = {EVALUATE_METRICS: {"privacy": {"test": {"pearson": pearson}}}}
+    if cam is not None:
+        metrics[PSEUDO_LABELS_METRICS] = {
+            "splits": {"train": {"cam_miou": cam, "masks_only_cam_miou": 0.1}}
+        }
+    return {
+        "name": name,
+        "rev": f"{name}-full-sha",
+        "timestamp": "2026-12-02T11:45:01",
+        "params": params,
+        "metrics": metrics,
+    }
+
+
+def params(seed=2, backbone="lite0", labels="pseudo", iterations=800, use_cropped=True, **train):
+    return {
+        "profile": "default",
+        "seed": seed,
+        "deeplab": {"labels": labels, "iterations": iterations, "lr": 0.001},
+        "train": {
             "backbone": backbone,
             "use_cropped": use_cropped,
             "use_privacy": True,
@@ -88,120 +100,101 @@ def test_only_experiments_of_the_workspace_configuration_are_collected():
             "crop_target": "paper",
             "crop_size": 224,
             "loss_weights": {"image": 10.0, "cropped": 1.0},
-            **hypothesis,
-        }
-        params = {
-            "profile": "default",
-            "seed": seed,
-            "train": train,
-            "deeplab": {"labels": labels, "lr": 0.001},
-        }
-        metrics = {
-            "reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": seed / 10}}}}
-        }
-        return {
-            "rev": rev,
-            "name": rev,
-            "data": {"rev": rev, "params": {"params.yaml": {"data": params}}, "metrics": metrics},
-        }
+            **train,
+        },
+    }
 
-    workspace = record("w", 0, "lite0")["data"]["params"]["params.yaml"]["data"]
+
+def test_parse_experiments_reads_params_and_metrics():
+    unfinished = {"name": "no-metrics", "rev": "u", "params": params(), "metrics": {}}
+    old_layout = {**experiment("no-switches", {"seed": 1}), "name": "no-switches"}
     shown = [
-        record("a", 1, "lite0"),
-        record("b", 2, "lite0", labels="ground_truth"),
-        record("c", 0, "lite0", use_cropped=False),
-        record("old", 3, "tiny"),
-        record(
+        experiment("exp-1", params(use_cropped=False), pearson=0.7, cam=0.175),
+        unfinished,
+        old_layout,
+        experiment("exp-2", params(), pearson=0.8, cam=0.2),
+        experiment("exp-2", params(), pearson=0.8, cam=0.2),  # listed twice: one row
+    ]
+    rows = parse_experiments(shown)
+    assert sorted(
+        (r["name"], r["switches"]["use_cropped"], r["privacy"]["test"]["pearson"]) for r in rows
+    ) == [("exp-1", False, 0.7), ("exp-2", True, 0.8)]
+    assert sorted(r["cam_miou"]["train"] for r in rows) == [0.175, 0.2]
+    assert all(r["seed"] == 2 and r["masks_only_cam_miou"] == {"train": 0.1} for r in rows)
+    assert {r["rev"] for r in rows} == {"exp-1-full-sha", "exp-2-full-sha"}
+    assert {r["timestamp"] for r in rows} == {"2026-12-02T11:45:01"}
+    without_cam = parse_experiments([experiment("e", params())])
+    assert without_cam[0]["cam_miou"] == {} and without_cam[0]["deeplab_iterations"] == 800
+
+
+def test_only_experiments_of_the_workspace_configuration_are_collected():
+    """Runs of an older profile (other sizes, another backbone) are no rows of today's tables; runs that differ
+    only in the seed, the Table 4 switches, the DeepLab labels, its iterations or Model-Cropped's training are."""
+    workspace = params(seed=0)
+    shown = [
+        experiment("a", params(seed=1)),
+        experiment("b", params(seed=2, labels="ground_truth")),
+        experiment("c", params(seed=0, use_cropped=False)),
+        experiment("old", params(seed=3, backbone="tiny")),
+        experiment("short", params(seed=1, iterations=300)),
+        experiment(
             "h",
-            1,
-            "lite0",
-            crop_target="l2g",
-            crop_size=160,
-            loss_weights={"image": 1.0, "cropped": 1.0},
+            params(
+                seed=1,
+                crop_target="l2g",
+                crop_size=160,
+                loss_weights={"image": 1.0, "cropped": 1.0},
+            ),
         ),
     ]
-    listed = [{"rev": "workspace", "experiments": [{"revs": shown}]}]
-    rows = parse_experiments(listed, workspace)
-    assert sorted(r["name"] for r in rows) == [
-        "a",
-        "b",
-        "c",
-        "h",
-    ]  # `make hypotheses` varies Model-Cropped's training
+    rows = parse_experiments(shown, workspace)
+    assert sorted(r["name"] for r in rows) == ["a", "b", "c", "h", "short"]
     assert [
         (r["crop_target"], r["crop_size"], r["loss_weights"]["image"])
         for r in rows
         if r["name"] == "h"
     ] == [("l2g", 160, 1.0)]
-    assert len(parse_experiments(listed)) == 5  # without a reference: every finished run
+    assert {r["configuration"] for r in rows} == {configuration(workspace)}
+    assert [r["deeplab_iterations"] for r in rows if r["name"] == "short"] == [300]
+    assert len(parse_experiments(shown)) == 6  # without a reference: every finished run
 
 
-def test_collection_keeps_committed_rows_of_the_configuration_and_records_deeplab_iterations():
-    """A fresh clone lists no experiment (DVC keeps them as local refs): the committed rows of today's configuration
-    stay, those of another configuration go, and a run listed again is one row. DeepLab's iterations are recorded,
-    not part of the configuration."""
-    from tools.collect_ablation import configuration, merge
-
-    def params(iterations=800, backbone="lite0", seed=0):
-        return {
-            "profile": "default",
-            "seed": seed,
-            "deeplab": {"labels": "pseudo", "iterations": iterations},
-            "train": {
-                "backbone": backbone,
-                "use_cropped": True,
-                "use_privacy": True,
-                "use_attribute": True,
-                "use_mask_weighting": True,
-            },
-        }
-
-    def record(rev, **kw):
-        metrics = {
-            "reports/metrics/evaluate.json": {"data": {"privacy": {"test": {"pearson": 0.5}}}}
-        }
-        return {
-            "rev": rev,
-            "name": rev,
-            "data": {
-                "rev": rev,
-                "params": {"params.yaml": {"data": params(**kw)}},
-                "metrics": metrics,
-            },
-        }
-
-    reference = params()
-    assert (
-        configuration(params(iterations=300))
-        == configuration(reference)
-        != configuration(params(backbone="tiny"))
-    )
-    assert configuration(params(seed=2)) == configuration(reference)
-    listed = parse_experiments([{"experiments": [{"revs": [record("new", seed=1)]}]}], reference)
-    assert [(r["name"], r["deeplab_iterations"], r["configuration"]) for r in listed] == [
-        ("new", 800, configuration(reference))
-    ]
+def test_rows_whose_experiment_is_not_listed_are_named_before_they_are_dropped():
+    """A clone that has not pulled the experiments lists none of the committed rows: the collector names them
+    (it stops unless told to drop them). Rows of another configuration are no loss."""
+    reference = params(seed=0)
     committed = parse_experiments(
         [
-            {
-                "experiments": [
-                    {
-                        "revs": [
-                            record("old", iterations=300),
-                            record("tiny", backbone="tiny"),
-                            record("new", seed=1),
-                        ]
-                    }
-                ]
-            }
+            experiment("kept", params(seed=1)),
+            experiment("gone", params(seed=2)),
+            experiment("tiny", params(seed=1, backbone="tiny")),
         ]
     )
-    rows, kept = merge(committed, listed, reference)
+    listed = parse_experiments([experiment("kept", params(seed=1)), experiment("new", params())])
+    assert [r["name"] for r in unlisted(committed, listed, reference)] == ["gone"]
+    assert unlisted(committed, committed, reference) == []
+    assert [r["name"] for r in unlisted(committed, [], reference)] == ["kept", "gone"]
+
+
+def test_main_stops_rather_than_drop_unlisted_rows(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params(seed=0)))
+    (tmp_path / "reports").mkdir()
+    committed = parse_experiments([experiment("gone", params(seed=1))], params(seed=0))
+    ablation = tmp_path / "reports" / "ablation.json"
+    ablation.write_text(json.dumps({"experiments": committed}))
+    listed = [experiment("new", params(seed=2))]
+    monkeypatch.setattr(collect, "read_experiments", lambda repo=".": listed)
+
+    assert collect.main([]) == 1
     assert (
-        sorted(r["name"] for r in rows) == ["new", "old"] and kept == 1
-    )  # "new" was committed and listed again
-    stale = [
-        {**committed[-1], "privacy": {"test": {"pearson": 0.1}}}
-    ]  # collected while it ran, before its metrics
-    assert [r["privacy"]["test"]["pearson"] for r in merge(stale, listed, reference)[0]] == [0.5]
-    assert merge([], [], reference) == ([], 0)
+        "gone" in capsys.readouterr().err
+        and json.loads(ablation.read_text())["experiments"] == committed
+    )
+    assert collect.main(["--check", "--drop-unlisted"]) == 0
+    assert json.loads(ablation.read_text())["experiments"] == committed  # --check writes nothing
+    assert collect.main(["--drop-unlisted"]) == 0
+    assert [r["name"] for r in json.loads(ablation.read_text())["experiments"]] == ["new"]
+    ablation.write_text("[]")
+    assert collect.main([]) == 1
+    assert "not an ablation file" in capsys.readouterr().err

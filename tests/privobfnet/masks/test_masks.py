@@ -4,6 +4,8 @@ with pip into a temporary cache, as a fresh machine would."""
 
 from __future__ import annotations
 
+import subprocess
+
 import cv2
 import numpy as np
 import pytest
@@ -147,26 +149,42 @@ def test_face_detector_finds_no_face_on_a_page(model_cache):
     assert build_backend("face", "mediapipe", cache_dir=model_cache)(page_rgb()).boxes == ()
 
 
-def test_mediapipe_models_are_checked_and_refetched(model_cache):
-    build_backend("face", "mediapipe", cache_dir=model_cache)  # make sure they are there
-    folder = model_cache / "mediapipe"
-    damaged = folder / "selfie_segmentation.tflite"
-    damaged.write_bytes(b"not a model")
-    paths = assets.ensure_mediapipe_models(folder)
-    expected = assets.MEDIAPIPE_MODELS["selfie_segmentation.tflite"][1]
-    assert file_digest(paths["selfie_segmentation.tflite"]) == expected
-    assert not [
-        p for p in folder.iterdir() if p.name.startswith(".")
-    ]  # no leftovers of the download
+def test_mediapipe_models_ship_in_the_package_and_load_without_pip(monkeypatch, tmp_path):
+    """The face and person models are the package's own files, checked by sha256: building the
+    backends runs no subprocess (no pip download), reads no cache folder and finds a face."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a subprocess was started: {args[:1]}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    assets.mediapipe_models.cache_clear()
+    paths = assets.mediapipe_models()
+    assert {p.parent for p in paths.values()} == {REPO / "privobfnet" / "masks" / "models"}
+    assert {name: file_digest(p) for name, p in paths.items()} == {
+        name: sha for name, (_, sha) in assets.MEDIAPIPE_MODELS.items()
+    }
+    cache = tmp_path / "cache"
+    face = build_backend("face", "mediapipe", cache_dir=cache)(skdata.astronaut())
+    build_backend("human", "mediapipe", cache_dir=cache)
+    assert len(face.boxes) == 1 and not cache.exists()
 
 
-def test_mediapipe_fetch_offline_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")  # no configured indexes or wheel folders
-    monkeypatch.setenv("PIP_NO_INDEX", "1")  # and no network: what an offline machine sees
-    with pytest.raises(assets.AssetError, match=r"pip download mediapipe==0\.10\.21") as failure:
-        assets.ensure_mediapipe_models(tmp_path / "mediapipe")
-    assert "selfie_segmentation.tflite" in str(failure.value)
-    assert list((tmp_path / "mediapipe").iterdir()) == []
+def test_a_damaged_packaged_model_is_named(monkeypatch, tmp_path):
+    for name in assets.MEDIAPIPE_MODELS:
+        (tmp_path / name).write_bytes(b"not a model")
+    monkeypatch.setattr(assets, "models_dir", lambda: tmp_path)
+    assets.mediapipe_models.cache_clear()
+    try:
+        with pytest.raises(assets.AssetError, match=r"selfie_segmentation\.tflite: sha256 differs"):
+            assets.mediapipe_models()
+        (tmp_path / "selfie_segmentation.tflite").unlink()
+        with pytest.raises(
+            assets.AssetError, match=r"selfie_segmentation\.tflite: missing.*reinstall"
+        ):
+            assets.mediapipe_models()
+    finally:
+        assets.mediapipe_models.cache_clear()
 
 
 def test_weighted_nms_averages_overlapping_boxes():
