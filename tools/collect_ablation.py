@@ -95,6 +95,8 @@ def parse_experiments(experiments: list[dict], reference: dict | None = None) ->
                 "crop_target": train.get("crop_target"),
                 "crop_size": train.get("crop_size"),
                 "loss_weights": train.get("loss_weights"),
+                # the CAMs' priors (train.priors); runs from before the setting were coarse
+                "priors": train.get("priors", "coarse"),
                 "privacy": metrics.get("privacy", {}),
                 "attributes": metrics.get("attributes", {}),
                 "segmentation": metrics.get("segmentation", {}),

@@ -23,6 +23,9 @@ TABLE4 = (
     ("Attention (Image + Cropped) + Priv + Attr", ENSEMBLE),
 )
 CEILING = {"deeplab.labels": "ground_truth"}  # DeepLabV2 on the ground truth: the ceiling
+# the full model with the paper's coarse priors (one mask per Table 1 type; privobfnet.priors):
+# the refined priors' effect is the difference, its masks-only baseline under the same priors
+COARSE = {"train.priors": "coarse"}
 SEEDS = (0, 1, 2)
 # what the ensemble's hypotheses change in Model-Cropped's training, one change each
 HYPOTHESES = (
@@ -31,6 +34,7 @@ HYPOTHESES = (
     {"train.loss_weights.image": 1.0},
 )
 HYPOTHESIS_KEYS = ("crop_target", "crop_size", "loss_weights")  # train.* keys a hypothesis varies
+PRIORS_KEY = "priors"  # train.priors: the seeds' and ablation's coarse row varies it
 
 
 def switches(values: dict[str, bool]) -> dict[str, Any]:
@@ -41,9 +45,9 @@ def switches(values: dict[str, bool]) -> dict[str, Any]:
 def grid(name: str) -> list[dict[str, Any]]:
     """The experiments of ``make <name>`` as params overrides, one dict each."""
     if name == "ablation":  # Table 4's rows and the ceiling, at the workspace's seed
-        return [switches(s) for _, s in TABLE4] + [CEILING]
+        return [switches(s) for _, s in TABLE4] + [{**switches(ENSEMBLE), **COARSE}, CEILING]
     if name == "seeds":  # the ensemble, the single model and the ceiling over the seeds
-        variants = [switches(ENSEMBLE), switches(SINGLE), CEILING]
+        variants = [switches(ENSEMBLE), switches(SINGLE), {**switches(ENSEMBLE), **COARSE}, CEILING]
         return [{"seed": seed, **variant} for seed in SEEDS for variant in variants]
     if name == "hypotheses":  # the ensemble trained three other ways, over the seeds
         return [
@@ -57,5 +61,5 @@ def grid(name: str) -> list[dict[str, Any]]:
 def varied_keys() -> list[tuple[str, ...]]:
     """The params keys the grids vary (besides ``seed``): equal for the runs of one configuration."""
     keys = {("seed",), ("deeplab", "labels")}
-    keys |= {("train", key) for key in SWITCHES + HYPOTHESIS_KEYS}
+    keys |= {("train", key) for key in SWITCHES + HYPOTHESIS_KEYS + (PRIORS_KEY,)}
     return sorted(keys)

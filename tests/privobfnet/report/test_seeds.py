@@ -166,3 +166,33 @@ def test_one_run_per_seed_the_newest_by_timestamp_wins_whatever_the_listing_orde
         {"seed": 0, "v": 0.1, "timestamp": "2026-11-30T12:00:00"},
     ]  # an older run listed later
     assert [r["v"] for r in one_per_seed(runs)] == [0.2]
+
+
+def test_table5_shows_the_coarse_priors_beside_their_own_masks_only_baseline(ci_config):
+    assert ci_config.train.priors == "refined"
+    experiments = []
+    for seed in range(3):
+        experiments += [
+            _experiment(seed, cam=0.40 + 0.01 * seed, miou=0.30 + 0.01 * seed),
+            {
+                **_experiment(seed, cam=0.20 + 0.01 * seed, free=0.10, miou=0.20 + 0.02 * seed),
+                "name": f"coarse{seed}",
+                "priors": "coarse",
+            },
+        ]
+    evaluate = {"segmentation": {"val": {"miou": 0.3}}}
+    pseudo = {"classes": ["background", "a9"], "splits": {"train": {"cam_miou": 0.41}}}
+    tables, _ = render_tables(ci_config, evaluate, pseudo, experiments)
+    row = "| ours, coarse priors (paper Table 1): CAM pseudo-labels (train) | I+S | - | - | - | "
+    assert row + "21.0 ± 1.0 (n=3) |" in tables  # only the coarse runs, not the refined ones
+    assert "masks-only baseline (train) | I+S | - | - | - | 10.0 ± 0.0 (n=3) |" in tables
+    p = stats.ttest_rel([0.20, 0.22, 0.24], [0.30, 0.31, 0.32]).pvalue
+    assert (
+        f"coarse priors (paper Table 1) (val) | I+S | - | - | - | 22.0 ± 2.0 (n=3) (p={p:.2g}"
+        in tables
+    )
+    # the refined profile's own rows ignore the coarse runs
+    assert (
+        "| ours: CAM pseudo-labels vs ground truth (train) | I+S | - | - | - | 41.0 ± 1.0 (n=3) |"
+        in tables
+    )
