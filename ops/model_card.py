@@ -67,6 +67,14 @@ def attribute_names(metrics: Mapping[str, Any]) -> list[str]:
     return sorted(names, key=lambda n: (int(n[1:].split("_")[0]) if n[1:2].isdigit() else 0, n))
 
 
+def weakest_attributes(metrics: Mapping[str, Any], split: str = "val", n: int = 3) -> str:
+    """The ``n`` attributes with the lowest AP on ``split`` (``a11_tattoo`` 0.120, ...), or ''."""
+    ap = metrics.get("attributes", {}).get(split, {}).get("ap", {})
+    numbers = {k: v for k, v in ap.items() if isinstance(v, (int, float)) and v == v}
+    lowest = sorted(numbers, key=lambda k: (numbers[k], k))[:n]
+    return ", ".join(f"`{name}` {numbers[name]:.3f}" for name in lowest)
+
+
 def model_card(
     metrics: Mapping[str, Any],
     *,
@@ -78,6 +86,10 @@ def model_card(
 ) -> str:
     """The card as Markdown; ``source`` says where its numbers come from (a file, a run)."""
     class_names = attribute_names(metrics)
+    weakest = weakest_attributes(metrics)
+    weakest_line = (
+        f" The lowest APs on val: {weakest}; such an attribute is often missed." if weakest else ""
+    )
     attributes = ", ".join(f"`{name}`" for name in class_names)
     return f"""# Model card: privobfnet-ensemble
 
@@ -87,6 +99,20 @@ square. From an RGB image, with the person mask and the text-line mask its detec
 predicts the image's **privacy score** in [0, 1], the **probability of each privacy attribute**,
 and a map per attribute (its class activation map), from which `privobfnet obfuscate` hides the
 attributes a user chooses. Numbers below: {source}.
+
+## Use
+
+```python
+import mlflow, pandas as pd
+
+model = mlflow.pyfunc.load_model("models:/privobfnet-ensemble@champion")
+model.predict(pd.DataFrame({{"image": [open("photo.jpg", "rb").read()]}}))
+# one row per image: privacy_score, then one probability per attribute id
+```
+
+The input is a column `image` of image file bytes (base64 strings in a REST request to
+`mlflow models serve`); the model runs the same detectors and the same scoring as
+`privobfnet score --model models:/privobfnet-ensemble@champion`, whose answer it gives.
 
 ## Intended use
 
@@ -130,8 +156,8 @@ Table 2):
   detected and read; a line the detector misses is not hidden. Metadata is removed by the tool's
   encoder, not by the model.
 - **Synthetic training data.** The default profile's checkpoint learned SynthPriv's drawn images;
-  its scores on real photos are not measured. Attribute APs differ widely between attributes (see
-  `reports/tables.md`), and a low mAP attribute is often missed.
+  its scores on real photos are not measured.
+- **Attributes differ.** The mAP averages attributes whose APs differ widely.{weakest_line}
 """
 
 
