@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS_CARD = ROOT / "docs" / "model_card.md"
 PROFILES = ROOT / "profiles"
 METRICS_FILE = Path("reports/metrics/evaluate.json")  # relative: the card names it so
+# more attributes than this are not listed (a registered model's description holds 5000 characters)
+LISTED_ATTRIBUTES = 20
+DESCRIPTION_LIMIT = 5000  # MLflow's registry column (String(5000) in its SQL stores)
 # (section, metric, label, baseline key, baseline label); None: no baseline of that name
 ROWS = (
     ("attributes", "map", "attribute mAP", "constant_map", "constant score"),
@@ -90,7 +93,11 @@ def model_card(
     weakest_line = (
         f" The lowest APs on val: {weakest}; such an attribute is often missed." if weakest else ""
     )
-    attributes = ", ".join(f"`{name}`" for name in class_names)
+    attributes = (
+        ", ".join(f"`{name}`" for name in class_names)
+        if len(class_names) <= LISTED_ATTRIBUTES
+        else "`privobfnet attributes --model ...` lists them"
+    )
     return f"""# Model card: privobfnet-ensemble
 
 PrivObfNet's **Model-Image** (Tay, Subbaraju, Kandappu, WACV 2024) as trained by this project's
@@ -159,6 +166,14 @@ Table 2):
   its scores on real photos are not measured.
 - **Attributes differ.** The mAP averages attributes whose APs differ widely.{weakest_line}
 """
+
+
+def fit_description(card: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    """``card`` cut to ``limit`` characters at a line end, with a pointer to the full card."""
+    if len(card) <= limit:
+        return card
+    note = "\n\n(cut to fit the registry; the full card: docs/model_card.md)\n"
+    return card[: card.rfind("\n", 0, limit - len(note))] + note
 
 
 def render_docs_card(metrics_path: Path = METRICS_FILE) -> str:

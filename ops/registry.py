@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torchvision
 
-from ops.model_card import model_card
+from ops.model_card import fit_description, model_card
 
 ENSEMBLE_MODEL = "privobfnet-ensemble"
 DEEPLAB_MODEL = "privobfnet-deeplabv2"
@@ -295,7 +295,7 @@ def register_ensemble(
             backbone=str(meta["backbone"]),
             source=f"version {version}, registered by the evaluate run {run.run_id}",
         )
-        MlflowClient().update_registered_model(ENSEMBLE_MODEL, description=card)
+        MlflowClient().update_registered_model(ENSEMBLE_MODEL, description=fit_description(card))
     return {
         "name": ENSEMBLE_MODEL,
         "version": version,

@@ -3,7 +3,14 @@ the committed default-profile metrics."""
 
 from __future__ import annotations
 
-from ops.model_card import DOCS_CARD, METRICS_FILE, model_card, render_docs_card
+from ops.model_card import (
+    DESCRIPTION_LIMIT,
+    DOCS_CARD,
+    METRICS_FILE,
+    fit_description,
+    model_card,
+    render_docs_card,
+)
 
 
 def metrics(val_map: float, constant_map: float) -> dict:
@@ -50,3 +57,14 @@ def test_docs_model_card_is_the_card_of_the_committed_metrics():
     assert DOCS_CARD.read_text() == render_docs_card(METRICS_FILE), (
         "docs/model_card.md is stale: run `.venv/bin/python -m ops.model_card`"
     )
+
+
+def test_the_card_fits_the_registry_description_with_many_attributes():
+    many = metrics(0.4, 0.1)
+    many["attributes"]["val"]["ap"] = {f"a{i}_attribute_{i}": 0.5 for i in range(68)}
+    text = card(many)
+    assert "`a67_attribute_67`" not in text and "privobfnet attributes" in text
+    assert len(text) < DESCRIPTION_LIMIT
+    assert len(DOCS_CARD.read_text()) < DESCRIPTION_LIMIT
+    cut = fit_description("line\n" * 2000)
+    assert len(cut) <= DESCRIPTION_LIMIT and cut.endswith("docs/model_card.md)\n")

@@ -86,6 +86,15 @@ def evaluate_metrics(val_map: float) -> dict:
     }
 
 
+def use_store(root: Path, experiment: str) -> str:
+    """A sqlite store in ``root`` with one experiment whose artifacts stay in ``root``."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment(experiment, artifact_location=(root / "artifacts").as_uri())
+    mlflow.set_experiment(experiment_name=experiment)
+    return uri
+
+
 def register(checkpoint: Path, val_map: float, cache: Path) -> dict:
     with mlflow.start_run() as run:
         return register_ensemble(
@@ -119,9 +128,7 @@ def images(tmp_path_factory) -> list[Path]:
 def store(tmp_path_factory, model_cache):
     """One registered version of a tiny ensemble in a fresh sqlite store."""
     root = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment_name="registry-test")
+    uri = use_store(root, "registry-test")
     checkpoint = tiny_checkpoint(root / "final.pt", seed=0)
     entry = register(checkpoint, 0.5, model_cache)
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # set_tracking_uri exports it
@@ -200,8 +207,7 @@ def test_bad_input_names_the_column_and_the_row(store):
 
 
 def test_the_champion_moves_only_to_a_model_not_worse_on_val_map(tmp_path, model_cache):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment(experiment_name="champion-test")
+    use_store(tmp_path, "champion-test")
     client = mlflow.MlflowClient()
     first = register(tiny_checkpoint(tmp_path / "first.pt", seed=0), 0.5, model_cache)
     assert first["champion"]["promoted"] and first["champion"]["previous"] is None
