@@ -228,6 +228,7 @@ def _score(args) -> int:
         max_pixels=args.max_pixels,
         class_threshold=args.threshold,
     )
+    scorer.prepare()  # a detector that cannot load stops the command before any image
     rows, status = [], 0
     for path in expand_inputs(args.inputs):
         try:

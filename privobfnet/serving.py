@@ -67,9 +67,9 @@ class Scorer:
     def class_names(self) -> list[str]:
         return self.model.class_names
 
-    @property
-    def detectors(self) -> Detectors:
-        """The detectors of the model's priors (text lines, person mask), built on first use."""
+    def prepare(self) -> Detectors:
+        """The detectors of the model's priors (text lines, person mask), built on the first call;
+        call it before any image to have a detector that cannot load fail there."""
         if self._detectors is None:
             self._detectors = build_detectors(
                 model_kinds(self.model),
@@ -89,7 +89,7 @@ class Scorer:
         return predict_image(
             self.model,
             image,
-            self.detectors(image),
+            self.prepare()(image),
             class_threshold=self.class_threshold,
             bg_threshold=self.bg_threshold,
             device=self.device,
