@@ -74,7 +74,7 @@ def main(cfg: Config) -> dict:
     deeplab = cfg.deeplab
     with (
         joined(deeplab.device) as (world, device),
-        stage_run(STAGE, cfg, record=world.is_main) as run,
+        stage_run(STAGE, cfg, record=world.is_main, system_metrics=True) as run,
     ):
         # ---- setup ---------------------------------------------------------------------------
         run.log_manifests(

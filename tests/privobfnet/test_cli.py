@@ -516,43 +516,41 @@ def test_obfuscate_with_a_model_reports_score_and_attributes(tmp_path, checkpoin
 
 
 @pytest.mark.slow
-def test_model_from_the_mlflow_registry(tmp_path, checkpoint, capsys, monkeypatch):
+def test_model_from_the_mlflow_registry(tmp_path, checkpoint, cache, capsys, monkeypatch):
     import mlflow
 
     monkeypatch.chdir(tmp_path)  # the store's artifacts (./mlruns) go there
 
-    from ops.registry import ENSEMBLE_MODEL, register_model
+    from ops.registry import CHAMPION, ENSEMBLE_MODEL, register_ensemble, register_model
     from privobfnet.obfuscate import load_model
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("obfuscate-test")
     with mlflow.start_run() as active:
-        run = type("Run", (), {"run_id": active.info.run_id})()
+        register_ensemble(
+            active.info,
+            checkpoint=checkpoint,
+            metrics={},
+            profile="ci",
+            headline_split="test",
+            cache_dir=cache,
+        )
+        # a version logged before the pyfunc model: the network, final.pt as an extra file
         register_model(
-            run,
+            active.info,
             load_model(checkpoint).network,
-            name=ENSEMBLE_MODEL,
+            name="old-ensemble",
             checkpoint=checkpoint,
             headline={},
             description="tiny",
         )
-    status = cli.main(
-        [
-            "attributes",
-            "--model",
-            f"models:/{ENSEMBLE_MODEL}/latest",
-            "--tracking-uri",
-            uri,
-            "--json",
-        ]
-    )
-    assert status == 0 and len(json.loads(capsys.readouterr().out)) == len(ATTRIBUTES)
-    assert (
-        cli.main(["attributes", "--model", "models:/no-such-model/1", "--tracking-uri", uri])
-        == cli.EXIT_USAGE
-    )
-    assert "no-such-model" in capsys.readouterr().err
+    for spec in (f"models:/{ENSEMBLE_MODEL}@{CHAMPION}", "models:/old-ensemble/latest"):
+        status = cli.main(["attributes", "--model", spec, "--tracking-uri", uri, "--json"])
+        assert status == 0 and len(json.loads(capsys.readouterr().out)) == len(ATTRIBUTES), spec
+    for spec in ("models:/no-such-model/1", f"models:/{ENSEMBLE_MODEL}@no-such-alias"):
+        assert cli.main(["attributes", "--model", spec, "--tracking-uri", uri]) == cli.EXIT_USAGE
+        assert spec.rsplit("/", 1)[-1].split("@")[-1] in capsys.readouterr().err
 
 
 def test_hide_all_people_hides_the_person_and_not_the_sky(tmp_path, cache):
