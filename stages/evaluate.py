@@ -25,6 +25,7 @@ from privobfnet.evaluation.segmentation import segmentation_scores, split_confus
 from privobfnet.inference import predict_segmentation, predict_split
 from privobfnet.io import atomic_path
 from privobfnet.labels import SegmentationClasses
+from privobfnet.logs import configure_logging
 from privobfnet.models.checkpoints import load_deeplab, load_ensemble
 from privobfnet.runtime import setup_torch
 from privobfnet.viz import overlay, panels_figure, truth_overlay
@@ -145,4 +146,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())
