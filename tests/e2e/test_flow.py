@@ -23,6 +23,7 @@ import pytest
 import yaml
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
@@ -220,6 +221,8 @@ def test_the_deployment_runs_one_flow_run_at_a_time(tmp_path, harness):
                 if "AwaitingConcurrencySlot"
                 in {s.name for s in client.read_flow_run_states(run.id)}
             ]
+            ids = FlowRunFilter(id=FlowRunFilterId(any_=[run.id for run in runs.values()]))
+            tasks = client.read_task_runs(flow_run_filter=ids)
     finally:
         stop(serve)
     seen = events(root)
@@ -230,6 +233,8 @@ def test_the_deployment_runs_one_flow_run_at_a_time(tmp_path, harness):
     by_run = {f"prefect-{run.id}": profile for profile, run in runs.items()}
     assert all(e["profile"] == by_run[e["pipeline"]] for e in seen)  # params.yaml was its own
     assert waited == [by_run[second]]  # the second run waited for a slot
+    # and no stage met DVC's lock: each ran once, none was retried
+    assert len(tasks) == 4 and all(t.run_count == 1 and t.state.is_completed() for t in tasks)
 
 
 def test_a_stage_past_its_timeout_fails_the_run_and_is_stopped(tmp_path, harness, monkeypatch):
