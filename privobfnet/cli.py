@@ -6,6 +6,7 @@
 
 INPUT is a file, a folder (its images, not recursive) or a glob (``**`` recurses). MODEL is an
 ensemble checkpoint (``final.pt``) or an MLflow model URI (``models:/privobfnet-ensemble@champion``).
+Every command takes ``-v`` (debug lines; ``-vv`` the libraries' too) or ``-q`` (warnings only).
 Exit status of ``obfuscate``: 0 all written (and clean with --verify); 1 some image failed (no
 output for it); 4 --verify found leaks; 5 both; 2 bad usage or settings (nothing processed).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -26,6 +28,7 @@ import yaml
 
 from privobfnet import __version__
 from privobfnet.io import atomic_write_text
+from privobfnet.logs import configure_logging
 from privobfnet.masks.assets import default_cache_dir
 from privobfnet.obfuscate import (
     BLUR_WARNING,
@@ -46,6 +49,7 @@ from privobfnet.serving import DEFAULT_MAX_PIXELS, Scorer
 EXIT_FAILED, EXIT_USAGE, EXIT_LEAKS = 1, 2, 4
 REPORT_NAME = "privobfnet-report.json"
 DEFAULTS = Preferences()  # the default profile's redact settings: what the redact stage measures
+log = logging.getLogger(__name__)
 
 
 class UsageError(Exception):
@@ -135,9 +139,9 @@ def _preferences(args) -> Preferences:
 def _checkpoint(args) -> str | None:
     if not args.model:
         return None
-    return str(
-        resolve_checkpoint(args.model, tracking_uri=args.tracking_uri, dst_dir=args.download_dir)
-    )
+    path = resolve_checkpoint(args.model, tracking_uri=args.tracking_uri, dst_dir=args.download_dir)
+    log.info("model %s: checkpoint %s (%d bytes)", args.model, path, path.stat().st_size)
+    return str(path)
 
 
 def cmd_obfuscate(args) -> int:
@@ -286,6 +290,15 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"privobfnet {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
+    chatter = common.add_mutually_exclusive_group()
+    chatter.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=None,
+        help="log more: -v debug lines, -vv the libraries' too (default: info lines)",
+    )
+    chatter.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     common.add_argument(
         "--model",
         help="ensemble checkpoint (final.pt) or MLflow URI (models:/privobfnet-ensemble@champion, "
@@ -411,6 +424,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``privobfnet`` console script."""
     args = parser().parse_args(argv)
+    configure_logging(-1 if args.quiet else args.verbose)  # neither: $PRIVOBFNET_LOG_LEVEL or info
+    log.debug("privobfnet %s: %s", __version__, {k: v for k, v in vars(args).items() if k != "run"})
     if args.command in ("score", "attributes") and not args.model:
         parser().error(f"{args.command} needs --model")
     try:

@@ -27,6 +27,7 @@ from privobfnet.evaluation.segmentation import segmentation_scores, split_confus
 from privobfnet.inference import predict_segmentation, predict_split
 from privobfnet.io import atomic_path
 from privobfnet.labels import SegmentationClasses
+from privobfnet.logs import configure_logging
 from privobfnet.masks.assets import default_cache_dir
 from privobfnet.models.checkpoints import load_deeplab, load_ensemble, prior_layout
 from privobfnet.runtime import setup_torch
@@ -149,4 +150,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())

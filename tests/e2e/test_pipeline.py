@@ -169,7 +169,13 @@ def test_served_deployment_runs_every_stage(served):
     (schedule,) = served["deployment"]["schedules"]
     assert schedule["schedule"]["cron"] == "0 3 * * *" and schedule["active"] is True
     assert served["deployment"]["parameters"] == {"profile": "ci"}
-    assert {"privobfnet-progress", "privobfnet-metrics"} <= served["artifacts"]
+    assert served["deployment"]["global_concurrency_limit"]["limit"] == 1  # one run at a time
+    assert {
+        "privobfnet-progress",
+        "privobfnet-metrics",
+        "privobfnet-tables",
+        "privobfnet-evaluate-run",
+    } <= served["artifacts"]
     project = served["project"]
     for split, rows in {"train": 24, "val": 8, "test": 8}.items():
         manifest = read_manifest(project / "data/manifests" / f"{split}.parquet")

@@ -606,3 +606,22 @@ def test_a_leak_found_by_the_red_team_sets_the_exit_status(tmp_path, cache, monk
     (record,) = report(tmp_path / "out" / cli.REPORT_NAME)["images"]
     assert [(leak["kind"], leak["text"]) for leak in record["leaks"]] == [("text", items[0].text)]
     assert (tmp_path / "out" / "doc.png").exists()  # written, and flagged
+
+
+def test_verbose_and_quiet_change_what_is_logged(checkpoint, capsys, monkeypatch):
+    monkeypatch.delenv("PRIVOBFNET_LOG_LEVEL", raising=False)
+
+    def logged(*flags: str) -> str:
+        assert cli.main(["attributes", "--model", str(checkpoint), "--json", *flags]) == 0
+        captured = capsys.readouterr()
+        assert len(json.loads(captured.out)) == len(ATTRIBUTES)  # the output itself never changes
+        return captured.err
+
+    default, verbose, quiet = logged(), logged("-v"), logged("-q")
+    resolved = f"INFO privobfnet.cli: model {checkpoint}: checkpoint {checkpoint}"
+    assert resolved in default and "DEBUG" not in default
+    assert resolved in verbose and "DEBUG privobfnet.cli: privobfnet " in verbose
+    assert quiet == ""
+    with pytest.raises(SystemExit):
+        cli.main(["attributes", "--model", str(checkpoint), "-v", "-q"])
+    assert "not allowed with argument" in capsys.readouterr().err
