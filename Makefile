@@ -106,12 +106,18 @@ deps: $(STAMP)
 	$(BIN)/python -m tools.dvc_deps
 
 ## prefect: a Prefect server on 127.0.0.1:$(PREFECT_PORT) (sqlite under .prefect/) serving the
-## pipeline as a deployment on the cron schedule $(CRON) with parameter profile=$(PROFILE)
+## pipeline as a deployment on the cron schedule $(CRON) with parameter profile=$(PROFILE), one run
+## at a time (a second run waits: ON_BUSY=enqueue, or is cancelled: ON_BUSY=cancel), each stage
+## stopped after STAGE_TIMEOUT seconds (empty: the flow's default, 12 h)
 PREFECT_PORT ?= 4200
 CRON ?= 0 3 * * *
+ON_BUSY ?= enqueue
+STAGE_TIMEOUT ?=
 prefect: $(STAMP) params.yaml
 	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \
-	  $(BIN)/python -m pipelines.serve --port $(PREFECT_PORT) --cron "$(CRON)" --profile $(PROFILE)
+	  $(BIN)/python -m pipelines.serve --port $(PREFECT_PORT) --cron "$(CRON)" --profile $(PROFILE) \
+	  --on-busy $(ON_BUSY) --mlflow-ui http://127.0.0.1:$(MLFLOW_PORT) \
+	  $(if $(STAGE_TIMEOUT),--stage-timeout $(STAGE_TIMEOUT))
 
 ## mlflow: the MLflow UI on the project's sqlite store
 MLFLOW_PORT ?= 5000

@@ -14,8 +14,12 @@
   plain ``dvc repro`` on the same code and params still share one id.
 - The stage runs of one pipeline id are nested under one parent run, ``pipeline <id>`` (tag
   ``privobfnet.kind = pipeline``; stage runs have ``privobfnet.kind = stage``), created by the
-  first stage of that pipeline run, so the MLflow UI shows each pipeline run as one expandable
-  row. The parent's status and end time follow its latest stage.
+  first stage of that pipeline run and named as each stage run's parent
+  (``mlflow.start_run(parent_run_id=...)``, which sets ``mlflow.parentRunId``), so the MLflow UI
+  shows each pipeline run as one expandable row. The parent's status and end time follow its
+  latest stage.
+- The training stages' runs also log system metrics (``system/cpu_utilization_percentage``,
+  ``system/system_memory_usage_megabytes``, ...; ``stage_run(..., system_metrics=True)``).
 """
 
 from __future__ import annotations
@@ -208,10 +212,14 @@ def pipeline_parent(client: Any, experiment_id: str, pid: str, tags: Mapping[str
 
 
 @contextmanager
-def stage_run(stage: str, cfg: Config, *, record: bool = True) -> Iterator[StageRun | NoRun]:
+def stage_run(
+    stage: str, cfg: Config, *, record: bool = True, system_metrics: bool = False
+) -> Iterator[StageRun | NoRun]:
     """One MLflow run for one execution of ``stage``; marked FAILED if the block raises.
 
     ``record=False`` (ranks other than 0 under torchrun): a :class:`NoRun`, MLflow untouched.
+    ``system_metrics``: MLflow samples CPU, memory, disk and network use (``system/*`` metrics,
+    psutil; GPU too where pynvml is installed) while the run is open: the training stages set it.
     """
     if not record:
         yield NoRun()
@@ -246,10 +254,16 @@ def stage_run(stage: str, cfg: Config, *, record: bool = True) -> Iterator[Stage
         k: v for k, v in tags.items() if k != "privobfnet.stage" and k != "privobfnet.params_hash"
     }
     parent_id = pipeline_parent(client, experiment_id, tags["privobfnet.pipeline_id"], parent_tags)
-    tags.update({KIND_TAG: "stage", "mlflow.parentRunId": parent_id})
+    tags[KIND_TAG] = "stage"
     status = "FAILED"
     try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+        with mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=stage,
+            tags=tags,
+            parent_run_id=parent_id,
+            log_system_metrics=system_metrics,
+        ) as run:
             params = flatten(cfg.section_dict(*param_keys))
             params["seed"] = str(cfg.seed)
             mlflow.log_params(params)

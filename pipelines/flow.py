@@ -1,9 +1,13 @@
 """The Prefect flow: the DVC stages of dvc.yaml, in order, one `dvc repro --single-item` each.
 
 DVC stays the one owner of caching and lineage: a stage whose deps did not change is skipped by DVC
-itself. The stages run one at a time (parallel `dvc repro` calls fight over DVC's lock). Each
-task streams its stage's output into Prefect's logs and fails when the stage fails; a transient
-failure (DVC's lock held by another process, the stage killed by a signal) is retried.
+itself. The stages run one at a time (parallel `dvc repro` calls fight over DVC's lock), and the
+served deployment runs one flow run at a time (``pipelines.serve``). Each task streams its stage's
+output into Prefect's logs, progress bars collapsed (``pipelines.stage_process``), and fails when
+the stage fails; a transient failure (DVC's lock held by another process, the stage killed by a
+signal) is retried. A stage past ``stage_timeout_s`` is stopped with its processes and fails the
+run. The run ends with artifacts: the metrics table, ``reports/tables.md`` and a link to the
+evaluate stage's MLflow run (``pipelines.artifacts``).
 
 The stages themselves are no fan-out for a task runner: each is one `dvc repro` of work that needs
 the one before. The fan-out is inside the masks stage (its images over a dask.distributed cluster,
@@ -17,9 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +38,27 @@ from prefect.runtime import flow_run
 from prefect_dask import DaskTaskRunner
 
 from ops.dvc_stages import stage_order
-from ops.outputs import MASKS_SCHEDULER_ENV, PARAMS_FILE, PIPELINE_ID_ENV, metrics_file
+from ops.outputs import DVC_FILE, MASKS_SCHEDULER_ENV, PARAMS_FILE, PIPELINE_ID_ENV, metrics_file
 from ops.params import load_params, resolve_profile, write_params
-from ops.tracking import flatten_numbers
+from ops.tracking import flatten_numbers, project_root, tracking_uri
+from pipelines.artifacts import MLFLOW_UI, publish_evaluate_link, publish_tables
+from pipelines.stage_process import run_logged
 
+DEFAULT_STAGE_TIMEOUT_S = 12 * 3600.0  # the masks stage over COCO's 82k images takes hours
 TRANSIENT_MARKERS = ("Unable to acquire lock", "lock is held", "database is locked")
 TAIL_LINES = 30
 LOCAL_CLUSTER = "distributed.LocalCluster"
+
+
+class StageTimedOut(TimeoutError):
+    """A stage ran past the flow's ``stage_timeout_s``; its process tree was stopped."""
+
+    def __init__(self, stage: str, timeout_s: float):
+        super().__init__(
+            f"stage {stage!r} ran past its timeout of {timeout_s:g} s (the flow's stage_timeout_s);"
+            " its dvc repro and the stage's processes were stopped"
+        )
+        self.stage, self.timeout_s = stage, timeout_s
 
 
 class StageFailed(RuntimeError):
@@ -68,25 +86,19 @@ def _dvc_command() -> list[str]:
 )
 def run_stage(stage: str, pipeline_id: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """`dvc repro --single-item <stage>` (``env`` added to its environment), its output streamed to
-    the run log; returns its metrics."""
+    the run log (progress bars collapsed); returns its metrics. The flow sets the task's timeout;
+    when it strikes, the `dvc repro` process and its stage are stopped."""
     logger = get_run_logger()
     env = dict(os.environ, **{PIPELINE_ID_ENV: pipeline_id}, **(env or {}))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    proc = subprocess.Popen(
-        [*_dvc_command(), "repro", "--single-item", stage],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        bufsize=1,
-    )
-    tail: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def emit(line: str) -> None:
         line = line.rstrip()
         logger.info("%s | %s", stage, line)
-        tail = (tail + [line])[-TAIL_LINES:]
-    returncode = proc.wait()
+        tail.append(line)
+
+    returncode = run_logged([*_dvc_command(), "repro", "--single-item", stage], env, emit)
     if returncode != 0:
         text = "\n".join(tail)
         transient = returncode < 0 or any(m in text for m in TRANSIENT_MARKERS)
@@ -96,13 +108,14 @@ def run_stage(stage: str, pipeline_id: str, env: dict[str, str] | None = None) -
 
 
 @flow(name="privobfnet-masks-on-dask")
-def masks_on_dask(pipeline_id: str) -> dict[str, Any]:
+def masks_on_dask(pipeline_id: str, stage_timeout_s: float | None = None) -> dict[str, Any]:
     """The masks stage, its images computed on this subflow's Dask cluster (its DaskTaskRunner's)."""
     address = (
         FlowRunContext.get().task_runner.client.scheduler.address
     )  # starts (or joins) the cluster
     get_run_logger().info("masks on the Dask cluster at %s", address)
-    return run_stage("masks", pipeline_id, {MASKS_SCHEDULER_ENV: address})
+    stage_task = run_stage.with_options(timeout_seconds=stage_timeout_s)
+    return stage_task("masks", pipeline_id, {MASKS_SCHEDULER_ENV: address})
 
 
 def dask_task_runner(
@@ -136,18 +149,24 @@ def pipeline(
     stages: list[str] | None = None,
     masks_cluster: str | None = None,
     masks_cluster_kwargs: dict[str, Any] | None = None,
+    stage_timeout_s: float | None = DEFAULT_STAGE_TIMEOUT_S,
+    mlflow_ui: str = MLFLOW_UI,
 ) -> dict[str, Any]:
     """Run the DVC stages in order on ``profile``; returns {stage: metrics}.
 
     ``masks_cluster``: None (the masks stage as params.yaml says), a Dask scheduler address, or a
     cluster class such as ``distributed.LocalCluster`` (``masks_cluster_kwargs``: its arguments)
-    that the flow starts for the masks stage and closes after it.
+    that the flow starts for the masks stage and closes after it. ``stage_timeout_s``: each
+    stage's task timeout (None: none); a stage past it is stopped and fails the run.
+    ``mlflow_ui``: the MLflow UI the evaluate run's link artifact points into.
     """
     logger = get_run_logger()
+    if stage_timeout_s is not None and stage_timeout_s <= 0:
+        raise ValueError(f"stage_timeout_s: {stage_timeout_s} is not a positive number of seconds")
     _use_profile(profile)
     run_id = flow_run.get_id() or uuid.uuid4().hex
     pipeline_id = f"prefect-{run_id}"
-    order = stage_order()
+    order = stage_order(DVC_FILE)  # the dvc.yaml that `dvc repro` reads: the working directory's
     selected = [s for s in order if stages is None or s in stages]
     unknown = sorted(set(stages or []) - set(order))
     if unknown:
@@ -161,11 +180,17 @@ def pipeline(
     if masks_cluster and "masks" in selected:
         runner = dask_task_runner(masks_cluster, masks_cluster_kwargs, load_params().masks.workers)
         on_dask = masks_on_dask.with_options(task_runner=runner)
+    stage_task = run_stage.with_options(timeout_seconds=stage_timeout_s)
     for n, stage in enumerate(selected, start=1):
-        if stage == "masks" and on_dask is not None:
-            results[stage] = on_dask(pipeline_id)
-        else:
-            results[stage] = run_stage(stage, pipeline_id)
+        try:
+            if stage == "masks" and on_dask is not None:
+                results[stage] = on_dask(pipeline_id, stage_timeout_s)
+            else:
+                results[stage] = stage_task(stage, pipeline_id)
+        except TimeoutError as exc:  # Prefect's TaskRunTimeoutError names no stage
+            if stage_timeout_s is None:
+                raise
+            raise StageTimedOut(stage, stage_timeout_s) from exc
         update_progress_artifact(
             progress, 100.0 * n / len(selected), description=f"{pipeline_id}: {stage} done"
         )
@@ -179,4 +204,9 @@ def pipeline(
         key="privobfnet-metrics",
         description=f"Final metrics of {pipeline_id} (profile {profile})",
     )
+    if "report" in selected:
+        publish_tables(pipeline_id)
+    if "evaluate" in selected:
+        url = publish_evaluate_link(tracking_uri(load_params(), project_root()), mlflow_ui)
+        logger.info("evaluate's MLflow run: %s", url or "none found")
     return results

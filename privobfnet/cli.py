@@ -5,7 +5,8 @@
     privobfnet attributes --model MODEL [--json]
 
 INPUT is a file, a folder (its images, not recursive) or a glob (``**`` recurses). MODEL is an
-ensemble checkpoint (``final.pt``) or an MLflow model URI (``models:/privobfnet-ensemble/latest``).
+ensemble checkpoint (``final.pt``) or an MLflow model URI (``models:/privobfnet-ensemble@champion``).
+Every command takes ``-v`` (debug lines; ``-vv`` the libraries' too) or ``-q`` (warnings only).
 Exit status of ``obfuscate``: 0 all written (and clean with --verify); 1 some image failed (no
 output for it); 4 --verify found leaks; 5 both; 2 bad usage or settings (nothing processed).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -26,6 +28,7 @@ import yaml
 
 from privobfnet import __version__
 from privobfnet.io import atomic_write_text
+from privobfnet.logs import configure_logging
 from privobfnet.masks.assets import default_cache_dir
 from privobfnet.obfuscate import (
     BLUR_WARNING,
@@ -33,26 +36,20 @@ from privobfnet.obfuscate import (
     Obfuscator,
     Preferences,
     PreferencesError,
-    build_detectors,
     check_outputs,
-    decode_upright,
     load_model,
     output_path,
     parse_preferences,
 )
 from privobfnet.obfuscate.batch import WorkerSettings, expand_inputs, run_jobs
 from privobfnet.obfuscate.detect import DEFAULT_OCR_SIDE, VERIFY_OCR_SIDE
-from privobfnet.obfuscate.engine import (
-    attribute_table,
-    build_typer,
-    model_kinds,
-    predict_image,
-)
+from privobfnet.obfuscate.engine import attribute_table, build_typer
+from privobfnet.serving import DEFAULT_MAX_PIXELS, Scorer
 
-DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 EXIT_FAILED, EXIT_USAGE, EXIT_LEAKS = 1, 2, 4
 REPORT_NAME = "privobfnet-report.json"
 DEFAULTS = Preferences()  # the default profile's redact settings: what the redact stage measures
+log = logging.getLogger(__name__)
 
 
 class UsageError(Exception):
@@ -62,6 +59,7 @@ class UsageError(Exception):
 # ---- --model: a checkpoint file, or an MLflow model URI (mlflow imported only then) ------------
 URI_SCHEMES = ("models:/", "runs:/")
 CHECKPOINT_NAME = "final.pt"
+CHECKPOINT_ARTIFACT = "checkpoint"  # the registered pyfunc model's artifact (ops/served_model.py)
 
 
 def is_model_uri(spec: str) -> bool:
@@ -72,30 +70,42 @@ def is_model_uri(spec: str) -> bool:
 def resolve_checkpoint(
     spec: str, *, tracking_uri: str | None = None, dst_dir: str | os.PathLike | None = None
 ) -> Path:
-    """A local ensemble checkpoint for ``spec`` (a path, or an MLflow model URI fetched into ``dst_dir``)."""
+    """A local ensemble checkpoint for ``spec``: a path, or an MLflow model URI fetched into ``dst_dir``.
+
+    For a URI (``models:/privobfnet-ensemble@champion``, ``models:/NAME/VERSION``, ``runs:/...``)
+    the model is downloaded and its pyfunc ``checkpoint`` artifact is the checkpoint (what the served
+    model itself loads); a version logged before the pyfunc model carries it as an extra file.
+    """
     if not is_model_uri(spec):
         path = Path(spec)
         if not path.is_file():
             raise FileNotFoundError(
-                f"{spec}: model checkpoint not found (a final.pt path or models:/NAME/VERSION)"
+                f"{spec}: model checkpoint not found (a final.pt path or models:/NAME@ALIAS)"
             )
         return path
     import mlflow
+    from mlflow.models import Model
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     dst = Path(dst_dir or tempfile.mkdtemp(prefix="privobfnet-model-"))
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec, dst_path=str(dst)))
-    except Exception as exc:  # MlflowException: unknown model, version or store
+    except Exception as exc:  # MlflowException: unknown model, version, alias or store
         raise FileNotFoundError(
             f"{spec}: could not fetch from the MLflow store {mlflow.get_tracking_uri()} "
             f"({type(exc).__name__}: {exc})"
         ) from None
+    if (local / "MLmodel").is_file():
+        pyfunc = Model.load(str(local)).flavors.get("python_function", {})
+        artifact = pyfunc.get("artifacts", {}).get(CHECKPOINT_ARTIFACT)
+        if artifact and (local / artifact["path"]).is_file():
+            return local / artifact["path"]
     found = sorted(local.rglob(CHECKPOINT_NAME)) if local.is_dir() else [local]
     if not found:
         raise FileNotFoundError(
-            f"{spec}: the registered model carries no {CHECKPOINT_NAME} (extra file)"
+            f"{spec}: the model carries no ensemble checkpoint (pyfunc artifact "
+            f"{CHECKPOINT_ARTIFACT!r} or {CHECKPOINT_NAME})"
         )
     return found[0]
 
@@ -129,9 +139,9 @@ def _preferences(args) -> Preferences:
 def _checkpoint(args) -> str | None:
     if not args.model:
         return None
-    return str(
-        resolve_checkpoint(args.model, tracking_uri=args.tracking_uri, dst_dir=args.download_dir)
-    )
+    path = resolve_checkpoint(args.model, tracking_uri=args.tracking_uri, dst_dir=args.download_dir)
+    log.info("model %s: checkpoint %s (%d bytes)", args.model, path, path.stat().st_size)
+    return str(path)
 
 
 def cmd_obfuscate(args) -> int:
@@ -213,30 +223,24 @@ def cmd_score(args) -> int:
 
 
 def _score(args) -> int:
-    model = load_model(_checkpoint(args), args.device)
-    # the refined priors weigh typed classes by the lines typed as them: typed as the tool types
-    typer = build_typer(DEFAULTS, model, args.typer) if model.layout.typed_classes else None
-    detectors = build_detectors(
-        model_kinds(model),
+    scorer = Scorer(
+        _checkpoint(args),
         cache_dir=args.cache_dir,
-        text_limit_side=args.ocr_side,
+        device=args.device,
+        ocr_side=args.ocr_side,
         threads=args.threads,
+        max_pixels=args.max_pixels,
+        class_threshold=args.threshold,
+        typer=args.typer,
     )
+    scorer.prepare()  # a detector that cannot load stops the command before any image
     rows, status = [], 0
     for path in expand_inputs(args.inputs):
         try:
-            image = decode_upright(path, max_pixels=args.max_pixels)
-            prediction = predict_image(
-                model,
-                image,
-                detectors(image),
-                class_threshold=args.threshold,
-                bg_threshold=DEFAULTS.bg_threshold,
-                device=args.device,
-                typer=typer,
-            )
+            prediction = scorer.score_file(path)
             probs = {
-                n: round(float(p), 4) for n, p in zip(model.class_names, prediction.attribute_probs)
+                n: round(float(p), 4)
+                for n, p in zip(scorer.class_names, prediction.attribute_probs)
             }
             rows.append(
                 {
@@ -286,8 +290,19 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"privobfnet {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
+    chatter = common.add_mutually_exclusive_group()
+    chatter.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=None,
+        help="log more: -v debug lines, -vv the libraries' too (default: info lines)",
+    )
+    chatter.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     common.add_argument(
-        "--model", help="ensemble checkpoint (final.pt) or MLflow URI models:/NAME/VERSION"
+        "--model",
+        help="ensemble checkpoint (final.pt) or MLflow URI (models:/privobfnet-ensemble@champion, "
+        "models:/NAME/VERSION)",
     )
     common.add_argument(
         "--tracking-uri", help="MLflow store for models:/ URIs (default: $MLFLOW_TRACKING_URI)"
@@ -409,6 +424,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``privobfnet`` console script."""
     args = parser().parse_args(argv)
+    configure_logging(-1 if args.quiet else args.verbose)  # neither: $PRIVOBFNET_LOG_LEVEL or info
+    log.debug("privobfnet %s: %s", __version__, {k: v for k, v in vars(args).items() if k != "run"})
     if args.command in ("score", "attributes") and not args.model:
         parser().error(f"{args.command} needs --model")
     try:

@@ -12,6 +12,7 @@ from ops.tracking import stage_run
 from privobfnet.config import Config
 from privobfnet.data.readers import dataset_root
 from privobfnet.data.saliency import check_saliency_folder, saliency_dir
+from privobfnet.logs import configure_logging
 
 
 def main(cfg: Config) -> dict:
@@ -46,4 +47,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())

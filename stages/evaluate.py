@@ -4,7 +4,9 @@ DeepLabV2 mIoU (full-image inference, no CRF) on every evaluated split that has 
 Model-Image's privacy score (L1 / Pearson / Spearman, paper Table 2) and attribute accuracy and mAP
 (Table 3; mAP is VISPR's official metric) on every evaluated split. Evaluated splits: the two
 configured eval splits (``train.eval_split``, ``deeplab.eval_split``) plus ``val`` and ``test``
-where the data set has them. Both final models are logged and registered in MLflow.
+where the data set has them. Both final models are logged and registered in MLflow; the ensemble's
+``champion`` alias moves to the new version unless it is worse on val attribute mAP
+(``ops/registry.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from privobfnet.evaluation.segmentation import segmentation_scores, split_confus
 from privobfnet.inference import predict_segmentation, predict_split
 from privobfnet.io import atomic_path
 from privobfnet.labels import SegmentationClasses
+from privobfnet.logs import configure_logging
+from privobfnet.masks.assets import default_cache_dir
 from privobfnet.models.checkpoints import load_deeplab, load_ensemble, prior_layout
 from privobfnet.runtime import setup_torch
 from privobfnet.viz import overlay, panels_figure, truth_overlay
@@ -133,17 +137,18 @@ def main(cfg: Config) -> dict:
             run,
             profile=cfg.profile,
             metrics=metrics,
-            model_image=model_image,
             ensemble_checkpoint=ENSEMBLE_CHECKPOINT,
             ensemble_split=cfg.train.eval_split,
             deeplab=deeplab,
             deeplab_checkpoint=DEEPLAB_CHECKPOINT,
             deeplab_description=f"DeepLabV2 ({cfg.deeplab.backbone}, trained on {cfg.deeplab.labels} labels, "
             f"profile {cfg.profile}); evaluated on {cfg.deeplab.eval_split}.",
+            cache_dir=default_cache_dir(),  # the masks stage's detector files, bundled with the model
         )
         write_metrics("evaluate", metrics, {"registered_models": registered})
     return metrics
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())

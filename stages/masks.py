@@ -68,6 +68,7 @@ from privobfnet.data.readers import dataset_root
 from privobfnet.data.saliency import check_saliency_files, saliency_dir
 from privobfnet.data.synthpriv import PARSER_FOLDER
 from privobfnet.io import atomic_path, atomic_write_text
+from privobfnet.logs import configure_logging
 from privobfnet.masks.assets import default_cache_dir
 from privobfnet.text.lines import LINES_FILE, write_lines
 from privobfnet.viz import MaskSample, masks_figure
@@ -256,6 +257,7 @@ def write_figure(
 
 
 if __name__ == "__main__":
+    configure_logging()
     try:
         main(load_params())
     except MasksFailed as failure:

@@ -32,6 +32,7 @@ from privobfnet.evaluation.baselines import untrained_model_image
 from privobfnet.evaluation.segmentation import CamScores
 from privobfnet.io import atomic_path, atomic_write_text
 from privobfnet.labels import segmentation_classes
+from privobfnet.logs import configure_logging
 from privobfnet.models.checkpoints import load_ensemble, prior_layout
 from privobfnet.runtime import setup_torch
 from privobfnet.viz import overlay, overlay_attention, panels_figure, truth_overlay
@@ -160,4 +161,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())

@@ -34,6 +34,7 @@ from privobfnet.data.synthpriv import drawn_texts
 from privobfnet.evaluation.redaction import RedactTally, faces_on, strings_read
 from privobfnet.evaluation.text_typing import line_truth, typing_scores
 from privobfnet.io import atomic_path
+from privobfnet.logs import configure_logging
 from privobfnet.masks import build_backend
 from privobfnet.masks.assets import default_cache_dir
 from privobfnet.obfuscate import (
@@ -252,4 +253,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())

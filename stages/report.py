@@ -13,6 +13,7 @@ from ops.params import load_params
 from ops.tracking import stage_run
 from privobfnet.config import Config
 from privobfnet.io import atomic_write_text
+from privobfnet.logs import configure_logging
 from privobfnet.report.tables import render_tables
 
 
@@ -38,4 +39,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())

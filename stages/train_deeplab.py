@@ -32,6 +32,7 @@ from privobfnet.data.mask_types import load_mask_types
 from privobfnet.evaluation.segmentation import segmentation_scores, split_confusion
 from privobfnet.io import atomic_write_text, json_digest
 from privobfnet.labels import segmentation_classes
+from privobfnet.logs import configure_logging
 from privobfnet.models.checkpoints import deeplab_checkpoint, save_checkpoint
 from privobfnet.models.deeplabv2 import MSC, build_deeplab
 from privobfnet.models.inputs import images_to_tensor
@@ -74,7 +75,7 @@ def main(cfg: Config) -> dict:
     deeplab = cfg.deeplab
     with (
         joined(deeplab.device) as (world, device),
-        stage_run(STAGE, cfg, record=world.is_main) as run,
+        stage_run(STAGE, cfg, record=world.is_main, system_metrics=True) as run,
     ):
         # ---- setup ---------------------------------------------------------------------------
         run.log_manifests(
@@ -241,4 +242,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())

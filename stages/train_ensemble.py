@@ -34,6 +34,7 @@ from privobfnet.data.splits import load_split
 from privobfnet.evaluation.attributes import ensemble_metrics
 from privobfnet.inference import predict_split
 from privobfnet.io import atomic_write_text, json_digest
+from privobfnet.logs import configure_logging
 from privobfnet.models.checkpoints import ensemble_checkpoint, model_meta, save_checkpoint
 from privobfnet.runtime import autocast, setup_torch
 from privobfnet.training.distributed import gather_blocks, joined, mean_over_ranks, seed_ranks, wrap
@@ -74,7 +75,7 @@ def main(cfg: Config) -> dict:
     train = cfg.train
     with (
         joined(train.device) as (world, device),
-        stage_run(STAGE, cfg, record=world.is_main) as run,
+        stage_run(STAGE, cfg, record=world.is_main, system_metrics=True) as run,
     ):
         # ---- setup ---------------------------------------------------------------------------
         run.log_manifests(
@@ -223,4 +224,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())

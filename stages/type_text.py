@@ -37,6 +37,7 @@ from privobfnet.data.synthpriv import drawn_texts
 from privobfnet.evaluation.redaction import normalise
 from privobfnet.evaluation.text_typing import line_truth, typing_scores
 from privobfnet.io import atomic_path
+from privobfnet.logs import configure_logging
 from privobfnet.text.learned import (
     N_FEATURES,
     LearnedTyper,
@@ -220,4 +221,5 @@ def evaluate_typing(cfg, manifests, lines, typers, attributes, class_names) -> d
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())

@@ -36,6 +36,7 @@ from privobfnet.data.manifest import COLUMNS, write_manifest
 from privobfnet.data.privacy import score_range as privacy_score_range
 from privobfnet.data.readers import SHARED_SPLITS, dataset_root, read_dataset
 from privobfnet.io import atomic_path, atomic_write_text
+from privobfnet.logs import configure_logging
 from privobfnet.viz import FigureSample, samples_figure
 
 REPORT_PATH = VALIDATION_REPORT
@@ -415,6 +416,7 @@ def write_samples_figure(manifest: pd.DataFrame, cfg: Config, n_samples: int = 8
 
 
 if __name__ == "__main__":
+    configure_logging()
     try:
         main(load_params())
     except ValidationFailed as failure:

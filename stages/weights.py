@@ -11,6 +11,7 @@ from ops.params import load_params
 from ops.tracking import stage_run
 from privobfnet.config import Config, ConfigError
 from privobfnet.io import atomic_write_text
+from privobfnet.logs import configure_logging
 
 
 def required_weights(cfg: Config) -> list[str]:
@@ -45,4 +46,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    configure_logging()
     main(load_params())

@@ -7,9 +7,11 @@
    port of 127.0.0.1;
 2. waits until the deployment ``privobfnet-pipeline/privobfnet`` exists and the MLflow UI answers;
 3. drives Debian's headless Chromium with Playwright (``executable_path``: Playwright's own browser
-   download is not used) through the Prefect deployment page, the MLflow experiment page and the
-   MLflow registered-models page. Each page is polled until its rendered text names what it should
-   (the deployment, its flow and schedule; a pipeline parent run and, once the newest one is
+   download is not used) through the Prefect deployment page, the newest ``privobfnet-tables``
+   artifact (when a flow run made one), the MLflow experiment page and the MLflow
+   registered-models page. Each page is polled until its rendered text names what it should
+   (the deployment, its flow, schedule and concurrency limit; the artifact's key and the tables'
+   title; a pipeline parent run and, once the newest one is
    expanded, its stage runs; the registered models) or a deadline passes; MLflow's pop-ups are
    closed by clicking; then a screenshot is saved. No fixed sleeps: a page is shot as soon as it
    shows what it must;
@@ -40,6 +42,7 @@ from playwright.sync_api import Page as Tab
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from ops.params import load_params
+from pipelines.artifacts import TABLES_KEY
 from pipelines.serve import DEPLOYMENT, stop, wait_for_server, wait_http
 from privobfnet.io import atomic_path
 
@@ -103,6 +106,31 @@ def get_json(url: str, timeout_s: float = 120.0, what: str = "") -> dict:
             last = error
         time.sleep(1)
     raise TimeoutError(f"{what or url} not available within {timeout_s:.0f} s: {last}")
+
+
+def latest_artifact(api: str, key: str) -> dict | None:
+    """The newest Prefect artifact with ``key`` (API JSON), or None when no flow run made one.
+
+    (``/artifacts/<key>/latest`` answers with the key's collection, whose id no artifact page knows.)
+    """
+    query = {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}
+    request = urllib.request.Request(
+        f"{api}/artifacts/filter",
+        data=json.dumps(query).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        found = json.loads(response.read())
+    return found[0] if found else None
+
+
+def plain_heading(markdown: str) -> str:
+    """The first heading of a markdown document without inline markup (rendered, its text is the
+    same), without its ``#``s; empty when there is none."""
+    for line in markdown.splitlines():
+        if line.startswith("#") and not any(mark in line for mark in "`*_[<"):
+            return line.lstrip("#").strip()
+    return ""
 
 
 def active_crons(deployment: dict) -> list[str]:
@@ -344,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                 "Prefect deployment",
                 f"http://127.0.0.1:{prefect_port}/deployments/deployment/{deployment['id']}",
                 args.out / "ui_prefect_deployment.png",
-                (DEPLOYMENT, FLOW, "Schedules", "Scheduled for"),
+                (DEPLOYMENT, FLOW, "Schedules", "Scheduled for", "Concurrency Limit"),
             ),
             Page(
                 "MLflow experiment",
@@ -365,6 +393,31 @@ def main(argv: list[str] | None = None) -> int:
                 close_popups=True,
             ),
         ]
+        tables = latest_artifact(api, TABLES_KEY)
+        if tables is None:
+            print(
+                f"Prefect artifact {TABLES_KEY}: none yet (a flow run with the report stage makes "
+                "it); its page is not shot",
+                flush=True,
+            )
+        else:
+            pages.insert(
+                1,
+                Page(
+                    "Prefect tables artifact",
+                    f"http://127.0.0.1:{prefect_port}/artifacts/artifact/{tables['id']}",
+                    args.out / "ui_prefect_tables.png",
+                    tuple(
+                        text
+                        for text in (
+                            TABLES_KEY,
+                            tables["description"],
+                            plain_heading(tables["data"]),
+                        )
+                        if text
+                    ),
+                ),
+            )
         failures = []
         with sync_playwright() as playwright:
             try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -21,15 +22,16 @@ from PIL import Image
 from ops.dvc_stages import stage_order, stage_params
 from ops.outputs import ENSEMBLE_CHECKPOINT
 from ops.params import load_params
-from ops.registry import DEEPLAB_MODEL, ENSEMBLE_MODEL
+from ops.registry import CHAMPION, DEEPLAB_MODEL, ENSEMBLE_MODEL, SELECTION_TAG
 from ops.tracking import STAGE_RUNS, flatten
 from pipelines.serve import stop, wait_for_server
 from privobfnet.data.manifest import read_manifest
 from privobfnet.data.mask_types import load_mask_types
-from privobfnet.data.splits import load_split
-from privobfnet.inference import predict_segmentation, predict_split
+from privobfnet.inference import predict_segmentation
 from privobfnet.labels import segmentation_classes
-from privobfnet.models.checkpoints import load_deeplab, load_ensemble, prior_layout
+from privobfnet.masks.assets import default_cache_dir
+from privobfnet.models.checkpoints import load_deeplab
+from privobfnet.serving import Scorer
 from tests.conftest import copy_project, dvc
 from tools.compare_outputs import files_under
 from tools.ui_check import free_port, get_json, start
@@ -167,7 +169,13 @@ def test_served_deployment_runs_every_stage(served):
     (schedule,) = served["deployment"]["schedules"]
     assert schedule["schedule"]["cron"] == "0 3 * * *" and schedule["active"] is True
     assert served["deployment"]["parameters"] == {"profile": "ci"}
-    assert {"privobfnet-progress", "privobfnet-metrics"} <= served["artifacts"]
+    assert served["deployment"]["global_concurrency_limit"]["limit"] == 1  # one run at a time
+    assert {
+        "privobfnet-progress",
+        "privobfnet-metrics",
+        "privobfnet-tables",
+        "privobfnet-evaluate-run",
+    } <= served["artifacts"]
     project = served["project"]
     for split, rows in {"train": 24, "val": 8, "test": 8}.items():
         manifest = read_manifest(project / "data/manifests" / f"{split}.parquet")
@@ -182,19 +190,20 @@ def test_mlflow_holds_every_stage_run_and_both_registered_models(served, monkeyp
 
 
 def test_registered_ensemble_answers_as_the_checkpoint(served, monkeypatch):
-    """The registry round trip: Model-Image loaded from MLflow gives the final.pt attribute probabilities and scores."""
+    """The registry round trip: the champion pyfunc model gives the final.pt privacy scores and
+    attribute probabilities on test images, as privobfnet score computes them."""
     project = served["project"]
     monkeypatch.chdir(project)
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    registered = mlflow.pytorch.load_model(f"models:/{ENSEMBLE_MODEL}/latest")
-    from_checkpoint, _, meta = load_ensemble(project / ENSEMBLE_CHECKPOINT)
-    data = load_split(load_params(project / "params.yaml"), "test", prior_layout(meta))
-    cpu = torch.device("cpu")
-    probs, scores = predict_split(registered, data, cpu, batch_size=4)
-    expected_probs, expected_scores = predict_split(from_checkpoint, data, cpu, batch_size=4)
-    assert probs.shape == (8, len(data.class_names)) and scores.shape == (8,)
-    np.testing.assert_array_equal(probs, expected_probs)
-    np.testing.assert_array_equal(scores, expected_scores)
+    registered = mlflow.pyfunc.load_model(f"models:/{ENSEMBLE_MODEL}@{CHAMPION}")
+    paths = list(read_manifest(project / "data/manifests/test.parquet")["path"][:3])
+    answer = registered.predict(pd.DataFrame({"image": [Path(p).read_bytes() for p in paths]}))
+    scorer = Scorer(project / ENSEMBLE_CHECKPOINT, cache_dir=default_cache_dir())
+    assert list(answer.columns) == ["privacy_score", *scorer.class_names]
+    for row, path in zip(answer.itertuples(index=False), paths):
+        prediction = scorer.score_file(path)
+        assert row[0] == prediction.privacy_score
+        assert list(row[1:]) == prediction.attribute_probs.tolist()
 
 
 def torchmetrics_miou(pairs, n_labels: int) -> float:
@@ -364,6 +373,13 @@ def check_mlflow_store(project: Path, pipeline_id: str) -> None:
         assert registered[key]["version"] == str(version.version)
         logged = mlflow.get_logged_model(registered[key]["model_id"])
         assert logged.metrics, f"{name}: no metrics linked to the logged model"
+    champion = client.get_model_version_by_alias(ENSEMBLE_MODEL, CHAMPION)
+    assert str(champion.version) == registered["ensemble"]["version"]  # the first one takes it
+    assert float(champion.tags[SELECTION_TAG]) == pytest.approx(
+        metrics["attributes"]["val"]["map"], abs=1e-5
+    )
+    card = client.get_registered_model(ENSEMBLE_MODEL).description
+    assert card.startswith("# Model card") and f"{metrics['attributes']['val']['map']:.3f}" in card
     deeplab = mlflow.pytorch.load_model(f"models:/{DEEPLAB_MODEL}/1")
     with torch.no_grad():
         logits = deeplab(torch.zeros(1, 3, 48, 48))

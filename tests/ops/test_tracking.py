@@ -140,3 +140,22 @@ def test_manifests_are_logged_as_dataset_inputs_with_their_dvc_md5(ci_config, tm
     }
     history = mlflow.MlflowClient().get_metric_history(r.info.run_id, "loss.total")
     assert [(m.step, m.value) for m in history] == [(1, 1.5)]
+
+
+def test_system_metrics_are_logged_only_where_asked(ci_config, monkeypatch):
+    import time
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    with stage_run("train_ensemble", ci_config, system_metrics=True):
+        time.sleep(1.5)
+    with stage_run("validate", ci_config):
+        time.sleep(0.5)
+    runs = {r.info.run_name: r for r in _runs(ci_config)}
+    assert "system/cpu_utilization_percentage" in runs["train_ensemble"].data.metrics
+    assert not [m for m in runs["validate"].data.metrics if m.startswith("system/")]
+    # the parent is named through start_run(parent_run_id=...): the tag MLflow sets from it
+    assert (
+        runs["train_ensemble"].data.tags["mlflow.parentRunId"]
+        == runs["validate"].data.tags["mlflow.parentRunId"]
+    )

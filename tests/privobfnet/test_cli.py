@@ -516,43 +516,41 @@ def test_obfuscate_with_a_model_reports_score_and_attributes(tmp_path, checkpoin
 
 
 @pytest.mark.slow
-def test_model_from_the_mlflow_registry(tmp_path, checkpoint, capsys, monkeypatch):
+def test_model_from_the_mlflow_registry(tmp_path, checkpoint, cache, capsys, monkeypatch):
     import mlflow
 
     monkeypatch.chdir(tmp_path)  # the store's artifacts (./mlruns) go there
 
-    from ops.registry import ENSEMBLE_MODEL, register_model
+    from ops.registry import CHAMPION, ENSEMBLE_MODEL, register_ensemble, register_model
     from privobfnet.obfuscate import load_model
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("obfuscate-test")
     with mlflow.start_run() as active:
-        run = type("Run", (), {"run_id": active.info.run_id})()
+        register_ensemble(
+            active.info,
+            checkpoint=checkpoint,
+            metrics={},
+            profile="ci",
+            headline_split="test",
+            cache_dir=cache,
+        )
+        # a version logged before the pyfunc model: the network, final.pt as an extra file
         register_model(
-            run,
+            active.info,
             load_model(checkpoint).network,
-            name=ENSEMBLE_MODEL,
+            name="old-ensemble",
             checkpoint=checkpoint,
             headline={},
             description="tiny",
         )
-    status = cli.main(
-        [
-            "attributes",
-            "--model",
-            f"models:/{ENSEMBLE_MODEL}/latest",
-            "--tracking-uri",
-            uri,
-            "--json",
-        ]
-    )
-    assert status == 0 and len(json.loads(capsys.readouterr().out)) == len(ATTRIBUTES)
-    assert (
-        cli.main(["attributes", "--model", "models:/no-such-model/1", "--tracking-uri", uri])
-        == cli.EXIT_USAGE
-    )
-    assert "no-such-model" in capsys.readouterr().err
+    for spec in (f"models:/{ENSEMBLE_MODEL}@{CHAMPION}", "models:/old-ensemble/latest"):
+        status = cli.main(["attributes", "--model", spec, "--tracking-uri", uri, "--json"])
+        assert status == 0 and len(json.loads(capsys.readouterr().out)) == len(ATTRIBUTES), spec
+    for spec in ("models:/no-such-model/1", f"models:/{ENSEMBLE_MODEL}@no-such-alias"):
+        assert cli.main(["attributes", "--model", spec, "--tracking-uri", uri]) == cli.EXIT_USAGE
+        assert spec.rsplit("/", 1)[-1].split("@")[-1] in capsys.readouterr().err
 
 
 def test_hide_all_people_hides_the_person_and_not_the_sky(tmp_path, cache):
@@ -608,3 +606,22 @@ def test_a_leak_found_by_the_red_team_sets_the_exit_status(tmp_path, cache, monk
     (record,) = report(tmp_path / "out" / cli.REPORT_NAME)["images"]
     assert [(leak["kind"], leak["text"]) for leak in record["leaks"]] == [("text", items[0].text)]
     assert (tmp_path / "out" / "doc.png").exists()  # written, and flagged
+
+
+def test_verbose_and_quiet_change_what_is_logged(checkpoint, capsys, monkeypatch):
+    monkeypatch.delenv("PRIVOBFNET_LOG_LEVEL", raising=False)
+
+    def logged(*flags: str) -> str:
+        assert cli.main(["attributes", "--model", str(checkpoint), "--json", *flags]) == 0
+        captured = capsys.readouterr()
+        assert len(json.loads(captured.out)) == len(ATTRIBUTES)  # the output itself never changes
+        return captured.err
+
+    default, verbose, quiet = logged(), logged("-v"), logged("-q")
+    resolved = f"INFO privobfnet.cli: model {checkpoint}: checkpoint {checkpoint}"
+    assert resolved in default and "DEBUG" not in default
+    assert resolved in verbose and "DEBUG privobfnet.cli: privobfnet " in verbose
+    assert quiet == ""
+    with pytest.raises(SystemExit):
+        cli.main(["attributes", "--model", str(checkpoint), "-v", "-q"])
+    assert "not allowed with argument" in capsys.readouterr().err
