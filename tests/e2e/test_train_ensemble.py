@@ -100,12 +100,16 @@ def test_stage_trains_evaluates_and_records(finished):
     assert rows[0].startswith("step,epoch,lr,total") and len(rows) == 1 + 12
     assert not (root / "checkpoints/ensemble/last.pt").exists()  # a finished run does not resume
 
-    from privobfnet.models.checkpoints import load_ensemble
+    from privobfnet.models.checkpoints import load_ensemble, prior_layout
 
     model_image, _, meta = load_ensemble(root / "checkpoints/ensemble/final.pt")
     assert meta["config"]["train"]["input_size"] == 96 and meta["class_names"][0] == "a0_safe"
+    layout = prior_layout(meta)  # the profile's refined priors: [person, face], [lines, typed...]
+    assert layout.refined and len(layout.text_channels) == 1 + 6
     cams = model_image.cams(
-        torch.zeros(1, 3, 96, 96), torch.zeros(1, 1, 96, 96), torch.ones(1, 1, 96, 96)
+        torch.zeros(1, 3, 96, 96),
+        torch.zeros(1, len(layout.human_channels), 96, 96),
+        torch.ones(1, len(layout.text_channels), 96, 96),
     )
     assert cams.shape == (1, 16, 12, 12)
 
