@@ -205,9 +205,58 @@ def read_experiment(listed: dict, repo: str = ".") -> dict:
     }
 
 
+def _param(params: dict, dotted: str):
+    node = params
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return _ABSENT
+        node = node[key]
+    return node
+
+
+_ABSENT = object()
+
+
+def stale_stages(lock: dict, params: dict) -> list[str]:
+    """The stages of a dvc.lock whose recorded params.yaml values are not ``params``: stages an experiment did not
+    run with its own params (``dvc exp run --temp -S ... <stage>`` stops after that stage and commits the others'
+    outputs, metrics included, as the baseline left them)."""
+    return [
+        name
+        for name, stage in (lock.get("stages") or {}).items()
+        if any(
+            _param(params, key) != value
+            for key, value in ((stage.get("params") or {}).get(str(PARAMS_FILE)) or {}).items()
+        )
+    ]
+
+
 def read_experiments(repo: str = ".") -> list[dict]:
-    """Every finished experiment DVC lists, read (``read_experiment``)."""
-    return [read_experiment(listed, repo) for listed in listed_experiments(repo)]
+    """Every finished experiment DVC lists, read (``read_experiment``), less those that did not run the whole
+    pipeline with their params (``stale_stages``: their metrics would be another run's), each named on stderr."""
+    experiments = []
+    for listed in listed_experiments(repo):
+        experiment = read_experiment(listed, repo)
+        lock = subprocess.run(
+            ["git", "show", f"{experiment['rev']}:dvc.lock"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        )
+        stale = stale_stages(yaml.safe_load(lock.stdout) or {}, experiment["params"])
+        if lock.returncode or stale:
+            print(
+                f"skipped experiment {experiment['name']} ({experiment['rev'][:7]}): "
+                + (
+                    f"stages {', '.join(stale)} did not run with its params"
+                    if stale
+                    else "no dvc.lock"
+                ),
+                file=sys.stderr,
+            )
+            continue
+        experiments.append(experiment)
+    return experiments
 
 
 def unlisted(collected: list[dict], rows: list[dict], reference: dict) -> list[dict]:

@@ -198,3 +198,25 @@ def test_main_stops_rather_than_drop_unlisted_rows(tmp_path, monkeypatch, capsys
     ablation.write_text("[]")
     assert collect.main([]) == 1
     assert "not an ablation file" in capsys.readouterr().err
+
+
+def test_an_experiment_that_stopped_at_a_stage_is_stale_from_the_stages_it_did_not_run():
+    """`dvc exp run --temp -S train.priors=coarse pseudo_labels` commits the baseline's evaluate metrics: the stages
+    whose locked params are not the experiment's are named, so its metrics are not collected as its own."""
+    params = {"seed": 1, "train": {"priors": "coarse", "lr": 0.1}, "deeplab": {"iterations": 8}}
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            "download": {"params": {"params.yaml": {"seed": 1}}},
+            "train_ensemble": {"params": {"params.yaml": {"seed": 1, "train": params["train"]}}},
+            "weights": {"deps": []},
+            "report": {
+                "params": {"params.yaml": {"train": {"priors": "refined", "lr": 0.1}, "seed": 1}}
+            },
+            "evaluate": {"params": {"params.yaml": {"deeplab.iterations": 8, "gone.key": 1}}},
+        },
+    }
+    assert collect.stale_stages(lock, params) == ["report", "evaluate"]
+    lock["stages"]["report"]["params"]["params.yaml"]["train"]["priors"] = "coarse"
+    del lock["stages"]["evaluate"]["params"]["params.yaml"]["gone.key"]
+    assert collect.stale_stages(lock, params) == []
