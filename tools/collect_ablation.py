@@ -234,6 +234,8 @@ def stale_stages(lock: dict, params: dict) -> list[str]:
 def read_experiments(repo: str = ".") -> list[dict]:
     """Every finished experiment DVC lists, read (``read_experiment``), less those that did not run the whole
     pipeline with their params (``stale_stages``: their metrics would be another run's), each named on stderr."""
+    from dvc.utils.serialize import parse_yaml
+
     experiments = []
     for listed in listed_experiments(repo):
         experiment = read_experiment(listed, repo)
@@ -243,7 +245,11 @@ def read_experiments(repo: str = ".") -> list[dict]:
             capture_output=True,
             text=True,
         )
-        stale = stale_stages(yaml.safe_load(lock.stdout) or {}, experiment["params"])
+        # DVC's own YAML reader, as for params.yaml (PyYAML reads 1e-05 as a string)
+        stale = stale_stages(
+            (parse_yaml(lock.stdout, "dvc.lock") if lock.stdout else None) or {},
+            experiment["params"],
+        )
         if lock.returncode or stale:
             print(
                 f"skipped experiment {experiment['name']} ({experiment['rev'][:7]}): "

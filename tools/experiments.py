@@ -70,6 +70,24 @@ def missing_rows(rows: list[dict], reference: dict, experiments: list[dict]) -> 
     return [row for row in rows if json_digest(expected_params(reference, row)) not in done]
 
 
+def workspace_clean() -> bool:
+    """Whether `dvc status` finds every stage of the workspace up to date (its outputs are its params' and code's)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"], capture_output=True, text=True
+    )
+    return done.returncode == 0 and json.loads(done.stdout or "{}") == {}
+
+
+def workspace_row(rows: list[dict], reference: dict, clean: Callable[[], bool]) -> dict | None:
+    """The row whose params are the workspace's, when the workspace's pipeline is up to date: `make run` already
+    computed it, so ``dvc exp save`` records it as that row's experiment instead of a second run of the same
+    pipeline. None when no row is the workspace's, or the workspace is not up to date."""
+    for row in rows:
+        if json_digest(expected_params(reference, row)) == json_digest(reference):
+            return row if clean() else None
+    return None
+
+
 def run_grid(
     name: str,
     *,
@@ -77,21 +95,26 @@ def run_grid(
     dry_run: bool = False,
     read_experiments: Callable[[], list[dict]] | None = None,
     execute: Callable[[list[str]], int] | None = None,
+    is_clean: Callable[[], bool] = workspace_clean,
 ) -> int:
     """Run the grid's rows one after another (the missing ones unless ``run_all``); a failed row
-    does not stop the others. -> 0, or 1 when a row failed."""
+    does not stop the others; the row the workspace already ran (``workspace_row``) is saved, not run
+    again. -> 0, or 1 when a row failed."""
     rows = grid(name)
-    todo = rows
+    todo, saved = rows, None
     if not run_all:
         if read_experiments is None:
             from tools.collect_ablation import read_experiments
         reference = yaml.safe_load(PARAMS_FILE.read_text())
         todo = missing_rows(rows, reference, read_experiments())
+        saved = workspace_row(todo, reference, is_clean)
     print(f"{name}: {len(todo)} of {len(rows)} experiments to run", flush=True)
     execute = execute or (lambda command: subprocess.run(command).returncode)
     failed = []
     for row in todo:
         command = run_command(row)
+        if row is saved:  # the workspace already ran this row: keep its results, run nothing
+            command = ["dvc", "exp", "save", "-n", f"{name}-workspace-seed{row.get('seed', 0)}"]
         print(("" if dry_run else "+ ") + shlex.join(command), flush=True)
         if not dry_run and execute([sys.executable, "-m", *command]) != 0:
             failed.append(command)

@@ -8,7 +8,14 @@ import yaml
 
 from privobfnet.report.rows import grid
 from tools.collect_ablation import EVALUATE_METRICS
-from tools.experiments import expected_params, main, missing_rows, run_command, run_grid
+from tools.experiments import (
+    expected_params,
+    main,
+    missing_rows,
+    run_command,
+    run_grid,
+    workspace_row,
+)
 
 REFERENCE = {
     "seed": 0,
@@ -76,7 +83,16 @@ def test_dry_run_prints_the_missing_rows_commands_and_runs_nothing(tmp_path, mon
     def refuse(command):
         raise AssertionError(f"ran {command}")
 
-    assert run_grid("ablation", dry_run=True, read_experiments=lambda: done, execute=refuse) == 0
+    assert (
+        run_grid(
+            "ablation",
+            dry_run=True,
+            read_experiments=lambda: done,
+            execute=refuse,
+            is_clean=lambda: False,
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"ablation: {len(rows) - 1} of {len(rows)} experiments to run"
     assert [shlex.split(line) for line in out[1:]] == [run_command(row) for row in rows[:-1]]
@@ -103,3 +119,29 @@ def test_printing_a_grid_and_its_errors(capsys):
         "-S seed=0 -S train.use_cropped=true"
     )
     assert main(["tables"]) == 2 and "no experiment grid 'tables'" in capsys.readouterr().err
+
+
+def test_the_row_the_up_to_date_workspace_ran_is_saved_not_run_again(tmp_path, monkeypatch, capsys):
+    """`make run` computed the profile's own row: `dvc exp save` records it; a stale workspace runs it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(REFERENCE))
+    rows = grid("seeds")
+    (own,) = [row for row in rows if expected_params(REFERENCE, row) == REFERENCE]
+    assert workspace_row(rows, REFERENCE, lambda: True) is own
+    assert workspace_row(rows, REFERENCE, lambda: False) is None
+    assert workspace_row([r for r in rows if r is not own], REFERENCE, lambda: True) is None
+    for clean in (True, False):
+        ran = []
+        assert (
+            run_grid(
+                "seeds",
+                read_experiments=lambda: [],
+                execute=lambda command, ran=ran: ran.append(command[2:]) or 0,
+                is_clean=lambda clean=clean: clean,
+            )
+            == 0
+        )
+        expected = [run_command(row) for row in rows]
+        if clean:
+            expected[rows.index(own)] = ["dvc", "exp", "save", "-n", "seeds-workspace-seed0"]
+        assert ran == expected
