@@ -55,7 +55,7 @@ run: $(STAMP) params.yaml
 ## test: the whole suite, slow tests included (what CI runs), then the PaddleOCR backend's tests
 ## in .venv-paddle
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -m "not paddle"
+	$(BIN)/python -m pytest -q -m "not paddle" --durations=20
 	$(MAKE) test-paddle
 
 ## test-paddle: the tests marked paddle, in .venv-paddle; --require-paddle makes them fail, not
