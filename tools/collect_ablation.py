@@ -205,16 +205,17 @@ def read_experiment(listed: dict, repo: str = ".") -> dict:
     }
 
 
+_ABSENT = object()  # a key params.yaml does not have
+
+
 def _param(params: dict, dotted: str):
+    """``params``' value at a dvc.lock key (``train``, ``masks.out_dir``), or ``_ABSENT``."""
     node = params
     for key in dotted.split("."):
         if not isinstance(node, dict) or key not in node:
             return _ABSENT
         node = node[key]
     return node
-
-
-_ABSENT = object()
 
 
 def stale_stages(lock: dict, params: dict) -> list[str]:

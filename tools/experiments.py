@@ -82,8 +82,9 @@ def workspace_row(rows: list[dict], reference: dict, clean: Callable[[], bool]) 
     """The row whose params are the workspace's, when the workspace's pipeline is up to date: `make run` already
     computed it, so ``dvc exp save`` records it as that row's experiment instead of a second run of the same
     pipeline. None when no row is the workspace's, or the workspace is not up to date."""
+    own = json_digest(reference)
     for row in rows:
-        if json_digest(expected_params(reference, row)) == json_digest(reference):
+        if json_digest(expected_params(reference, row)) == own:
             return row if clean() else None
     return None
 
