@@ -75,7 +75,19 @@ DOCUMENT_TITLES = ("INVOICE", "RECEIPT", "ORDER", "BOARDING PASS", "DELIVERY NOT
 
 @functools.lru_cache(maxsize=None)
 def _faker(locale: str) -> Faker:
-    return Faker(locale)
+    """One Faker per locale, with its draws independent of the process's hash seed.
+
+    Faker's it_IT address provider builds ``cities`` as ``list({...})``: a set's order follows
+    PYTHONHASHSEED, so a seeded ``city()`` named a different town in every process and SynthPriv
+    differed run to run. A list-valued ``cities`` is sorted here; the other word lists Faker draws
+    from (for the methods this module calls) are tuples or lists written out in the source.
+    """
+    fake = Faker(locale)
+    for provider in fake.providers:
+        cities = getattr(provider, "cities", None)
+        if isinstance(cities, list):
+            provider.cities = sorted(cities)
+    return fake
 
 
 def faker(rng: np.random.Generator) -> Faker:
