@@ -26,11 +26,12 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
 from ops.outputs import ABLATION_FILE, PARAMS_FILE, metrics_file
-from privobfnet.io import atomic_write_text, json_digest
+from privobfnet.io import atomic_write_text, file_digest, json_digest
 from privobfnet.report.rows import SWITCHES, varied_keys
 
 EVALUATE_METRICS = str(metrics_file("evaluate"))  # reports/metrics/evaluate.json
@@ -232,9 +233,36 @@ def stale_stages(lock: dict, params: dict) -> list[str]:
     ]
 
 
+def outdated_stages(lock: dict, repo: str = ".") -> list[str]:
+    """The stages of a dvc.lock that ran other code than the workspace's: a dep that git tracks (a stage's source,
+    the library it imports) whose locked md5 is not the file's md5 in ``repo`` now. An experiment of older code
+    measured something the workspace no longer computes, whatever its params (DVC's md5 of a file is its bytes')."""
+    done = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=repo, capture_output=True, text=True, check=True
+    )
+    tracked = set(done.stdout.split("\0"))
+    digests: dict[str, str | None] = {}
+
+    def md5(path: str) -> str | None:
+        if path not in digests:
+            file = Path(repo) / path
+            digests[path] = file_digest(file, "md5") if file.is_file() else None
+        return digests[path]
+
+    return [
+        name
+        for name, stage in (lock.get("stages") or {}).items()
+        if any(
+            dep.get("path") in tracked and dep.get("md5") and dep["md5"] != md5(dep["path"])
+            for dep in stage.get("deps") or []
+        )
+    ]
+
+
 def read_experiments(repo: str = ".") -> list[dict]:
     """Every finished experiment DVC lists, read (``read_experiment``), less those that did not run the whole
-    pipeline with their params (``stale_stages``: their metrics would be another run's), each named on stderr."""
+    pipeline with their params (``stale_stages``: their metrics would be another run's) or ran older code than
+    the workspace's (``outdated_stages``), each named on stderr."""
     from dvc.utils.serialize import parse_yaml
 
     experiments = []
@@ -247,18 +275,18 @@ def read_experiments(repo: str = ".") -> list[dict]:
             text=True,
         )
         # DVC's own YAML reader, as for params.yaml (PyYAML reads 1e-05 as a string)
-        stale = stale_stages(
-            (parse_yaml(lock.stdout, "dvc.lock") if lock.stdout else None) or {},
-            experiment["params"],
-        )
-        if lock.returncode or stale:
+        locked = (parse_yaml(lock.stdout, "dvc.lock") if lock.stdout else None) or {}
+        stale = stale_stages(locked, experiment["params"])
+        outdated = [] if stale else outdated_stages(locked, repo)
+        if lock.returncode or stale or outdated:
+            if stale:
+                why = f"stages {', '.join(stale)} did not run with its params"
+            elif outdated:
+                why = f"stages {', '.join(outdated)} ran other code than the workspace's"
+            else:
+                why = "no dvc.lock"
             print(
-                f"skipped experiment {experiment['name']} ({experiment['rev'][:7]}): "
-                + (
-                    f"stages {', '.join(stale)} did not run with its params"
-                    if stale
-                    else "no dvc.lock"
-                ),
+                f"skipped experiment {experiment['name']} ({experiment['rev'][:7]}): {why}",
                 file=sys.stderr,
             )
             continue
