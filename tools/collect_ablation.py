@@ -234,9 +234,12 @@ def stale_stages(lock: dict, params: dict) -> list[str]:
 
 
 def outdated_stages(lock: dict, repo: str = ".") -> list[str]:
-    """The stages of a dvc.lock that ran other code than the workspace's: a dep that git tracks (a stage's source,
-    the library it imports) whose locked md5 is not the file's md5 in ``repo`` now. An experiment of older code
-    measured something the workspace no longer computes, whatever its params (DVC's md5 of a file is its bytes')."""
+    """The stages of a dvc.lock that ran other code than the workspace's: a code file among its deps (a project .py
+    file or resource, ``tools.dvc_deps.is_code``) that git tracks, whose locked md5 is not the file's md5 in ``repo``
+    now. An experiment of older code measured something the workspace no longer computes, whatever its params
+    (DVC's md5 of a file is its bytes'). Data deps, tracked or not (``reports/ablation.json``), are not compared."""
+    from tools.dvc_deps import is_code
+
     done = subprocess.run(
         ["git", "ls-files", "-z"], cwd=repo, capture_output=True, text=True, check=True
     )
@@ -253,7 +256,10 @@ def outdated_stages(lock: dict, repo: str = ".") -> list[str]:
         name
         for name, stage in (lock.get("stages") or {}).items()
         if any(
-            dep.get("path") in tracked and dep.get("md5") and dep["md5"] != md5(dep["path"])
+            dep.get("path") in tracked
+            and is_code(dep["path"], Path(repo))
+            and dep.get("md5")
+            and dep["md5"] != md5(dep["path"])
             for dep in stage.get("deps") or []
         )
     ]

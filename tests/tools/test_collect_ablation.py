@@ -223,17 +223,18 @@ def test_an_experiment_that_stopped_at_a_stage_is_stale_from_the_stages_it_did_n
     assert collect.stale_stages(lock, params) == []
 
 
-def test_an_experiment_of_older_code_is_outdated_from_the_stages_whose_tracked_deps_changed(
-    tmp_path,
-):
-    """A stage whose locked md5 of a git-tracked dep is not the file's now ran other code; data deps git does not
-    track (DVC outputs) and deps without an md5 are not compared."""
+def test_an_experiment_of_older_code_is_outdated_from_the_stages_whose_code_deps_changed(tmp_path):
+    """A stage whose locked md5 of a git-tracked code dep is not the file's now ran other code; data deps (DVC
+    outputs, or a tracked file such as reports/ablation.json) and deps without an md5 are not compared."""
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    (tmp_path / "stages").mkdir()
+    for folder in ("stages", "privobfnet", "reports"):
+        (tmp_path / folder).mkdir()
     (tmp_path / "stages" / "train.py").write_text("print('train')\n")
-    (tmp_path / "lib.py").write_text("X = 1\n")
+    (tmp_path / "privobfnet" / "lib.py").write_text("X = 1\n")
+    (tmp_path / "reports" / "ablation.json").write_text("{}")
     (tmp_path / "data.bin").write_bytes(b"not tracked")
-    subprocess.run(["git", "add", "stages/train.py", "lib.py"], cwd=tmp_path, check=True)
+    tracked = ["stages/train.py", "privobfnet/lib.py", "reports/ablation.json"]
+    subprocess.run(["git", "add", *tracked], cwd=tmp_path, check=True)
 
     def md5(text: str) -> str:
         return hashlib.md5(text.encode()).hexdigest()
@@ -243,15 +244,21 @@ def test_an_experiment_of_older_code_is_outdated_from_the_stages_whose_tracked_d
             "train": {"deps": [{"path": "stages/train.py", "md5": md5("print('train')\n")}]},
             "report": {
                 "deps": [
-                    {"path": "lib.py", "md5": md5("X = 0\n")},  # the experiment ran X = 0
+                    {"path": "privobfnet/lib.py", "md5": md5("X = 0\n")},  # it ran X = 0
                     {"path": "data.bin", "md5": "0" * 32},
                 ]
             },
-            "download": {"deps": [{"path": "data.bin", "md5": "0" * 32}, {"path": "lib.py"}]},
+            "download": {
+                "deps": [
+                    {"path": "data.bin", "md5": "0" * 32},
+                    {"path": "reports/ablation.json", "md5": md5("[]")},  # data, collected since
+                    {"path": "privobfnet/lib.py"},
+                ]
+            },
         }
     }
     assert collect.outdated_stages(lock, str(tmp_path)) == ["report"]
-    (tmp_path / "lib.py").write_text("X = 0\n")
+    (tmp_path / "privobfnet" / "lib.py").write_text("X = 0\n")
     assert collect.outdated_stages(lock, str(tmp_path)) == []
-    (tmp_path / "lib.py").unlink()  # a dep the workspace no longer has: other code
+    (tmp_path / "privobfnet" / "lib.py").unlink()  # a dep the workspace no longer has: other code
     assert collect.outdated_stages(lock, str(tmp_path)) == ["report"]
