@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -233,17 +234,8 @@ def stale_stages(lock: dict, params: dict) -> list[str]:
     ]
 
 
-def outdated_stages(lock: dict, repo: str = ".") -> list[str]:
-    """The stages of a dvc.lock that ran other code than the workspace's: a code file among its deps (a project .py
-    file or resource, ``tools.dvc_deps.is_code``) that git tracks, whose locked md5 is not the file's md5 in ``repo``
-    now. An experiment of older code measured something the workspace no longer computes, whatever its params
-    (DVC's md5 of a file is its bytes'). Data deps, tracked or not (``reports/ablation.json``), are not compared."""
-    from tools.dvc_deps import is_code
-
-    done = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=repo, capture_output=True, text=True, check=True
-    )
-    tracked = set(done.stdout.split("\0"))
+def workspace_md5(repo: str = ".") -> Callable[[str], str | None]:
+    """``path`` -> the md5 of that file in ``repo`` now (None when it has none), each file read once."""
     digests: dict[str, str | None] = {}
 
     def md5(path: str) -> str | None:
@@ -252,13 +244,27 @@ def outdated_stages(lock: dict, repo: str = ".") -> list[str]:
             digests[path] = file_digest(file, "md5") if file.is_file() else None
         return digests[path]
 
+    return md5
+
+
+def outdated_stages(
+    lock: dict, repo: str = ".", md5: Callable[[str], str | None] | None = None
+) -> list[str]:
+    """The stages of a dvc.lock that ran other code than the workspace's: a code file among its deps (a project .py
+    file or resource, ``tools.dvc_deps.is_code``) whose locked md5 is not the file's md5 in ``repo`` now (``md5``:
+    ``workspace_md5(repo)`` unless given), or which the workspace no longer has. An experiment of older code
+    measured something the workspace no longer computes, whatever its params (DVC's md5 of a file is its bytes').
+    Data deps (``reports/ablation.json``, DVC outputs) are not compared."""
+    from tools.dvc_deps import is_code
+
+    md5 = md5 or workspace_md5(repo)
     return [
         name
         for name, stage in (lock.get("stages") or {}).items()
         if any(
-            dep.get("path") in tracked
+            dep.get("md5")
+            and not dep["md5"].endswith(".dir")  # a folder: no file md5
             and is_code(dep["path"], Path(repo))
-            and dep.get("md5")
             and dep["md5"] != md5(dep["path"])
             for dep in stage.get("deps") or []
         )
@@ -272,6 +278,7 @@ def read_experiments(repo: str = ".") -> list[dict]:
     from dvc.utils.serialize import parse_yaml
 
     experiments = []
+    md5 = workspace_md5(repo)  # the workspace's code, read once for every experiment
     for listed in listed_experiments(repo):
         experiment = read_experiment(listed, repo)
         lock = subprocess.run(
@@ -283,7 +290,7 @@ def read_experiments(repo: str = ".") -> list[dict]:
         # DVC's own YAML reader, as for params.yaml (PyYAML reads 1e-05 as a string)
         locked = (parse_yaml(lock.stdout, "dvc.lock") if lock.stdout else None) or {}
         stale = stale_stages(locked, experiment["params"])
-        outdated = [] if stale else outdated_stages(locked, repo)
+        outdated = [] if stale else outdated_stages(locked, repo, md5)
         if lock.returncode or stale or outdated:
             if stale:
                 why = f"stages {', '.join(stale)} did not run with its params"

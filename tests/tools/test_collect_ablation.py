@@ -224,8 +224,8 @@ def test_an_experiment_that_stopped_at_a_stage_is_stale_from_the_stages_it_did_n
 
 
 def test_an_experiment_of_older_code_is_outdated_from_the_stages_whose_code_deps_changed(tmp_path):
-    """A stage whose locked md5 of a git-tracked code dep is not the file's now ran other code; data deps (DVC
-    outputs, or a tracked file such as reports/ablation.json) and deps without an md5 are not compared."""
+    """A stage whose locked md5 of a code dep is not the file's now ran other code; data deps (DVC outputs, or a
+    tracked file such as reports/ablation.json) and deps without an md5 are not compared."""
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     for folder in ("stages", "privobfnet", "reports"):
         (tmp_path / folder).mkdir()
