@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -234,14 +235,38 @@ def stale_stages(lock: dict, params: dict) -> list[str]:
     ]
 
 
+def folder_md5(repo: str, path: str) -> str:
+    """DVC's md5 of the folder ``path`` in ``repo`` now, as dvc.lock records a folder dep (``<md5>.dir``: the
+    digest of its files' list), computed by DVC's own hashing with the repo's .dvcignore; nothing is cached."""
+    from dvc.repo import Repo
+    from dvc_data.hashfile.build import build
+
+    with Repo(repo) as dvc_repo:
+        _, _, tree = build(
+            dvc_repo.cache.repo,
+            os.path.join(dvc_repo.root_dir, path),
+            dvc_repo.fs,
+            "md5",
+            ignore=dvc_repo.dvcignore,
+            dry_run=True,
+        )
+    return tree.hash_info.value
+
+
 def workspace_md5(repo: str = ".") -> Callable[[str], str | None]:
-    """``path`` -> the md5 of that file in ``repo`` now (None when it has none), each file read once."""
+    """``path`` -> the md5 of that file or folder (``folder_md5``) in ``repo`` now (None when it has neither), each
+    read once."""
     digests: dict[str, str | None] = {}
 
     def md5(path: str) -> str | None:
         if path not in digests:
-            file = Path(repo) / path
-            digests[path] = file_digest(file, "md5") if file.is_file() else None
+            target = Path(repo) / path
+            if target.is_file():
+                digests[path] = file_digest(target, "md5")
+            elif target.is_dir():
+                digests[path] = folder_md5(repo, path)
+            else:
+                digests[path] = None
         return digests[path]
 
     return md5
@@ -250,8 +275,9 @@ def workspace_md5(repo: str = ".") -> Callable[[str], str | None]:
 def outdated_stages(
     lock: dict, repo: str = ".", md5: Callable[[str], str | None] | None = None
 ) -> list[str]:
-    """The stages of a dvc.lock that ran other code than the workspace's: a code file among its deps (a project .py
-    file or resource, ``tools.dvc_deps.is_code``) whose locked md5 is not the file's md5 in ``repo`` now (``md5``:
+    """The stages of a dvc.lock that ran other code than the workspace's: a code file or folder among its deps (a
+    project .py file, a folder of them or a resource such as the mask-type tables, ``tools.dvc_deps.is_code``) whose
+    locked md5 is not the file's md5 in ``repo`` now (``md5``:
     ``workspace_md5(repo)`` unless given), or which the workspace no longer has. An experiment of older code
     measured something the workspace no longer computes, whatever its params (DVC's md5 of a file is its bytes').
     Data deps (``reports/ablation.json``, DVC outputs) are not compared."""
@@ -262,10 +288,7 @@ def outdated_stages(
         name
         for name, stage in (lock.get("stages") or {}).items()
         if any(
-            dep.get("md5")
-            and not dep["md5"].endswith(".dir")  # a folder: no file md5
-            and is_code(dep["path"], Path(repo))
-            and dep["md5"] != md5(dep["path"])
+            dep.get("md5") and is_code(dep["path"], Path(repo)) and dep["md5"] != md5(dep["path"])
             for dep in stage.get("deps") or []
         )
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 
 import dvc.api
 import yaml
@@ -262,3 +263,27 @@ def test_an_experiment_of_older_code_is_outdated_from_the_stages_whose_code_deps
     assert collect.outdated_stages(lock, str(tmp_path)) == []
     (tmp_path / "privobfnet" / "lib.py").unlink()  # a dep the workspace no longer has: other code
     assert collect.outdated_stages(lock, str(tmp_path)) == ["report"]
+
+
+def test_a_folder_dep_is_compared_by_the_md5_dvc_locked_for_it(tmp_path):
+    """A code folder (the mask-type tables) ran other code when a file in it changed since: its workspace md5 is
+    DVC's own ``<md5>.dir``, checked against the dvc.lock a real ``dvc repro`` wrote."""
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "-q"], cwd=tmp_path, check=True)
+    tables = tmp_path / "privobfnet" / "data" / "mask_types"
+    tables.mkdir(parents=True)
+    (tables / "synthpriv.tsv").write_text(
+        "attribute\tcoarse\trefined\na9_face_complete\thuman\tface\n"
+    )
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  masks:\n    cmd: echo masks\n    deps:\n      - privobfnet/data/mask_types\n"
+    )
+    subprocess.run([*dvc, "repro", "-q"], cwd=tmp_path, check=True, capture_output=True)
+    lock = yaml.safe_load((tmp_path / "dvc.lock").read_text())
+    assert lock["stages"]["masks"]["deps"][0]["md5"].endswith(".dir")
+    assert collect.outdated_stages(lock, str(tmp_path)) == []
+    (tables / "synthpriv.tsv").write_text(
+        "attribute\tcoarse\trefined\na9_face_complete\thuman\thuman\n"
+    )
+    assert collect.outdated_stages(lock, str(tmp_path)) == ["masks"]
