@@ -3,7 +3,7 @@
 Times the parts of one step of ``stages/train_deeplab.py`` (forward, loss, backward, optimizer
 step) on synthetic batches of the profile's crop and batch size, DeepLabV2 built as the stage
 builds it (``lite0``: ImageNet weights, frozen stages and batch norm, stride 16, channels-last as
-configured), then the same step in variants, each as a ratio to the configured step measured in
+configured; SynthPriv's 16 classes), then the same step in variants, each as a ratio to the configured step measured in
 the same process:
 
 - ``deterministic off``: ``torch.use_deterministic_algorithms(False)`` (the stages keep it on, so a
@@ -22,6 +22,7 @@ GFLOP/s before and after (their spread shows a shared machine's load). Medians o
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 
@@ -37,9 +38,6 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from train import matmul_gflops  # noqa: E402  bench/train.py
 
 from ops.fetch import packaged_file  # noqa: E402
 from ops.fetch.sources import WEIGHTS  # noqa: E402
@@ -50,6 +48,15 @@ from privobfnet.models.deeplabv2 import build_deeplab  # noqa: E402
 from privobfnet.models.inputs import images_to_tensor  # noqa: E402
 from privobfnet.runtime import setup_torch  # noqa: E402
 from privobfnet.training.deeplab import optimizer_param_groups, segmentation_loss  # noqa: E402
+
+
+def _matmul_gflops() -> float:
+    """bench/train.py's fp32 2048^2 matmul reference, loaded by path (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_train", REPO / "bench" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.matmul_gflops()
+
 
 N_CLASSES = 16  # SynthPriv's segmentation classes (background and 15 with a region)
 VARIANTS = ("configured", "deterministic_off", "loss_at_logits", "contiguous")
@@ -137,9 +144,9 @@ def main() -> None:
             ),
         )
     setup_torch(device="cpu", num_threads=cfg.deeplab.num_threads, seed=cfg.seed)
-    matmul_before = matmul_gflops()
+    matmul_before = _matmul_gflops()
     results = [measure(cfg, variant, args.steps) for variant in variants]
-    matmul_after = matmul_gflops()
+    matmul_after = _matmul_gflops()
     reference = results[0]["seconds_per_step"]
     for result in results:
         result["step_over_first"] = round(result["seconds_per_step"] / reference, 3)

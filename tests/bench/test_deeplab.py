@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -19,7 +22,7 @@ def _bench():
     return module
 
 
-@pytest.mark.parametrize("variant", ["configured", "deterministic_off", "loss_at_logits"])
+@pytest.mark.parametrize("variant", ["deterministic_off", "loss_at_logits"])
 def test_each_variant_times_every_part_and_leaves_the_stages_determinism_on(variant):
     bench = _bench()
     cfg = parse_config(resolve_profile("ci"))
@@ -42,3 +45,37 @@ def test_the_loss_at_the_scores_size_ignores_what_the_labels_ignore():
     assert bench.loss_at_logits(logits, labels).item() == pytest.approx(
         torch.nn.functional.cross_entropy(logits[:, :, :1, :1], torch.ones(1, 1, 1).long()).item()
     )
+
+
+def test_the_command_prints_each_variant_as_a_ratio_to_the_first():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "deeplab.py"),
+            "--profile",
+            "ci",
+            "--steps",
+            "1",
+            "--variants",
+            "configured,contiguous",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    report = json.loads(out)
+    assert [v["variant"] for v in report["variants"]] == ["configured", "contiguous"]
+    assert report["variants"][0]["step_over_first"] == 1.0
+    assert len(report["matmul_gflops_before_after"]) == 2
+
+
+def test_an_unknown_variant_is_refused_with_the_known_ones():
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "deeplab.py"), "--variants", "fast"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 2 and "unknown variants ['fast']" in done.stderr
+    assert "deterministic_off" in done.stderr
