@@ -82,12 +82,14 @@ profile: $(STAMP)
 ## target resumes after an interruption; ALL=1 runs every row. A failed row does not stop the others
 ## (the target fails at the end); `--check` first stops before any run if collecting would drop
 ## rows of reports/ablation.json whose experiments this clone lacks (`make pull` fetches them;
-## DROP_UNLISTED=1 drops those rows instead).
+## DROP_UNLISTED=1 drops those rows instead; KEEP_UNLISTED=1 keeps them, counts them as run and
+## adds the new rows beside them: a clone whose experiment refs are gone).
 ## The rows of ablation, seeds and hypotheses are defined once, in privobfnet/report/rows.py.
-COLLECT = $(BIN)/python -m tools.collect_ablation $(if $(DROP_UNLISTED),--drop-unlisted)
+UNLISTED = $(if $(DROP_UNLISTED),--drop-unlisted) $(if $(KEEP_UNLISTED),--keep-unlisted)
+COLLECT = $(BIN)/python -m tools.collect_ablation $(UNLISTED)
 ablation seeds hypotheses: $(STAMP) params.yaml
 	$(COLLECT) --check
-	$(BIN)/python -m tools.experiments $@ --run $(if $(ALL),--all); failed=$$?; \
+	$(BIN)/python -m tools.experiments $@ --run $(if $(ALL),--all) $(if $(KEEP_UNLISTED),--keep-unlisted); failed=$$?; \
 	  $(COLLECT) && $(BIN)/dvc repro report && exit $$failed
 
 ## seeds: 3 seeds of the ensemble, the single model (Model-Cropped off) and the ground-truth ceiling;

@@ -13,10 +13,12 @@ read each one's params and metrics, typed (exp_show's table has them as text). T
 depends on reports/ablation.json, so `dvc repro` rewrites tables.md when new rows arrive; it groups
 runs that differ only in their seed (``privobfnet.report.seeds``).
 
-The file holds exactly the experiments DVC lists, of the workspace's configuration. Experiments are
-git refs, shared through the git remote (`make push` / `make pull`: `dvc exp push/pull origin`); a
+The file holds the experiments DVC lists, of the workspace's configuration. Experiments are git
+refs, shared through the git remote (`make push` / `make pull`: `dvc exp push/pull origin`); a
 clone that has not pulled them lists none, so a collection that would drop rows of the file whose
-experiments DVC does not list stops, naming them, unless ``--drop-unlisted`` says to.
+experiments DVC does not list stops, naming them, unless ``--drop-unlisted`` says to drop them or
+``--keep-unlisted`` to keep them beside the listed ones (where the refs are gone: the rows were
+checked against the workspace's code when they were collected).
 """
 
 from __future__ import annotations
@@ -67,6 +69,33 @@ def configuration(params: dict) -> str:
     return json_digest(_fixed_params(params))
 
 
+def run_fields(params: dict) -> dict:
+    """What a row records of its params: the configuration's fingerprint and the values the grids vary. Two runs
+    with equal fields ran the same pipeline (``run_key``)."""
+    train = params.get("train", {})
+    return {
+        "configuration": configuration(params),
+        "profile": params.get("profile"),
+        "seed": params.get("seed"),
+        "switches": {key: bool(train[key]) for key in SWITCHES if key in train},
+        "deeplab_labels": params.get("deeplab", {}).get("labels"),
+        "deeplab_iterations": params.get("deeplab", {}).get("iterations"),
+        "crop_target": train.get("crop_target"),
+        "crop_size": train.get("crop_size"),
+        "loss_weights": train.get("loss_weights"),
+        # the CAMs' priors (train.priors); runs from before the setting were coarse
+        "priors": train.get("priors", "coarse"),
+    }
+
+
+RUN_FIELDS = tuple(run_fields({"train": {}}))
+
+
+def run_key(row: dict) -> str:
+    """A collected row's ``run_fields`` (or ``run_fields(params)``) as one string: equal keys, the same run."""
+    return json.dumps({key: row.get(key) for key in RUN_FIELDS}, sort_keys=True)
+
+
 def parse_experiments(experiments: list[dict], reference: dict | None = None) -> list[dict]:
     """Finished experiments (``read_experiments``: name, rev, timestamp, params, metrics by file) -> rows
     [{name, seed, switches, profile, metrics, ...}]: evaluate's metrics, pseudo_labels' CAM mIoU and its masks-only
@@ -81,25 +110,15 @@ def parse_experiments(experiments: list[dict], reference: dict | None = None) ->
         train = params.get("train", {})
         if not metrics or not all(key in train for key in SWITCHES):
             continue
-        fingerprint = configuration(params)
-        if wanted is not None and fingerprint != wanted:
+        run = run_fields(params)
+        if wanted is not None and run["configuration"] != wanted:
             continue  # another configuration (an older commit's profile, other sizes): not a row of these tables
         rows.append(
             {
-                "configuration": fingerprint,
+                **run,
                 "name": experiment.get("name") or (experiment.get("rev") or "")[:7],
                 "rev": experiment.get("rev"),
                 "timestamp": experiment.get("timestamp"),
-                "profile": params.get("profile"),
-                "seed": params.get("seed"),
-                "switches": {key: bool(train[key]) for key in SWITCHES},
-                "deeplab_labels": params.get("deeplab", {}).get("labels"),
-                "deeplab_iterations": params.get("deeplab", {}).get("iterations"),
-                "crop_target": train.get("crop_target"),
-                "crop_size": train.get("crop_size"),
-                "loss_weights": train.get("loss_weights"),
-                # the CAMs' priors (train.priors); runs from before the setting were coarse
-                "priors": train.get("priors", "coarse"),
                 "privacy": metrics.get("privacy", {}),
                 "attributes": metrics.get("attributes", {}),
                 "segmentation": metrics.get("segmentation", {}),
@@ -341,6 +360,22 @@ def unlisted(collected: list[dict], rows: list[dict], reference: dict) -> list[d
     ]
 
 
+def collected_rows() -> list[dict]:
+    """The rows reports/ablation.json holds ([] when there is none); ValueError naming the file when it is no
+    ablation file."""
+    if not ABLATION_FILE.exists():
+        return []
+    try:
+        rows = json.loads(ABLATION_FILE.read_text())["experiments"]
+        if not isinstance(rows, list):
+            raise TypeError(f"'experiments' is a {type(rows).__name__}, not a list")
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{ABLATION_FILE}: not an ablation file ({error!r}); fix or remove it"
+        ) from error
+    return rows
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.collect_ablation", description=__doc__.split("\n")[0]
@@ -353,39 +388,50 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="drop the rows whose experiment DVC does not list (they are not in this clone)",
     )
+    parser.add_argument(
+        "--keep-unlisted",
+        action="store_true",
+        help="keep the rows whose experiment DVC does not list (collected in another clone) beside what it lists",
+    )
     args = parser.parse_args(argv)
+    if args.drop_unlisted and args.keep_unlisted:
+        parser.error("--drop-unlisted and --keep-unlisted exclude each other")
     reference = yaml.safe_load(PARAMS_FILE.read_text())
     try:
-        collected = (
-            json.loads(ABLATION_FILE.read_text())["experiments"] if ABLATION_FILE.exists() else []
-        )
-    except (ValueError, KeyError, TypeError) as error:
-        print(
-            f"{ABLATION_FILE}: not an ablation file ({error!r}); fix or remove it", file=sys.stderr
-        )
+        collected = collected_rows()
+    except ValueError as error:
+        print(error, file=sys.stderr)
         return 1
     rows = parse_experiments(read_experiments(), reference)
     dropped = unlisted(collected, rows, reference)
+    kept = 0
+    if dropped and args.keep_unlisted:  # a listed run of the same params supersedes the file's row
+        listed = {run_key(row) for row in rows}
+        unique = [row for row in dropped if run_key(row) not in listed]
+        rows, kept, dropped = rows + unique, len(unique), []
     if dropped and not args.drop_unlisted:
         names = ", ".join(sorted(str(row.get("name")) for row in dropped))
         print(
             f"{ABLATION_FILE}: {len(dropped)} rows of this configuration are experiments DVC does not list "
             f"({names}): `make pull` fetches the experiments from the git remote origin; "
-            f"`python -m tools.collect_ablation --drop-unlisted` writes only what DVC lists",
+            f"`python -m tools.collect_ablation --keep-unlisted` keeps them beside what DVC lists, "
+            f"`--drop-unlisted` writes only what DVC lists",
             file=sys.stderr,
         )
         return 1
     if args.check:
         print(
-            f"{ABLATION_FILE}: {len(rows)} finished experiments listed, none of the file's would be dropped"
+            f"{ABLATION_FILE}: {len(rows) - kept} finished experiments listed, none of the file's would be dropped"
+            + (f" ({kept} kept that DVC does not list)" if kept else "")
         )
         return 0
     atomic_write_text(
         ABLATION_FILE, json.dumps({"experiments": rows}, indent=2, sort_keys=True) + "\n"
     )
     print(
-        f"{ABLATION_FILE}: {len(rows)} finished experiments of this configuration listed by DVC"
+        f"{ABLATION_FILE}: {len(rows) - kept} finished experiments of this configuration listed by DVC"
         + (f" ({len(dropped)} rows DVC does not list dropped)" if dropped else "")
+        + (f" and {kept} rows of the file DVC does not list, kept" if kept else "")
     )
     return 0
 

@@ -4,6 +4,7 @@
     python -m tools.experiments ablation --run           # dvc exp run --temp of each row DVC does not list yet
     python -m tools.experiments ablation --run --all     # of every row, listed or not
     python -m tools.experiments ablation --run --dry-run # print those commands, run nothing
+    python -m tools.experiments ablation --run --keep-unlisted  # rows reports/ablation.json holds are done too
 
 The Makefile's ``ablation``, ``seeds`` and ``hypotheses`` targets call ``--run``, so the rows are
 defined once, beside the report that reads them back. Each row is one ``dvc exp run --temp`` (a
@@ -57,17 +58,27 @@ def expected_params(reference: dict, row: dict[str, Any]) -> dict:
     return params
 
 
-def missing_rows(rows: list[dict], reference: dict, experiments: list[dict]) -> list[dict]:
+def missing_rows(
+    rows: list[dict], reference: dict, experiments: list[dict], collected: list[dict] = ()
+) -> list[dict]:
     """The rows no finished experiment (with evaluate's metrics) ran: ``experiments`` as
-    ``read_experiments`` gives them; an experiment is a row's when its params.yaml is the row's whole."""
-    from tools.collect_ablation import EVALUATE_METRICS
+    ``read_experiments`` gives them; an experiment is a row's when its params.yaml is the row's whole.
+    ``collected``: rows of reports/ablation.json also taken as done (``--keep-unlisted``), matched by
+    what a row records of its params (``run_key``)."""
+    from tools.collect_ablation import EVALUATE_METRICS, run_fields, run_key
 
     done = {
         json_digest(e["params"])
         for e in experiments
         if (e.get("metrics") or {}).get(EVALUATE_METRICS) and e.get("params")
     }
-    return [row for row in rows if json_digest(expected_params(reference, row)) not in done]
+    kept = {run_key(row) for row in collected}
+    return [
+        row
+        for row in rows
+        if json_digest(params := expected_params(reference, row)) not in done
+        and run_key(run_fields(params)) not in kept
+    ]
 
 
 def workspace_clean() -> bool:
@@ -97,6 +108,7 @@ def run_grid(
     read_experiments: Callable[[], list[dict]] | None = None,
     execute: Callable[[list[str]], int] | None = None,
     is_clean: Callable[[], bool] = workspace_clean,
+    keep_unlisted: bool = False,
 ) -> int:
     """Run the grid's rows one after another (the missing ones unless ``run_all``); a failed row
     does not stop the others; the row the workspace already ran (``workspace_row``) is saved, not run
@@ -107,7 +119,11 @@ def run_grid(
         if read_experiments is None:
             from tools.collect_ablation import read_experiments
         reference = yaml.safe_load(PARAMS_FILE.read_text())
-        todo = missing_rows(rows, reference, read_experiments())
+        from tools.collect_ablation import collected_rows
+
+        todo = missing_rows(
+            rows, reference, read_experiments(), collected_rows() if keep_unlisted else []
+        )
         saved = workspace_row(todo, reference, is_clean)
     print(f"{name}: {len(todo)} of {len(rows)} experiments to run", flush=True)
     execute = execute or (lambda command: subprocess.run(command).returncode)
@@ -136,6 +152,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--dry-run", action="store_true", help="with --run: print the commands only"
     )
+    parser.add_argument(
+        "--keep-unlisted",
+        action="store_true",
+        help="with --run: rows reports/ablation.json holds count as done, listed by DVC or not",
+    )
     args = parser.parse_args(argv)
     try:
         rows = grid(args.grid)
@@ -143,7 +164,13 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.run:
-        return run_grid(args.grid, run_all=args.all, dry_run=args.dry_run)
+        try:
+            return run_grid(
+                args.grid, run_all=args.all, dry_run=args.dry_run, keep_unlisted=args.keep_unlisted
+            )
+        except ValueError as exc:  # reports/ablation.json is no ablation file
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     for row in rows:
         print(" ".join(f"-S {override(key, value)}" for key, value in row.items()))
     return 0

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import dvc.api
+import pytest
 import yaml
 
 import tools.collect_ablation as collect
@@ -200,6 +201,31 @@ def test_main_stops_rather_than_drop_unlisted_rows(tmp_path, monkeypatch, capsys
     ablation.write_text("[]")
     assert collect.main([]) == 1
     assert "not an ablation file" in capsys.readouterr().err
+
+
+def test_keep_unlisted_keeps_the_files_rows_beside_the_listed_ones(tmp_path, monkeypatch, capsys):
+    """Where the experiment refs are gone (a fresh clone without a git remote), the committed rows stay beside
+    the new ones; a listed run of the same params as a kept row supersedes it rather than counting twice."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params(seed=0)))
+    (tmp_path / "reports").mkdir()
+    committed = parse_experiments(
+        [experiment("gone", params(seed=1)), experiment("rerun", params(seed=2))], params(seed=0)
+    )
+    ablation = tmp_path / "reports" / "ablation.json"
+    ablation.write_text(json.dumps({"experiments": committed}))
+    listed = [experiment("new", params(seed=0)), experiment("rerun-again", params(seed=2))]
+    monkeypatch.setattr(collect, "read_experiments", lambda repo=".": listed)
+
+    assert collect.main(["--check", "--keep-unlisted"]) == 0
+    assert "1 kept" in capsys.readouterr().out
+    assert json.loads(ablation.read_text())["experiments"] == committed
+    assert collect.main(["--keep-unlisted"]) == 0
+    rows = json.loads(ablation.read_text())["experiments"]
+    assert sorted(r["name"] for r in rows) == ["gone", "new", "rerun-again"]
+    assert [r for r in rows if r["name"] == "gone"] == committed[:1]  # kept as it was
+    with pytest.raises(SystemExit):
+        collect.main(["--keep-unlisted", "--drop-unlisted"])
 
 
 def test_an_experiment_that_stopped_at_a_stage_is_stale_from_the_stages_it_did_not_run():

@@ -7,7 +7,7 @@ import shlex
 import yaml
 
 from privobfnet.report.rows import grid
-from tools.collect_ablation import EVALUATE_METRICS
+from tools.collect_ablation import EVALUATE_METRICS, parse_experiments
 from tools.experiments import (
     expected_params,
     main,
@@ -72,6 +72,22 @@ def test_only_rows_without_a_finished_experiment_are_missing():
     missing = missing_rows(rows, REFERENCE, done + [unfinished, other_configuration])
     assert missing == [row for i, row in enumerate(rows) if i not in (0, 4)]
     assert missing_rows(rows, REFERENCE, []) == rows
+
+
+def test_rows_the_ablation_file_holds_are_done_where_dvc_lists_none():
+    """A clone without the experiment refs: the rows reports/ablation.json collected (parse_experiments' rows)
+    count as done; one of another configuration, or of other hypothesis values, does not."""
+    rows = grid("hypotheses")
+    collected = parse_experiments(
+        [
+            finished(expected_params(REFERENCE, rows[2])),
+            finished({**expected_params(REFERENCE, rows[3]), "profile": "ci"}),
+        ]
+    )
+    assert missing_rows(rows, REFERENCE, [], collected) == [
+        row for i, row in enumerate(rows) if i != 2
+    ]
+    assert missing_rows(rows, REFERENCE, [], []) == rows
 
 
 def test_dry_run_prints_the_missing_rows_commands_and_runs_nothing(tmp_path, monkeypatch, capsys):
